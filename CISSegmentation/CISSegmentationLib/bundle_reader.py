@@ -1,0 +1,83 @@
+"""What the panel shows about a bundle: organs, versions with their status, history (no torch).
+
+This is the only file of the Slicer side that reads a bundle, and it reads it through the engine's
+own torch-free reader (``ciss info --json`` in-process), so the format has one definition.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from ciss_engine.registry import ClassRegistry, OrganClass, known_organ_names, make_organ
+
+from .errors import BundleError, InputError
+
+__all__ = ["BundleInfo", "VersionInfo", "catalog_rgb", "known_organ_names", "new_organ_or_raise", "read_bundle_or_raise"]
+
+
+@dataclasses.dataclass(frozen=True)
+class VersionInfo:
+    """One version of a bundle; ``status`` is "current", "published" or "rejected"."""
+
+    version: str
+    status: str
+    organs: tuple[str, ...]
+    created: str | None = None
+    parent_version: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class BundleInfo:
+    """A bundle as the panel lists it; ``registry`` and ``history`` are those of ``version``."""
+
+    path: Path
+    current: str
+    version: str
+    versions: tuple[VersionInfo, ...]
+    registry: ClassRegistry
+    history: tuple[dict[str, Any], ...]
+
+    @property
+    def organs(self) -> tuple[OrganClass, ...]:
+        return self.registry.organs
+
+    def version_info(self, version: str) -> VersionInfo:
+        for info in self.versions:
+            if info.version == version:
+                return info
+        raise BundleError(f"version {version} is not in {self.path}", f"available versions: {', '.join(v.version for v in self.versions)}")
+
+
+def read_bundle_or_raise(path: Path | str | None, version: str | None = None) -> BundleInfo:
+    """Read the bundle folder ``path`` (``version``: default the current one)."""
+    from ciss_engine.commands.info import describe_bundle
+
+    if not path or not str(path).strip():
+        raise BundleError("no bundle chosen", "choose the bundle folder (it holds bundle.json and versions/) under Bundle")
+    description = describe_bundle(Path(path), version)
+    return BundleInfo(
+        path=Path(path),
+        current=description["current"],
+        version=description["version"],
+        versions=tuple(
+            VersionInfo(v["version"], v["status"], tuple(v["organs"]), v.get("created"), v.get("parent_version")) for v in description["versions"]
+        ),
+        registry=ClassRegistry.from_json({"classes": description["classes"]}),
+        history=tuple(description["history"]),
+    )
+
+
+def catalog_rgb(name: str) -> tuple[int, int, int] | None:
+    """The catalog colour of a known organ, None for a custom one."""
+    return make_organ(name, 1).rgb if name in known_organ_names() else None
+
+
+def new_organ_or_raise(bundle: BundleInfo, name: str, rgb: tuple[int, int, int] | None) -> OrganClass:
+    """The organ a Learn step would add: next label id, catalog codes or a custom code."""
+    if name in bundle.registry:
+        raise InputError(
+            f"the bundle already segments {name!r} (label {bundle.registry.by_name(name).label})",
+            "choose an organ the bundle does not segment yet, or correct the existing one by segmenting again",
+        )
+    return make_organ(name, len(bundle.registry) + 1, rgb=rgb)

@@ -1,0 +1,294 @@
+"""Runs one engine command as a child process and turns its JSON-line events into callbacks.
+
+Reader threads only fill a queue; ``poll()`` delivers events in the caller's thread (a QTimer in
+Slicer, the event loop in the studio), so the GUI never blocks and never touches Qt from a thread.
+State comes from structured events and the exit code, never from free text. Cancel sends SIGTERM
+(the engine stops at the next iteration and leaves a resumable checkpoint); after a grace period
+the whole process tree is killed, because killing the launcher alone leaves workers running.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import enum
+import json
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ciss_engine.errors import ExitCode
+
+from .errors import EngineNotInstalledError
+
+if TYPE_CHECKING:
+    import psutil
+
+LOG_TAIL_LINES = 200
+PIPE_DRAIN_S = 5.0
+
+
+class JobState(enum.Enum):
+    NOT_STARTED = "not started"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected by the forgetting guard"
+
+
+@dataclasses.dataclass(frozen=True)
+class JobEvent:
+    """One JSON object the engine wrote on stdout, e.g. ``{"event": "progress", "step": 3, ...}``."""
+
+    kind: str
+    data: dict[str, Any]
+
+    @classmethod
+    def from_line(cls, line: str) -> JobEvent | None:
+        """The event on ``line``, or None when the line is not a JSON event (then it is a log line)."""
+        try:
+            data = json.loads(line)
+        except ValueError:
+            return None
+        if not isinstance(data, dict) or not isinstance(data.get("event"), str):
+            return None
+        return cls(kind=data["event"], data=data)
+
+
+@dataclasses.dataclass(frozen=True)
+class JobProgress:
+    """A ``progress`` event: ``step`` of ``total`` in ``stage``, with an ETA when the engine has one."""
+
+    stage: str
+    step: int
+    total: int
+    eta_s: float | None = None
+    loss: float | None = None
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, self.step / self.total) if self.total > 0 else 0.0
+
+    @classmethod
+    def from_event(cls, event: JobEvent) -> JobProgress:
+        data = event.data
+        return cls(str(data.get("stage") or ""), int(data.get("step") or 0), int(data.get("total") or 0), data.get("eta_s"), data.get("loss"))
+
+
+@dataclasses.dataclass(frozen=True)
+class JobResult:
+    """How a run ended: state, exit code, the ``done``/``error`` events and the last log lines."""
+
+    state: JobState
+    exit_code: int | None
+    done: dict[str, Any] | None
+    error: dict[str, Any] | None
+    events: tuple[JobEvent, ...]
+    log_tail: str
+
+    @property
+    def message(self) -> str:
+        if self.error and self.error.get("message"):
+            return str(self.error["message"])
+        if self.state is JobState.FAILED:
+            return _crash_message(self.exit_code)
+        return self.state.value
+
+    @property
+    def hint(self) -> str:
+        if self.error and self.error.get("hint"):
+            return str(self.error["hint"])
+        if self.state is JobState.FAILED:
+            return "the engine's log (below) says what went wrong; run the same command in a terminal to reproduce it"
+        return ""
+
+    def last_event(self, kind: str) -> JobEvent | None:
+        return next((e for e in reversed(self.events) if e.kind == kind), None)
+
+
+def _crash_message(exit_code: int | None) -> str:
+    if exit_code is not None and exit_code < 0:
+        name = signal.Signals(-exit_code).name if -exit_code in signal.Signals._value2member_map_ else str(-exit_code)
+        reason = " (out of memory?)" if name == "SIGKILL" else ""
+        return f"the engine crashed: killed by {name}{reason}"
+    return f"the engine stopped with exit code {exit_code} and no error message"
+
+
+@dataclasses.dataclass
+class JobCallbacks:
+    """What a front end wants to hear; every callback runs inside ``EngineJob.poll``."""
+
+    on_progress: Callable[[JobProgress], None] | None = None
+    on_event: Callable[[JobEvent], None] | None = None
+    on_log: Callable[[str], None] | None = None
+    on_finished: Callable[[JobResult], None] | None = None
+
+
+class EngineJob:
+    """One run of ``command``; start it, then call ``poll()`` regularly or ``wait()``.
+
+    >>> job = EngineJob([python, "-m", "ciss_engine", "segment", ..., "--progress", "jsonl"], callbacks=JobCallbacks(on_progress=print))
+    >>> job.start(); result = job.wait()
+    """
+
+    def __init__(self, command: Sequence[str], *, env: dict[str, str] | None = None, cwd: str | None = None,
+                 callbacks: JobCallbacks | None = None, cancel_grace_s: float = 10.0) -> None:
+        self.command = [str(part) for part in command]
+        self.env = env
+        self.cwd = cwd
+        self.callbacks = callbacks or JobCallbacks()
+        self.cancel_grace_s = cancel_grace_s
+        self.state = JobState.NOT_STARTED
+        self.result: JobResult | None = None
+        self._process: subprocess.Popen[str] | None = None
+        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._threads: list[threading.Thread] = []
+        self._events: list[JobEvent] = []
+        self._log_tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
+        self._cancel_deadline: float | None = None
+        self._descendants: dict[int, psutil.Process] = {}  # psutil is imported on cancel: it arrives with the engine
+        self._exited_at: float | None = None
+
+    @property
+    def is_running(self) -> bool:
+        return self.state is JobState.RUNNING
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def start(self) -> EngineJob:
+        """Start the process; a missing interpreter is reported as an engine that is not installed."""
+        flags = subprocess.CREATE_NO_WINDOW if sys.platform == "win32" else 0
+        try:
+            self._process = subprocess.Popen(
+                self.command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                encoding="utf-8", errors="replace", bufsize=1, env=self.env, cwd=self.cwd, creationflags=flags,
+            )
+        except OSError as error:
+            raise EngineNotInstalledError(
+                f"cannot start the engine ({self.command[0]}): {error.strerror}",
+                "install the engine (CISSegmentation → Install) or set CISS_ENGINE_PYTHON to a Python that has it",
+            ) from error
+        self.state = JobState.RUNNING
+        for stream, kind in ((self._process.stdout, "stdout"), (self._process.stderr, "stderr")):
+            thread = threading.Thread(target=self._read, args=(stream, kind), daemon=True, name=f"ciss-{kind}")
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def _read(self, stream, kind: str) -> None:
+        for line in stream:
+            self._queue.put((kind, line.rstrip("\r\n")))
+        stream.close()
+
+    def poll(self) -> bool:
+        """Deliver what arrived; escalate a pending cancel; finish when the process is gone. True while running."""
+        if self.state is not JobState.RUNNING:
+            return False
+        self._deliver_queued()
+        if self._cancel_deadline is not None:
+            self._escalate_cancel()
+        if self._process.poll() is not None:
+            self._exited_at = self._exited_at or time.monotonic()
+            # A grandchild that inherited the pipes can keep them open after the engine exits.
+            if not any(t.is_alive() for t in self._threads) or time.monotonic() - self._exited_at > PIPE_DRAIN_S:
+                self._deliver_queued()
+                self._finish()
+                return False
+        return True
+
+    def wait(self, timeout_s: float | None = None, interval_s: float = 0.05) -> JobResult:
+        """Poll until the process ends (tests, scripts and the headless runner)."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while self.poll():
+            if deadline is not None and time.monotonic() > deadline:
+                self.cancel(grace_s=0)
+                deadline = None
+            time.sleep(interval_s)
+        assert self.result is not None
+        return self.result
+
+    def cancel(self, grace_s: float | None = None) -> None:
+        """Ask the engine to stop (SIGTERM); the tree is killed if it is still alive after ``grace_s``."""
+        if self.state is not JobState.RUNNING or self._cancel_deadline is not None:
+            return
+        self._remember_descendants()
+        self._cancel_deadline = time.monotonic() + (self.cancel_grace_s if grace_s is None else grace_s)
+        if self._process.poll() is None:
+            self._process.terminate()
+
+    def _remember_descendants(self) -> None:
+        """Children are found through the parent, so record them while it lives (orphans get re-parented)."""
+        import psutil
+
+        try:
+            for child in psutil.Process(self._process.pid).children(recursive=True):
+                self._descendants[child.pid] = child
+        except psutil.NoSuchProcess:
+            pass
+
+    def _escalate_cancel(self) -> None:
+        if self._process.poll() is None:
+            self._remember_descendants()
+            if time.monotonic() < self._cancel_deadline:
+                return
+            # Through Popen, not psutil: Popen must reap its own child to learn the exit status.
+            self._process.kill()
+        self._kill_remembered()
+
+    def _kill_remembered(self) -> None:
+        """Kill the workers the engine started (they outlive it when it is killed or exits on SIGTERM)."""
+        import psutil
+
+        survivors = [p for p in self._descendants.values() if p.is_running()]
+        for process in survivors:
+            try:
+                process.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(survivors, timeout=1)
+
+    def _deliver_queued(self) -> None:
+        while True:
+            try:
+                kind, line = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            event = JobEvent.from_line(line) if kind == "stdout" else None
+            if event is None:
+                self._log_tail.append(line)
+                if self.callbacks.on_log:
+                    self.callbacks.on_log(line)
+                continue
+            self._events.append(event)
+            if event.kind == "progress" and self.callbacks.on_progress:
+                self.callbacks.on_progress(JobProgress.from_event(event))
+            if self.callbacks.on_event:
+                self.callbacks.on_event(event)
+
+    def _finish(self) -> None:
+        code = self._process.returncode
+        if self._cancel_deadline is not None:
+            self._kill_remembered()
+        done = next((e.data for e in reversed(self._events) if e.kind == "done"), None)
+        error = next((e.data for e in reversed(self._events) if e.kind == "error"), None)
+        if self._cancel_deadline is not None and code != ExitCode.OK:
+            state = JobState.CANCELLED
+        elif code == ExitCode.OK:
+            state = JobState.SUCCEEDED
+        elif code == ExitCode.FORGETTING_REJECTED:
+            state = JobState.REJECTED
+        elif code == ExitCode.CANCELLED:
+            state = JobState.CANCELLED
+        else:
+            state = JobState.FAILED
+        self.state = state
+        self.result = JobResult(state, code, done, error, tuple(self._events), "\n".join(self._log_tail))
+        if self.callbacks.on_finished:
+            self.callbacks.on_finished(self.result)

@@ -1,0 +1,116 @@
+"""The training set of a Learn step: the new organs painted on one or more CTs, as engine input files.
+
+A case is a segmentation node holding segments named after the new organs, on the grid of its CT
+(the segmentation's reference volume). Label files carry only the new organs, values 1..n in the
+order of ``--organ``: class-incremental learning never needs the old organs' labels.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import InputError
+from .segmentation_logic import SEGMENTATION_CLASS, SegmentationLogic
+from .volume_io import write_label_array, write_volume_nifti
+
+if TYPE_CHECKING:
+    from slicer import vtkMRMLScalarVolumeNode, vtkMRMLScene, vtkMRMLSegmentationNode
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingCase:
+    """A CT and the segmentation in which the new organs are painted."""
+
+    volume_node: vtkMRMLScalarVolumeNode | None
+    segmentation_node: vtkMRMLSegmentationNode
+
+
+@dataclasses.dataclass(frozen=True)
+class CaseCounts:
+    """Painted voxels per new organ on one CT (what the panel lists)."""
+
+    volume_name: str
+    segmentation_name: str
+    counts: dict[str, int]
+
+    @property
+    def is_annotated(self) -> bool:
+        return any(self.counts.values())
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingFiles:
+    """Engine input written for a Learn step: one CT and one label file per annotated case."""
+
+    images: tuple[Path, ...]
+    labels: tuple[Path, ...]
+    counts: tuple[CaseCounts, ...]
+
+
+def _file_stem(index: int, name: str) -> str:
+    return f"case{index:02d}_" + (re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_") or "ct")
+
+
+class TrainingSetLogic:
+    """Finds, measures and writes the training cases of one MRML scene."""
+
+    def __init__(self, scene: vtkMRMLScene) -> None:
+        self.scene = scene
+        self.segmentation_logic = SegmentationLogic(scene)
+
+    def find_cases(self, organ_names: Sequence[str]) -> list[TrainingCase]:
+        """Every segmentation holding a segment named after a new organ, with its reference CT (or None)."""
+        cases = []
+        nodes = self.scene.GetNodesByClass(SEGMENTATION_CLASS)
+        for index in range(nodes.GetNumberOfItems()):
+            node = nodes.GetItemAsObject(index)
+            segmentation = node.GetSegmentation()
+            if any(segmentation.GetSegmentIdBySegmentName(name) for name in organ_names):
+                cases.append(TrainingCase(node.GetNodeReference(node.GetReferenceImageGeometryReferenceRole()), node))
+        return cases
+
+    def summarize(self, cases: Sequence[TrainingCase], organ_names: Sequence[str]) -> list[CaseCounts]:
+        """Voxel counts per organ and CT; a case without a CT counts nothing."""
+        summary = []
+        for case in cases:
+            counts = (
+                self.segmentation_logic.voxel_counts(case.segmentation_node, case.volume_node, organ_names)
+                if case.volume_node is not None
+                else dict.fromkeys(organ_names, 0)
+            )
+            volume_name = case.volume_node.GetName() if case.volume_node is not None else "(no CT)"
+            summary.append(CaseCounts(volume_name, case.segmentation_node.GetName(), counts))
+        return summary
+
+    def write_or_raise(self, cases: Sequence[TrainingCase], organ_names: Sequence[str], folder: Path) -> TrainingFiles:
+        """Check every case, then write the annotated ones as ``caseNN_<CT>_image/label.nii.gz``."""
+        if not organ_names:
+            raise InputError("no new organ to learn", "click Add new organ, give its name and paint it on a CT")
+        values = {name: value for value, name in enumerate(organ_names, start=1)}
+        annotated: list[tuple[TrainingCase, Any, CaseCounts]] = []
+        for case in cases:
+            if case.volume_node is None:
+                raise InputError(
+                    f"segmentation {case.segmentation_node.GetName()!r} has no CT",
+                    "open it in Segment Editor and choose its CT as source volume",
+                )
+            self.segmentation_logic.check_on_grid_or_raise(case.segmentation_node, case.volume_node, organ_names)
+            labels = self.segmentation_logic.label_array(case.segmentation_node, case.volume_node, values)
+            counts = {name: int((labels == value).sum()) for name, value in values.items()}
+            if any(counts.values()):
+                annotated.append((case, labels, CaseCounts(case.volume_node.GetName(), case.segmentation_node.GetName(), counts)))
+        for name in organ_names:
+            if not any(summary.counts[name] for _, _, summary in annotated):
+                raise InputError(
+                    f"{name!r} is not painted on any CT",
+                    f"select the segment {name!r} in Segment Editor and paint it on at least one CT, then click Learn",
+                )
+        images, label_paths = [], []
+        for index, (case, labels, _) in enumerate(annotated):
+            stem = _file_stem(index, case.volume_node.GetName())
+            images.append(write_volume_nifti(case.volume_node, Path(folder) / f"{stem}_image.nii.gz"))
+            label_paths.append(write_label_array(labels, case.volume_node, Path(folder) / f"{stem}_label.nii.gz"))
+        return TrainingFiles(tuple(images), tuple(label_paths), tuple(summary for _, _, summary in annotated))

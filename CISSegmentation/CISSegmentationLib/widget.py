@@ -1,0 +1,351 @@
+"""The module panel: connects ``Resources/UI/CISSegmentation.ui`` to the logic. The only file that imports Qt.
+
+Engine runs are polled by a QTimer (``EngineJob.poll``), so the panel stays responsive while the engine
+learns; all results arrive in the GUI thread. Errors are shown with their hint and, for engine
+failures, the engine's last log lines.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import qt
+import slicer
+
+from ciss_engine.registry import OrganClass
+
+from .bundle_reader import BundleInfo, catalog_rgb, known_organ_names, new_organ_or_raise, read_bundle_or_raise
+from .dicom_export import DicomFormat, export_dicom_or_raise
+from .engine_commands import EngineLauncher
+from .errors import CissError, EngineFailedError, InputError
+from .install_logic import SlicerInstaller, missing_requirements_or_raise
+from .job_runner import EngineJob, JobCallbacks, JobEvent, JobProgress, JobState
+from .terminology import organ_name_or_raise
+from .workflow_logic import LearnOutcome, SegmentOutcome, WorkflowLogic
+
+if TYPE_CHECKING:
+    from slicer import vtkMRMLScalarVolumeNode, vtkMRMLScene, vtkMRMLSegmentationNode
+
+POLL_MS = 100
+NIFTI_FORMAT = "NIfTI label map"
+
+
+def show_error(error: CissError) -> None:
+    """A message box with the error, its hint and (for engine failures) the engine's log."""
+    details = getattr(error, "log_tail", "")
+    slicer.util.errorDisplay(f"{error.message}\n\n{error.hint}", windowTitle="CISSegmentation", detailedText=details)
+
+
+class CISSegmentationPanel:
+    """The panel's behaviour; ``parameters`` is the module's parameter node wrapper (typed values)."""
+
+    def __init__(self, ui: Any, parameters: Any, scene: vtkMRMLScene) -> None:
+        self.ui = ui
+        self.parameters = parameters
+        self.scene = scene
+        self.launcher = EngineLauncher.default()
+        self.workflow = WorkflowLogic(scene, launcher=self.launcher)
+        self.bundle: BundleInfo | None = None
+        self.job: EngineJob | None = None
+        self.latest: dict[str, vtkMRMLSegmentationNode] = {}  # CT node ID → latest result on it
+        self.new_organs: list[OrganClass] = []  # added with "Add new organ", not learned yet
+        self.last_learn: LearnOutcome | None = None
+        self.timer = qt.QTimer()
+        self.timer.setInterval(POLL_MS)
+        self.timer.timeout.connect(self._on_timer)
+        self._setup_widgets()
+        self._connect_signals()
+        self._load_bundle()
+        self._check_engine()
+
+    # --- set-up -----------------------------------------------------------------------------
+    def _setup_widgets(self) -> None:
+        self.ui.newOrganNameComboBox.addItems(known_organ_names())
+        self.ui.exportFormatComboBox.addItems([NIFTI_FORMAT, DicomFormat.RTSTRUCT.value, DicomFormat.SEG.value])
+        self.ui.exportDirectoryButton.directory = str(Path.home())
+        self.ui.bundlePathLineEdit.currentPath = self.parameters.bundle_path
+        self.ui.progressBar.setRange(0, 1000)
+        self._show_guard_buttons(False)
+        self._update_buttons()
+
+    def _connect_signals(self) -> None:
+        for button, handler in (
+            (self.ui.installButton, self._on_install_clicked), (self.ui.rollbackButton, self._on_rollback_clicked),
+            (self.ui.segmentButton, self._on_segment_clicked), (self.ui.addOrganButton, self._on_add_organ_clicked),
+            (self.ui.refreshTrainingSetButton, self._refresh_training_set), (self.ui.learnButton, self._on_learn_clicked),
+            (self.ui.cancelButton, self._on_cancel_clicked), (self.ui.acceptButton, self._on_accept_clicked),
+            (self.ui.rejectButton, self._on_reject_clicked), (self.ui.exportButton, self._on_export_clicked),
+        ):
+            button.clicked.connect(self._guarded(handler))
+        self.ui.bundlePathLineEdit.currentPathChanged.connect(self._on_bundle_path_changed)
+        self.ui.newOrganNameComboBox.currentTextChanged.connect(self._on_new_organ_name_changed)
+
+    def _guarded(self, action: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                action()
+            except CissError as error:
+                show_error(error)
+        return run
+
+    def cleanup(self) -> None:
+        """Module unloaded or Slicer closing: stop the engine, remove temporary files."""
+        if self.job is not None:
+            self.job.cancel(grace_s=2)
+            self.job.wait(timeout_s=10)
+        self.timer.stop()
+        self.workflow.cleanup()
+
+    # --- engine and bundle ------------------------------------------------------------------
+    def _check_engine(self) -> None:
+        """Say in the Engine section whether the engine runs and which packages it still lacks."""
+        try:
+            version = self.launcher.check_or_raise()
+            missing = missing_requirements_or_raise(self.launcher, SlicerInstaller(self.launcher).requirements)
+        except CissError as error:
+            self.ui.engineStatusLabel.text = f"{error.message}\n{error.hint}"
+            self.ui.engineCollapsibleButton.collapsed = False
+            return
+        if missing:
+            self.ui.engineStatusLabel.text = f"{version}: needs {', '.join(missing)}. Click Install engine (once, needs internet)."
+            self.ui.engineCollapsibleButton.collapsed = False
+        else:
+            self.ui.engineStatusLabel.text = f"Engine ready: {version} ({self.launcher.python})"
+
+    def _on_install_clicked(self) -> None:
+        with slicer.util.WaitCursor():
+            installed = SlicerInstaller(self.launcher).install_or_raise(lambda text: slicer.util.confirmOkCancelDisplay(text, "CISSegmentation"))
+        if installed:
+            self._check_engine()
+
+    def _on_bundle_path_changed(self, path: str) -> None:
+        self.parameters.bundle_path = path
+        self._load_bundle()
+
+    def _load_bundle(self, version: str | None = None) -> None:
+        """Read the chosen bundle into the tables; a bad folder is shown in the organs table, not as a popup."""
+        self.bundle = None
+        self.ui.bundleStatusLabel.text = ""
+        self.ui.organsTableWidget.setRowCount(0)
+        self.ui.versionsTableWidget.setRowCount(0)
+        self.ui.bundleVersionComboBox.clear()
+        if not self.parameters.bundle_path:
+            return
+        try:
+            self.bundle = read_bundle_or_raise(self.parameters.bundle_path, version)
+        except CissError as error:
+            self.ui.bundleStatusLabel.text = f"{error.message}\n{error.hint}"
+            self._update_buttons()
+            return
+        self.ui.bundleVersionComboBox.addItems([f"current ({self.bundle.current})", *[v.version for v in self.bundle.versions]])
+        self._fill_table(self.ui.organsTableWidget, [
+            [str(o.label), o.name, "", f"{o.type.meaning}" + (f" ({o.modifier.meaning})" if o.modifier else ""), o.version_introduced]
+            for o in self.bundle.organs
+        ])
+        for row, organ in enumerate(self.bundle.organs):
+            self.ui.organsTableWidget.item(row, 2).setBackground(qt.QBrush(qt.QColor(*organ.rgb)))
+        self._fill_table(self.ui.versionsTableWidget, [
+            [v.version, v.status, ", ".join(v.organs), v.created or ""] for v in self.bundle.versions
+        ])
+        self._update_buttons()
+
+    @staticmethod
+    def _fill_table(table: Any, rows: list[list[str]]) -> None:
+        table.setRowCount(len(rows))
+        for row, values in enumerate(rows):
+            for column, value in enumerate(values):
+                table.setItem(row, column, qt.QTableWidgetItem(value))
+
+    def _bundle_or_raise(self) -> BundleInfo:
+        if self.bundle is None:
+            self.bundle = read_bundle_or_raise(self.parameters.bundle_path)  # raises with the reason (none chosen, damaged…)
+        return self.bundle
+
+    def _chosen_version(self) -> str | None:
+        index = self.ui.bundleVersionComboBox.currentIndex
+        return None if index <= 0 else self.ui.bundleVersionComboBox.currentText
+
+    def _on_rollback_clicked(self) -> None:
+        rows = self.ui.versionsTableWidget.selectionModel().selectedRows()
+        if not rows:
+            raise InputError("no version selected", "select the version to return to in the versions table")
+        version = self.ui.versionsTableWidget.item(rows[0].row(), 0).text()
+        self._start(self.workflow.rollback_job(bundle=self._bundle_or_raise(), version=version, callbacks=self._callbacks(self._on_bundle_job_finished)), f"Rolling back to {version}")
+
+    def _on_bundle_job_finished(self, result) -> None:
+        if result.state is not JobState.SUCCEEDED:
+            show_error(EngineFailedError(result.message, result.hint, result.log_tail))
+        self._load_bundle()
+
+    # --- running jobs -----------------------------------------------------------------------
+    def _callbacks(self, on_finished: Callable | None = None) -> JobCallbacks:
+        return JobCallbacks(on_progress=self._on_progress, on_event=self._on_event, on_log=self.ui.logTextEdit.appendPlainText, on_finished=on_finished)
+
+    def _start(self, job: EngineJob, what: str) -> None:
+        self.ui.logTextEdit.appendPlainText(f"--- {what}")
+        self.ui.progressLabel.text = what
+        self.ui.progressBar.value = 0
+        self.job = job.start()
+        self.timer.start()
+        self._update_buttons()
+
+    def _on_timer(self) -> None:
+        job = self.job
+        try:
+            running = job.poll()
+        except CissError as error:  # bringing a result into the scene failed
+            running = False
+            show_error(error)
+        if not running and self.job is job:  # a result handler may have started the next job (segment after learn)
+            self.timer.stop()
+            self.job = None
+        self._update_buttons()
+
+    def _on_progress(self, progress: JobProgress) -> None:
+        self.ui.progressBar.value = int(progress.fraction * 1000)
+        details = [f"{progress.stage}: {progress.step}/{progress.total}"]
+        if progress.loss is not None:
+            details.append(f"loss {progress.loss:.3f}")
+        if progress.eta_s is not None:
+            details.append(f"about {int(progress.eta_s // 60)} min {int(progress.eta_s % 60)} s left")
+        self.ui.progressLabel.text = ", ".join(details)
+
+    def _on_event(self, event: JobEvent) -> None:
+        if event.kind not in ("progress", "done", "error"):  # metrics, checkpoints, the guard: worth a log line
+            self.ui.logTextEdit.appendPlainText(f"{event.kind}: " + ", ".join(f"{k}={v}" for k, v in event.data.items() if k != "event"))
+        if event.kind == "forgetting_guard":
+            agreement = ", ".join(f"{k} {v:.2f}" for k, v in event.data.get("agreement", {}).items())
+            verdict = "passed" if event.data.get("passed") else "REJECTED"
+            self.ui.guardLabel.text = f"Forgetting guard {verdict}: agreement with the old version {agreement} (threshold {event.data.get('threshold')})"
+
+    def _on_cancel_clicked(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+            self.ui.progressLabel.text = "Cancelling: the engine saves a checkpoint and stops"
+
+    def _update_buttons(self) -> None:
+        busy = self.job is not None and self.job.is_running
+        for button in (self.ui.segmentButton, self.ui.learnButton, self.ui.rollbackButton, self.ui.addOrganButton, self.ui.installButton):
+            button.enabled = not busy
+        self.ui.cancelButton.enabled = busy
+
+    # --- segment ----------------------------------------------------------------------------
+    def _on_segment_clicked(self, version: str | None = None) -> None:
+        self.parameters.check_or_raise()
+        job = self.workflow.segment_job(
+            bundle=self._bundle_or_raise(), volume_node=self.parameters.input_volume, version=version or self._chosen_version(),
+            device=self.parameters.device, show_3d=self.parameters.show_3d, callbacks=self._callbacks(), on_done=self._on_segmented,
+        )
+        self._start(job, "Segmenting all organs")
+
+    def _on_segmented(self, outcome: SegmentOutcome) -> None:
+        if outcome.segmentation_node is None:
+            if outcome.result.state is not JobState.CANCELLED:
+                show_error(EngineFailedError(outcome.result.message, outcome.result.hint, outcome.result.log_tail))
+            return
+        volume = outcome.volume_node
+        previous = self.latest.get(volume.GetID())
+        self.latest[volume.GetID()] = outcome.segmentation_node
+        self.ui.segmentsTableView.setSegmentationNode(outcome.segmentation_node)
+        slicer.util.setSliceViewerLayers(background=volume, fit=True)
+        if previous is not None and self.last_learn is not None and outcome.version == self.last_learn.new_version:
+            self._show_side_by_side(volume, previous, outcome.segmentation_node)
+
+    def _show_side_by_side(self, volume: vtkMRMLScalarVolumeNode, old: vtkMRMLSegmentationNode, new: vtkMRMLSegmentationNode) -> None:
+        """Old version's result in the left view, new version's in the right one, same CT and slice."""
+        layout_manager = slicer.app.layoutManager()
+        layout_manager.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutSideBySideView)
+        for view_name, node in (("Red", old), ("Yellow", new)):
+            slice_widget = layout_manager.sliceWidget(view_name)
+            slice_widget.sliceLogic().GetSliceCompositeNode().SetBackgroundVolumeID(volume.GetID())
+            slice_widget.mrmlSliceNode().SetOrientationToAxial()
+            node.GetDisplayNode().SetDisplayableOnlyInView(slice_widget.mrmlSliceNode().GetID())
+
+    # --- add new organ ----------------------------------------------------------------------
+    def _on_new_organ_name_changed(self, text: str) -> None:
+        rgb = catalog_rgb(text.strip().lower().replace(" ", "_"))
+        if rgb is not None:
+            self.ui.newOrganColorPickerButton.color = qt.QColor(*rgb)
+
+    def _on_add_organ_clicked(self) -> None:
+        volume = self.parameters.input_volume
+        if volume is None:
+            raise InputError("no CT chosen", "choose the CT to paint the new organ on under Input CT")
+        color = self.ui.newOrganColorPickerButton.color
+        organ = new_organ_or_raise(self._bundle_or_raise(), organ_name_or_raise(self.ui.newOrganNameComboBox.currentText), (color.red(), color.green(), color.blue()))
+        segmentation = self.workflow.training_segmentation(volume)
+        segment_id = self.workflow.segmentation_logic.add_organ_segment(segmentation, organ)
+        self.new_organs = [o for o in self.new_organs if o.name != organ.name] + [organ]
+        self._refresh_training_set()
+        slicer.util.selectModule("SegmentEditor")
+        editor = slicer.util.getModuleWidget("SegmentEditor").editor
+        editor.setSegmentationNode(segmentation)
+        editor.setSourceVolumeNode(volume)
+        editor.setCurrentSegmentID(segment_id)
+        editor.setActiveEffectByName("Paint")
+
+    def _refresh_training_set(self) -> None:
+        names = [organ.name for organ in self.new_organs]
+        summary = self.workflow.training_set.summarize(self.workflow.training_set.find_cases(names), names)
+        self._fill_table(self.ui.trainingSetTableWidget, [
+            [case.volume_name, case.segmentation_name, ", ".join(f"{name} {count}" for name, count in case.counts.items())] for case in summary
+        ])
+
+    # --- learn, accept, reject --------------------------------------------------------------
+    def _on_learn_clicked(self, accept_forgetting: bool = False) -> None:
+        self.parameters.check_or_raise()
+        self._show_guard_buttons(False)
+        self.ui.guardLabel.text = ""
+        job = self.workflow.learn_job(
+            bundle=self._bundle_or_raise(), new_organs=self.new_organs, preset=self.parameters.preset, device=self.parameters.device,
+            accept_forgetting=accept_forgetting or self.parameters.accept_forgetting, callbacks=self._callbacks(), on_done=self._on_learned,
+        )
+        self._start(job, f"Learning {', '.join(o.name for o in self.new_organs)}")
+
+    def _on_learned(self, outcome: LearnOutcome) -> None:
+        self.last_learn = outcome
+        if outcome.result.state is JobState.SUCCEEDED:
+            self._load_bundle()
+            self._show_guard_buttons(True)
+            self.new_organs = []
+            self._on_segment_clicked(outcome.new_version)  # the new version on the same CT, beside the old result
+        elif outcome.is_rejected:
+            self._show_guard_buttons(True)
+            self.ui.acceptButton.text = "Learn again, accepting forgetting"
+            self.ui.rejectButton.text = "Keep the current version"
+        elif outcome.result.state is JobState.FAILED:
+            show_error(EngineFailedError(outcome.result.message, outcome.result.hint, outcome.result.log_tail))
+
+    def _show_guard_buttons(self, visible: bool) -> None:
+        self.ui.acceptButton.visible = visible
+        self.ui.rejectButton.visible = visible
+        self.ui.acceptButton.text = "Accept new version"
+        self.ui.rejectButton.text = "Reject new version (roll back)"
+
+    def _on_accept_clicked(self) -> None:
+        self._show_guard_buttons(False)
+        if self.last_learn is not None and self.last_learn.is_rejected:
+            self._on_learn_clicked(accept_forgetting=True)
+
+    def _on_reject_clicked(self) -> None:
+        self._show_guard_buttons(False)
+        if self.last_learn is not None and not self.last_learn.is_rejected:
+            job = self.workflow.rollback_job(bundle=self._bundle_or_raise(), version=self.last_learn.previous_version,
+                                             callbacks=self._callbacks(self._on_bundle_job_finished))
+            self._start(job, f"Rejecting: back to {self.last_learn.previous_version}")
+
+    # --- export -----------------------------------------------------------------------------
+    def _on_export_clicked(self) -> None:
+        volume = self.parameters.input_volume
+        segmentation = self.latest.get(volume.GetID()) if volume is not None else None
+        folder = Path(self.ui.exportDirectoryButton.directory)
+        chosen = self.ui.exportFormatComboBox.currentText
+        if chosen == NIFTI_FORMAT:
+            path = self.workflow.export_label_map(bundle=self._bundle_or_raise(), segmentation_node=segmentation, volume_node=volume,
+                                                  path=folder / f"{volume.GetName() if volume else 'ct'}_organs.nii.gz")
+        else:
+            if segmentation is None:
+                raise InputError("nothing to export", "segment the input CT first")
+            path = export_dicom_or_raise(self.scene, segmentation, volume, folder, DicomFormat(chosen))
+        slicer.util.infoDisplay(f"Exported to {path}", "CISSegmentation")

@@ -1,0 +1,160 @@
+"""The panel's actions on one scene: segment a CT, learn new organs, roll back, export a label map.
+
+Each action that runs the engine returns an unstarted ``EngineJob``; the caller starts it and
+polls it (a QTimer in Slicer, the event loop in the studio, ``wait()`` in tests). When the job ends,
+the result is brought into the scene inside ``poll()`` and handed to ``on_done``. Bad input is
+refused before any process starts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ciss_engine.registry import OrganClass
+
+from .bundle_reader import BundleInfo, read_bundle_or_raise
+from .engine_commands import EngineLauncher, learn_args, rollback_args, segment_args
+from .errors import InputError
+from .job_runner import EngineJob, JobCallbacks, JobResult, JobState
+from .segmentation_logic import SEGMENTATION_CLASS, SegmentationLogic
+from .training_set import TrainingCase, TrainingFiles, TrainingSetLogic
+from .volume_io import write_volume_nifti
+
+if TYPE_CHECKING:
+    from slicer import vtkMRMLScalarVolumeNode, vtkMRMLScene, vtkMRMLSegmentationNode
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentOutcome:
+    """A finished ``segment`` run: the new segmentation node when it succeeded."""
+
+    result: JobResult
+    volume_node: vtkMRMLScalarVolumeNode
+    segmentation_node: vtkMRMLSegmentationNode | None
+    version: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class LearnOutcome:
+    """A finished ``learn`` run: the new version, the version before, the forgetting-guard event."""
+
+    result: JobResult
+    new_version: str | None
+    previous_version: str
+    forgetting_guard: dict[str, Any] | None
+    training: TrainingFiles
+
+    @property
+    def is_rejected(self) -> bool:
+        return self.result.state is JobState.REJECTED
+
+
+class EngineJobFactory(Protocol):
+    """What the workflow needs from an engine launcher (``EngineLauncher``; a remote runner in the studio could differ)."""
+
+    def job(self, *args: str | Path, callbacks: JobCallbacks | None = None, cancel_grace_s: float = 10.0) -> EngineJob: ...
+
+
+def _chain(callbacks: JobCallbacks | None, on_finished: Callable[[JobResult], None]) -> JobCallbacks:
+    """The caller's callbacks, with ``on_finished`` first bringing the result into the scene."""
+    callbacks = callbacks or JobCallbacks()
+
+    def finished(result: JobResult) -> None:
+        on_finished(result)
+        if callbacks.on_finished:
+            callbacks.on_finished(result)
+
+    return dataclasses.replace(callbacks, on_finished=finished)
+
+
+class WorkflowLogic:
+    """Segment, Learn, roll back and export for one MRML scene, through the engine process.
+
+    >>> logic = WorkflowLogic(scene)
+    >>> job = logic.segment_job(bundle=read_bundle_or_raise(path), volume_node=ct, on_done=show).start()
+    """
+
+    def __init__(self, scene: vtkMRMLScene, *, launcher: EngineJobFactory | None = None, work_dir: Path | None = None) -> None:
+        self.scene = scene
+        self.launcher = launcher or EngineLauncher.default()
+        self.work_dir = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="ciss-slicer-"))
+        self.segmentation_logic = SegmentationLogic(scene)
+        self.training_set = TrainingSetLogic(scene)
+        self._run_numbers = itertools.count(1)
+
+    def _run_dir(self, command: str) -> Path:
+        folder = self.work_dir / f"run{next(self._run_numbers):03d}-{command}"
+        folder.mkdir(parents=True)
+        return folder
+
+    def segment_job(self, *, bundle: BundleInfo, volume_node: vtkMRMLScalarVolumeNode | None, version: str | None = None, device: str = "auto",
+                    show_3d: bool = True, callbacks: JobCallbacks | None = None, on_done: Callable[[SegmentOutcome], None] | None = None) -> EngineJob:
+        """Segment all organs of ``bundle`` (``version``, default current) on ``volume_node``."""
+        if volume_node is None:
+            raise InputError("no CT chosen", "choose the CT to segment under Input CT")
+        folder = self._run_dir("segment")
+        image = write_volume_nifti(volume_node, folder / "ct.nii.gz")
+        output = folder / "organs.nii.gz"
+
+        def finished(result: JobResult) -> None:
+            node, used = None, None
+            if result.state is JobState.SUCCEEDED:
+                used = str(result.done.get("version")) if result.done and result.done.get("version") else version or bundle.current
+                organs = read_bundle_or_raise(bundle.path, used).organs
+                node = self.segmentation_logic.import_label_map(output, volume_node, organs, name=f"{volume_node.GetName()} organs {used}", show_3d=show_3d)
+            if on_done:
+                on_done(SegmentOutcome(result, volume_node, node, used))
+
+        args = segment_args(bundle=bundle.path, image=image, output=output, version=version, device=device)
+        return self.launcher.job(*args, callbacks=_chain(callbacks, finished))
+
+    def training_segmentation(self, volume_node: vtkMRMLScalarVolumeNode) -> vtkMRMLSegmentationNode:
+        """Where new organs are painted on this CT: its latest segmentation, or a new empty one."""
+        nodes = self.scene.GetNodesByClass(SEGMENTATION_CLASS)
+        on_this_ct = [
+            node for node in (nodes.GetItemAsObject(i) for i in range(nodes.GetNumberOfItems()))
+            if node.GetNodeReference(node.GetReferenceImageGeometryReferenceRole()) is volume_node
+        ]
+        return on_this_ct[-1] if on_this_ct else self.segmentation_logic.create_segmentation(volume_node, name=f"{volume_node.GetName()} new organs")
+
+    def learn_job(self, *, bundle: BundleInfo, new_organs: Sequence[OrganClass], cases: Sequence[TrainingCase] | None = None,
+                  preset: str = "standard", iterations: int | None = None, device: str = "auto", accept_forgetting: bool = False,
+                  callbacks: JobCallbacks | None = None, on_done: Callable[[LearnOutcome], None] | None = None) -> EngineJob:
+        """Add ``new_organs`` to ``bundle`` from the painted cases (default: every case in the scene)."""
+        names = [organ.name for organ in new_organs]
+        cases = self.training_set.find_cases(names) if cases is None else cases
+        folder = self._run_dir("learn")
+        training = self.training_set.write_or_raise(cases, names, folder)
+
+        def finished(result: JobResult) -> None:
+            guard = result.last_event("forgetting_guard")
+            new_version = (result.done or {}).get("version") or (guard.data.get("version") if guard else None)
+            if on_done:
+                on_done(LearnOutcome(result, new_version, bundle.current, guard.data if guard else None, training))
+
+        args = learn_args(
+            bundle=bundle.path, organs=[(o.name, o.rgb) for o in new_organs], images=training.images, labels=training.labels,
+            preset=preset, iterations=iterations, device=device, accept_forgetting=accept_forgetting,
+        )
+        return self.launcher.job(*args, callbacks=_chain(callbacks, finished))
+
+    def rollback_job(self, *, bundle: BundleInfo, version: str, callbacks: JobCallbacks | None = None) -> EngineJob:
+        """Make ``version`` current again (also how a clinician rejects a step that passed the guard)."""
+        bundle.version_info(version)
+        return self.launcher.job(*rollback_args(bundle=bundle.path, version=version), callbacks=callbacks)
+
+    def export_label_map(self, *, bundle: BundleInfo, segmentation_node: vtkMRMLSegmentationNode | None, volume_node: vtkMRMLScalarVolumeNode | None,
+                         path: Path) -> Path:
+        """NIfTI label map on the CT's grid with the bundle's label ids."""
+        if segmentation_node is None or volume_node is None:
+            raise InputError("nothing to export", "segment a CT first, then export its segmentation")
+        return self.segmentation_logic.export_label_map(segmentation_node, volume_node, bundle.organs, path)
+
+    def cleanup(self) -> None:
+        """Remove the engine's input and output copies."""
+        shutil.rmtree(self.work_dir, ignore_errors=True)

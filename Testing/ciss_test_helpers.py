@@ -1,0 +1,33 @@
+"""Helpers shared by the test suites (importable because pyproject sets pythonpath = Testing)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# The phantom's whole field of view (336×288×240 mm) at 6 mm voxels, and a network grid of 6 mm:
+# every organ is there and a training iteration takes a fraction of a second.
+TINY_PHANTOM = {"shape": (56, 48, 40), "spacing": (6.0, 6.0, 6.0)}
+TINY_TRAIN_ARGS = ["--iterations", "4", "--patch-size", "32", "--spacing", "6", "--init-filters", "8", "--batch-size", "1"]
+
+
+def data_dir() -> Path:
+    """Real CT for tests: $CISS_DATA, default ../shared/data beside the repository."""
+    return Path(os.environ.get("CISS_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+def real_case(name: str) -> Path:
+    """Folder of a real CT case, or skip the test with the reason when the data is not there."""
+    folder = data_dir() / "ct" / name
+    if not (folder / "image.nii.gz").is_file():
+        pytest.skip(f"real CT {name} not found under {data_dir()} (set CISS_DATA)")
+    return folder
+
+
+def run_cli(*args: object) -> int:
+    """Run ``ciss`` in this process (exit code returned); subprocess tests use ``python -m ciss_engine``."""
+    from ciss_engine.cli import main
+
+    return int(main([str(a) for a in args]))

@@ -1,0 +1,44 @@
+"""Session fixtures: a phantom cohort and a tiny trained bundle.
+
+The tiny bundle is trained once per session with settings that take seconds (8 filters, 32³
+patches, a few iterations): tests pin correctness, not accuracy (accuracy lives in benchmarks/).
+"""
+from __future__ import annotations
+
+import os
+
+# One math thread per process: tests run engine subprocesses beside the pytest process, and on 2 cores
+# oversubscribed OpenMP threads spin (measured: a tiny training iteration took 4.1 s with 2 threads
+# under load against 0.045 s with 1).
+os.environ["OMP_NUM_THREADS"] = "1"
+
+import sys
+from pathlib import Path
+
+import pytest
+from ciss_test_helpers import TINY_PHANTOM, TINY_TRAIN_ARGS, run_cli
+
+@pytest.fixture(scope="session")
+def phantom_cohort(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Four small synthetic cases (image.nii.gz + label_seg8.nii.gz), made by the project itself."""
+    from ciss_engine.phantom import write_cohort
+
+    return write_cohort(tmp_path_factory.mktemp("phantom"), 4, 0, **TINY_PHANTOM)
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, phantom_cohort: list[Path]) -> Path:
+    """A base bundle on 4 organs of the phantom, trained for a few iterations."""
+    output = tmp_path_factory.mktemp("bundles") / "tiny"
+    code = run_cli(
+        "train", "-i", *[c / "image.nii.gz" for c in phantom_cohort[:2]], "-l", *[c / "label_seg8.nii.gz" for c in phantom_cohort[:2]],
+        "--organs", "spleen=1,kidney_right=2,kidney_left=3,gallbladder=4", "--other-labels", "background", "-o", output,
+        *TINY_TRAIN_ARGS, "--quiet",
+    )
+    assert code == 0
+    return output
+
+
+@pytest.fixture(scope="session")
+def python_executable() -> str:
+    return sys.executable

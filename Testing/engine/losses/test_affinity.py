@@ -1,0 +1,52 @@
+"""Tests of ciss_engine/losses/affinity.py against hand-computed values."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ciss_engine.losses import prototype_affinity
+from ciss_engine.losses.affinity import affinity_weighted_distillation
+
+from .voxel_tensors import features_from_vectors, voxel_mask
+
+PROTOTYPES = torch.tensor([[2.0, 0.0], [0.0, 3.0], [1.0, 1.0]])
+
+
+def _softmax(values: list[float]) -> list[float]:
+    exps = [math.exp(v) for v in values]
+    return [e / sum(exps) for e in exps]
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.1])
+def test_softmax_of_cosines_over_temperature(temperature):
+    features = features_from_vectors([5.0, 0.0], [0.0, 0.0])
+    affinity = prototype_affinity(features, PROTOTYPES, temperature)
+    # Voxel 0 has cosines 1, 0, 1/√2 (lengths do not matter); voxel 1 is a zero vector: cosines 0, uniform.
+    expected_0 = _softmax([1.0 / temperature, 0.0, (1.0 / math.sqrt(2.0)) / temperature])
+    torch.testing.assert_close(affinity[0, :, 0, 0, 0], torch.tensor(expected_0))
+    torch.testing.assert_close(affinity[0, :, 0, 0, 1], torch.full((3,), 1.0 / 3.0))
+
+
+def test_shape_and_argument_checks():
+    features = torch.randn(2, 2, 3, 4, 5)
+    assert prototype_affinity(features, PROTOTYPES, 1.0).shape == (2, 3, 3, 4, 5)
+    with pytest.raises(ValueError, match="feature channels"):
+        prototype_affinity(features, torch.ones(3, 4), 1.0)
+    with pytest.raises(ValueError, match="temperature"):
+        prototype_affinity(features, PROTOTYPES, 0.0)
+
+
+def test_coarse_weights_are_upsampled_and_stay_normalised():
+    terms = torch.ones(1, 3, 4, 4, 4)
+    weights = torch.softmax(torch.randn(1, 3, 2, 2, 2), dim=1)
+    region = torch.ones(1, 4, 4, 4, dtype=torch.bool)
+    # With d = 1 everywhere the loss is the mean of Σ_c w_c, which must stay 1 after trilinear upsampling.
+    assert affinity_weighted_distillation(terms, weights, region).item() == pytest.approx(1.0, rel=1e-6)
+
+
+def test_uniform_weight_and_empty_region():
+    terms = torch.tensor([1.0, 3.0, 5.0, 7.0]).reshape(1, 2, 1, 1, 2)  # voxel 0: d = (1, 5); voxel 1: (3, 7)
+    assert affinity_weighted_distillation(terms, 0.5, voxel_mask(True, False)).item() == pytest.approx(3.0)
+    assert affinity_weighted_distillation(terms, 0.5, voxel_mask(False, False)).item() == 0.0

@@ -1,0 +1,151 @@
+"""The job runner on real processes: the engine itself and a small JSON-line script (``jsonl_process.py``)."""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from slicer_logic_helpers import REPO_ROOT
+
+from ciss_engine import __version__
+from ciss_engine.registry import parse_organ_spec
+from CISSegmentationLib.engine_commands import EngineLauncher, learn_args, segment_args
+from CISSegmentationLib.errors import EngineNotInstalledError
+from CISSegmentationLib.job_runner import EngineJob, JobCallbacks, JobEvent, JobState
+
+SCRIPT = Path(__file__).with_name("jsonl_process.py")
+
+
+def _script_job(*args: str, callbacks: JobCallbacks | None = None, grace_s: float = 10.0) -> EngineJob:
+    return EngineJob([sys.executable, str(SCRIPT), *args], callbacks=callbacks, cancel_grace_s=grace_s)
+
+
+def _wait_for_file(path: Path, timeout_s: float = 20.0) -> int:
+    deadline = time.monotonic() + timeout_s
+    while not (path.is_file() and path.read_text()):
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
+    return int(path.read_text())
+
+
+def _is_gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_progress_events_reach_the_callbacks_in_order():
+    progress, events, logs, finished = [], [], [], []
+    callbacks = JobCallbacks(on_progress=progress.append, on_event=events.append, on_log=logs.append, on_finished=finished.append)
+    result = _script_job("progress", "4", "0.01", callbacks=callbacks).start().wait(timeout_s=60)
+    assert result.state is JobState.SUCCEEDED and result.exit_code == 0
+    assert [p.step for p in progress] == [1, 2, 3, 4]
+    assert [p.fraction for p in progress] == [0.25, 0.5, 0.75, 1.0]
+    assert progress[1].loss == 0.5 and progress[0].eta_s == pytest.approx(0.03)
+    assert [e.kind for e in events] == ["progress"] * 4 + ["checkpoint_saved", "done"]
+    assert result.done == {"event": "done", "version": "1.1.0"}
+    assert "starting" in logs and "a stray line that is not JSON" in logs  # non-JSON stdout is log, not an event
+    assert finished == [result]
+
+
+def test_event_parsing_accepts_only_json_objects_with_an_event_name():
+    assert JobEvent.from_line('{"event": "metric", "dsc": 0.8}') == JobEvent("metric", {"event": "metric", "dsc": 0.8})
+    assert JobEvent.from_line("100%|#####| 4/4") is None
+    assert JobEvent.from_line('["event", "done"]') is None
+    assert JobEvent.from_line('{"message": "no event key"}') is None
+
+
+def test_poll_returns_at_once_while_the_process_works():
+    job = _script_job("progress", "3", "0.3").start()
+    slowest = 0.0
+    while True:
+        started = time.perf_counter()
+        running = job.poll()
+        slowest = max(slowest, time.perf_counter() - started)
+        if not running:
+            break
+        time.sleep(0.02)
+    assert job.result.state is JobState.SUCCEEDED
+    assert slowest < 0.05  # a GUI timer tick never waits for the child
+
+
+def test_error_event_gives_message_and_hint():
+    result = _script_job("error").start().wait(timeout_s=60)
+    assert result.state is JobState.FAILED and result.exit_code == 3
+    assert result.message == "CT not found: /nowhere/ct.nii.gz" and result.hint == "check the path"
+
+
+def test_crash_surfaces_the_log():
+    result = _script_job("crash").start().wait(timeout_s=60)
+    assert result.state is JobState.FAILED and result.exit_code == 1
+    assert result.message == "the engine stopped with exit code 1 and no error message"
+    assert "Traceback" in result.log_tail and "RuntimeError: worker exploded" in result.log_tail
+    assert "about to fail" in result.log_tail
+
+
+def test_killed_process_is_reported_as_a_crash():
+    result = _script_job("killed").start().wait(timeout_s=60)
+    assert result.state is JobState.FAILED and result.exit_code == -9
+    assert "SIGKILL" in result.message and "out of memory" in result.message
+
+
+def test_cancel_stops_the_engine_and_the_worker_it_leaves_behind(tmp_path):
+    pid_file = tmp_path / "worker.pid"
+    job = _script_job("worker", str(pid_file)).start()
+    worker_pid = _wait_for_file(pid_file)
+    job.cancel()
+    result = job.wait(timeout_s=30)
+    assert result.state is JobState.CANCELLED and result.exit_code == 130  # it honoured SIGTERM itself
+    assert _is_gone(worker_pid)
+
+
+def test_cancel_kills_a_process_that_ignores_sigterm(tmp_path):
+    pid_file = tmp_path / "stubborn.pid"
+    job = _script_job("stubborn", str(pid_file), grace_s=0.5).start()
+    _wait_for_file(pid_file)
+    started = time.monotonic()
+    job.cancel()
+    result = job.wait(timeout_s=30)
+    assert result.state is JobState.CANCELLED and result.exit_code == -9
+    assert time.monotonic() - started < 5
+    assert _is_gone(job.pid)
+
+
+def test_real_engine_reports_its_version():
+    launcher = EngineLauncher(python=sys.executable, pythonpath=(str(REPO_ROOT),))
+    assert launcher.check_or_raise() == f"ciss {__version__}"
+    result = EngineJob(launcher.command("--version", progress=False), env=launcher.environment(), cwd=launcher.working_dir).start().wait(timeout_s=120)
+    assert result.state is JobState.SUCCEEDED and f"ciss {__version__}" in result.log_tail
+
+
+def test_real_engine_error_event_names_the_bundle(tmp_path):
+    launcher = EngineLauncher(python=sys.executable, pythonpath=(str(REPO_ROOT),))
+    args = segment_args(bundle=tmp_path / "no_bundle", image=tmp_path / "ct.nii.gz", output=tmp_path / "out.nii.gz")
+    result = launcher.job(*args).start().wait(timeout_s=120)
+    assert result.state is JobState.FAILED and result.exit_code == 4  # ExitCode.BUNDLE_ERROR
+    assert str(tmp_path / "no_bundle") in result.message and "ciss train" in result.hint
+
+
+def test_engine_that_is_not_installed_says_how_to_install(tmp_path, monkeypatch):
+    with pytest.raises(EngineNotInstalledError, match="cannot start the engine"):
+        EngineJob([str(tmp_path / "no-python"), "-m", "ciss_engine"]).start()
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    with pytest.raises(EngineNotInstalledError, match="No module named ciss_engine") as caught:
+        EngineLauncher(python=sys.executable, pythonpath=()).check_or_raise()
+    assert "Install engine" in caught.value.hint
+
+
+def test_learn_arguments_follow_the_engine_contract(tmp_path):
+    args = learn_args(
+        bundle=tmp_path / "b", organs=[("gallbladder", (139, 200, 98)), ("left_adrenal", None)], images=[tmp_path / "1.nii.gz"],
+        labels=[tmp_path / "1l.nii.gz"], preset="quick", device="cpu",
+    )
+    assert args[:5] == ["learn", "-b", str(tmp_path / "b"), "--organ", "gallbladder:#8bc862,left_adrenal"]
+    assert args[5:] == ["-i", str(tmp_path / "1.nii.gz"), "-l", str(tmp_path / "1l.nii.gz"), "--preset", "quick", "--device", "cpu"]
+    name, _, rgb = parse_organ_spec(args[4].split(",")[0])  # the engine's own parser reads the colour back
+    assert (name, rgb) == ("gallbladder", (139, 200, 98))
+    with pytest.raises(ValueError, match="unknown preset"):
+        learn_args(bundle=tmp_path, organs=[("x", None)], images=[], labels=[], preset="fast")

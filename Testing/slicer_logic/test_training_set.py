@@ -1,0 +1,105 @@
+"""Training set collected from segmentation nodes across CTs (tests ``training_set.py``)."""
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+from slicer_logic_helpers import make_tiny_phantom, oblique_lps_affine
+
+from ciss_engine.registry import make_organ
+from CISSegmentationLib.errors import InputError
+from CISSegmentationLib.segmentation_logic import SegmentationLogic
+from CISSegmentationLib.training_set import TrainingCase, TrainingSetLogic
+from CISSegmentationLib.volume_io import add_volume_from_array
+from CISSegmentationLib.workflow_logic import WorkflowLogic
+
+NEW = ["gallbladder", "esophagus"]
+
+
+def _paint(scene, ct, organ_masks: dict[str, np.ndarray], name: str):
+    logic = SegmentationLogic(scene)
+    node = logic.create_segmentation(ct, name=name)
+    for organ_name, mask in organ_masks.items():
+        segment_id = logic.add_organ_segment(node, make_organ(organ_name, 9))
+        logic.set_segment_mask(node, segment_id, mask, ct)
+    return node
+
+
+@pytest.fixture
+def two_cts(scene):
+    first, second = make_tiny_phantom(), make_tiny_phantom(oblique_lps_affine())
+    ct_a = add_volume_from_array(scene, first.image, first.affine, name="CT A")
+    ct_b = add_volume_from_array(scene, second.image, second.affine, name="CT B/2")
+    _paint(scene, ct_a, {"gallbladder": first.labels == 1}, "A training")
+    _paint(scene, ct_b, {"gallbladder": second.labels == 1, "esophagus": second.labels == 3}, "B training")
+    _paint(scene, ct_b, {"liver": second.labels == 3}, "B old organs")  # no new organ: not a case
+    return scene, ct_a, ct_b, first
+
+
+def test_cases_are_found_and_counted_per_ct(two_cts):
+    scene, _, _, phantom = two_cts
+    logic = TrainingSetLogic(scene)
+    cases = logic.find_cases(NEW)
+    assert [(c.volume_node.GetName(), c.segmentation_node.GetName()) for c in cases] == [("CT A", "A training"), ("CT B/2", "B training")]
+    summary = logic.summarize(cases, NEW)
+    assert [s.counts for s in summary] == [
+        {"gallbladder": phantom.counts[1], "esophagus": 0},
+        {"gallbladder": phantom.counts[1], "esophagus": phantom.counts[3]},
+    ]
+
+
+def test_written_label_files_hold_only_the_new_organs_as_1_to_n(two_cts, tmp_path):
+    scene, ct_a, ct_b, phantom = two_cts
+    logic = TrainingSetLogic(scene)
+    files = logic.write_or_raise(logic.find_cases(NEW), NEW, tmp_path)
+    assert [p.name for p in files.images] == ["case00_CT_A_image.nii.gz", "case01_CT_B_2_image.nii.gz"]
+    label_b = nib.load(str(files.labels[1]))
+    values, counts = np.unique(np.asarray(label_b.dataobj), return_counts=True)
+    assert dict(zip(values.tolist(), counts.tolist())) == {0: 20 * 16 * 12 - 225, 1: 120, 2: 105}
+    image_b = nib.load(str(files.images[1]))
+    assert np.array_equal(image_b.affine, label_b.affine)
+    assert np.allclose(image_b.affine, oblique_lps_affine(), atol=1e-5)
+    assert np.array_equal(np.asarray(nib.load(str(files.labels[0])).dataobj), (phantom.labels == 1).astype(np.uint8))
+
+
+def test_learn_without_annotation_is_refused(scene, tmp_path):
+    phantom = make_tiny_phantom()
+    ct = add_volume_from_array(scene, phantom.image, phantom.affine, name="CT")
+    _paint(scene, ct, {"gallbladder": np.zeros(phantom.labels.shape, dtype=bool)}, "empty")
+    logic = TrainingSetLogic(scene)
+    with pytest.raises(InputError, match="'gallbladder' is not painted on any CT") as caught:
+        logic.write_or_raise(logic.find_cases(["gallbladder"]), ["gallbladder"], tmp_path)
+    assert "Segment Editor" in caught.value.hint
+    with pytest.raises(InputError, match="no new organ"):
+        logic.write_or_raise([], [], tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_annotation_on_a_different_grid_than_its_ct_is_refused(two_cts, tmp_path):
+    scene, ct_a, ct_b, _ = two_cts
+    logic = TrainingSetLogic(scene)
+    painted_on_b = logic.find_cases(NEW)[1].segmentation_node
+    with pytest.raises(InputError, match="not on the voxel grid of CT 'CT A'"):
+        logic.write_or_raise([TrainingCase(ct_a, painted_on_b)], NEW, tmp_path)
+
+
+def test_segmentation_without_ct_is_refused(scene, tmp_path):
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "orphan")
+    node.GetSegmentation().AddEmptySegment("gallbladder", "gallbladder")
+    logic = TrainingSetLogic(scene)
+    cases = logic.find_cases(["gallbladder"])
+    assert logic.summarize(cases, ["gallbladder"])[0].volume_name == "(no CT)"
+    with pytest.raises(InputError, match="'orphan' has no CT"):
+        logic.write_or_raise(cases, ["gallbladder"], tmp_path)
+
+
+def test_new_organs_are_painted_in_the_latest_segmentation_of_that_ct(two_cts, tmp_path):
+    scene, ct_a, ct_b, _ = two_cts
+    workflow = WorkflowLogic(scene, work_dir=tmp_path)
+    assert workflow.training_segmentation(ct_b).GetName() == "B old organs"  # the latest of the two on CT B
+    phantom = make_tiny_phantom()
+    ct_c = add_volume_from_array(scene, phantom.image, phantom.affine, name="CT C")
+    created = workflow.training_segmentation(ct_c)
+    assert created.GetName() == "CT C new organs"
+    assert created.GetNodeReference(created.GetReferenceImageGeometryReferenceRole()) is ct_c
+    assert workflow.training_segmentation(ct_c) is created

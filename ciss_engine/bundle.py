@@ -1,0 +1,245 @@
+"""The deployed model: a directory of versions, each a MONAI-bundle-layout folder.
+
+```
+BUNDLE/bundle.json                      {"format": "ciss-bundle", "format_version": 1, "current": "1.1.0"}
+BUNDLE/versions/<semver>/configs/metadata.json   MONAI metadata + "ciss" section (network, preprocessing, status…)
+                        configs/classes.json     class registry
+                        models/model.pt          state dict, loaded with weights_only=True
+                        models/prototypes.safetensors
+                        docs/history.json        lineage of every step up to this version
+                        docs/README.md           model card
+```
+A version is written into a staging folder and renamed into place when complete; ``bundle.json`` is
+replaced atomically to switch versions, so a reader never sees half a version and rollback is a
+pointer change. Loading never executes code: weights go through ``torch.load(weights_only=True)``,
+prototypes through safetensors, everything else is JSON.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import pickle
+import re
+from pathlib import Path
+from typing import Any
+
+from .atomic import staged_directory, write_json_atomic
+from .errors import BundleError
+from .registry import ClassRegistry
+
+FORMAT = "ciss-bundle"
+FORMAT_VERSION = 1
+SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
+STATUS_PUBLISHED = "published"
+STATUS_REJECTED = "rejected"
+
+
+def semver_key(version: str) -> tuple[int, int, int]:
+    match = SEMVER.match(version)
+    if not match:
+        raise BundleError(f"invalid version {version!r}", "versions are semantic versions such as 1.2.0")
+    return tuple(int(g) for g in match.groups())  # type: ignore[return-value]
+
+
+def next_minor(version: str) -> str:
+    major, minor, _ = semver_key(version)
+    return f"{major}.{minor + 1}.0"
+
+
+def _read_json_or_raise(path: Path, what: str) -> Any:
+    if not path.is_file():
+        raise BundleError(f"{what} is missing: {path}", f"{path.parent.parent} is not a complete CISSegmentation bundle version; roll back or retrain")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise BundleError(f"{what} is not valid JSON: {path} ({error})", "the file is damaged; restore the bundle from a backup or roll back to another version") from error
+
+
+@dataclasses.dataclass(frozen=True)
+class BundleVersion:
+    """One version of a bundle, validated on load; weights are read only when asked for."""
+
+    path: Path
+    metadata: dict[str, Any]
+    registry: ClassRegistry
+    history: list[dict[str, Any]]
+
+    @property
+    def version(self) -> str:
+        return str(self.metadata["version"])
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The ``ciss`` section of metadata.json: network, preprocessing, status, training settings."""
+        return self.metadata["ciss"]
+
+    @property
+    def status(self) -> str:
+        return str(self.settings.get("status", STATUS_PUBLISHED))
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / "models" / "model.pt"
+
+    @property
+    def prototypes_path(self) -> Path:
+        return self.path / "models" / "prototypes.safetensors"
+
+    def load_state_dict(self) -> dict[str, Any]:
+        """The network weights; refuses anything but tensors (no code from the bundle runs)."""
+        import torch
+
+        if not self.model_path.is_file():
+            raise BundleError(f"model weights are missing: {self.model_path}", "the bundle version is incomplete; roll back to another version or retrain")
+        try:
+            state = torch.load(self.model_path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as error:
+            raise BundleError(
+                f"refused to load {self.model_path}: it contains objects other than tensors",
+                "a bundle holds a plain state dict only; this file may be malicious or from another tool — do not use it, retrain or restore a trusted copy",
+            ) from error
+        except (RuntimeError, EOFError, OSError) as error:
+            raise BundleError(f"cannot read model weights {self.model_path}: {error}", "the file is damaged; restore the bundle from a backup or roll back") from error
+        if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+            raise BundleError(f"{self.model_path} is not a state dict", "a bundle holds a plain state dict saved with torch.save(model.state_dict())")
+        return state
+
+    def load_prototypes(self) -> dict[str, Any]:
+        """Global prototypes, voxel counts and per-class τ as tensors (safetensors: no code)."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        if not self.prototypes_path.is_file():
+            return {}
+        try:
+            return load_file(str(self.prototypes_path))
+        except (SafetensorError, OSError) as error:
+            raise BundleError(f"cannot read prototypes {self.prototypes_path}: {error}", "the file is damaged; restore the bundle from a backup or roll back") from error
+
+
+def load_version_or_raise(path: Path) -> BundleVersion:
+    """Read and validate one version folder (``configs/``, ``models/``, ``docs/``)."""
+    path = Path(path)
+    metadata = _read_json_or_raise(path / "configs" / "metadata.json", "bundle metadata")
+    if not isinstance(metadata, dict) or "ciss" not in metadata:
+        raise BundleError(
+            f"{path / 'configs' / 'metadata.json'} is not a CISSegmentation bundle (no 'ciss' section)",
+            "this looks like a bundle from another tool; CISSegmentation can only load bundles it wrote (ciss train)",
+        )
+    settings = metadata["ciss"]
+    if settings.get("format_version") != FORMAT_VERSION:
+        raise BundleError(
+            f"{path / 'configs' / 'metadata.json'} has bundle format {settings.get('format_version')!r}, this engine reads {FORMAT_VERSION}",
+            "upgrade CISSegmentation to the version that wrote this bundle",
+        )
+    for key in ("network", "preprocessing"):
+        if not isinstance(settings.get(key), dict):
+            raise BundleError(f"{path / 'configs' / 'metadata.json'} lacks the ciss.{key} section", "the file is damaged; restore the bundle from a backup or retrain")
+    semver_key(str(metadata.get("version", "")))
+    classes_path = path / "configs" / "classes.json"
+    classes = _read_json_or_raise(classes_path, "class registry")
+    try:
+        registry = ClassRegistry.from_json(classes)
+    except (KeyError, TypeError, ValueError) as error:
+        raise BundleError(f"{classes_path} has a wrong schema: {error!r}", "the class registry is damaged; restore it from a backup or roll back") from error
+    if settings["network"].get("out_channels") != registry.num_classes:
+        raise BundleError(
+            f"{classes_path} lists {len(registry)} organs but the network has {settings['network'].get('out_channels')} outputs",
+            "the bundle version is inconsistent; roll back to another version",
+        )
+    history = _read_json_or_raise(path / "docs" / "history.json", "bundle history")
+    return BundleVersion(path=path, metadata=metadata, registry=registry, history=history)
+
+
+class Bundle:
+    """A bundle root: its versions and which one is current."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    @property
+    def pointer_path(self) -> Path:
+        return self.root / "bundle.json"
+
+    @classmethod
+    def open_or_raise(cls, root: Path) -> Bundle:
+        root = Path(root)
+        if not root.exists():
+            raise BundleError(f"bundle not found: {root}", "give the folder written by `ciss train` (it holds bundle.json and versions/)")
+        bundle = cls(root)
+        pointer = _read_json_or_raise(bundle.pointer_path, "bundle pointer")
+        if not isinstance(pointer, dict) or pointer.get("format") != FORMAT:
+            raise BundleError(f"{bundle.pointer_path} is not a CISSegmentation bundle pointer", "give the folder written by `ciss train`")
+        return bundle
+
+    def _pointer(self) -> dict[str, Any]:
+        return _read_json_or_raise(self.pointer_path, "bundle pointer")
+
+    @property
+    def current_version(self) -> str:
+        return str(self._pointer()["current"])
+
+    def versions(self) -> list[str]:
+        folder = self.root / "versions"
+        names = [p.name for p in folder.iterdir() if p.is_dir() and SEMVER.match(p.name)] if folder.is_dir() else []
+        return sorted(names, key=semver_key)
+
+    def version_path(self, version: str) -> Path:
+        return self.root / "versions" / version
+
+    def load(self, version: str | None = None) -> BundleVersion:
+        """Load ``version`` (default: the current one)."""
+        version = version or self.current_version
+        if version not in self.versions():
+            raise BundleError(f"version {version} does not exist in {self.root}", f"available versions: {', '.join(self.versions()) or 'none'}")
+        return load_version_or_raise(self.version_path(version))
+
+    def set_current(self, version: str) -> None:
+        loaded = self.load(version)
+        if loaded.status == STATUS_REJECTED:
+            raise BundleError(
+                f"version {version} was rejected by the forgetting guard",
+                "learn again with different settings, or pass --accept-forgetting to accept a step knowingly",
+            )
+        write_json_atomic(self.pointer_path, {**self._pointer(), "current": version})
+
+    def next_version(self) -> str:
+        return next_minor(self.versions()[-1])
+
+
+def write_version(
+    root: Path,
+    *,
+    version: str,
+    registry: ClassRegistry,
+    settings: dict[str, Any],
+    state_dict: dict[str, Any],
+    prototypes: dict[str, Any],
+    history: list[dict[str, Any]],
+    changelog: dict[str, str],
+    make_current: bool,
+) -> BundleVersion:
+    """Write a complete version into ``root/versions/<version>`` atomically; optionally make it current."""
+    import torch
+    from safetensors.torch import save_file
+
+    from .bundle_metadata import build_metadata, model_card
+
+    root = Path(root)
+    final = root / "versions" / version
+    metadata = build_metadata(version=version, registry=registry, settings=settings, changelog=changelog)
+    with staged_directory(final) as staging:
+        for sub in ("configs", "models", "docs"):
+            (staging / sub).mkdir()
+        write_json_atomic(staging / "configs" / "metadata.json", metadata)
+        write_json_atomic(staging / "configs" / "classes.json", registry.to_json())
+        torch.save({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, staging / "models" / "model.pt")
+        if prototypes:
+            save_file({k: v.detach().cpu().contiguous() for k, v in prototypes.items()}, str(staging / "models" / "prototypes.safetensors"))
+        write_json_atomic(staging / "docs" / "history.json", history)
+        (staging / "docs" / "README.md").write_text(model_card(metadata, registry, history), encoding="utf-8")
+    if make_current:
+        pointer = root / "bundle.json"
+        previous = json.loads(pointer.read_text(encoding="utf-8")) if pointer.exists() else {"format": FORMAT, "format_version": FORMAT_VERSION}
+        write_json_atomic(pointer, {**previous, "current": version})
+    return load_version_or_raise(final)

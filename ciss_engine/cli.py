@@ -1,0 +1,75 @@
+"""The ``ciss`` command line: parses arguments and calls one command module; nothing else.
+
+Command modules are imported lazily (``ciss_engine.commands.<name>``) so ``ciss info --json`` and
+``--list-classes`` answer without importing torch.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from . import __version__
+from .commands import COMMANDS
+from .errors import CissError, ExitCode
+from .events import EventSink, ProgressMode
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--progress",
+        choices=[m.value for m in ProgressMode],
+        default=None,
+        help="how to report progress: jsonl = one JSON event a line on stdout (for GUIs); bar = progress bars on a "
+        "terminal (default); quiet = nothing but errors",
+    )
+    parser.add_argument("--quiet", action="store_true", help="same as --progress quiet")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ciss", description="CISSegmentation engine: segment organs on CT and add new organs without old labels.")
+    parser.add_argument("--version", action="version", version=f"ciss {__version__}")
+    parser.add_argument("--list-classes", action="store_true", help="list the organs the catalog knows (name, SNOMED CT code) and exit")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, summary in COMMANDS.items():
+        module = importlib.import_module(f".commands.{name.replace('-', '_')}", __package__)
+        sub = subparsers.add_parser(name, help=summary, description=summary)
+        module.add_arguments(sub)
+        _add_common(sub)
+    return parser
+
+
+def _list_classes() -> None:
+    from .registry import known_organ_names, make_organ
+
+    for index, name in enumerate(known_organ_names(), start=1):
+        organ = make_organ(name, index)
+        modifier = f" ({organ.modifier.meaning})" if organ.modifier else ""
+        print(f"{name:24s} SCT {organ.type.code:>10s} {organ.type.meaning}{modifier}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.list_classes:
+        _list_classes()
+        return ExitCode.OK
+    if not args.command:
+        parser.print_help()
+        return ExitCode.USAGE_ERROR
+    mode = ProgressMode.QUIET if args.quiet else ProgressMode(args.progress or ProgressMode.BAR)
+    sink = EventSink(mode)
+    module = importlib.import_module(f".commands.{args.command.replace('-', '_')}", __package__)
+    try:
+        module.run(args, sink)
+    except CissError as error:
+        sink.error(error.message, error.hint, exit_code=int(error.exit_code))
+        return error.exit_code
+    except KeyboardInterrupt:
+        sink.error("cancelled", "run again with --resume to continue from the last checkpoint", exit_code=int(ExitCode.CANCELLED))
+        return ExitCode.CANCELLED
+    return ExitCode.OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,17 @@
+"""One module per ``ciss`` sub-command; each has ``add_arguments(parser)`` and ``run(args, sink)``.
+
+Command modules import torch, MONAI and friends inside ``run`` only, so building the parser and the
+light commands (``info --json``, ``--list-classes``) answer without loading torch.
+"""
+
+COMMANDS: dict[str, str] = {
+    "info": "Show a bundle: organs, version, history (no torch needed).",
+    "versions": "List a bundle's versions and which is current.",
+    "rollback": "Make an earlier version of a bundle current again.",
+    "train": "Train a base bundle on fully labelled CTs.",
+    "segment": "Segment all organs of a bundle on a CT.",
+    "export": "Write a label map made on a DICOM CT as DICOM RTSTRUCT and SEG that reference it.",
+    "evaluate": "Segment CTs and score them against labels (DSC, HD95).",
+    "phantom": "Write synthetic abdominal CTs with 8 organ labels.",
+    "demo": "Build a base bundle and segment CTs end to end: a table and preview PNGs.",
+}

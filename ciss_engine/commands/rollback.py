@@ -1,0 +1,22 @@
+"""``ciss rollback``: make an earlier (non-rejected) version current again; nothing is deleted."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..events import EventSink
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-b", "--bundle", required=True, help="bundle folder")
+    parser.add_argument("--to", required=True, dest="target", metavar="VERSION", help="version to make current, e.g. 1.0.0")
+
+
+def run(args: argparse.Namespace, sink: EventSink) -> None:
+    from ..bundle import Bundle
+
+    bundle = Bundle.open_or_raise(Path(args.bundle))
+    previous = bundle.current_version
+    bundle.set_current(args.target)
+    sink.log(f"current version of {args.bundle}: {previous} -> {args.target}")
+    sink.done(bundle=str(args.bundle), version=args.target, previous=previous)

@@ -1,0 +1,58 @@
+"""``ciss segment``: all organs of a bundle on one CT, as a label map on the CT's own grid."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..events import EventSink
+from .arguments import add_bundle_argument, add_device_argument
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_bundle_argument(parser)
+    parser.add_argument("-i", "--input", required=True, help="CT volume (NIfTI, NRRD or a DICOM series folder)")
+    parser.add_argument("-o", "--output", required=True, help="output label map (.nii.gz); values are the bundle's label ids")
+    parser.add_argument("--per-organ", metavar="DIR", default=None, help="also write one binary mask per organ into DIR (<organ>.nii.gz)")
+    parser.add_argument("--summary", default=None, help="JSON summary with volumes in mL (default: OUTPUT with .json)")
+    parser.add_argument("--preview", default=None, help="PNG montage of axial and coronal overlays (default: OUTPUT with _preview.png)")
+    parser.add_argument("--no-preview", action="store_true", help="do not write the PNG preview")
+    add_device_argument(parser)
+
+
+def output_stem(path: Path) -> Path:
+    name = path.name
+    for suffix in (".nii.gz", ".nii", ".nrrd"):
+        if name.endswith(suffix):
+            return path.with_name(name[: -len(suffix)])
+    return path.with_name(path.stem)
+
+
+def run(args: argparse.Namespace, sink: EventSink) -> None:
+    from ..atomic import ensure_writable_dir
+    from ..bundle import Bundle
+    from ..device import resolve_device
+    from ..imaging import load_volume_or_raise
+    from ..inference import Segmenter
+    from ..segmentation_outputs import write_segmentation_outputs
+
+    output = Path(args.output)
+    ensure_writable_dir(output.parent)
+    version = Bundle.open_or_raise(Path(args.bundle)).load(args.bundle_version)
+    image = load_volume_or_raise(Path(args.input))
+    sink.progress("segment", 0, 1)
+    result = Segmenter(version, resolve_device(args.device)).segment(image)
+    sink.progress("segment", 1, 1)
+    stem = output_stem(output)
+    written = write_segmentation_outputs(
+        result,
+        image,
+        version,
+        label_path=output,
+        summary_path=Path(args.summary) if args.summary else stem.with_suffix(".json"),
+        preview_path=None if args.no_preview else Path(args.preview) if args.preview else stem.with_name(stem.name + "_preview.png"),
+        per_organ_dir=Path(args.per_organ) if args.per_organ else None,
+        source=str(args.input),
+    )
+    for organ, volume in result.volumes_ml.items():
+        sink.log(f"  {organ:24s} {volume:10.1f} mL")
+    sink.done(output=str(output), version=version.version, volumes_ml=result.volumes_ml, files=[str(p) for p in written])

@@ -1,0 +1,76 @@
+"""``ciss train``: a base bundle from fully labelled CTs."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..cancellation import CancelToken, cancel_on_signals
+from ..errors import InputError
+from ..events import EventSink
+from ..registry import parse_organ_spec
+from .arguments import add_device_argument, float_triple, int_triple, positive_float, positive_int
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-i", "--images", nargs="+", required=True, help="CT volumes (NIfTI, NRRD or DICOM folders)")
+    parser.add_argument("-l", "--labels", nargs="+", required=True, help="label maps, one per CT, on the CT's grid")
+    parser.add_argument(
+        "--organs", required=True,
+        help="organs to learn, as NAME[=VALUE][:R,G,B] separated by commas; VALUE is the organ's value in the label "
+        "files (default: its position, 1-based); a colour makes an organ unknown to the catalog a custom organ. "
+        "Example: spleen=1,kidney_right=2,kidney_left=3,gallbladder=4",
+    )
+    parser.add_argument("-o", "--output", required=True, help="new bundle folder to create")
+    parser.add_argument(
+        "--other-labels", choices=["error", "background"], default="error",
+        help="label values not listed in --organs: error (default) or background (keep only the listed organs)",
+    )
+    parser.add_argument("--iterations", type=positive_int, default=400, help="training iterations (default 400: ~6 min on 2 CPU cores)")
+    parser.add_argument("--batch-size", type=positive_int, default=2, help="patches per iteration (default 2)")
+    parser.add_argument("--patch-size", type=int_triple, default=(64, 64, 64), help="patch size in voxels, N or X,Y,Z, multiples of 8 (default 64)")
+    parser.add_argument("--spacing", type=float_triple, default=(3.0, 3.0, 3.0), help="network voxel spacing in mm (default 3)")
+    parser.add_argument("--init-filters", type=positive_int, default=16, help="SegResNet width; also the prototype feature size K (default 16)")
+    parser.add_argument("--learning-rate", type=positive_float, default=1e-2, help="SGD learning rate before poly decay (default 0.01)")
+    parser.add_argument("--checkpoint-every", type=positive_int, default=50, help="iterations between resumable checkpoints (default 50)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed and data give the same model (default 0)")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint (same arguments)")
+    parser.add_argument("--no-amp", action="store_true", help="train in float32 (default: bf16 on capable CPUs, mixed precision on CUDA)")
+    add_device_argument(parser)
+
+
+def parse_organs_or_raise(text: str) -> list[tuple[str, int, tuple[int, int, int] | None]]:
+    organs = []
+    for position, item in enumerate(filter(None, text.split(",")), start=1):
+        name, value, rgb = parse_organ_spec(item)
+        organs.append((name, value if value is not None else position, rgb))
+    if not organs:
+        raise InputError("no organs given", "pass --organs, e.g. --organs spleen=1,liver=2")
+    values = [v for _, v, _ in organs]
+    if len(set(values)) != len(values):
+        raise InputError(f"two organs share a label value in --organs {text}", "give each organ its own value")
+    return organs
+
+
+def run(args: argparse.Namespace, sink: EventSink) -> None:
+    from ..device import resolve_device
+    from ..preprocessing import PreprocessingConfig
+    from ..training.base import BaseTrainingRequest, train_base_bundle
+    from ..training.loop import LoopConfig
+
+    request = BaseTrainingRequest(
+        images=[Path(p) for p in args.images],
+        labels=[Path(p) for p in args.labels],
+        organs=parse_organs_or_raise(args.organs),
+        output=Path(args.output),
+        loop=LoopConfig(iterations=args.iterations, learning_rate=args.learning_rate, checkpoint_every=args.checkpoint_every, amp=not args.no_amp),
+        preprocessing=PreprocessingConfig(spacing_mm=args.spacing, patch_size=args.patch_size),
+        init_filters=args.init_filters,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        other_labels=args.other_labels,
+        resume=args.resume,
+    )
+    with cancel_on_signals(CancelToken()) as cancel:
+        version = train_base_bundle(request, device=resolve_device(args.device), sink=sink, cancel=cancel)
+    sink.log(f"bundle written: {request.output} (version {version.version})")
+    sink.done(bundle=str(request.output), version=version.version, organs=version.registry.names)

@@ -1,0 +1,19 @@
+"""``ciss versions``: list a bundle's versions and their status."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..events import EventSink
+from .info import describe_bundle
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-b", "--bundle", required=True, help="bundle folder")
+
+
+def run(args: argparse.Namespace, sink: EventSink) -> None:
+    description = describe_bundle(Path(args.bundle))
+    for entry in description["versions"]:
+        marker = "*" if entry["status"] == "current" else " "
+        print(f"{marker} {entry['version']:8s} {entry['status']:10s} {', '.join(entry['organs'])}")

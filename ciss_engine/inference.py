@@ -1,0 +1,95 @@
+"""All-organ segmentation with a bundle version: sliding window with Gaussian blending on the
+network grid, then the label map goes back onto the input's own grid."""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import nibabel as nib
+import numpy as np
+import torch
+from monai.inferers import sliding_window_inference
+
+from .bundle import BundleVersion
+from .device import autocast, autocast_dtype
+from .network import NetworkConfig, SegmentationNetwork, build_network
+from .preprocessing import PreprocessingConfig, image_to_network, label_to_input_grid
+
+ProgressCallback = Callable[[int, int], None]
+
+
+def load_network(version: BundleVersion, device: torch.device) -> SegmentationNetwork:
+    """The version's network with its weights, in eval mode on ``device``."""
+    from .errors import BundleError
+
+    network = build_network(NetworkConfig.from_json(version.settings["network"]))
+    try:
+        network.load_state_dict(version.load_state_dict())
+    except RuntimeError as error:
+        raise BundleError(f"weights in {version.model_path} do not fit the network in its metadata: {error}", "the bundle version is inconsistent; roll back or retrain") from error
+    return network.to(device).eval()
+
+
+def sliding_window_outputs(
+    network: SegmentationNetwork,
+    image: torch.Tensor,
+    *,
+    patch_size: tuple[int, int, int],
+    device: torch.device,
+    with_features: bool = False,
+    overlap: float = 0.5,
+    amp: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Logits (1, C, X, Y, Z) float32 on the CPU, and the features (1, K, X, Y, Z) when asked.
+
+    Windows run on ``device``; stitching happens on the CPU, so a whole CT never has to fit the GPU.
+    """
+    dtype = autocast_dtype(device, amp)
+
+    def predict(patch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | torch.Tensor:
+        with autocast(device, dtype):
+            logits, features = network.forward_with_features(patch)
+        return (logits.float(), features.float()) if with_features else logits.float()
+
+    with torch.no_grad():
+        outputs = sliding_window_inference(
+            image.as_tensor() if hasattr(image, "as_tensor") else image,
+            roi_size=patch_size,
+            sw_batch_size=2,
+            predictor=predict,
+            overlap=overlap,
+            mode="gaussian",
+            sw_device=device,
+            device=torch.device("cpu"),
+        )
+    if with_features:
+        return outputs[0], outputs[1]
+    return outputs, None
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentationResult:
+    label: np.ndarray  # uint8 on the input's grid, values = bundle class ids
+    affine: np.ndarray
+    volumes_ml: dict[str, float]
+
+
+class Segmenter:
+    """Segments CTs with one bundle version; the network is loaded once."""
+
+    def __init__(self, version: BundleVersion, device: torch.device) -> None:
+        self.version = version
+        self.device = device
+        self.preprocessing = PreprocessingConfig.from_json(version.settings["preprocessing"])
+        self.network = load_network(version, device)
+
+    def segment(self, image: nib.Nifti1Image) -> SegmentationResult:
+        tensor = image_to_network(image, self.preprocessing)
+        logits, _ = sliding_window_outputs(self.network, tensor[None], patch_size=self.preprocessing.patch_size, device=self.device)
+        network_label = tensor.clone()
+        network_label.set_array(logits[0].argmax(0, keepdim=True).to(torch.uint8))
+        label = label_to_input_grid(network_label, image)
+        voxel_ml = abs(float(np.linalg.det(image.affine[:3, :3]))) / 1000.0
+        counts = np.bincount(label.ravel(), minlength=self.version.registry.num_classes)
+        volumes = {organ.name: round(float(counts[organ.label]) * voxel_ml, 3) for organ in self.version.registry.organs}
+        return SegmentationResult(label=label, affine=image.affine, volumes_ml=volumes)

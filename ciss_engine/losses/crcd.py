@@ -1,0 +1,45 @@
+"""CRCD: current-region calibrated distillation (PCDD Eqs. 8-9)."""
+from __future__ import annotations
+
+import torch
+
+from .affinity import RegionCalibratedDistillation
+
+
+class CurrentRegionDistillation(RegionCalibratedDistillation):
+    """CRCD (PCDD Eqs. 8-9): unbiased KD on the current region, weighted by affinity to all classes.
+
+    On voxels the pseudo-labels leave to background or a new organ, aᵗ_{i,c} = softmax over c ∈ {0} ∪ S
+    of cos(Fᵗ_i, p_c)/T_a uses the current model's features (detached: no gradient reaches the weights
+    through a) and the prototypes of the old classes and of this step's new classes. New classes have
+    no teacher (d = 0), so they only take weight away from old classes where a voxel looks like a new
+    organ: L = (1/|Mᵗ|)·Σ_{i∈Mᵗ} Σ_{c∈{0}∪O} aᵗ_{i,c}·d_{i,c}.
+
+    Args:
+        temperature: T_a of the affinity softmax; the paper gives none, 1.0 [default] (flag
+            ``crcd.temperature``; 0.1 sharpens).
+        include_background: softmax over {0} ∪ S and sum over {0} ∪ O with d_{i,0} = −p^{t−1}_0·log q₀
+            [default True] (flag ``crcd.include_background``); False is the literal softmax over S and
+            sum over O.
+        calibrated: affinity weights [default True]; False gives each class with a teacher the weight
+            1/(number of such classes) and new classes none, which makes the loss exactly MiB's unbiased
+            KD on the region (flag ``crcd.calibrated``, the ablation baseline "CRCD off").
+    Shapes: logits_new (B, 1+|S|, D, H, W), logits_old (B, 1+|O|, D, H, W), features_new (B, K, D', H', W'),
+        prototypes (1+|S|, K) ordered [0, O, N] (row 0 unused without background), current_region
+        (B, D, H, W) bool -> scalar: mean over current-region voxels, 0 if the region is empty [default].
+    """
+
+    flag_prefix = "crcd"
+
+    def forward(
+        self,
+        logits_new: torch.Tensor,
+        logits_old: torch.Tensor,
+        features_new: torch.Tensor,
+        prototypes: torch.Tensor,
+        current_region: torch.Tensor,
+    ) -> torch.Tensor:
+        if prototypes.shape[0] != logits_new.shape[1]:
+            raise ValueError(f"CRCD needs 1+|S| = {logits_new.shape[1]} prototypes ordered [0, O, N], "
+                             f"got {prototypes.shape[0]}")
+        return self.distil(logits_new, logits_old, features_new, prototypes, current_region)

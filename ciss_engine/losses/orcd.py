@@ -1,0 +1,44 @@
+"""ORCD: old-region calibrated distillation (PCDD Eqs. 6-7)."""
+from __future__ import annotations
+
+import torch
+
+from .affinity import RegionCalibratedDistillation
+
+
+class OldRegionDistillation(RegionCalibratedDistillation):
+    """ORCD (PCDD Eqs. 6-7): unbiased KD on the old region, weighted by prototype affinity.
+
+    On voxels the pseudo-labels assign to an old organ, each class's MiB summand d_{i,c} is weighted by
+    a^{t−1}_{i,c} = softmax_c cos(F^{t−1}_i, p_c)/T_a, computed from the old model's features and the
+    stored global prototypes, so the classes the voxel resembles are distilled hardest:
+    L = (1/|M^{t−1}|)·Σ_{i∈M^{t−1}} Σ_c a_{i,c}·d_{i,c}.
+
+    Args:
+        temperature: T_a of the affinity softmax; the paper gives none, 1.0 [default] (flag
+            ``orcd.temperature``; 0.1 sharpens).
+        include_background: softmax and sum over {0} ∪ O with d_{i,0} = −p^{t−1}_0·log q₀ [default True]
+            (flag ``orcd.include_background``); False is the literal c ∈ O, which leaves nothing to stop
+            old organs bleeding into background.
+        calibrated: affinity weights [default True]; False gives each distilled class the weight
+            1/(number of classes), which makes the loss exactly MiB's unbiased KD on the region (flag
+            ``orcd.calibrated``, the ablation baseline "ORCD off").
+    Shapes: logits_new (B, 1+|S|, D, H, W), logits_old (B, 1+|O|, D, H, W), features_old (B, K, D', H', W'),
+        prototypes (1+|O|, K) with background in row 0 (unused without background), old_region
+        (B, D, H, W) bool -> scalar: mean over old-region voxels, 0 if the region is empty [default].
+    """
+
+    flag_prefix = "orcd"
+
+    def forward(
+        self,
+        logits_new: torch.Tensor,
+        logits_old: torch.Tensor,
+        features_old: torch.Tensor,
+        prototypes: torch.Tensor,
+        old_region: torch.Tensor,
+    ) -> torch.Tensor:
+        if prototypes.shape[0] != logits_old.shape[1]:
+            raise ValueError(f"ORCD needs 1+|O| = {logits_old.shape[1]} prototypes (background first), "
+                             f"got {prototypes.shape[0]}")
+        return self.distil(logits_new, logits_old, features_old, prototypes, old_region)

@@ -1,0 +1,125 @@
+"""The segmentation network: MONAI SegResNet with a feature tap and a growable 1×1×1 classifier.
+
+PCDD needs the K-channel feature map that feeds the classifier (METHOD.md §2), so the network is
+split into ``backbone`` (SegResNet without its final block), ``feature_head`` (norm + activation:
+SegResNet's own final block minus its convolution) and ``classifier`` (the 1×1×1 convolution).
+Only whitelisted architectures are built from a bundle's JSON config: a bundle never names a class
+to instantiate.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import torch
+from monai.networks.nets import SegResNet
+from torch import nn
+
+from .errors import BundleError
+
+SUPPORTED_NETWORKS = ("SegResNet",)
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkConfig:
+    """Network settings stored in the bundle (``metadata.json`` → ``ciss.network``)."""
+
+    name: str = "SegResNet"
+    init_filters: int = 16
+    blocks_down: tuple[int, ...] = (1, 2, 2, 4)
+    blocks_up: tuple[int, ...] = (1, 1, 1)
+    in_channels: int = 1
+    out_channels: int = 5
+
+    def to_json(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "blocks_down": list(self.blocks_down), "blocks_up": list(self.blocks_up)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> NetworkConfig:
+        if data.get("name") not in SUPPORTED_NETWORKS:
+            raise BundleError(f"unsupported network {data.get('name')!r}", f"this engine builds only {', '.join(SUPPORTED_NETWORKS)}; the bundle comes from another tool or version")
+        try:
+            return cls(
+                name=data["name"],
+                init_filters=int(data["init_filters"]),
+                blocks_down=tuple(int(b) for b in data["blocks_down"]),
+                blocks_up=tuple(int(b) for b in data["blocks_up"]),
+                in_channels=int(data["in_channels"]),
+                out_channels=int(data["out_channels"]),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise BundleError(f"invalid network settings: {error}", "the bundle's configs/metadata.json is damaged; restore it from a backup or retrain") from error
+
+
+class SegmentationNetwork(nn.Module):
+    """SegResNet whose forward can also return the features F that feed the classifier.
+
+    Shapes: image (B, 1, D, H, W) → logits (B, C, D, H, W), features (B, K, D, H, W) with
+    K = ``init_filters``; D, H, W must be divisible by 2**(len(blocks_down) - 1).
+    """
+
+    def __init__(self, config: NetworkConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.backbone = SegResNet(
+            spatial_dims=3,
+            init_filters=config.init_filters,
+            in_channels=config.in_channels,
+            out_channels=config.out_channels,
+            blocks_down=config.blocks_down,
+            blocks_up=config.blocks_up,
+            use_conv_final=False,
+        )
+        self.feature_head = nn.Sequential(nn.GroupNorm(8, config.init_filters), nn.ReLU(inplace=True))
+        self.classifier = nn.Conv3d(config.init_filters, config.out_channels, kernel_size=1, bias=True)
+
+    @property
+    def feature_channels(self) -> int:
+        return self.config.init_filters
+
+    @property
+    def num_classes(self) -> int:
+        return self.classifier.out_channels
+
+    def encode_decode(self, image: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Decoder output and the encoder stages (coarsest last), for feature-level losses."""
+        x, stages = self.backbone.encode(image)
+        skips = list(reversed(stages))
+        return self.backbone.decode(x, skips), stages
+
+    def forward_with_features(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        decoded, _ = self.encode_decode(image)
+        features = self.feature_head(decoded)
+        return self.classifier(features), features
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_features(image)[0]
+
+
+def build_network(config: NetworkConfig) -> SegmentationNetwork:
+    return SegmentationNetwork(config)
+
+
+def grow_classifier(network: SegmentationNetwork, num_new: int) -> SegmentationNetwork:
+    """Add ``num_new`` output classes with MiB's initialisation (METHOD.md §2), in place.
+
+    New-class weights copy the background weights; the background bias and the new biases become
+    b₀ − log(|N| + 1), so the old background probability is split evenly over background and the new
+    classes while every old-class probability stays exactly as it was: wherever the old model chose an
+    old organ, the grown model still does.
+    """
+    if num_new < 1:
+        raise ValueError(f"num_new must be >= 1, got {num_new}")
+    old = network.classifier
+    grown = nn.Conv3d(old.in_channels, old.out_channels + num_new, kernel_size=1, bias=True).to(old.weight.device, old.weight.dtype)
+    with torch.no_grad():
+        grown.weight[: old.out_channels] = old.weight
+        grown.weight[old.out_channels :] = old.weight[0:1].expand(num_new, *old.weight.shape[1:])
+        background_bias = old.bias[0] - math.log(num_new + 1)
+        grown.bias[: old.out_channels] = old.bias
+        grown.bias[0] = background_bias
+        grown.bias[old.out_channels :] = background_bias
+    network.classifier = grown
+    network.config = dataclasses.replace(network.config, out_channels=grown.out_channels)
+    return network

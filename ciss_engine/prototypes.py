@@ -1,0 +1,161 @@
+"""Class prototypes (PCDD Eqs. 2-3): per-class mean feature vectors, local (one batch) and global (running).
+
+Per-class features are gathered with a one-hot matrix product over a (B·V)×K view of the feature map, so
+each row stays one voxel's K channels whatever the batch size (selecting voxels with a boolean mask and then
+calling ``view`` on the result mixes voxels and channels when B > 1, a known bug of the reference baselines).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .errors import BundleError
+
+# Label value of voxels that no loss and no prototype may use (padding, unlabelled).
+IGNORE_INDEX = 255
+
+
+def resize_labels(labels: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Resample a (B, D, H, W) label map to ``size`` by nearest neighbour (labels never blend)."""
+    if tuple(labels.shape[1:]) == tuple(size):
+        return labels
+    # Float32 holds label ids exactly, and nearest interpolation only copies values.
+    resized = F.interpolate(labels[:, None].float(), size=tuple(size), mode="nearest")
+    return resized[:, 0].to(labels.dtype)
+
+
+def _one_hot_sums(
+    features: torch.Tensor, labels: torch.Tensor, num_classes: int, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum features per class: one_hot(labels)ᵀ · F over the (B·V)×K view, in ``dtype``.
+
+    Labels outside 0..num_classes-1 (such as IGNORE_INDEX) are skipped. A matrix product rather than
+    scatter/index_add keeps the result bitwise deterministic on CUDA.
+    """
+    if features.dim() != labels.dim() + 1 or features.shape[0] != labels.shape[0]:
+        raise ValueError(f"features {tuple(features.shape)} and labels {tuple(labels.shape)} must be "
+                         "(B, K, *S) and (B, *S)")
+    labels = resize_labels(labels, features.shape[2:])
+    channels = features.shape[1]
+    with torch.autocast(device_type=features.device.type, enabled=False):
+        rows = features.movedim(1, -1).reshape(-1, channels).to(dtype)
+        flat = labels.reshape(-1, 1)
+        # Comparing with every class id leaves all-zero rows for skipped labels; bool first, to save memory.
+        member = flat == torch.arange(num_classes, device=flat.device)
+        sums = member.to(dtype).T @ rows
+    return sums, member.sum(dim=0)
+
+
+def class_feature_sums(
+    features: torch.Tensor, labels: torch.Tensor, num_classes: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-class feature sums (float64, (C, K)) and voxel counts (int64, (C,)), without gradient.
+
+    Args:
+        features: (B, K, D', H', W'), any float dtype.
+        labels: (B, D, H, W) long; downsampled by nearest neighbour when F is coarser; values outside
+            0..num_classes-1 (IGNORE_INDEX) are skipped.
+        num_classes: C, the number of rows of the result.
+    """
+    with torch.no_grad():
+        return _one_hot_sums(features.detach(), labels, num_classes, torch.float64)
+
+
+def local_prototypes(
+    features: torch.Tensor, labels: torch.Tensor, num_classes: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Local prototypes p̂_c (PCDD Eq. 2): mean of F over the batch's voxels labelled c, differentiable.
+
+    Shapes: features (B, K, D', H', W'), labels (B, D, H, W) -> prototypes (C, K) float32 (zero rows for
+    absent classes) and present (C,) bool. Float32 sums suffice within one batch; the running global
+    means are where float64 matters.
+    """
+    sums, counts = _one_hot_sums(features, labels, num_classes, torch.float32)
+    prototypes = sums / counts.clamp(min=1)[:, None].to(sums.dtype)
+    return prototypes, counts > 0
+
+
+class GlobalPrototypes:
+    """Global prototypes p_c (PCDD Eq. 3): running means of F over every voxel of class c seen so far.
+
+    The update is p_c ← (N_c·p_c + Σf)/(N_c + n), N_c += n; the paper's Eq. 3 numerator is a typo for this
+    running mean. Means and counts are float64/int64 so that millions of voxels add up without drift.
+
+    >>> store = GlobalPrototypes(num_classes=2, channels=3)
+    >>> store.update(torch.ones(2, 3, dtype=torch.float64) * 4, torch.tensor([2, 0]))
+    >>> store.means[0].tolist(), store.counts.tolist()
+    ([2.0, 2.0, 2.0], [2, 0])
+    """
+
+    def __init__(self, num_classes: int, channels: int) -> None:
+        if num_classes < 1 or channels < 1:
+            raise ValueError(f"need at least one class and one channel, got {num_classes} classes, {channels} channels")
+        self.means = torch.zeros(num_classes, channels, dtype=torch.float64)
+        self.counts = torch.zeros(num_classes, dtype=torch.int64)
+
+    @property
+    def num_classes(self) -> int:
+        return self.means.shape[0]
+
+    @property
+    def channels(self) -> int:
+        return self.means.shape[1]
+
+    def update(self, sums: torch.Tensor, counts: torch.Tensor) -> None:
+        """Fold per-class sums (C, K) and counts (C,) of new voxels into the running means."""
+        if tuple(sums.shape) != tuple(self.means.shape) or tuple(counts.shape) != (self.num_classes,):
+            raise ValueError(f"sums {tuple(sums.shape)} / counts {tuple(counts.shape)} do not match "
+                             f"prototypes {tuple(self.means.shape)}")
+        sums = sums.detach().to("cpu", torch.float64)
+        counts = counts.detach().to("cpu", torch.int64)
+        total = self.counts + counts
+        seen = total > 0
+        updated = (self.counts[:, None] * self.means + sums) / total.clamp(min=1)[:, None]
+        self.means = torch.where(seen[:, None], updated, self.means)
+        self.counts = total
+
+    def update_from_batch(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+        """Add one batch: features (B, K, D', H', W'), labels (B, D, H, W) with class ids 0..C-1."""
+        self.update(*class_feature_sums(features, labels, self.num_classes))
+
+    def reset(self, class_ids: Iterable[int]) -> None:
+        """Forget classes, e.g. the background at the start of every step (it held today's new organs)."""
+        for class_id in class_ids:
+            self.means[class_id] = 0.0
+            self.counts[class_id] = 0
+
+    def grow(self, num_classes: int) -> None:
+        """Append empty rows for the new classes of a step; existing rows are kept."""
+        extra = num_classes - self.num_classes
+        if extra < 0:
+            raise ValueError(f"cannot shrink prototypes from {self.num_classes} to {num_classes} classes")
+        self.means = torch.cat([self.means, self.means.new_zeros(extra, self.channels)])
+        self.counts = torch.cat([self.counts, self.counts.new_zeros(extra)])
+
+    def as_tensor(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """The means as float32 (C, K) on ``device``, for affinities and losses."""
+        return self.means.to(device=device, dtype=torch.float32)
+
+    def to_tensors(self) -> dict[str, torch.Tensor]:
+        """A flat dict for safetensors (no pickles): ``prototypes`` (C, K) float64, ``counts`` (C,) int64."""
+        return {"prototypes": self.means.clone().contiguous(), "counts": self.counts.clone().contiguous()}
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, torch.Tensor]) -> GlobalPrototypes:
+        """Rebuild from :meth:`to_tensors`' dict; a missing or inconsistent entry raises BundleError."""
+        means, counts = tensors.get("prototypes"), tensors.get("counts")
+        hint = ("the bundle's prototypes file is damaged or from another program; roll back to the previous "
+                "bundle version or re-run the step that wrote it")
+        if means is None or counts is None:
+            raise BundleError(f"prototypes need 'prototypes' and 'counts', found {sorted(tensors)}", hint)
+        if means.dim() != 2 or counts.shape != means.shape[:1] or not means.is_floating_point():
+            raise BundleError(
+                f"prototypes {tuple(means.shape)} and counts {tuple(counts.shape)} do not fit together", hint)
+        if bool((counts < 0).any()):
+            raise BundleError("prototype voxel counts are negative", hint)
+        store = cls(means.shape[0], means.shape[1])
+        store.means = means.to("cpu", torch.float64).clone()
+        store.counts = counts.to("cpu", torch.int64).clone()
+        return store

@@ -1,0 +1,15 @@
+"""Incremental-step strategies by name; all run in one training loop (``training/incremental.py``)."""
+from __future__ import annotations
+
+from .base import StepBatch, StepContext, Strategy, StrategySettings, parse_settings_or_raise
+from .finetune import FineTuning
+from .lwf import LearningWithoutForgetting
+from .mib import ModelingTheBackground
+from .pcdd import PrototypeCalibratedDistillation
+from .plop import PseudoLabelling
+
+STRATEGIES: dict[str, type[Strategy]] = {
+    cls.name: cls for cls in (PrototypeCalibratedDistillation, ModelingTheBackground, PseudoLabelling, LearningWithoutForgetting, FineTuning)
+}
+
+__all__ = ["STRATEGIES", "StepBatch", "StepContext", "Strategy", "StrategySettings", "parse_settings_or_raise"]

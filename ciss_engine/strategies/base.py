@@ -1,0 +1,113 @@
+"""What every incremental-step strategy receives and returns, and its named, recorded settings."""
+from __future__ import annotations
+
+import abc
+import dataclasses
+import typing
+from typing import Any, ClassVar
+
+import torch
+from monai.losses import DiceLoss
+
+from ..errors import InputError
+from ..prototypes import GlobalPrototypes
+
+
+@dataclasses.dataclass
+class StepContext:
+    """What a step knows besides the batch: class counts, stored and running prototypes."""
+
+    num_old: int
+    num_new: int
+    stored_prototypes: torch.Tensor  # (1+|O|, K): last step's background and the old classes
+    running_prototypes: GlobalPrototypes  # (1+|S|) classes; rows of N updated during the step
+
+    def crcd_prototypes(self, device: torch.device) -> torch.Tensor:
+        """[0, O] stored, N running (METHOD.md §3, CRCD)."""
+        running = self.running_prototypes.as_tensor(device)
+        return torch.cat([self.stored_prototypes.to(device), running[1 + self.num_old :]])
+
+
+@dataclasses.dataclass
+class StepBatch:
+    """One batch of an incremental step, with the frozen old model's outputs on it.
+
+    ``labels`` hold only the new organs (ids |O|+1..|O|+|N|), 0 elsewhere; ``pseudo_labels`` is Ỹ.
+    """
+
+    labels: torch.Tensor
+    logits_new: torch.Tensor
+    features_new: torch.Tensor
+    logits_old: torch.Tensor
+    features_old: torch.Tensor
+    pseudo_labels: torch.Tensor
+    old_region: torch.Tensor
+    current_region: torch.Tensor
+
+
+@dataclasses.dataclass(frozen=True)
+class StrategySettings:
+    """Base of each strategy's flags; every field is recorded in the bundle and settable with --setting."""
+
+    # Dice on the new organs' channels (all strategies alike, so comparisons stay fair): small organs
+    # get almost no gradient from voxel-averaged CE within a short CPU budget.
+    new_class_dice: float = 1.0
+
+
+def parse_settings_or_raise(settings_type: type[StrategySettings], strategy: str, overrides: dict[str, str]) -> StrategySettings:
+    """Apply ``name=value`` overrides (from ``--setting strategy.name=value``) to the defaults, typed."""
+    fields = {f.name: f for f in dataclasses.fields(settings_type)}
+    hints = typing.get_type_hints(settings_type)
+    values: dict[str, Any] = {}
+    for name, text in overrides.items():
+        if name not in fields:
+            raise InputError(f"unknown setting {strategy}.{name}", f"settings of {strategy}: {', '.join(sorted(fields))}")
+        kind = hints[name]
+        try:
+            if text.lower() in ("none", "null") and type(None) in typing.get_args(kind):
+                values[name] = None
+            elif kind is bool:
+                if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(text)
+                values[name] = text.lower() in ("true", "1", "yes")
+            elif kind in (int, float, str):
+                values[name] = kind(text)
+            else:
+                values[name] = next(t(text) for t in typing.get_args(kind) if t is not type(None))
+        except (ValueError, StopIteration) as error:
+            raise InputError(f"invalid value {text!r} for setting {strategy}.{name}", f"expected {kind}") from error
+    return settings_type(**values)
+
+
+class Strategy(abc.ABC):
+    """A way of learning new organs from new-organ labels only; subclasses combine the losses."""
+
+    name: ClassVar[str]
+    settings_type: ClassVar[type[StrategySettings]] = StrategySettings
+    needs_old_model: ClassVar[bool] = True
+
+    def __init__(self, context: StepContext, settings: StrategySettings) -> None:
+        self.context = context
+        self.settings = settings
+        self._dice = DiceLoss(include_background=True, softmax=False, to_onehot_y=False)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, **dataclasses.asdict(self.settings)}
+
+    def new_class_dice(self, batch: StepBatch) -> torch.Tensor:
+        """Soft Dice of the new organs' probabilities against their labels (complete for new organs)."""
+        first_new = 1 + self.context.num_old
+        probabilities = batch.logits_new.float().softmax(1)[:, first_new:]
+        targets = torch.stack([batch.labels == first_new + i for i in range(self.context.num_new)], 1).float()
+        return self._dice(probabilities, targets)
+
+    @abc.abstractmethod
+    def supervised_loss(self, batch: StepBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The learning term(s) and retention term(s) of this strategy, by name."""
+
+    def loss(self, batch: StepBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        total, parts = self.supervised_loss(batch)
+        if self.settings.new_class_dice > 0:
+            parts["dice_new"] = self.new_class_dice(batch)
+            total = total + self.settings.new_class_dice * parts["dice_new"]
+        return total, {name: float(value.detach()) for name, value in parts.items()}

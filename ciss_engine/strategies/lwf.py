@@ -1,0 +1,33 @@
+"""LwF (Li & Hoiem 2017): plain CE plus knowledge distillation of the old classes' softmax."""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+
+from ..losses import LwfDistillation
+from .base import StepBatch, Strategy, StrategySettings
+
+
+@dataclasses.dataclass(frozen=True)
+class LwfSettings(StrategySettings):
+    lambda_kd: float = 10.0
+    temperature: float = 2.0
+
+
+class LearningWithoutForgetting(Strategy):
+    """Class-incremental, no old labels. Losses: CE(labels) + lambda_kd·KD_T(old channels) + Dice(new).
+    The CE still calls old organs background, which KD alone cannot fully undo (MiB's motivation)."""
+
+    name = "lwf"
+    settings_type = LwfSettings
+
+    def __init__(self, context, settings: LwfSettings) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(context, settings)
+        self._kd = LwfDistillation(temperature=settings.temperature)
+
+    def supervised_loss(self, batch: StepBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        ce = F.cross_entropy(batch.logits_new.float(), batch.labels, ignore_index=255)
+        kd = self._kd(batch.logits_new, batch.logits_old)
+        return ce + self.settings.lambda_kd * kd, {"ce": ce, "kd": kd}

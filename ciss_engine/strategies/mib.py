@@ -1,0 +1,33 @@
+"""MiB (Cermelli et al. CVPR 2020): unbiased CE + unbiased KD."""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from ..losses import UnbiasedCrossEntropy, UnbiasedKnowledgeDistillation
+from .base import StepBatch, Strategy, StrategySettings
+
+
+@dataclasses.dataclass(frozen=True)
+class MibSettings(StrategySettings):
+    lambda_kd: float = 10.0
+
+
+class ModelingTheBackground(Strategy):
+    """Class-incremental, no old labels. Losses: UnbiasedCE(labels) + lambda_kd·UnbiasedKD + Dice(new).
+    A background voxel may be an old organ, so its target is p₀ + Σ_O p; the old model's background
+    is matched by p₀ + Σ_N p (METHOD.md §3)."""
+
+    name = "mib"
+    settings_type = MibSettings
+
+    def __init__(self, context, settings: MibSettings) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(context, settings)
+        self._ce = UnbiasedCrossEntropy(context.num_old)
+        self._kd = UnbiasedKnowledgeDistillation()
+
+    def supervised_loss(self, batch: StepBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        ce = self._ce(batch.logits_new, batch.labels)
+        kd = self._kd(batch.logits_new, batch.logits_old)
+        return ce + self.settings.lambda_kd * kd, {"unbiased_ce": ce, "unbiased_kd": kd}

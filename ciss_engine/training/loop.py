@@ -1,0 +1,115 @@
+"""The iteration loop shared by base training and incremental steps.
+
+It owns what every step needs and no step should rewrite: SGD with Nesterov momentum and poly
+decay, autocast (bf16 on capable CPUs, AMP on CUDA), gradient clipping, progress events,
+checkpoints every ``checkpoint_every`` iterations and on cancel, and exact resume. What is learned
+comes from the ``loss_fn`` a strategy passes in.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from ..cancellation import CancelToken
+from ..device import autocast, autocast_dtype
+from ..errors import Cancelled
+from ..events import EventSink
+from .checkpoint import load_checkpoint_or_raise, save_checkpoint
+from .sampler import PatchSampler, iteration_seed
+
+LossFn = Callable[[torch.Tensor, torch.Tensor, int], tuple[torch.Tensor, dict[str, float]]]
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopConfig:
+    """Schedule of one training run (METHOD.md §4)."""
+
+    iterations: int = 400
+    learning_rate: float = 1e-2
+    momentum: float = 0.99
+    weight_decay: float = 3e-5
+    poly_power: float = 0.9
+    # nnU-Net's clip value: with momentum 0.99 an unlucky batch can otherwise blow the weights up.
+    grad_clip: float = 12.0
+    checkpoint_every: int = 50
+    amp: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopResult:
+    iterations: int
+    seconds_per_iteration: float
+    last_losses: dict[str, float]
+    peak_memory_mb: float
+
+
+def _poly_lr(config: LoopConfig, iteration: int) -> float:
+    return config.learning_rate * (1.0 - iteration / config.iterations) ** config.poly_power
+
+
+def run_training_loop(
+    *,
+    network: torch.nn.Module,
+    loss_fn: LossFn,
+    sampler: PatchSampler,
+    config: LoopConfig,
+    device: torch.device,
+    work_dir: Path,
+    fingerprint: str,
+    resume: bool,
+    sink: EventSink,
+    cancel: CancelToken,
+    stage: str = "train",
+) -> LoopResult:
+    """Train ``network`` in place for ``config.iterations`` iterations (or the rest of them on resume)."""
+    optimizer = torch.optim.SGD(network.parameters(), lr=config.learning_rate, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=True)
+    start = 0
+    if resume:
+        state = load_checkpoint_or_raise(work_dir, fingerprint=fingerprint)
+        network.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start = int(state["iteration"])
+        sink.log(f"resuming {stage} at iteration {start} of {config.iterations}")
+    dtype = autocast_dtype(device, config.amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype is torch.float16)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    network.to(device).train()
+    losses: dict[str, float] = {}
+    started = time.perf_counter()
+    iteration = start
+    for iteration in range(start, config.iterations):
+        if cancel.is_cancelled:
+            save_checkpoint(work_dir, network=network, optimizer=optimizer, iteration=iteration, fingerprint=fingerprint)
+            sink.emit("checkpoint_saved", stage=stage, iteration=iteration, path=str(work_dir))
+            raise Cancelled(f"{stage} cancelled at iteration {iteration} of {config.iterations}", "run the same command again with --resume to continue")
+        for group in optimizer.param_groups:
+            group["lr"] = _poly_lr(config, iteration)
+        images, labels = sampler.batch(iteration)
+        images, labels = images.to(device), labels.to(device)
+        torch.manual_seed(iteration_seed(sampler.seed, iteration))
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(device, dtype):
+            loss, losses = loss_fn(images, labels, iteration)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(network.parameters(), config.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        sink.progress(stage, iteration + 1, config.iterations, loss=float(loss.detach()), lr=optimizer.param_groups[0]["lr"])
+        if (iteration + 1) % config.checkpoint_every == 0 and iteration + 1 < config.iterations:
+            save_checkpoint(work_dir, network=network, optimizer=optimizer, iteration=iteration + 1, fingerprint=fingerprint)
+            sink.emit("checkpoint_saved", stage=stage, iteration=iteration + 1, path=str(work_dir))
+    done = max(config.iterations - start, 1)
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else _peak_rss_mb()
+    return LoopResult(iterations=config.iterations, seconds_per_iteration=(time.perf_counter() - started) / done, last_losses=losses, peak_memory_mb=peak)
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
