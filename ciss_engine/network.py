@@ -52,6 +52,11 @@ class NetworkConfig:
             raise BundleError(f"invalid network settings: {error}", "the bundle's configs/metadata.json is damaged; restore it from a backup or retrain") from error
 
 
+def check_network_config_or_raise(config: NetworkConfig) -> None:
+    if config.init_filters % 8:
+        raise BundleError(f"init_filters must be a multiple of 8 (group norm of 8 groups), got {config.init_filters}", "use 8, 16, 32…")
+
+
 class SegmentationNetwork(nn.Module):
     """SegResNet whose forward can also return the features F that feed the classifier.
 
@@ -61,6 +66,7 @@ class SegmentationNetwork(nn.Module):
 
     def __init__(self, config: NetworkConfig) -> None:
         super().__init__()
+        check_network_config_or_raise(config)
         self.config = config
         self.backbone = SegResNet(
             spatial_dims=3,
@@ -71,6 +77,9 @@ class SegmentationNetwork(nn.Module):
             blocks_up=config.blocks_up,
             use_conv_final=False,
         )
+        # SegResNet builds its final block even when unused; drop it so the state dict holds no
+        # weights that depend on the number of classes outside ``classifier``.
+        self.backbone.conv_final = None
         self.feature_head = nn.Sequential(nn.GroupNorm(8, config.init_filters), nn.ReLU(inplace=True))
         self.classifier = nn.Conv3d(config.init_filters, config.out_channels, kernel_size=1, bias=True)
 

@@ -9,9 +9,11 @@ COMMANDS: dict[str, str] = {
     "versions": "List a bundle's versions and which is current.",
     "rollback": "Make an earlier version of a bundle current again.",
     "train": "Train a base bundle on fully labelled CTs.",
+    "learn": "Add new organs to a bundle from CTs labelled only for the new organs.",
     "segment": "Segment all organs of a bundle on a CT.",
     "export": "Write a label map made on a DICOM CT as DICOM RTSTRUCT and SEG that reference it.",
     "evaluate": "Segment CTs and score them against labels (DSC, HD95).",
+    "protocol": "Run the paper's class-incremental protocol (4-4, 4-2, 2-2, 4-1, 7-1) and compare strategies.",
     "phantom": "Write synthetic abdominal CTs with 8 organ labels.",
     "demo": "Build a base bundle and segment CTs end to end: a table and preview PNGs.",
 }

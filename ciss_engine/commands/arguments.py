@@ -26,6 +26,13 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def multiple_of_8(text: str) -> int:
+    value = positive_int(text)
+    if value % 8:
+        raise argparse.ArgumentTypeError(f"expected a multiple of 8 (8, 16, 32…), got {text!r}")
+    return value
+
+
 def unit_fraction(text: str) -> float:
     try:
         value = float(text)

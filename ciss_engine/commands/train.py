@@ -8,7 +8,7 @@ from ..cancellation import CancelToken, cancel_on_signals
 from ..errors import InputError
 from ..events import EventSink
 from ..registry import parse_organ_spec
-from .arguments import add_device_argument, float_triple, int_triple, positive_float, positive_int
+from .arguments import add_device_argument, float_triple, int_triple, multiple_of_8, positive_float, positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=positive_int, default=2, help="patches per iteration (default 2)")
     parser.add_argument("--patch-size", type=int_triple, default=(64, 64, 64), help="patch size in voxels, N or X,Y,Z, multiples of 8 (default 64)")
     parser.add_argument("--spacing", type=float_triple, default=(3.0, 3.0, 3.0), help="network voxel spacing in mm (default 3)")
-    parser.add_argument("--init-filters", type=positive_int, default=16, help="SegResNet width; also the prototype feature size K (default 16)")
+    parser.add_argument("--init-filters", type=multiple_of_8, default=16, help="SegResNet width; also the prototype feature size K (default 16)")
     parser.add_argument("--learning-rate", type=positive_float, default=1e-2, help="SGD learning rate before poly decay (default 0.01)")
     parser.add_argument("--checkpoint-every", type=positive_int, default=50, help="iterations between resumable checkpoints (default 50)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed and data give the same model (default 0)")

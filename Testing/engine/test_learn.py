@@ -1,0 +1,168 @@
+"""``ciss learn``: a class-incremental step end to end, its bad inputs, cancel/resume and the guard."""
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from ciss_test_helpers import run_cli
+
+from ciss_engine.bundle import Bundle
+from ciss_engine.cancellation import CancelToken
+from ciss_engine.errors import BundleError, Cancelled, ExitCode, InputError
+from ciss_engine.events import EventSink, ProgressMode
+from ciss_engine.training.incremental import LearnRequest, learn_step, learn_work_dir
+from ciss_engine.training.loop import LoopConfig
+
+STEP_ARGS = ["--iterations", "3", "--batch-size", "1", "--quiet"]
+
+
+def _new_organ_labels(case: Path, out: Path, values: dict[int, int]) -> Path:
+    """A label file with only the new organs: seg8 value → new value, everything else 0."""
+    image = nib.load(str(case / "label_seg8.nii.gz"))
+    data = np.asarray(image.dataobj)
+    kept = np.zeros_like(data)
+    for old, new in values.items():
+        kept[data == old] = new
+    nib.save(nib.Nifti1Image(kept, image.affine), str(out))
+    return out
+
+
+def _tree_hash(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+@pytest.fixture()
+def bundle(tiny_bundle, tmp_path):
+    copy = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, copy)
+    return copy
+
+
+@pytest.fixture()
+def step_labels(phantom_cohort, tmp_path):
+    """pancreas (seg8 6) = 1 and liver (seg8 7) = 2 on two phantom cases."""
+    return [_new_organ_labels(c, tmp_path / f"new_{i}.nii.gz", {6: 1, 7: 2}) for i, c in enumerate(phantom_cohort[2:4])]
+
+
+def _images(phantom_cohort):
+    return [c / "image.nii.gz" for c in phantom_cohort[2:4]]
+
+
+def test_learn_adds_organs_in_a_new_version_and_keeps_the_parent(bundle, phantom_cohort, step_labels):
+    parent_hash = _tree_hash(bundle / "versions" / "1.0.0")
+    code = run_cli("learn", "-b", bundle, "--organ", "pancreas,liver", "-i", *_images(phantom_cohort), "-l", *step_labels, "--accept-forgetting", *STEP_ARGS)
+    assert code == 0
+    handle = Bundle.open_or_raise(bundle)
+    assert handle.versions() == ["1.0.0", "1.1.0"] and handle.current_version == "1.1.0"
+    version = handle.load()
+    assert version.registry.names == ["spleen", "kidney_right", "kidney_left", "gallbladder", "pancreas", "liver"]
+    assert version.registry.by_name("liver").step == 2 and version.registry.by_name("liver").version_introduced == "1.1.0"
+    assert version.settings["network"]["out_channels"] == 7 and version.settings["parent_version"] == "1.0.0"
+    strategy = version.settings["strategy"]
+    assert strategy["name"] == "pcdd" and strategy["temperature"] == 1.0 and strategy["include_background"] is True
+    step = version.history[-1]
+    assert step["kind"] == "incremental" and step["organs"] == ["pancreas", "liver"] and len(step["data_sha256"]) == 2
+    assert set(step["forgetting_guard"]["agreement"]) == {"spleen", "kidney_right", "kidney_left", "gallbladder"}
+    prototypes = version.load_prototypes()
+    assert prototypes["prototypes"].shape == (7, 8) and prototypes["entropy_thresholds"].shape == (4,)
+    parent = handle.load("1.0.0").load_prototypes()
+    # Old organs keep their stored prototypes; background and new organs come from the clean pass.
+    torch.testing.assert_close(prototypes["prototypes"][1:5], parent["prototypes"][1:5])
+    assert prototypes["counts"][5:].min() > 0
+    assert _tree_hash(bundle / "versions" / "1.0.0") == parent_hash
+    assert not learn_work_dir(bundle).exists()
+
+
+@pytest.mark.parametrize("strategy", ["mib", "plop", "lwf", "finetune"])
+def test_every_strategy_runs_in_the_same_loop(bundle, phantom_cohort, step_labels, strategy):
+    code = run_cli("learn", "-b", bundle, "--organ", "pancreas,liver", "-i", *_images(phantom_cohort), "-l", *step_labels, "--strategy", strategy, "--accept-forgetting", *STEP_ARGS)
+    assert code == 0
+    assert Bundle.open_or_raise(bundle).load().settings["strategy"]["name"] == strategy
+
+
+def test_forgetting_guard_rejects_and_keeps_the_parent_current(bundle, phantom_cohort, step_labels, capsys):
+    code = run_cli("learn", "-b", bundle, "--organ", "pancreas,liver", "-i", *_images(phantom_cohort), "-l", *step_labels, "--guard-threshold", "1.0", "--strategy", "finetune", *STEP_ARGS)
+    assert code == ExitCode.FORGETTING_REJECTED
+    err = capsys.readouterr().err
+    assert "saved as rejected" in err and "--accept-forgetting" in err
+    handle = Bundle.open_or_raise(bundle)
+    assert handle.current_version == "1.0.0" and handle.load("1.1.0").status == "rejected"
+    assert handle.load("1.1.0").history[-1]["forgetting_guard"]["passed"] is False
+    # Learning from the rejected version is refused; the next step gets the next version number.
+    assert run_cli("learn", "-b", bundle, "--organ", "pancreas", "-i", _images(phantom_cohort)[0], "-l", step_labels[0], "--from-version", "1.1.0", *STEP_ARGS) == ExitCode.BUNDLE_ERROR
+    assert "rejected by the forgetting guard" in capsys.readouterr().err
+
+
+def test_learning_from_a_non_current_version_is_refused(bundle, phantom_cohort, step_labels):
+    assert run_cli("learn", "-b", bundle, "--organ", "pancreas,liver", "-i", *_images(phantom_cohort), "-l", *step_labels, "--accept-forgetting", *STEP_ARGS) == 0
+    request = LearnRequest(bundle=bundle, organs=[("stomach", 1, None)], images=_images(phantom_cohort)[:1], labels=step_labels[:1], loop=LoopConfig(iterations=1), parent_version="1.0.0")
+    with pytest.raises(BundleError, match="is not the current version") as caught:
+        learn_step(request, device=torch.device("cpu"), sink=EventSink(ProgressMode.QUIET), cancel=CancelToken())
+    assert "rollback --to 1.0.0" in caught.value.hint
+
+
+def test_organ_already_in_the_bundle(bundle, phantom_cohort, step_labels, capsys):
+    assert run_cli("learn", "-b", bundle, "--organ", "spleen", "-i", _images(phantom_cohort)[0], "-l", step_labels[0], *STEP_ARGS) == ExitCode.INPUT_ERROR
+    assert "'spleen' is already in the bundle" in capsys.readouterr().err
+
+
+def test_labels_with_values_other_than_the_new_organs(bundle, phantom_cohort, tmp_path, capsys):
+    labels = _new_organ_labels(phantom_cohort[2], tmp_path / "more.nii.gz", {6: 1, 1: 5})
+    assert run_cli("learn", "-b", bundle, "--organ", "pancreas", "-i", _images(phantom_cohort)[0], "-l", labels, *STEP_ARGS) == ExitCode.INPUT_ERROR
+    assert "holds values [5]" in capsys.readouterr().err
+
+
+def test_no_voxel_of_the_new_organ(bundle, phantom_cohort, tmp_path, capsys):
+    labels = _new_organ_labels(phantom_cohort[2], tmp_path / "only_pancreas.nii.gz", {6: 1})
+    code = run_cli("learn", "-b", bundle, "--organ", "pancreas,liver", "-i", _images(phantom_cohort)[0], "-l", labels, *STEP_ARGS)
+    assert code == ExitCode.INPUT_ERROR
+    assert "have no voxel in any label map" in capsys.readouterr().err
+
+
+def test_label_geometry_not_matching_its_ct(bundle, phantom_cohort, step_labels, tmp_path, capsys):
+    moved = nib.load(str(step_labels[0]))
+    affine = moved.affine.copy()
+    affine[0, 3] += 5.0
+    shifted = tmp_path / "shifted.nii.gz"
+    nib.save(nib.Nifti1Image(np.asarray(moved.dataobj), affine), str(shifted))
+    assert run_cli("learn", "-b", bundle, "--organ", "pancreas,liver", "-i", _images(phantom_cohort)[0], "-l", shifted, *STEP_ARGS) == ExitCode.INPUT_ERROR
+    assert "different geometry" in capsys.readouterr().err
+
+
+def test_unknown_strategy_and_setting(bundle, phantom_cohort, step_labels, capsys):
+    assert run_cli("learn", "-b", bundle, "--organ", "pancreas,liver", "-i", *_images(phantom_cohort), "-l", *step_labels, "--strategy", "magic", *STEP_ARGS) == ExitCode.INPUT_ERROR
+    assert "unknown strategy 'magic'" in capsys.readouterr().err
+    assert run_cli("learn", "-b", bundle, "--organ", "pancreas,liver", "-i", *_images(phantom_cohort), "-l", *step_labels, "--setting", "lambda_x=1", *STEP_ARGS) == ExitCode.INPUT_ERROR
+    assert "unknown setting pcdd.lambda_x" in capsys.readouterr().err
+
+
+class _CancelAtStep(EventSink):
+    def __init__(self, token: CancelToken, step: int) -> None:
+        super().__init__(ProgressMode.QUIET)
+        self.token, self.step = token, step
+
+    def progress(self, stage, step, total, **fields):
+        if stage == "learn" and step >= self.step:
+            self.token.cancel()
+
+
+def test_cancel_mid_step_leaves_the_bundle_untouched_and_resumes(bundle, phantom_cohort, step_labels):
+    before = _tree_hash(bundle / "versions")
+    request = LearnRequest(bundle=bundle, organs=[("pancreas", 1, None), ("liver", 2, None)], images=_images(phantom_cohort), labels=step_labels,
+                           loop=LoopConfig(iterations=4, checkpoint_every=100), batch_size=1, accept_forgetting=True)
+    token = CancelToken()
+    with pytest.raises(Cancelled):
+        learn_step(request, device=torch.device("cpu"), sink=_CancelAtStep(token, 2), cancel=token)
+    assert _tree_hash(bundle / "versions") == before and Bundle.open_or_raise(bundle).current_version == "1.0.0"
+    assert (learn_work_dir(bundle) / "checkpoint.pt").is_file()
+    resumed = LearnRequest(**{**request.__dict__, "resume": True})
+    version, _ = learn_step(resumed, device=torch.device("cpu"), sink=EventSink(ProgressMode.QUIET), cancel=CancelToken())
+    assert version.version == "1.1.0" and Bundle.open_or_raise(bundle).current_version == "1.1.0"

@@ -1,0 +1,41 @@
+"""``ciss protocol`` end to end on a tiny phantom: files, table, per-step label remapping."""
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+from ciss_test_helpers import run_cli
+
+from ciss_engine.protocol import PROTOCOLS, _step_labels, cases_in, old_new_all
+
+
+def test_step_labels_keep_only_the_step_organs_renumbered(phantom_cohort, tmp_path):
+    pairs = _step_labels(cases_in(phantom_cohort[0].parent)[:1], (5, 6), tmp_path)
+    data = np.asarray(nib.load(str(pairs[0][1])).dataobj)
+    source = np.asarray(nib.load(str(phantom_cohort[0] / "label_seg8.nii.gz")).dataobj)
+    assert set(np.unique(data)) == {0, 1, 2}
+    assert np.array_equal(data == 1, source == 5) and np.array_equal(data == 2, source == 6)
+
+
+def test_old_new_all_means():
+    scores = {"a": {"spleen": 0.8, "liver": 0.6}, "b": {"spleen": 0.6}}
+    result = old_new_all(scores, PROTOCOLS["7-1"])
+    assert result["per_organ"] == {"spleen": 0.7, "liver": 0.6}
+    assert result["old"] == pytest.approx(0.65) and result["new"] is None and result["all"] == pytest.approx(0.65)
+
+
+def test_protocol_runs_strategies_and_offline_and_writes_reports(phantom_cohort, tmp_path, capsys):
+    data = phantom_cohort[0].parent
+    code = run_cli(
+        "protocol", "--protocol", "4-4", "--strategies", "pcdd,finetune", "--data", data, "--test-cases", "1", "--base-iterations", "2",
+        "--step-iterations", "2", "--offline-iterations", "2", "--patch-size", "32", "--spacing", "6", "--init-filters", "8", "-o", tmp_path / "run", "--quiet",
+    )
+    assert code == 0
+    results = json.loads((tmp_path / "run" / "protocol.json").read_text())
+    seed = results["seeds"]["0"]
+    assert set(seed) == {"base", "pcdd", "finetune", "offline"}
+    assert set(seed["pcdd"]["scores"]) == {"case_003"}
+    assert all(0 <= seed[m]["all"] <= 1 for m in ("pcdd", "finetune", "offline"))
+    table = (tmp_path / "run" / "protocol.md").read_text()
+    assert "| pcdd |" in table and "| offline |" in table
+    assert (tmp_path / "run" / "protocol.png").read_bytes()[:4] == b"\x89PNG"

@@ -1,0 +1,72 @@
+"""``ciss protocol``: the paper's class-incremental protocol on a cohort, with Old/New/All per strategy."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..events import EventSink
+from .arguments import add_device_argument, float_triple, int_triple, multiple_of_8, positive_int
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--protocol", default="4-4", choices=["4-4", "4-2", "2-2", "4-1", "7-1"], help="class split (default 4-4)")
+    parser.add_argument("--strategies", default="pcdd,mib,finetune", help="comma-separated strategies (default pcdd,mib,finetune); offline is always run")
+    parser.add_argument(
+        "--data", required=True,
+        help="folder of training cases (<case>/image.nii.gz + label_seg8.nii.gz with the paper's ids 1-8), or 'phantom' to generate them",
+    )
+    parser.add_argument("--test-data", default=None, help="folder of held-out test cases (default: the last --test-cases of --data)")
+    parser.add_argument("--test-cases", type=positive_int, default=4, help="held-out cases: taken from the end of --data, or generated for phantom (default 4)")
+    parser.add_argument("--train-cases", type=positive_int, default=8, help="phantom only: training cases to generate (default 8)")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    parser.add_argument("--base-iterations", type=positive_int, default=300, help="base step iterations (default 300)")
+    parser.add_argument("--step-iterations", type=positive_int, default=300, help="iterations of each incremental step (default 300)")
+    parser.add_argument("--offline-iterations", type=positive_int, default=300, help="iterations of the offline upper bound (default 300)")
+    parser.add_argument("--patch-size", type=int_triple, default=(64, 64, 64), help="patch size in voxels (default 64)")
+    parser.add_argument("--spacing", type=float_triple, default=(3.0, 3.0, 3.0), help="network spacing in mm (default 3)")
+    parser.add_argument("--init-filters", type=multiple_of_8, default=16, help="SegResNet width (default 16)")
+    parser.add_argument("--setting", action="append", default=[], metavar="STRATEGY.NAME=VALUE", help="strategy setting, e.g. pcdd.lambda_orcd=5 (repeatable)")
+    parser.add_argument("-o", "--output", required=True, help="output folder (bundles, protocol.json/.md/.png); re-running resumes finished runs")
+    add_device_argument(parser)
+
+
+def run(args: argparse.Namespace, sink: EventSink) -> None:
+    from ..atomic import ensure_writable_dir
+    from ..cancellation import CancelToken, cancel_on_signals
+    from ..device import resolve_device
+    from ..errors import InputError
+    from ..phantom import write_cohort
+    from ..preprocessing import PreprocessingConfig
+    from ..protocol import Case, ProtocolRequest, cases_in, run_protocol
+    from ..protocol_report import markdown, write_reports
+
+    output = ensure_writable_dir(Path(args.output))
+    if args.data == "phantom":
+        train = [Case(p / "image.nii.gz", p / "label_seg8.nii.gz") for p in write_cohort(output / "data" / "train", args.train_cases, 0)]
+        test = [Case(p / "image.nii.gz", p / "label_seg8.nii.gz") for p in write_cohort(output / "data" / "test", args.test_cases, 1)]
+    else:
+        cases = cases_in(Path(args.data))
+        if args.test_data:
+            train, test = cases, cases_in(Path(args.test_data))
+        else:
+            if len(cases) <= args.test_cases:
+                raise InputError(f"{args.data} has {len(cases)} cases, too few to hold out {args.test_cases}", "pass --test-data or a smaller --test-cases")
+            train, test = cases[: -args.test_cases], cases[-args.test_cases :]
+    settings: dict[str, dict[str, str]] = {}
+    for item in args.setting:
+        key, sep, value = item.partition("=")
+        strategy, dot, name = key.partition(".")
+        if not (sep and dot):
+            raise InputError(f"invalid --setting {item!r}", "write STRATEGY.NAME=VALUE, e.g. pcdd.lambda_orcd=5")
+        settings.setdefault(strategy, {})[name] = value
+    request = ProtocolRequest(
+        protocol=args.protocol, strategies=[s for s in args.strategies.split(",") if s], train=train, test=test, output=output,
+        seeds=[int(s) for s in args.seeds.split(",")], base_iterations=args.base_iterations, step_iterations=args.step_iterations,
+        offline_iterations=args.offline_iterations, preprocessing=PreprocessingConfig(spacing_mm=args.spacing, patch_size=args.patch_size),
+        init_filters=args.init_filters, strategy_settings=settings,
+    )
+    with cancel_on_signals(CancelToken()) as cancel:
+        results = run_protocol(request, device=resolve_device(args.device), sink=sink, cancel=cancel)
+    files = write_reports(results, output)
+    sink.log(markdown(results))
+    sink.done(output=str(output), files=[str(f) for f in files])

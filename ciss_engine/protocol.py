@@ -1,0 +1,192 @@
+"""The paper's class-incremental protocol (METHOD.md §5) run end to end on a cohort.
+
+For each seed: a base bundle on the first step's organs (other labels → background), then every
+strategy learns the later steps from labels of that step's organs only, and an offline model learns
+all organs at once (the upper bound). Final models are scored on held-out cases: Old = mean DSC
+over the base organs, New = over the later ones, All = over every organ.
+"""
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import torch
+
+from .atomic import write_json_atomic
+from .bundle import Bundle
+from .cancellation import CancelToken
+from .errors import InputError
+from .evaluation import score_case
+from .events import EventSink
+from .imaging import load_volume_or_raise
+from .inference import Segmenter
+from .preprocessing import PreprocessingConfig
+from .training.base import BaseTrainingRequest, train_base_bundle
+from .training.incremental import LearnRequest, learn_step
+from .training.loop import LoopConfig
+
+# The paper's class order (label ids of the seg8 files).
+PAPER_ORGANS = ("spleen", "kidney_right", "kidney_left", "gallbladder", "esophagus", "pancreas", "liver", "stomach")
+PROTOCOLS = {
+    "4-4": ((1, 2, 3, 4), (5, 6, 7, 8)),
+    "4-2": ((1, 2, 3, 4), (5, 6), (7, 8)),
+    "2-2": ((1, 2), (3, 4), (5, 6), (7, 8)),
+    "4-1": ((1, 2, 3, 4), (5,), (6,), (7,), (8,)),
+    "7-1": ((1, 2, 3, 4, 5, 6, 7), (8,)),
+}
+OFFLINE = "offline"
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    image: Path
+    label: Path  # seg8 ids
+
+    @property
+    def name(self) -> str:
+        return self.image.parent.name
+
+
+@dataclasses.dataclass(frozen=True)
+class ProtocolRequest:
+    protocol: str
+    strategies: Sequence[str]
+    train: Sequence[Case]
+    test: Sequence[Case]
+    output: Path
+    seeds: Sequence[int] = (0,)
+    base_iterations: int = 300
+    step_iterations: int = 300
+    offline_iterations: int = 300
+    preprocessing: PreprocessingConfig = PreprocessingConfig()
+    init_filters: int = 16
+    batch_size: int = 2
+    step_learning_rate: float = 1e-2
+    strategy_settings: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
+
+
+def cases_in(folder: Path) -> list[Case]:
+    """Case folders holding ``image.nii.gz`` and ``label_seg8.nii.gz``, sorted by name."""
+    found = [Case(p / "image.nii.gz", p / "label_seg8.nii.gz") for p in sorted(Path(folder).iterdir()) if (p / "label_seg8.nii.gz").is_file()]
+    if not found:
+        raise InputError(f"no cases under {folder}", "each case is a folder with image.nii.gz and label_seg8.nii.gz (seg8 ids, see README)")
+    return found
+
+
+def _step_labels(cases: Sequence[Case], classes: Sequence[int], folder: Path) -> list[tuple[Path, Path]]:
+    """Label files keeping only ``classes`` (renumbered 1..n in order); cases without any are left out."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pairs = []
+    for case in cases:
+        label = load_volume_or_raise(case.label, role="label")
+        data = np.asarray(label.dataobj).astype(np.int64)
+        kept = np.zeros(data.shape, np.uint8)
+        for index, value in enumerate(classes, start=1):
+            kept[data == value] = index
+        if kept.any():
+            path = folder / f"{case.name}.nii.gz"
+            nib.save(nib.Nifti1Image(kept, label.affine), str(path))
+            pairs.append((case.image, path))
+    return pairs
+
+
+def _organs(classes: Sequence[int]) -> list[tuple[str, int, None]]:
+    return [(PAPER_ORGANS[value - 1], index, None) for index, value in enumerate(classes, start=1)]
+
+
+def score_bundle(bundle: Path, cases: Sequence[Case], device: torch.device) -> dict[str, dict[str, float]]:
+    """DSC per case and organ (paper ids mapped by organ name) of the bundle's current version."""
+    version = Bundle.open_or_raise(bundle).load()
+    segmenter = Segmenter(version, device)
+    scores = {}
+    for case in cases:
+        image = load_volume_or_raise(case.image)
+        reference = np.asarray(load_volume_or_raise(case.label, role="label").dataobj).astype(np.int64)
+        remapped = np.zeros(reference.shape, np.uint8)
+        for organ in version.registry.organs:
+            remapped[reference == PAPER_ORGANS.index(organ.name) + 1] = organ.label
+        case_scores = score_case(segmenter.segment(image).label, remapped, [(o.label, o.name) for o in version.registry.organs], image.header.get_zooms()[:3])
+        scores[case.name] = {name: round(float(v["dsc"]), 4) for name, v in case_scores.items()}
+    return scores
+
+
+def old_new_all(scores: dict[str, dict[str, float]], steps: Sequence[Sequence[int]]) -> dict[str, Any]:
+    """Old / New / All mean DSC (per organ mean over the cases where it is present, then over organs)."""
+    per_organ = {}
+    for name in PAPER_ORGANS:
+        values = [s[name] for s in scores.values() if name in s]
+        if values:
+            per_organ[name] = float(np.mean(values))
+    old = [PAPER_ORGANS[v - 1] for v in steps[0]]
+    new = [PAPER_ORGANS[v - 1] for step in steps[1:] for v in step]
+
+    def mean(names: list[str]) -> float | None:
+        values = [per_organ[n] for n in names if n in per_organ]
+        return float(np.mean(values)) if values else None
+
+    return {"old": mean(old), "new": mean(new), "all": mean(old + new), "per_organ": per_organ}
+
+
+def run_protocol(request: ProtocolRequest, *, device: torch.device, sink: EventSink, cancel: CancelToken) -> dict[str, Any]:
+    if request.protocol not in PROTOCOLS:
+        raise InputError(f"unknown protocol {request.protocol!r}", f"choose one of {', '.join(PROTOCOLS)}")
+    steps = PROTOCOLS[request.protocol]
+    quiet = EventSink("quiet")
+    results: dict[str, Any] = {"protocol": request.protocol, "steps": [[PAPER_ORGANS[v - 1] for v in s] for s in steps], "seeds": {}}
+    for seed in request.seeds:
+        root = request.output / f"seed_{seed}"
+        labels_root = root / "labels"
+        seed_results: dict[str, Any] = {}
+        base = root / "base"
+        if not (base / "bundle.json").exists():
+            pairs = _step_labels(request.train, steps[0], labels_root / "step_1")
+            sink.log(f"seed {seed}: base model on {', '.join(PAPER_ORGANS[v - 1] for v in steps[0])}")
+            train_base_bundle(
+                BaseTrainingRequest(
+                    images=[p[0] for p in pairs], labels=[p[1] for p in pairs], organs=_organs(steps[0]), output=base,
+                    loop=LoopConfig(iterations=request.base_iterations), preprocessing=request.preprocessing,
+                    init_filters=request.init_filters, batch_size=request.batch_size, seed=seed,
+                ),
+                device=device, sink=quiet, cancel=cancel,
+            )
+        base_scores = score_bundle(base, request.test, device)
+        seed_results["base"] = {"scores": base_scores, **old_new_all(base_scores, steps[:1])}
+        for strategy in request.strategies:
+            bundle = root / strategy
+            if not (bundle / "bundle.json").exists():
+                shutil.copytree(base, bundle)
+                for index, classes in enumerate(steps[1:], start=2):
+                    pairs = _step_labels(request.train, classes, labels_root / f"step_{index}")
+                    sink.log(f"seed {seed}, {strategy}: step {index} learns {', '.join(PAPER_ORGANS[v - 1] for v in classes)}")
+                    learn = LearnRequest(
+                        bundle=bundle, organs=_organs(classes), images=[p[0] for p in pairs], labels=[p[1] for p in pairs],
+                        loop=LoopConfig(iterations=request.step_iterations, learning_rate=request.step_learning_rate),
+                        strategy=strategy, strategy_settings=request.strategy_settings.get(strategy, {}),
+                        batch_size=request.batch_size, seed=seed, accept_forgetting=True,
+                    )
+                    learn_step(learn, device=device, sink=quiet, cancel=cancel)
+            scores = score_bundle(bundle, request.test, device)
+            seed_results[strategy] = {"scores": scores, **old_new_all(scores, steps)}
+            sink.metric(stage="protocol", seed=seed, strategy=strategy, old=seed_results[strategy]["old"], new=seed_results[strategy]["new"], all=seed_results[strategy]["all"])
+        offline = root / OFFLINE
+        if not (offline / "bundle.json").exists():
+            every = tuple(v for step in steps for v in step)
+            pairs = _step_labels(request.train, every, labels_root / "offline")
+            train_base_bundle(
+                BaseTrainingRequest(
+                    images=[p[0] for p in pairs], labels=[p[1] for p in pairs], organs=_organs(every), output=offline,
+                    loop=LoopConfig(iterations=request.offline_iterations), preprocessing=request.preprocessing,
+                    init_filters=request.init_filters, batch_size=request.batch_size, seed=seed,
+                ),
+                device=device, sink=quiet, cancel=cancel,
+            )
+        scores = score_bundle(offline, request.test, device)
+        seed_results[OFFLINE] = {"scores": scores, **old_new_all(scores, steps)}
+        results["seeds"][str(seed)] = seed_results
+        write_json_atomic(request.output / "protocol.json", results)
+    return results

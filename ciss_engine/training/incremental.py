@@ -1,0 +1,226 @@
+"""A class-incremental step: add organs to a bundle from CTs labelled only for the new organs.
+
+The parent model is frozen and distils what it knows; the chosen strategy combines the losses;
+the result becomes a new bundle version, published only if the forgetting guard passes (or the
+user accepts the drop). The parent version is never modified.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import datetime
+import hashlib
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..bundle import STATUS_PUBLISHED, STATUS_REJECTED, Bundle, BundleVersion, write_version
+from ..cancellation import CancelToken
+from ..errors import BundleError, ForgettingRejected, InputError
+from ..events import EventSink
+from ..forgetting_guard import GuardResult, check_forgetting
+from ..inference import load_network, sliding_window_outputs
+from ..network import SegmentationNetwork, grow_classifier
+from ..preprocessing import PreprocessingConfig
+from ..prototypes import GlobalPrototypes, class_feature_sums
+from ..pseudo_labels import make_pseudo_labels, region_masks
+from ..registry import ClassRegistry
+from ..strategies import STRATEGIES, StepBatch, StepContext, parse_settings_or_raise
+from .cases import prepare_cases
+from .loop import LoopConfig, LoopResult, run_training_loop
+from .prototype_pass import compute_global_prototypes
+from .sampler import PatchSampler
+from .step_data import analyse_step_cases
+
+
+@dataclasses.dataclass(frozen=True)
+class LearnRequest:
+    """Everything ``ciss learn`` needs, keyword-built."""
+
+    bundle: Path
+    organs: Sequence[tuple[str, int, tuple[int, int, int] | None]]  # name, value in the label files, colour
+    images: Sequence[Path]
+    labels: Sequence[Path]
+    loop: LoopConfig
+    strategy: str = "pcdd"
+    strategy_settings: dict[str, str] = dataclasses.field(default_factory=dict)
+    batch_size: int = 2
+    seed: int = 0
+    fixed_threshold: float | None = None
+    guard_threshold: float = 0.9
+    accept_forgetting: bool = False
+    resume: bool = False
+    parent_version: str | None = None
+
+
+def learn_work_dir(bundle: Path) -> Path:
+    """Checkpoints of an unfinished step: inside the bundle root but outside ``versions/``."""
+    return Path(bundle) / ".learn-work"
+
+
+def _parent_or_raise(bundle: Bundle, requested: str | None) -> BundleVersion:
+    current = bundle.current_version
+    if requested is not None and requested != current:
+        status = bundle.load(requested).status
+        why = "was rejected by the forgetting guard" if status == STATUS_REJECTED else f"is not the current version ({current})"
+        raise BundleError(f"cannot learn from version {requested}: it {why}", f"learn from the current version, or make {requested} current first with `ciss rollback --to {requested}`")
+    parent = bundle.load(current)
+    if parent.status == STATUS_REJECTED:
+        raise BundleError(f"the current version {current} is marked rejected", "roll back to a published version first")
+    return parent
+
+
+def _fingerprint(request: LearnRequest, parent: BundleVersion, data: list[str]) -> str:
+    settings = {
+        "parent": parent.version,
+        "organs": [list(o[:2]) for o in request.organs],
+        "strategy": [request.strategy, sorted(request.strategy_settings.items())],
+        "loop": dataclasses.asdict(request.loop),
+        "batch_size": request.batch_size,
+        "seed": request.seed,
+        "fixed_threshold": request.fixed_threshold,
+        "data": data,
+    }
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
+
+def learn_step(request: LearnRequest, *, device: torch.device, sink: EventSink, cancel: CancelToken) -> tuple[BundleVersion, GuardResult]:
+    """Run one step; returns the written version and the guard's verdict (raises if rejected)."""
+    if request.strategy not in STRATEGIES:
+        raise InputError(f"unknown strategy {request.strategy!r}", f"choose one of {', '.join(STRATEGIES)}")
+    strategy_type = STRATEGIES[request.strategy]
+    settings = parse_settings_or_raise(strategy_type.settings_type, request.strategy, request.strategy_settings)
+    bundle = Bundle.open_or_raise(request.bundle)
+    parent = _parent_or_raise(bundle, request.parent_version)
+    version = bundle.next_version()
+    step = int(parent.settings.get("step", 1)) + 1
+    registry = parent.registry.with_new_organs([(name, rgb) for name, _, rgb in request.organs], step=step, version=version)
+    num_old, num_new = len(parent.registry), len(request.organs)
+    value_to_class = {value: registry.by_name(name).label for name, value, _ in request.organs}
+    preprocessing = PreprocessingConfig.from_json(parent.settings["preprocessing"])
+    cases = prepare_cases(request.images, request.labels, value_to_class=value_to_class, other_labels="error", config=preprocessing, sink=sink)
+    work_dir = learn_work_dir(bundle.root)
+    work_dir.mkdir(exist_ok=True)
+    fingerprint = _fingerprint(request, parent, [c.sha256 for c in cases])
+
+    old_network = load_network(parent, device).requires_grad_(False)
+    stored = parent.load_prototypes()
+    if not stored:
+        raise BundleError(f"version {parent.version} has no stored prototypes ({parent.prototypes_path})", "re-train the base model with this version of CISSegmentation")
+    stored_prototypes = GlobalPrototypes.from_tensors(stored)
+    step_data = analyse_step_cases(
+        old_network, cases, num_old=num_old, num_new=num_new, patch_size=preprocessing.patch_size, device=device,
+        fixed_threshold=request.fixed_threshold, sink=sink,
+    )
+    torch.manual_seed(request.seed)
+    network = grow_classifier(copy.deepcopy(old_network).requires_grad_(True), num_new)
+    context = StepContext(num_old=num_old, num_new=num_new, stored_prototypes=stored_prototypes.as_tensor(), running_prototypes=step_data.new_prototypes)
+    strategy = strategy_type(context, settings)
+    sampler = PatchSampler(cases, num_classes=registry.num_classes, patch_size=preprocessing.patch_size, batch_size=request.batch_size, seed=request.seed)
+
+    def loss_fn(images: torch.Tensor, labels: torch.Tensor, iteration: int) -> tuple[torch.Tensor, dict[str, float]]:
+        logits_new, features_new = network.forward_with_features(images)
+        only_new = torch.where(labels > num_old, labels, 255)
+        context.running_prototypes.update(*class_feature_sums(features_new.detach().float(), only_new, registry.num_classes))
+        if strategy.needs_old_model:
+            with torch.no_grad():
+                logits_old, features_old = old_network.forward_with_features(images)
+            pseudo = make_pseudo_labels(labels, logits_old.float(), step_data.thresholds.to(images.device), num_old)
+        else:
+            logits_old = features_old = None
+            pseudo = labels
+        old_region, current_region = region_masks(pseudo, num_old)
+        batch = StepBatch(labels, logits_new, features_new, logits_old, features_old, pseudo, old_region, current_region)  # type: ignore[arg-type]
+        return strategy.loss(batch)
+
+    sink.log(f"learning {', '.join(n for n, _, _ in request.organs)} on {len(cases)} CT(s) with {request.strategy}, "
+             f"{request.loop.iterations} iterations on {device}; parent version {parent.version}")
+    result = run_training_loop(
+        network=network, loss_fn=loss_fn, sampler=sampler, config=request.loop, device=device, work_dir=work_dir,
+        fingerprint=fingerprint, resume=request.resume, sink=sink, cancel=cancel, stage="learn",
+    )
+    final = compute_global_prototypes(
+        network, [(c.image, c.sampling_label) for c in cases], num_classes=registry.num_classes,
+        patch_size=preprocessing.patch_size, device=device, sink=sink,
+    )
+    # Old organs keep their stored prototypes; background and the new organs come from the clean pass.
+    final.means[1 : 1 + num_old] = stored_prototypes.means[1:]
+    final.counts[1 : 1 + num_old] = stored_prototypes.counts[1:]
+    new_predictions = [
+        sliding_window_outputs(network, c.image[None], patch_size=preprocessing.patch_size, device=device)[0][0].argmax(0).to(torch.uint8)
+        for c in cases
+    ]
+    guard = check_forgetting(step_data.old_predictions, new_predictions, [(o.label, o.name) for o in parent.registry.organs], threshold=request.guard_threshold)
+    sink.emit("forgetting_guard", **guard.to_json())
+    status = STATUS_PUBLISHED if guard.passed or request.accept_forgetting else STATUS_REJECTED
+    written = _write_step_version(
+        request=request, root=bundle.root, parent=parent, version=version, step=step, registry=registry, network=network,
+        prototypes=final, thresholds=step_data.thresholds, guard=guard, status=status, result=result, strategy=strategy.describe(),
+        data=[c.sha256 for c in cases],
+    )
+    shutil.rmtree(work_dir, ignore_errors=True)
+    if status == STATUS_REJECTED:
+        raise ForgettingRejected(
+            f"version {version} was saved as rejected: old organs changed on the step's CTs ({', '.join(f'{n} {guard.agreement[n]:.2f}' for n in guard.failing_organs)} < {guard.threshold})",
+            f"version {parent.version} stays current. Learn again (more iterations, other settings), or pass --accept-forgetting to accept the drop knowingly",
+        )
+    return written, guard
+
+
+def _write_step_version(
+    *,
+    request: LearnRequest,
+    root: Path,
+    parent: BundleVersion,
+    version: str,
+    step: int,
+    registry: ClassRegistry,
+    network: SegmentationNetwork,
+    prototypes: GlobalPrototypes,
+    thresholds: torch.Tensor,
+    guard: GuardResult,
+    status: str,
+    result: LoopResult,
+    strategy: dict[str, Any],
+    data: list[str],
+) -> BundleVersion:
+    """The step's version folder: grown network, prototypes with τ, lineage, guard verdict, status."""
+    settings = {
+        **parent.settings,
+        "status": status,
+        "step": step,
+        "network": network.config.to_json(),
+        "strategy": strategy,
+        "pseudo_labels": {"thresholds": "fixed" if request.fixed_threshold is not None else "per_class_median", "fixed_threshold": request.fixed_threshold},
+        "training": {**dataclasses.asdict(request.loop), "batch_size": request.batch_size, "seed": request.seed},
+        "forgetting_guard": guard.to_json(),
+        "parent_version": parent.version,
+    }
+    history = parent.history + [
+        {
+            "version": version,
+            "step": step,
+            "kind": "incremental",
+            "organs": [name for name, _, _ in request.organs],
+            "data_sha256": data,
+            "iterations": request.loop.iterations,
+            "strategy": strategy["name"],
+            "strategy_settings": strategy,
+            "losses": result.last_losses,
+            "metrics": {"seconds_per_iteration": result.seconds_per_iteration, "peak_memory_mb": result.peak_memory_mb, **{f"agreement_{k}": v for k, v in guard.agreement.items() if v is not None}},
+            "forgetting_guard": guard.to_json(),
+            "status": status,
+            "parent_version": parent.version,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+    ]
+    changelog = {**parent.metadata.get("changelog", {}), version: f"step {step}: added {', '.join(n for n, _, _ in request.organs)} ({strategy['name']}, {status})"}
+    return write_version(
+        root, version=version, registry=registry, settings=settings, state_dict=network.state_dict(),
+        prototypes={**prototypes.to_tensors(), "entropy_thresholds": thresholds.float()}, history=history, changelog=changelog,
+        make_current=status == STATUS_PUBLISHED,
+    )

@@ -1,0 +1,62 @@
+"""What the frozen old model says about a step's CTs before training starts.
+
+One pass of the old model over each whole case gives (1) the per-class entropy thresholds τ, (2)
+the pseudo-labels Ỹ that steer patch sampling (so patches are not all new organ), (3) the features
+that initialise the new organs' prototypes, and (4) the old model's own masks, which the forgetting
+guard later compares with the new model's.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import torch
+
+from ..events import EventSink
+from ..inference import sliding_window_outputs
+from ..network import SegmentationNetwork
+from ..prototypes import GlobalPrototypes
+from ..pseudo_labels import EntropyThresholds, fixed_thresholds, make_pseudo_labels
+from .cases import PreparedCase
+
+
+@dataclasses.dataclass
+class StepData:
+    thresholds: torch.Tensor  # τ (|O|,)
+    old_predictions: list[torch.Tensor]  # argmax of the old model per case, (X, Y, Z) uint8
+    new_prototypes: GlobalPrototypes  # (1+|S|) rows; only the new organs' rows are filled
+
+
+def analyse_step_cases(
+    old_network: SegmentationNetwork,
+    cases: Sequence[PreparedCase],
+    *,
+    num_old: int,
+    num_new: int,
+    patch_size: tuple[int, int, int],
+    device: torch.device,
+    fixed_threshold: float | None,
+    sink: EventSink,
+) -> StepData:
+    """Run the old model once over every case; sets each case's ``sampling_label`` to Ỹ."""
+    outputs = []
+    estimator = EntropyThresholds(num_old)
+    for index, case in enumerate(cases):
+        sink.progress("old_model_pass", index, len(cases))
+        logits, features = sliding_window_outputs(old_network, case.image[None], patch_size=patch_size, device=device, with_features=True)
+        estimator.update(logits)
+        outputs.append((logits, features))
+    sink.progress("old_model_pass", len(cases), len(cases))
+    thresholds = fixed_thresholds(num_old, fixed_threshold) if fixed_threshold is not None else estimator.thresholds()
+    # The grown network starts with the old backbone, so the old features are the current ones:
+    # they initialise the new organs' prototypes before CRCD needs them.
+    prototypes = GlobalPrototypes(1 + num_old + num_new, old_network.feature_channels)
+    predictions = []
+    for case, (logits, features) in zip(cases, outputs):
+        labels = case.label.as_tensor().long()
+        case.sampling_label = case.label.clone()
+        case.sampling_label.set_array(make_pseudo_labels(labels, logits, thresholds, num_old).to(torch.uint8))
+        only_new = torch.where(labels > num_old, labels, 255)
+        prototypes.update_from_batch(features, only_new)
+        predictions.append(logits[0].argmax(0).to(torch.uint8))
+    return StepData(thresholds=thresholds, old_predictions=predictions, new_prototypes=prototypes)

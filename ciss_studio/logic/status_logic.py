@@ -1,0 +1,160 @@
+"""Runs one engine job at a time on the server's event loop and shows its progress, outcome and errors.
+
+``EngineJob.poll`` is called from an asyncio task every ``POLL_S``: events arrive in the loop's thread
+(never from the reader threads), so results enter the MRML scene safely. Jobs run on the server, not in
+the page: a closed or reconnected browser tab changes nothing; the next page shows the same state.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from trame_server import Server
+from trame_server.utils.asynchronous import create_task
+
+from CISSegmentationLib.errors import CissError, InputError
+from CISSegmentationLib.job_runner import EngineJob, JobCallbacks, JobEvent, JobProgress, JobResult, JobState
+
+from ..ui.status_ui import StatusState, StatusUI
+from .context import StudioContext
+from .panel_logic import PanelLogic
+
+POLL_S = 0.1
+LOG_LINES = 80
+logger = logging.getLogger(__name__)
+
+
+def describe_progress(progress: JobProgress) -> str:
+    """``train: 120/400, loss 0.412, about 1 min 35 s left``."""
+    parts = [f"{progress.stage}: {progress.step}/{progress.total}"]
+    if progress.loss is not None:
+        parts.append(f"loss {progress.loss:.3f}")
+    if progress.eta_s is not None:
+        parts.append(f"about {int(progress.eta_s // 60)} min {int(progress.eta_s % 60)} s left")
+    return ", ".join(parts)
+
+
+class StatusLogic(PanelLogic[StatusState]):
+    """The one engine job of the session; other panels start jobs here and report errors here."""
+
+    def __init__(self, server: Server, context: StudioContext) -> None:
+        super().__init__(server, context, StatusState)
+        self._job: EngineJob | None = None
+        self._log: collections.deque[str] = collections.deque(maxlen=LOG_LINES)
+
+    def set_ui(self, ui: StatusUI) -> None:
+        ui.cancel_clicked.connect(self._on_cancel_clicked)
+        ui.dismiss_clicked.connect(self._on_dismiss_clicked)
+
+    @property
+    def is_busy(self) -> bool:
+        return self._job is not None and self._job.is_running
+
+    def guarded(self, handler: Callable[..., Any]) -> Callable[..., None]:
+        """``handler`` with its CissError shown in the page (message, hint) instead of raised."""
+        @wraps(handler)
+        def run(*args: Any) -> None:
+            try:
+                handler(*args)
+            except CissError as error:
+                self.show_error(error)
+        return run
+
+    def show_error(self, error: CissError, log_tail: str = "") -> None:
+        self.data.error, self.data.hint = error.message, error.hint
+        self.data.error_log = log_tail or getattr(error, "log_tail", "")
+        self.data.message = ""
+        if self.context.sink is not None:
+            self.context.sink.log(f"error: {error.message} (hint: {error.hint})")
+
+    def show_message(self, text: str) -> None:
+        self.data.message, self.data.error, self.data.hint, self.data.error_log = text, "", "", ""
+
+    def start(self, job: EngineJob, *, title: str, command: str) -> None:
+        """Start ``job`` (made by ``WorkflowLogic``, result handler included) and poll it until it ends."""
+        if self.is_busy:
+            raise InputError(f"the engine is busy: {self.data.title}", "wait until it finishes, or click Cancel")
+        bring_in = job.callbacks.on_finished
+
+        def on_finished(result: JobResult) -> None:
+            try:
+                if bring_in is not None:
+                    bring_in(result)  # the result enters the scene first; this may start the next job
+            finally:
+                self._on_job_finished(command, title, result)
+
+        job.callbacks = JobCallbacks(on_progress=self._on_progress, on_event=self._on_event, on_log=self._on_log, on_finished=on_finished)
+        self._log.clear()
+        self._log.append(f"--- {title}: {' '.join(job.command[1:])}")
+        job.start()
+        self._job = job
+        self.data.is_busy, self.data.title, self.data.progress, self.data.detail = True, title, 0.0, "starting the engine"
+        self.data.log = "\n".join(self._log)
+        self.show_message("")
+        if self.context.sink is not None:
+            self.context.sink.emit("job_started", command=command, title=title)
+        create_task(self._poll_until_done(job))
+
+    def shutdown(self, grace_s: float = 20.0) -> None:
+        """The server stops: cancel a running job (the engine leaves a checkpoint, never a half-written bundle)."""
+        if self.is_busy:
+            self._job.cancel(grace_s=grace_s)
+            self._job.wait(timeout_s=grace_s + 5)
+
+    async def _poll_until_done(self, job: EngineJob) -> None:
+        while True:
+            with self.state:
+                running = self._poll(job)
+            if not running:
+                return
+            await asyncio.sleep(POLL_S)
+
+    def _poll(self, job: EngineJob) -> bool:
+        try:
+            running = job.poll()
+        except CissError as error:  # bringing the result into the scene failed
+            self.show_error(error)
+            running = False
+        except Exception as error:  # a bug must not leave the page busy forever
+            logger.exception("engine job handler failed")
+            self.show_error(CissError(f"internal error while reading the engine's result: {error!r}", "report this with the log below"),
+                            "\n".join(self._log))
+            running = False
+        if not running and self._job is job:
+            self._job = None
+            self.data.is_busy = False
+        return running
+
+    def _on_progress(self, progress: JobProgress) -> None:
+        self.data.progress = round(100.0 * progress.fraction, 1)
+        self.data.detail = describe_progress(progress)
+
+    def _on_event(self, event: JobEvent) -> None:
+        if event.kind not in ("progress", "done", "error"):  # metrics, checkpoints, the guard: one log line each
+            self._on_log(f"{event.kind}: " + ", ".join(f"{k}={v}" for k, v in event.data.items() if k != "event"))
+
+    def _on_log(self, line: str) -> None:
+        self._log.append(line)
+        self.data.log = "\n".join(self._log)
+
+    def _on_job_finished(self, command: str, title: str, result: JobResult) -> None:
+        if result.state is JobState.FAILED:
+            self.show_error(CissError(result.message, result.hint), result.log_tail)
+        elif result.state is JobState.CANCELLED:
+            self.show_message(f"{title}: cancelled; the bundle is unchanged")
+        if self.context.sink is not None:
+            self.context.sink.emit("job_finished", command=command, state=result.state.name.lower(), message=result.message,
+                                   exit_code=result.exit_code)
+            self.context.sink.log(f"{title}: {result.state.value}")
+
+    def _on_cancel_clicked(self) -> None:
+        if self.is_busy:
+            self._job.cancel()
+            self.data.detail = "cancelling: the engine saves a checkpoint and stops"
+
+    def _on_dismiss_clicked(self) -> None:
+        self.data.error, self.data.hint, self.data.error_log = "", "", ""
