@@ -179,6 +179,11 @@ class Bundle:
     def current_version(self) -> str:
         return str(self._pointer()["current"])
 
+    @property
+    def accepted_versions(self) -> list[str]:
+        """Rejected versions a user made current knowingly (``rollback --accept-forgetting``)."""
+        return list(self._pointer().get("accepted_versions", []))
+
     def versions(self) -> list[str]:
         folder = self.root / "versions"
         names = [p.name for p in folder.iterdir() if p.is_dir() and SEMVER.match(p.name)] if folder.is_dir() else []
@@ -194,14 +199,23 @@ class Bundle:
             raise BundleError(f"version {version} does not exist in {self.root}", f"available versions: {', '.join(self.versions()) or 'none'}")
         return load_version_or_raise(self.version_path(version))
 
-    def set_current(self, version: str) -> None:
+    def set_current(self, version: str, *, accept_rejected: bool = False) -> None:
+        """Point ``bundle.json`` at ``version``; a rejected version only when accepted knowingly.
+
+        An acceptance is recorded in ``bundle.json`` (``accepted_versions``): the version folder
+        itself, with the guard's verdict, is never rewritten.
+        """
         loaded = self.load(version)
-        if loaded.status == STATUS_REJECTED:
-            raise BundleError(
-                f"version {version} was rejected by the forgetting guard",
-                "learn again with different settings, or pass --accept-forgetting to accept a step knowingly",
-            )
-        write_json_atomic(self.pointer_path, {**self._pointer(), "current": version})
+        pointer = self._pointer()
+        accepted = self.accepted_versions
+        if loaded.status == STATUS_REJECTED and version not in accepted:
+            if not accept_rejected:
+                raise BundleError(
+                    f"version {version} was rejected by the forgetting guard",
+                    "learn again with different settings, or accept the step knowingly with --accept-forgetting",
+                )
+            accepted.append(version)
+        write_json_atomic(self.pointer_path, {**pointer, "current": version, "accepted_versions": accepted})
 
     def next_version(self) -> str:
         return next_minor(self.versions()[-1])

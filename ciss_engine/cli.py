@@ -49,6 +49,11 @@ def _list_classes() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv == ["--version"]:
+        # Answered before any command module is imported: the Slicer module uses it as a health check.
+        print(f"ciss {__version__}")
+        return ExitCode.OK
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.list_classes:

@@ -124,8 +124,12 @@ class WorkflowLogic:
 
     def learn_job(self, *, bundle: BundleInfo, new_organs: Sequence[OrganClass], cases: Sequence[TrainingCase] | None = None,
                   preset: str = "standard", iterations: int | None = None, device: str = "auto", accept_forgetting: bool = False,
-                  callbacks: JobCallbacks | None = None, on_done: Callable[[LearnOutcome], None] | None = None) -> EngineJob:
-        """Add ``new_organs`` to ``bundle`` from the painted cases (default: every case in the scene)."""
+                  engine_options: Sequence[str] = (), callbacks: JobCallbacks | None = None,
+                  on_done: Callable[[LearnOutcome], None] | None = None) -> EngineJob:
+        """Add ``new_organs`` to ``bundle`` from the painted cases (default: every case in the scene).
+
+        ``engine_options`` go to ``ciss learn`` unchanged (e.g. ``--strategy mib``, ``--guard-threshold 0.95``).
+        """
         names = [organ.name for organ in new_organs]
         cases = self.training_set.find_cases(names) if cases is None else cases
         folder = self._run_dir("learn")
@@ -141,7 +145,7 @@ class WorkflowLogic:
             bundle=bundle.path, organs=[(o.name, o.rgb) for o in new_organs], images=training.images, labels=training.labels,
             preset=preset, iterations=iterations, device=device, accept_forgetting=accept_forgetting,
         )
-        return self.launcher.job(*args, callbacks=_chain(callbacks, finished))
+        return self.launcher.job(*args, *engine_options, callbacks=_chain(callbacks, finished))
 
     def rollback_job(self, *, bundle: BundleInfo, version: str, callbacks: JobCallbacks | None = None) -> EngineJob:
         """Make ``version`` current again (also how a clinician rejects a step that passed the guard)."""

@@ -99,6 +99,10 @@ def test_forgetting_guard_rejects_and_keeps_the_parent_current(bundle, phantom_c
     # Learning from the rejected version is refused; the next step gets the next version number.
     assert run_cli("learn", "-b", bundle, "--organ", "pancreas", "-i", _images(phantom_cohort)[0], "-l", step_labels[0], "--from-version", "1.1.0", *STEP_ARGS) == ExitCode.BUNDLE_ERROR
     assert "rejected by the forgetting guard" in capsys.readouterr().err
+    assert run_cli("rollback", "-b", bundle, "--to", "1.1.0", "--quiet") == ExitCode.BUNDLE_ERROR
+    assert run_cli("rollback", "-b", bundle, "--to", "1.1.0", "--accept-forgetting", "--quiet") == 0
+    assert handle.current_version == "1.1.0"
+    assert json.loads((bundle / "bundle.json").read_text())["accepted_versions"] == ["1.1.0"]
 
 
 def test_learning_from_a_non_current_version_is_refused(bundle, phantom_cohort, step_labels):

@@ -4,6 +4,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from slicer_logic_helpers import REPO_ROOT
 
 QT_FREE_MODULES = [
@@ -29,3 +31,14 @@ def test_every_logic_file_is_listed_in_the_module_cmake():
     files = sorted(p.name for p in (REPO_ROOT / "CISSegmentation" / "CISSegmentationLib").glob("*.py"))
     assert [f for f in files if f"${{MODULE_NAME}}Lib/{f}" not in cmake] == []
     assert sorted([*QT_FREE_MODULES, "widget"]) == sorted(f[:-3] for f in files if f != "__init__.py")
+
+
+@pytest.mark.parametrize(("wrong", "allowed"), [({"device": "gpu"}, "auto, cpu, cuda"), ({"preset": "fast"}, "quick, standard, thorough")])
+def test_parameters_refuse_what_the_engine_would_refuse(wrong, allowed):
+    from CISSegmentationLib.errors import InputError
+    from CISSegmentationLib.parameters import CissParameters
+
+    CissParameters().check_or_raise()
+    with pytest.raises(InputError) as caught:
+        CissParameters(**wrong).check_or_raise()
+    assert allowed in caught.value.hint

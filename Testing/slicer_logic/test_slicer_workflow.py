@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from slicer_logic_helpers import REPO_ROOT
 
-from ciss_engine.commands import COMMANDS
 from CISSegmentationLib.bundle_reader import new_organ_or_raise, read_bundle_or_raise
 from CISSegmentationLib.engine_commands import EngineLauncher
 from CISSegmentationLib.errors import BundleError, InputError
@@ -19,7 +18,6 @@ from CISSegmentationLib.self_test import NEW_ORGAN, PhantomBundle, WorkflowSelfT
 from CISSegmentationLib.terminology import color_to_rgb
 
 LAUNCHER = EngineLauncher(python=sys.executable, pythonpath=(str(REPO_ROOT),))
-needs_learn = pytest.mark.skipif("learn" not in COMMANDS, reason="the engine has no `learn` command yet (ciss_engine/commands/__init__.py)")
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +111,6 @@ def test_cancel_during_real_training_stops_the_engine_and_writes_no_bundle(phant
     assert not (output / "bundle.json").exists()
 
 
-@needs_learn
 def test_whole_workflow_adds_the_new_organ(phantom, self_test, tmp_path):
     learning_copy = tmp_path / "bundle"
     shutil.copytree(phantom.bundle, learning_copy)
@@ -123,11 +120,33 @@ def test_whole_workflow_adds_the_new_organ(phantom, self_test, tmp_path):
     after = summary["after"].segmentation_node.GetSegmentation()
     assert after.GetSegmentIdBySegmentName(NEW_ORGAN)
     assert summary["before"].segmentation_node.GetScene() is self_test.scene  # the old result stays for comparison
+    assert set(summary["learned"].forgetting_guard["agreement"]) == {"spleen", "kidney_right", "kidney_left"}
     exported = nib.load(str(summary["exported"]))
     assert set(np.unique(np.asarray(exported.dataobj)).tolist()) <= {0, 1, 2, 3, 4}
+    # Rejecting the step afterwards is a rollback to the version before it.
+    rollback = self_test.workflow.rollback_job(bundle=summary["bundle"], version=summary["learned"].previous_version)
+    assert rollback.start().wait(timeout_s=300).state is JobState.SUCCEEDED
+    assert read_bundle_or_raise(learning_copy).current == "1.0.0"
 
 
-@needs_learn
+def test_step_rejected_by_the_forgetting_guard_stays_out_of_use(phantom, self_test, tmp_path):
+    learning_copy = tmp_path / "bundle"
+    shutil.copytree(phantom.bundle, learning_copy)
+    bundle = read_bundle_or_raise(learning_copy)
+    ct, labels = self_test.load_case(phantom.cases[1], "CT")
+    self_test.paint_new_organ(bundle, self_test.workflow.segmentation_logic.create_segmentation(ct, name="training"), ct, labels)
+    outcomes = []
+    job = self_test.workflow.learn_job(
+        bundle=bundle, new_organs=[new_organ_or_raise(bundle, NEW_ORGAN, None)], iterations=2, device="cpu",
+        engine_options=["--guard-threshold", "1.0"], on_done=outcomes.append,  # agreement 1.0 = unchanged: any learning fails it
+    )
+    result = job.start().wait(timeout_s=600)
+    assert result.state is JobState.REJECTED and result.exit_code == 6 and outcomes[0].is_rejected
+    assert outcomes[0].forgetting_guard["passed"] is False and result.message
+    after = read_bundle_or_raise(learning_copy)
+    assert after.current == "1.0.0" and after.version_info("1.1.0").status == "rejected"
+
+
 def test_cancel_during_learning_leaves_the_bundle_unchanged(phantom, self_test, tmp_path):
     learning_copy = tmp_path / "bundle"
     shutil.copytree(phantom.bundle, learning_copy)

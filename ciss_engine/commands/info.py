@@ -23,12 +23,13 @@ def describe_bundle(root: Path, version: str | None = None) -> dict[str, Any]:
     current = bundle.current_version
     shown = bundle.load(version)
     versions = []
+    accepted = bundle.accepted_versions
     for name in bundle.versions():
         loaded = bundle.load(name)
         versions.append(
             {
                 "version": name,
-                "status": "current" if name == current else loaded.status,
+                "status": "current" if name == current else "accepted" if name in accepted else loaded.status,
                 "organs": loaded.registry.names,
                 "created": loaded.metadata.get("created"),
                 "parent_version": loaded.settings.get("parent_version"),

@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--organ", "--organs", dest="organs", required=True,
         help="new organ(s) as NAME[=VALUE][:R,G,B] separated by commas; VALUE is the organ's value in the label files "
-        "(default: position, 1-based); a colour makes a name unknown to the catalog a custom organ (e.g. pancreas,tumour_bed:255,128,0)",
+        "(default: position, 1-based); a colour makes a name unknown to the catalog a custom organ (e.g. pancreas,tumour_bed:#ff8000)",
     )
     parser.add_argument("-i", "--images", nargs="+", required=True, help="CTs on which the new organs were annotated")
     parser.add_argument("-l", "--labels", nargs="+", required=True, help="label maps with ONLY the new organs (0 elsewhere, old organs unlabelled)")

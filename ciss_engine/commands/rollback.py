@@ -1,4 +1,4 @@
-"""``ciss rollback``: make an earlier (non-rejected) version current again; nothing is deleted."""
+"""``ciss rollback``: make another version current (an earlier one, or a rejected one accepted knowingly); nothing is deleted."""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +10,7 @@ from ..events import EventSink
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-b", "--bundle", required=True, help="bundle folder")
     parser.add_argument("--to", required=True, dest="target", metavar="VERSION", help="version to make current, e.g. 1.0.0")
+    parser.add_argument("--accept-forgetting", action="store_true", help="also allow a version the forgetting guard rejected (recorded in bundle.json)")
 
 
 def run(args: argparse.Namespace, sink: EventSink) -> None:
@@ -17,6 +18,6 @@ def run(args: argparse.Namespace, sink: EventSink) -> None:
 
     bundle = Bundle.open_or_raise(Path(args.bundle))
     previous = bundle.current_version
-    bundle.set_current(args.target)
+    bundle.set_current(args.target, accept_rejected=args.accept_forgetting)
     sink.log(f"current version of {args.bundle}: {previous} -> {args.target}")
     sink.done(bundle=str(args.bundle), version=args.target, previous=previous)

@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--organs", required=True,
         help="organs to learn, as NAME[=VALUE][:R,G,B] separated by commas; VALUE is the organ's value in the label "
-        "files (default: its position, 1-based); a colour makes an organ unknown to the catalog a custom organ. "
+        "files (default: its position, 1-based); a colour (#rrggbb) makes an organ unknown to the catalog a custom organ. "
         "Example: spleen=1,kidney_right=2,kidney_left=3,gallbladder=4",
     )
     parser.add_argument("-o", "--output", required=True, help="new bundle folder to create")

@@ -29,6 +29,7 @@ class LoopConfig:
     """Schedule of one training run (METHOD.md §4)."""
 
     iterations: int = 400
+    optimizer: str = "sgd"  # "sgd" (Nesterov, METHOD.md §4) or "adamw"
     learning_rate: float = 1e-2
     momentum: float = 0.99
     weight_decay: float = 3e-5
@@ -45,6 +46,14 @@ class LoopResult:
     seconds_per_iteration: float
     last_losses: dict[str, float]
     peak_memory_mb: float
+
+
+def make_optimizer(network: torch.nn.Module, config: LoopConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(network.parameters(), lr=config.learning_rate, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=True)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    raise ValueError(f"unknown optimizer {config.optimizer!r}; use sgd or adamw")
 
 
 def _poly_lr(config: LoopConfig, iteration: int) -> float:
@@ -66,7 +75,7 @@ def run_training_loop(
     stage: str = "train",
 ) -> LoopResult:
     """Train ``network`` in place for ``config.iterations`` iterations (or the rest of them on resume)."""
-    optimizer = torch.optim.SGD(network.parameters(), lr=config.learning_rate, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=True)
+    optimizer = make_optimizer(network, config)
     start = 0
     if resume:
         state = load_checkpoint_or_raise(work_dir, fingerprint=fingerprint)

@@ -25,12 +25,15 @@ class StudioSession:
     volume_node: vtkMRMLScalarVolumeNode | None = None
     ct_source: Path | None = None  # the file or DICOM folder the CT was read from (DICOM exports reference it)
     results: dict[str, vtkMRMLSegmentationNode] = dataclasses.field(default_factory=dict)  # bundle version → result on this CT
+    shown_version: str | None = None  # the result the views show (and Export writes)
     new_organs: list[OrganClass] = dataclasses.field(default_factory=list)  # added, painted, not learned yet
+    annotations: dict[str, vtkMRMLSegmentationNode] = dataclasses.field(default_factory=dict)  # CT node ID → its painted new organs
     last_learn: LearnOutcome | None = None
 
     bundle_changed = Signal()
     ct_changed = Signal()
     result_added = Signal(str)  # the bundle version whose result arrived
+    new_organs_changed = Signal()
 
     @property
     def is_dicom_ct(self) -> bool:
@@ -46,6 +49,13 @@ class StudioSession:
             raise InputError("no CT open", "type the CT's path (NIfTI or NRRD file, or a DICOM series folder) under CT and click Open")
         return self.volume_node
 
+    def annotation(self) -> vtkMRMLSegmentationNode | None:
+        """The segmentation holding the new organs painted on the open CT, if any."""
+        return self.annotations.get(self.volume_node.GetID()) if self.volume_node is not None else None
+
+    def shown_result(self) -> vtkMRMLSegmentationNode | None:
+        return self.results.get(self.shown_version) if self.shown_version else None
+
     def set_bundle(self, bundle: BundleInfo) -> None:
         self.bundle = bundle
         self.bundle_changed.emit()
@@ -54,8 +64,14 @@ class StudioSession:
         """A new CT: the previous CT's results no longer apply; its painted organs stay (Learn uses every CT)."""
         self.volume_node, self.ct_source = volume_node, source
         self.results.clear()
+        self.shown_version = None
         self.ct_changed.emit()
 
     def add_result(self, version: str, segmentation_node: vtkMRMLSegmentationNode) -> None:
         self.results[version] = segmentation_node
+        self.shown_version = version
         self.result_added.emit(version)
+
+    def set_new_organs(self, organs: list[OrganClass]) -> None:
+        self.new_organs = organs
+        self.new_organs_changed.emit()

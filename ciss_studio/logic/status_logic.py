@@ -38,6 +38,10 @@ def describe_progress(progress: JobProgress) -> str:
     return ", ".join(parts)
 
 
+def internal_error(error: Exception) -> CissError:
+    return CissError(f"internal error of the studio: {error!r}", "report this with the studio's log (the terminal that runs `ciss studio`)")
+
+
 class StatusLogic(PanelLogic[StatusState]):
     """The one engine job of the session; other panels start jobs here and report errors here."""
 
@@ -55,13 +59,16 @@ class StatusLogic(PanelLogic[StatusState]):
         return self._job is not None and self._job.is_running
 
     def guarded(self, handler: Callable[..., Any]) -> Callable[..., None]:
-        """``handler`` with its CissError shown in the page (message, hint) instead of raised."""
+        """``handler`` with its errors shown in the page (message, hint) instead of raised into the server."""
         @wraps(handler)
         def run(*args: Any) -> None:
             try:
                 handler(*args)
             except CissError as error:
                 self.show_error(error)
+            except Exception as error:  # a bug: say so in the page, keep the session alive
+                logger.exception("studio action failed")
+                self.show_error(internal_error(error))
         return run
 
     def show_error(self, error: CissError, log_tail: str = "") -> None:
@@ -121,8 +128,7 @@ class StatusLogic(PanelLogic[StatusState]):
             running = False
         except Exception as error:  # a bug must not leave the page busy forever
             logger.exception("engine job handler failed")
-            self.show_error(CissError(f"internal error while reading the engine's result: {error!r}", "report this with the log below"),
-                            "\n".join(self._log))
+            self.show_error(internal_error(error), "\n".join(self._log))
             running = False
         if not running and self._job is job:
             self._job = None

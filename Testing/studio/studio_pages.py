@@ -1,0 +1,116 @@
+"""What the studio tests do in the page, named as a user would say it, and how they read the views' pixels.
+
+View boxes come in layout order: the main layout (trame-slicer's "Axial Primary") is axial, 3D,
+coronal, sagittal; the comparison layout is old (left), new (right).
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from studio_browser import Browser, Page
+from studio_process import StudioProcess
+
+SESSION_KEY = "ciss__DataState__bundle_path"  # any studio state key: present once the websocket session is up
+AXIAL, THREE_D, CORONAL, SAGITTAL = 0, 1, 2, 3
+OLD_VIEW, NEW_VIEW = 0, 1
+
+
+def open_studio(browser: Browser, studio: StudioProcess) -> Page:
+    """A tab on the studio once its session is up (the websocket delivered the state and the panels are drawn)."""
+    page = browser.new_page()
+    page.open(studio.url)
+    page.wait_for_session(SESSION_KEY, "#ciss-workflow")
+    return page
+
+
+def view_boxes(page: Page) -> list[dict[str, float]]:
+    """The page boxes of the views' images, in layout order."""
+    return page.evaluate(
+        "Array.from(document.querySelectorAll('img.image-display-area')).map(e => { const r = e.getBoundingClientRect();"
+        " return {x: r.x, y: r.y, width: r.width, height: r.height}; }).filter(r => r.width > 0)"
+    )
+
+
+def organ_pixels(screenshot: Path, rgb: tuple[int, int, int], tolerance: int = 2) -> int:
+    """Pixels of exactly the organ's colour (segment outlines are drawn opaque; PNG views keep colours exact)."""
+    pixels = np.asarray(Image.open(screenshot).convert("RGB")).astype(int)
+    return int((np.abs(pixels - np.array(rgb)).max(axis=2) <= tolerance).sum())
+
+
+def distance_to(screenshot: Path, rgb: tuple[int, int, int], box: tuple[float, float, float, float]) -> float:
+    """Mean colour distance to ``rgb`` inside ``box`` (left, top, right, bottom as fractions of the image)."""
+    pixels = np.asarray(Image.open(screenshot).convert("RGB")).astype(float)
+    height, width = pixels.shape[:2]
+    left, top, right, bottom = box
+    region = pixels[int(top * height) : int(bottom * height), int(left * width) : int(right * width)]
+    return float(np.linalg.norm(region - np.array(rgb, dtype=float), axis=2).mean())
+
+
+def shoot_views(page: Page, folder: Path, name: str, indices: list[int]) -> list[Path]:
+    """Screenshots of the whole page and of each chosen view (what the pixel checks read)."""
+    page.screenshot(folder / f"{name}.png")
+    boxes = view_boxes(page)
+    return [page.screenshot(folder / f"{name}_view{i}.png", clip=boxes[i]) for i in indices]
+
+
+def hex_to_rgb(text: str) -> tuple[int, int, int]:
+    return tuple(int(text[i : i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
+
+
+def bundle_organs(page: Page) -> dict[str, tuple[int, int, int]]:
+    """The organs the page lists for the open bundle version, with their colours."""
+    return {row["name"]: hex_to_rgb(row["color"]) for row in page.state("ciss__DataState__organs")}
+
+
+def open_paths(page: Page, *, bundle: Path | None = None, ct: Path | None = None) -> None:
+    """Type the paths and click Open, as a user does."""
+    if bundle is not None:
+        page.type_into("#ciss-bundle-path", str(bundle))
+        page.click("#ciss-open-bundle")
+    if ct is not None:
+        page.type_into("#ciss-ct-path", str(ct))
+        page.click("#ciss-open-ct")
+
+
+STROKES_BOX = (0.36, 0.46, 0.63, 0.54)  # where add_and_paint_organ paints surely (fractions of the axial view)
+
+
+def add_and_paint_organ(page: Page, name: str) -> None:
+    """Add a new organ by name and paint three strokes across the middle of the axial view (covering STROKES_BOX)."""
+    page.type_into("#ciss-organ-name", name)
+    page.press("Enter")
+    page.press("Escape")  # close the name list, which covers the button below
+    page.wait_for(f"window.trame.state.get('ciss__OrganState__name') === {json.dumps(name)}", 10, "the organ name")
+    page.click("#ciss-add-organ")
+    page.wait_for("window.trame.state.get('ViewerLayoutState__active_tool') === 'SegmentEditorUI'", 10, "the segment editor")
+    axial = view_boxes(page)[AXIAL]
+    x0, y0 = axial["x"] + 0.35 * axial["width"], axial["y"] + 0.5 * axial["height"]
+    for dy in (-0.06, 0.0, 0.06):
+        y = y0 + dy * axial["height"]
+        page.drag([(x0 + i * 0.015 * axial["width"], y) for i in range(21)])
+        time.sleep(0.5)  # the server applies a stroke when the button is released; a hand pauses too
+    wait_until_painted(page, name)
+    page.click("#ciss-tool-workflow")
+
+
+def painted_text(page: Page, name: str) -> str:
+    rows = page.state("ciss__OrganState__new_organs") or []
+    return next((row["painted"] for row in rows if row["name"] == name), "")
+
+
+def wait_until_painted(page: Page, name: str, settle_s: float = 2.0, timeout_s: float = 60.0) -> str:
+    """The server applies strokes one after another: wait until the organ's painted-voxel count stops changing."""
+    deadline = time.monotonic() + timeout_s
+    last, since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        text = painted_text(page, name)
+        if text != last:
+            last, since = text, time.monotonic()
+        elif "voxels" in text and time.monotonic() - since >= settle_s:
+            return text
+        time.sleep(0.2)
+    raise TimeoutError(f"the painted voxels of {name} did not settle in {timeout_s} s (last: {last!r})")

@@ -1,0 +1,129 @@
+"""Runs ``ciss learn`` on the painted new organs, then previews the new version beside the old one.
+
+The engine publishes a new version only when it is complete and the forgetting guard passed (or was
+overridden), so a cancelled, failed or disconnected run never leaves a half-written bundle. A passed
+step can still be rejected here: that rolls the bundle back to the previous version.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from trame_server import Server
+
+from CISSegmentationLib.errors import InputError
+from CISSegmentationLib.job_runner import JobCallbacks, JobResult, JobState
+from CISSegmentationLib.workflow_logic import LearnOutcome
+
+from ..ui.learn_ui import LearnState, LearnUI
+from .compare_logic import CompareLogic
+from .context import StudioContext
+from .data_logic import DataLogic
+from .panel_logic import PanelLogic
+from .segment_logic import SegmentLogic
+from .status_logic import StatusLogic
+
+
+def describe_guard(guard: dict[str, Any] | None) -> str:
+    """``Forgetting guard passed: agreement with the old version spleen 0.97, … (threshold 0.9)``."""
+    if not guard:
+        return "The engine reported no forgetting-guard result."
+    verdict = "passed" if guard.get("passed") else "REJECTED the new version"
+    agreement = guard.get("agreement") or {}
+    scores = ", ".join(f"{organ} {value:.2f}" if value is not None else f"{organ} (not found by the old version)" for organ, value in agreement.items())
+    threshold = f" (threshold {guard['threshold']})" if guard.get("threshold") is not None else ""
+    return f"Forgetting guard {verdict}: agreement with the old version on the old organs: {scores or 'not reported'}{threshold}."
+
+
+def iterations_or_raise(text: str) -> int | None:
+    """The Iterations field: empty = the preset's budget, else a positive whole number."""
+    if not text.strip():
+        return None
+    if not text.strip().isdigit() or int(text) < 1:
+        raise InputError(f"invalid number of iterations {text!r}", "type a positive whole number, or leave Iterations empty to use the preset")
+    return int(text)
+
+
+class LearnLogic(PanelLogic[LearnState]):
+    def __init__(self, server: Server, context: StudioContext, status: StatusLogic, data: DataLogic, segment: SegmentLogic,
+                 compare: CompareLogic) -> None:
+        super().__init__(server, context, LearnState)
+        self._status, self._data, self._segment, self._compare = status, data, segment, compare
+        self.session.new_organs_changed.connect(self._on_new_organs_changed)
+
+    def set_ui(self, ui: LearnUI) -> None:
+        ui.learn_clicked.connect(self._status.guarded(self._on_learn_clicked))
+        ui.accept_clicked.connect(self._status.guarded(self._on_accept_clicked))
+        ui.reject_clicked.connect(self._status.guarded(self._on_reject_clicked))
+
+    def learn(self, *, accept_forgetting: bool = False) -> None:
+        organs = list(self.session.new_organs)
+        if not organs:
+            raise InputError("no new organ to learn", "add a new organ under New organ, paint it on at least one CT, then click Learn")
+        job = self.context.workflow.learn_job(
+            bundle=self.session.bundle_or_raise(), new_organs=organs, preset=self.data.preset, iterations=iterations_or_raise(self.data.iterations),
+            accept_forgetting=accept_forgetting, on_done=self._on_learned,
+        )
+        self.data.guard_verdict, self.data.guard_text, self.data.show_decision = "", "", False
+        self._status.start(job, title=f"Learning {', '.join(o.name for o in organs)}", command="learn")
+
+    def _on_learn_clicked(self) -> None:
+        self.learn()
+
+    def _on_learned(self, outcome: LearnOutcome) -> None:
+        self.session.last_learn = outcome
+        state = outcome.result.state
+        if state not in (JobState.SUCCEEDED, JobState.REJECTED):  # failed or cancelled: the status panel says so
+            return
+        self.data.guard_verdict = "passed" if state is JobState.SUCCEEDED else "rejected"
+        self.data.guard_text = describe_guard(outcome.forgetting_guard)
+        self.data.show_decision = True
+        if outcome.is_rejected:
+            self.data.accept_text, self.data.reject_text = "Learn again, accepting forgetting", "Keep the current version"
+            return
+        self.data.accept_text, self.data.reject_text = f"Keep version {outcome.new_version}", f"Reject it (back to {outcome.previous_version})"
+        self._data.reload_bundle()
+        self.session.set_new_organs([])
+        self._preview(outcome.previous_version, outcome.new_version)
+
+    def _preview(self, old: str, new: str) -> None:
+        """Segment the open CT with the new version (and the old one if needed), then compare them side by side."""
+        if self.session.volume_node is None:
+            return
+
+        def compare(_version: str) -> None:
+            self._compare.compare(old, new)
+
+        def segment_new(_version: str | None = None) -> None:
+            self._segment.segment(new, then=compare)
+
+        if old in self.session.results:
+            segment_new()
+        else:
+            self._segment.segment(old, then=segment_new)
+
+    def _on_accept_clicked(self) -> None:
+        self.data.show_decision = False
+        outcome = self.session.last_learn
+        if outcome is not None and outcome.is_rejected:
+            self.learn(accept_forgetting=True)
+        elif outcome is not None:
+            self._status.show_message(f"Version {outcome.new_version} is the bundle's current version")
+
+    def _on_reject_clicked(self) -> None:
+        self.data.show_decision = False
+        outcome = self.session.last_learn
+        if outcome is None or outcome.is_rejected:
+            self._status.show_message("The bundle keeps its current version")
+            return
+        bundle = self.session.bundle_or_raise()
+        job = self.context.workflow.rollback_job(bundle=bundle, version=outcome.previous_version,
+                                                  callbacks=JobCallbacks(on_finished=self._on_rolled_back))
+        self._status.start(job, title=f"Rolling back to {outcome.previous_version}", command="rollback")
+
+    def _on_rolled_back(self, result: JobResult) -> None:
+        if result.state is JobState.SUCCEEDED:
+            self._data.reload_bundle()
+            self._status.show_message(f"Rejected: the bundle is back at version {self.session.bundle.current}")
+
+    def _on_new_organs_changed(self) -> None:
+        self.data.organ_names = ", ".join(organ.name for organ in self.session.new_organs)

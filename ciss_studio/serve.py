@@ -1,0 +1,73 @@
+"""Starts the studio's web server: checks the port, prepares offscreen rendering, opens the start files.
+
+The server binds to 127.0.0.1 unless told otherwise: the studio has no login, so serving others
+(``--host 0.0.0.0``) belongs behind a reverse proxy with authentication or a VPN (docs/studio.md).
+"""
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import sys
+
+from ciss_engine.errors import InputError
+from ciss_engine.events import EventSink
+
+
+def port_in_use_error(host: str, port: int) -> InputError:
+    return InputError(
+        f"port {port} on {host} is already in use",
+        f"another program (perhaps another studio) listens there: stop it, or choose a free port, e.g. `ciss studio --port {port + 1}` "
+        "(--port 0 picks any free port)",
+    )
+
+
+def check_port_or_raise(host: str, port: int) -> None:
+    """Fail before building the app when ``host:port`` cannot be served (in use, no permission, unknown host)."""
+    try:
+        probe = socket.create_server((host, port))  # SO_REUSEADDR like the server: a port in TIME_WAIT is fine
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            raise port_in_use_error(host, port) from error
+        raise InputError(
+            f"cannot serve on {host}:{port}: {error.strerror or error}",
+            "use an address of this computer for --host (127.0.0.1, or 0.0.0.0 for all networks) and a --port from 1024 to 65535",
+        ) from error
+    probe.close()
+
+
+def prepare_environment() -> None:
+    """Settings that must precede trame and VTK: trame must not parse ``ciss studio``'s arguments as its own,
+    and without a display VTK renders offscreen through EGL (Mesa on the CPU when there is no GPU)."""
+    os.environ.setdefault("TRAME_ARGS", "")
+    headless = not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    if sys.platform.startswith("linux") and headless:
+        os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+
+
+def serve_studio(*, bundle: str | None, ct: str | None, host: str, port: int, image_format: str, sink: EventSink) -> None:
+    """Serve until interrupted (Ctrl+C, SIGTERM); a running engine job is cancelled cleanly on the way out."""
+    check_port_or_raise(host, port)
+    prepare_environment()
+    from .app import StudioApp
+
+    app = StudioApp(image_format=image_format, sink=sink)
+    with app.server.state:
+        if bundle:
+            app.status.guarded(app.data.open_bundle)(bundle)
+        if ct:
+            app.status.guarded(app.data.open_ct)(ct)
+
+    def on_ready(**_) -> None:
+        url = f"http://{host if host not in ('0.0.0.0', '::') else socket.gethostname()}:{app.server.port}/"
+        sink.emit("server_started", url=url, host=host, port=app.server.port)
+        sink.log(f"CISS Studio: open {url} in a web browser (Ctrl+C stops it)")
+
+    app.server.controller.on_server_ready.add(on_ready)
+    app.server.controller.on_server_exited.add(lambda **_: app.shutdown())
+    try:
+        app.server.start(host=host, port=port, open_browser=False, show_connection_info=False, timeout=0)
+    except OSError as error:  # another program took the port after the check
+        if error.errno == errno.EADDRINUSE:
+            raise port_in_use_error(host, port) from error
+        raise
