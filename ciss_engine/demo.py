@@ -66,7 +66,7 @@ def run_demo(*, output: Path, data_dir: Path, iterations: int, seed: int, device
     from .preprocessing import PreprocessingConfig
     from .segmentation_outputs import write_segmentation_outputs
     from .training.base import BaseTrainingRequest, train_base_bundle
-    from .training.loop import LoopConfig
+    from .training.loop_config import LoopConfig
     from .commands.train import parse_organs_or_raise
 
     import numpy as np

@@ -49,9 +49,14 @@ def serve_studio(*, bundle: str | None, ct: str | None, host: str, port: int, im
     """Serve until interrupted (Ctrl+C, SIGTERM); a running engine job is cancelled cleanly on the way out."""
     check_port_or_raise(host, port)
     prepare_environment()
+    import vtk
+
     from .app import StudioApp
 
+    # Each view trame-slicer creates makes VTK 9.6 warn about a deprecated interactor event (not ours to fix).
+    vtk.vtkObject.GlobalWarningDisplayOff()
     app = StudioApp(image_format=image_format, sink=sink)
+    vtk.vtkObject.GlobalWarningDisplayOn()
     with app.server.state:
         if bundle:
             app.status.guarded(app.data.open_bundle)(bundle)

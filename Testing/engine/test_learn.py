@@ -15,7 +15,7 @@ from ciss_engine.cancellation import CancelToken
 from ciss_engine.errors import BundleError, Cancelled, ExitCode, InputError
 from ciss_engine.events import EventSink, ProgressMode
 from ciss_engine.training.incremental import LearnRequest, learn_step, learn_work_dir
-from ciss_engine.training.loop import LoopConfig
+from ciss_engine.training.loop_config import LoopConfig
 
 STEP_ARGS = ["--iterations", "3", "--batch-size", "1", "--quiet"]
 

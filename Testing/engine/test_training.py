@@ -15,7 +15,7 @@ from ciss_engine.errors import Cancelled, ExitCode, InputError
 from ciss_engine.events import EventSink, ProgressMode
 from ciss_engine.preprocessing import PreprocessingConfig
 from ciss_engine.training.base import BaseTrainingRequest, train_base_bundle, work_dir_for
-from ciss_engine.training.loop import LoopConfig
+from ciss_engine.training.loop_config import LoopConfig
 
 ORGANS = [("spleen", 1, None), ("liver", 7, None)]
 

@@ -48,13 +48,19 @@ class Browser:
                 raise RuntimeError(f"chromium did not start (exit code {self.process.poll()})")
             time.sleep(0.05)
         self.port = int(port_file.read_text().split()[0])
+        self.pages: list[Page] = []
 
     def new_page(self) -> Page:
         """A new tab; its websocket is the page's own CDP endpoint."""
-        return Page(self, f"http://127.0.0.1:{self.port}")
+        page = Page(self, f"http://127.0.0.1:{self.port}")
+        self.pages.append(page)
+        return page
 
     def close(self) -> None:
         """Kill the browser (as a user closing it, or a crash, would: the server sees the socket drop)."""
+        for page in self.pages:
+            page.close()
+        self.pages.clear()
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
@@ -98,7 +104,12 @@ class Page:
                 return data["result"]
 
     def close(self) -> None:
-        self._loop.run_until_complete(self._ws.close())
+        if self._loop.is_closed():
+            return
+        try:
+            self._loop.run_until_complete(asyncio.wait_for(self._ws.close(), 5))
+        except (asyncio.TimeoutError, aiohttp.ClientError):
+            pass  # the browser is gone already
         self._loop.run_until_complete(self._session.close())
         self._loop.close()
 
@@ -134,7 +145,8 @@ class Page:
                       f" && document.querySelector({json.dumps(selector)}))", timeout_s, "the studio's websocket session")
 
     def text(self, selector: str) -> str:
-        return self.evaluate(f"(document.querySelector({json.dumps(selector)}) || {{innerText: ''}}).innerText") or ""
+        """The element's text as written (``textContent``: no CSS upper-casing of buttons), "" when absent."""
+        return self.evaluate(f"(document.querySelector({json.dumps(selector)}) || {{textContent: ''}}).textContent") or ""
 
     def exists(self, selector: str) -> bool:
         return bool(self.evaluate(f"!!document.querySelector({json.dumps(selector)})"))
@@ -163,12 +175,35 @@ class Page:
         self._mouse("mouseMoved", x, y, 0)
         self._mouse("mousePressed", x, y, 1)
         self._mouse("mouseReleased", x, y, 0)
+        self.wait_idle()
+
+    def wait_idle(self, timeout_s: float = 30.0) -> None:
+        """Until the server answered every call of the page (trame counts them in ``trame__busy``) and the page redrew."""
+        self.wait_for("!window.trame.state.get('trame__busy')", timeout_s, "the server to answer")
+        self.evaluate("new Promise(done => requestAnimationFrame(() => requestAnimationFrame(() => done(true))))")
 
     def type_into(self, selector: str, text: str) -> None:
         """Replace an input's text as a user would: click it, select all, type."""
         self.click(selector)
         self.evaluate(f"document.querySelector({json.dumps(selector)}).select()")
         self.call("Input.insertText", text=text)
+
+    def choose(self, selector: str, item: str) -> None:
+        """Open a select (a Vuetify menu) and click the item whose text is ``item``."""
+        self.click(selector)
+        found = json.dumps(item)
+        self.wait_for(f"Array.from(document.querySelectorAll('.v-overlay .v-list-item')).some(e => e.textContent.trim() === {found})", 10,
+                      f"the item {item}")
+        where = (f"(() => {{ const e = Array.from(document.querySelectorAll('.v-overlay .v-list-item')).find(e => e.textContent.trim() === {found});"
+                 " const r = e.getBoundingClientRect(); return {x: r.x + r.width / 2, y: r.y + r.height / 2}; })()")
+        box, previous = self.evaluate(where), None
+        while box != previous:  # the menu slides in: click once it stopped moving
+            time.sleep(0.1)
+            box, previous = self.evaluate(where), box
+        self._mouse("mouseMoved", box["x"], box["y"], 0)
+        self._mouse("mousePressed", box["x"], box["y"], 1)
+        self._mouse("mouseReleased", box["x"], box["y"], 0)
+        self.wait_idle()
 
     def press(self, key: str) -> None:
         """A key press on the focused element: ``Enter``, ``Escape`` or ``Tab``."""

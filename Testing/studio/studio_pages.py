@@ -50,11 +50,21 @@ def distance_to(screenshot: Path, rgb: tuple[int, int, int], box: tuple[float, f
     return float(np.linalg.norm(region - np.array(rgb, dtype=float), axis=2).mean())
 
 
-def shoot_views(page: Page, folder: Path, name: str, indices: list[int]) -> list[Path]:
-    """Screenshots of the whole page and of each chosen view (what the pixel checks read)."""
+def shoot_views(page: Page, folder: Path, name: str, indices: list[int], *, views: int = 4, timeout_s: float = 30.0) -> list[Path]:
+    """Screenshots of each chosen view, once the page shows the layout's ``views`` views and each has drawn
+    something (a new layout reaches the page after the server switched it); then of the whole page."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        boxes = view_boxes(page)
+        if len(boxes) == views:
+            shots = [page.screenshot(folder / f"{name}_view{i}.png", clip=boxes[i]) for i in indices]
+            if all(np.asarray(Image.open(shot).convert("L")).max() > 0 for shot in shots):
+                break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the page did not show {views} drawn views within {timeout_s} s (it shows {len(boxes)})")
+        time.sleep(0.3)
     page.screenshot(folder / f"{name}.png")
-    boxes = view_boxes(page)
-    return [page.screenshot(folder / f"{name}_view{i}.png", clip=boxes[i]) for i in indices]
+    return shots
 
 
 def hex_to_rgb(text: str) -> tuple[int, int, int]:
@@ -92,7 +102,7 @@ def add_and_paint_organ(page: Page, name: str) -> None:
     for dy in (-0.06, 0.0, 0.06):
         y = y0 + dy * axial["height"]
         page.drag([(x0 + i * 0.015 * axial["width"], y) for i in range(21)])
-        time.sleep(0.5)  # the server applies a stroke when the button is released; a hand pauses too
+        time.sleep(0.3)  # the server applies a stroke when the button is released; a hand pauses too
     wait_until_painted(page, name)
     page.click("#ciss-tool-workflow")
 
@@ -102,7 +112,7 @@ def painted_text(page: Page, name: str) -> str:
     return next((row["painted"] for row in rows if row["name"] == name), "")
 
 
-def wait_until_painted(page: Page, name: str, settle_s: float = 2.0, timeout_s: float = 60.0) -> str:
+def wait_until_painted(page: Page, name: str, settle_s: float = 1.0, timeout_s: float = 60.0) -> str:
     """The server applies strokes one after another: wait until the organ's painted-voxel count stops changing."""
     deadline = time.monotonic() + timeout_s
     last, since = None, time.monotonic()

@@ -70,7 +70,7 @@ def test_clinical_workflow_in_the_browser(start_studio, browser, bundle_copy, ph
     assert new_version != "1.0.0" and bundle.load().registry.names == [*old_organs, NEW_ORGAN]
     page.wait_for(f"window.trame.state.get('ciss__DataState__current_version') === '{new_version}'", 10, "the new version listed")
     assert list(bundle_organs(page)) == [*old_organs, NEW_ORGAN]
-    old_view, new_view = shoot_views(page, shots, "04_compared", [OLD_VIEW, NEW_VIEW])
+    old_view, new_view = shoot_views(page, shots, "04_compared", [OLD_VIEW, NEW_VIEW], views=2)
     assert organ_pixels(old_view, liver_rgb) == 0, "the old version's view shows no paint and no new organ"
     for name, rgb in old_organs.items():
         assert organ_pixels(old_view, rgb) + organ_pixels(new_view, rgb) > 0, f"{name} in neither version's view"
@@ -91,6 +91,8 @@ def test_clinical_workflow_in_the_browser(start_studio, browser, bundle_copy, ph
     labels, image = nib.load(written), nib.load(ct)
     assert labels.shape == image.shape and np.allclose(labels.affine, image.affine, atol=1e-3)
     assert set(np.unique(np.asarray(labels.dataobj)).tolist()) <= set(range(len(old_organs) + 2))
+
+    assert not page.console_errors, page.console_errors
 
     # The web server process never loaded torch: the engine did all the learning in its own processes.
     mapped = Path(f"/proc/{studio.process.pid}/maps").read_text()

@@ -21,7 +21,8 @@ from ..network import NetworkConfig, build_network
 from ..preprocessing import PreprocessingConfig
 from ..registry import ClassRegistry
 from .cases import prepare_cases
-from .loop import LoopConfig, run_training_loop
+from .loop import run_training_loop
+from .loop_config import LoopConfig
 from .prototype_pass import compute_global_prototypes
 from .sampler import PatchSampler
 

@@ -31,7 +31,8 @@ from ..pseudo_labels import make_pseudo_labels, region_masks
 from ..registry import ClassRegistry
 from ..strategies import STRATEGIES, StepBatch, StepContext, parse_settings_or_raise
 from .cases import prepare_cases
-from .loop import LoopConfig, LoopResult, run_training_loop
+from .loop import LoopResult, run_training_loop
+from .loop_config import LoopConfig
 from .prototype_pass import compute_global_prototypes
 from .sampler import PatchSampler
 from .step_data import analyse_step_cases

@@ -19,25 +19,10 @@ from ..device import autocast, autocast_dtype
 from ..errors import Cancelled
 from ..events import EventSink
 from .checkpoint import load_checkpoint_or_raise, save_checkpoint
+from .loop_config import LoopConfig
 from .sampler import PatchSampler, iteration_seed
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, int], tuple[torch.Tensor, dict[str, float]]]
-
-
-@dataclasses.dataclass(frozen=True)
-class LoopConfig:
-    """Schedule of one training run (METHOD.md §4)."""
-
-    iterations: int = 400
-    optimizer: str = "sgd"  # "sgd" (Nesterov, METHOD.md §4) or "adamw"
-    learning_rate: float = 1e-2
-    momentum: float = 0.99
-    weight_decay: float = 3e-5
-    poly_power: float = 0.9
-    # nnU-Net's clip value: with momentum 0.99 an unlucky batch can otherwise blow the weights up.
-    grad_clip: float = 12.0
-    checkpoint_every: int = 50
-    amp: bool = True
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,11 +23,16 @@ from .segment_logic import SegmentLogic
 from .status_logic import StatusLogic
 
 
-def describe_guard(guard: dict[str, Any] | None) -> str:
-    """``Forgetting guard passed: agreement with the old version spleen 0.97, … (threshold 0.9)``."""
+def describe_guard(guard: dict[str, Any] | None, *, published: bool) -> str:
+    """``Forgetting guard passed: agreement with the old version on the old organs: spleen 0.97, … (threshold 0.9).``"""
     if not guard:
         return "The engine reported no forgetting-guard result."
-    verdict = "passed" if guard.get("passed") else "REJECTED the new version"
+    if guard.get("passed"):
+        verdict = "passed"
+    elif published:
+        verdict = "failed, and the new version was published because you accepted the forgetting"
+    else:
+        verdict = "REJECTED the new version"
     agreement = guard.get("agreement") or {}
     scores = ", ".join(f"{organ} {value:.2f}" if value is not None else f"{organ} (not found by the old version)" for organ, value in agreement.items())
     threshold = f" (threshold {guard['threshold']})" if guard.get("threshold") is not None else ""
@@ -75,7 +80,7 @@ class LearnLogic(PanelLogic[LearnState]):
         if state not in (JobState.SUCCEEDED, JobState.REJECTED):  # failed or cancelled: the status panel says so
             return
         self.data.guard_verdict = "passed" if state is JobState.SUCCEEDED else "rejected"
-        self.data.guard_text = describe_guard(outcome.forgetting_guard)
+        self.data.guard_text = describe_guard(outcome.forgetting_guard, published=state is JobState.SUCCEEDED)
         self.data.show_decision = True
         if outcome.is_rejected:
             self.data.accept_text, self.data.reject_text = "Learn again, accepting forgetting", "Keep the current version"

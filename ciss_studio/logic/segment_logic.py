@@ -54,7 +54,8 @@ class SegmentLogic(PanelLogic[SegmentState]):
         self.data.versions = list(self.session.results)
 
     def _on_shown_version_changed(self, version: str) -> None:
+        """The user chose another result (the callback also follows the server's own changes: those are shown already)."""
         node = self.session.results.get(version)
-        if node is not None:
+        if node is not None and version != self.session.shown_version:
             self.session.shown_version = version
             self.context.views.show_result(node)

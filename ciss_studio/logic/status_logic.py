@@ -140,7 +140,7 @@ class StatusLogic(PanelLogic[StatusState]):
         self.data.detail = describe_progress(progress)
 
     def _on_event(self, event: JobEvent) -> None:
-        if event.kind not in ("progress", "done", "error"):  # metrics, checkpoints, the guard: one log line each
+        if event.kind not in ("progress", "done"):  # errors, metrics, checkpoints, the guard: one log line each
             self._on_log(f"{event.kind}: " + ", ".join(f"{k}={v}" for k, v in event.data.items() if k != "event"))
 
     def _on_log(self, line: str) -> None:
@@ -148,8 +148,8 @@ class StatusLogic(PanelLogic[StatusState]):
         self.data.log = "\n".join(self._log)
 
     def _on_job_finished(self, command: str, title: str, result: JobResult) -> None:
-        if result.state is JobState.FAILED:
-            self.show_error(CissError(result.message, result.hint), result.log_tail)
+        if result.state is JobState.FAILED:  # the log: the command, the engine's log lines and its events
+            self.show_error(CissError(result.message, result.hint), "\n".join(self._log))
         elif result.state is JobState.CANCELLED:
             self.show_message(f"{title}: cancelled; the bundle is unchanged")
         if self.context.sink is not None:

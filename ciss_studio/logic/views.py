@@ -36,10 +36,6 @@ class StudioViews:
             COMPARE_LAYOUT, Layout(LayoutDirection.Horizontal, [ViewLayoutDefinition.axial_view(), new_view])
         )
 
-    @property
-    def is_comparing(self) -> bool:
-        return self._layout_logic.data.current_layout_id == COMPARE_LAYOUT
-
     def show_ct(self, volume_node: vtkMRMLScalarVolumeNode) -> None:
         """The CT as background of every slice view, views fitted to it."""
         display = self._slicer_app.display_manager
@@ -54,6 +50,8 @@ class StudioViews:
         shown = {segmentation_node, self._session.annotation()} - {None}
         for node in self._segmentation_nodes():
             self._show_in(node, [] if node in shown else None)
+        for view in self._slicer_app.view_manager.get_threed_views():
+            view.reset_view()  # the CT is not in 3D, so only the organs' surfaces give the camera its bounds
 
     def compare(self, old: vtkMRMLSegmentationNode, new: vtkMRMLSegmentationNode) -> None:
         """Old version's result in the left axial view, new version's in the right one, at the same slice (no paint)."""
@@ -63,8 +61,10 @@ class StudioViews:
         for node in self._segmentation_nodes():
             chosen = old_view if node is old else new_view if node is new else None
             self._show_in(node, None if chosen is None else [chosen.get_view_node_id()])
-        new_view.reset_view()
-        old_view.reset_view()
+        # The right view shows what the left one shows: same slice, zoom and pan (views keep theirs across layouts).
+        old_node, new_node = old_view.get_view_node(), new_view.get_view_node()
+        new_node.SetFieldOfView(*old_node.GetFieldOfView())
+        new_node.SetXYZOrigin(*old_node.GetXYZOrigin())
         new_view.set_slice_value(old_view.get_slice_value())
 
     def _set_layout(self, layout_id: str) -> None:

@@ -9,6 +9,8 @@ from undo_stack import Signal
 
 from ..state import panel_state
 
+LOG_STYLE = "white-space: pre-wrap; font-size: 11px; max-height: 200px; overflow-y: auto;"
+
 
 @dataclasses.dataclass
 class StatusState:
@@ -43,8 +45,9 @@ class StatusUI(VCard):
                         click_close=self.dismiss_clicked):
                 html.Div("{{ %s }}" % name.error, classes="font-weight-bold", id="ciss-error-message")
                 html.Div("{{ %s }}" % name.hint, id="ciss-error-hint")
-                html.Pre("{{ %s }}" % name.error_log, v_if=(name.error_log,), id="ciss-error-log",
-                         style="white-space: pre-wrap; font-size: 11px; max-height: 160px; overflow-y: auto;")
-            with html.Details(v_if=(name.log,), classes="text-caption"):
+                with html.Details(v_if=(name.error_log,), classes="text-caption mt-1"):
+                    html.Summary("Engine log")
+                    html.Pre("{{ %s }}" % name.error_log, id="ciss-error-log", style=LOG_STYLE)
+            with html.Details(v_if=(f"{name.log} && !{name.error_log}",), classes="text-caption"):
                 html.Summary("Engine log")
-                html.Pre("{{ %s }}" % name.log, id="ciss-log", style="white-space: pre-wrap; font-size: 11px; max-height: 200px; overflow-y: auto;")
+                html.Pre("{{ %s }}" % name.log, id="ciss-log", style=LOG_STYLE)

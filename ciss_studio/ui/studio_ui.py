@@ -6,7 +6,6 @@ layout menu and the segment editor behave as in trame-slicer's own apps.
 from __future__ import annotations
 
 from trame.widgets import html
-from trame.widgets.vuetify3 import VDivider
 from trame_server import Server
 from trame_slicer.app.ui import LayoutButton, SegmentEditorToolbarUI, SegmentEditorUI, SegmentEditorUndoRedoUI, ViewerLayout
 from trame_slicer.app.ui.control_button import ControlButton
@@ -40,8 +39,8 @@ class StudioUI:
                     self.compare = self._section("5. Compare versions", CompareUI)
                     self.export = self._section("6. Export", ExportUI)
                 self.segment_editor = SegmentEditorUI(v_if=(self._is_active(EDITOR_TOOL),), style="height: 65%;")
-                VDivider()
-                self.status = StatusUI(id="ciss-status")
+                # Sticky at the bottom of the drawer: progress and errors stay in sight while the panels scroll.
+                self.status = StatusUI(id="ciss-status", style="position: sticky; bottom: 0; z-index: 2; border-top: 1px solid rgba(128,128,128,.4);")
             with self.layout.toolbar:
                 self._tool_button("Workflow", "mdi-format-list-numbered", WORKFLOW_TOOL, "ciss-tool-workflow")
                 self.layout_button = LayoutButton(classes="mt-1")
