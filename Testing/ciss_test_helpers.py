@@ -31,3 +31,15 @@ def run_cli(*args: object) -> int:
     from ciss_engine.cli import main
 
     return int(main([str(a) for a in args]))
+
+
+def cancelling_sink(token, *, stage: str, step: int):
+    """A quiet sink that cancels ``token`` once ``stage`` reports ``step`` (a user pressing Cancel)."""
+    from ciss_engine.events import EventSink, ProgressMode
+
+    class CancellingSink(EventSink):
+        def progress(self, progress_stage, progress_step, total, **fields):
+            if progress_stage == stage and progress_step >= step:
+                token.cancel()
+
+    return CancellingSink(ProgressMode.QUIET)

@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from ciss_test_helpers import run_cli
+from ciss_test_helpers import cancelling_sink, run_cli
 
 from ciss_engine.bundle import Bundle
 from ciss_engine.cancellation import CancelToken
@@ -148,23 +148,13 @@ def test_unknown_strategy_and_setting(bundle, phantom_cohort, step_labels, capsy
     assert "unknown setting pcdd.lambda_x" in capsys.readouterr().err
 
 
-class _CancelAtStep(EventSink):
-    def __init__(self, token: CancelToken, step: int) -> None:
-        super().__init__(ProgressMode.QUIET)
-        self.token, self.step = token, step
-
-    def progress(self, stage, step, total, **fields):
-        if stage == "learn" and step >= self.step:
-            self.token.cancel()
-
-
 def test_cancel_mid_step_leaves_the_bundle_untouched_and_resumes(bundle, phantom_cohort, step_labels):
     before = _tree_hash(bundle / "versions")
     request = LearnRequest(bundle=bundle, organs=[("pancreas", 1, None), ("liver", 2, None)], images=_images(phantom_cohort), labels=step_labels,
                            loop=LoopConfig(iterations=4, checkpoint_every=100), batch_size=1, accept_forgetting=True)
     token = CancelToken()
     with pytest.raises(Cancelled):
-        learn_step(request, device=torch.device("cpu"), sink=_CancelAtStep(token, 2), cancel=token)
+        learn_step(request, device=torch.device("cpu"), sink=cancelling_sink(token, stage="learn", step=2), cancel=token)
     assert _tree_hash(bundle / "versions") == before and Bundle.open_or_raise(bundle).current_version == "1.0.0"
     assert (learn_work_dir(bundle) / "checkpoint.pt").is_file()
     resumed = LearnRequest(**{**request.__dict__, "resume": True})

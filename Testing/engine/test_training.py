@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from ciss_test_helpers import cancelling_sink
 
 from ciss_engine.bundle import Bundle
 from ciss_engine.cancellation import CancelToken
@@ -32,18 +33,6 @@ def _weights(bundle: Path) -> dict[str, torch.Tensor]:
     return Bundle.open_or_raise(bundle).load().load_state_dict()
 
 
-class _CancelAtStep(EventSink):
-    """A sink that cancels the run once it reports ``step`` (like a user pressing Cancel)."""
-
-    def __init__(self, token: CancelToken, step: int) -> None:
-        super().__init__(ProgressMode.QUIET)
-        self.token, self.step = token, step
-
-    def progress(self, stage, step, total, **fields):
-        if stage == "train" and step >= self.step:
-            self.token.cancel()
-
-
 def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
@@ -61,7 +50,7 @@ def test_cancel_leaves_checkpoint_and_no_bundle_then_resume_matches_uninterrupte
     train_base_bundle(_request(phantom_cohort, tmp_path / "whole"), device=device, sink=EventSink(ProgressMode.QUIET), cancel=CancelToken())
     token = CancelToken()
     with pytest.raises(Cancelled, match="cancelled at iteration 3 of 6") as caught:
-        train_base_bundle(_request(phantom_cohort, tmp_path / "split"), device=device, sink=_CancelAtStep(token, 3), cancel=token)
+        train_base_bundle(_request(phantom_cohort, tmp_path / "split"), device=device, sink=cancelling_sink(token, stage="train", step=3), cancel=token)
     assert "--resume" in caught.value.hint
     assert not (tmp_path / "split").exists()
     assert (work_dir_for(tmp_path / "split") / "checkpoint.pt").is_file()
@@ -73,7 +62,7 @@ def test_cancel_leaves_checkpoint_and_no_bundle_then_resume_matches_uninterrupte
 def test_resume_with_other_settings_is_refused(tmp_path, phantom_cohort):
     token = CancelToken()
     with pytest.raises(Cancelled):
-        train_base_bundle(_request(phantom_cohort, tmp_path / "run"), device=torch.device("cpu"), sink=_CancelAtStep(token, 2), cancel=token)
+        train_base_bundle(_request(phantom_cohort, tmp_path / "run"), device=torch.device("cpu"), sink=cancelling_sink(token, stage="train", step=2), cancel=token)
     with pytest.raises(InputError, match="belongs to a run with other data or settings"):
         train_base_bundle(_request(phantom_cohort, tmp_path / "run", resume=True, seed=5), device=torch.device("cpu"), sink=EventSink(ProgressMode.QUIET), cancel=CancelToken())
 

@@ -9,6 +9,7 @@ import json
 import time
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 from PIL import Image
 from studio_browser import Browser, Page
@@ -17,6 +18,11 @@ from studio_process import StudioProcess
 SESSION_KEY = "ciss__DataState__bundle_path"  # any studio state key: present once the websocket session is up
 AXIAL, THREE_D, CORONAL, SAGITTAL = 0, 1, 2, 3
 OLD_VIEW, NEW_VIEW = 0, 1
+MAIN_SLICE_VIEWS = {AXIAL: "Red", CORONAL: "Green", SAGITTAL: "Yellow"}  # layout index → Slicer view name
+COMPARE_VIEWS = {OLD_VIEW: "Red", NEW_VIEW: "Compare"}
+SLICE_AXES = {"Red": 2, "Green": 1, "Yellow": 0, "Compare": 2}  # the RAS axis along which each slice view steps
+MIN_OUTLINE_PIXELS = 20  # a voxel of an organ cut by the slice draws an outline of ~50 pixels at the tests' zoom
+STRAY_PIXELS = 5  # an organ's exact colour where it is not: allows a coincidental blend or two
 
 
 def open_studio(browser: Browser, studio: StudioProcess) -> Page:
@@ -71,9 +77,45 @@ def hex_to_rgb(text: str) -> tuple[int, int, int]:
     return tuple(int(text[i : i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
 
 
-def bundle_organs(page: Page) -> dict[str, tuple[int, int, int]]:
-    """The organs the page lists for the open bundle version, with their colours."""
-    return {row["name"]: hex_to_rgb(row["color"]) for row in page.state("ciss__DataState__organs")}
+def bundle_organs(page: Page) -> dict[str, tuple[int, tuple[int, int, int]]]:
+    """The organs the page lists for the open bundle version: name → (label id, colour)."""
+    return {row["name"]: (row["label"], hex_to_rgb(row["color"])) for row in page.state("ciss__DataState__organs")}
+
+
+def shown_slice(page: Page, view: str, affine: np.ndarray) -> tuple[int, int]:
+    """(voxel axis, index) of the slice a view shows, from its slider (the slice offset in mm along its RAS axis).
+
+    The CT must be axis-aligned (RAS): then the view's RAS axis is the voxel axis of the same number.
+    """
+    axis = SLICE_AXES[view]
+    point = affine[:3, 3].copy()
+    point[axis] = page.state(f"{view}__SliderState__value")
+    return axis, int(round((np.linalg.inv(affine) @ np.append(point, 1.0))[axis]))
+
+
+def drawing_problems(shot: Path, labels: np.ndarray, where: tuple[int, int], organs: dict[str, tuple[int, tuple[int, int, int]]]) -> list[str]:
+    """What a view draws wrongly: an organ of the label map on the shown slice without its colour, or the
+    colour of an organ that is not there (the view would show another result)."""
+    axis, index = where
+    present = set(np.unique(np.take(labels, index, axis=axis)).tolist())
+    problems = []
+    for name, (label, rgb) in organs.items():
+        pixels = organ_pixels(shot, rgb)
+        if label in present and pixels < MIN_OUTLINE_PIXELS:
+            problems.append(f"{name} is on slice {index} of axis {axis} but not drawn ({pixels} pixels) in {shot.name}")
+        if label not in present and pixels > STRAY_PIXELS:
+            problems.append(f"{name} is not on slice {index} of axis {axis} but {pixels} pixels of its colour are in {shot.name}")
+    return problems
+
+
+def export_label_map(page: Page, folder: Path) -> tuple[np.ndarray, Path]:
+    """Export the shown result as a NIfTI label map through the Export panel; its voxels and its path."""
+    page.type_into("#ciss-export-folder", str(folder))
+    page.click("#ciss-export")
+    page.wait_for(f"(document.querySelector('#ciss-exported') || {{textContent: ''}}).textContent.includes({json.dumps(str(folder))})", 20,
+                  "the label map to be written")
+    path = Path(page.text("#ciss-exported").split("Wrote ", 1)[1].split(";")[0].strip())
+    return np.asarray(nib.load(path).dataobj), path
 
 
 def open_paths(page: Page, *, bundle: Path | None = None, ct: Path | None = None) -> None:

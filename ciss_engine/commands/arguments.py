@@ -2,55 +2,41 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import Any
 
 from ..device import DEVICE_CHOICES
+from ..training.loop_config import LoopConfig
+
+
+def _number(text: str, cast: type, is_valid: Callable[[float], bool], expected: str) -> Any:
+    try:
+        value = cast(text)
+    except ValueError:
+        value = None
+    if value is None or not is_valid(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+    return value
 
 
 def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+    return _number(text, int, lambda v: v >= 1, "a positive integer")
 
 
 def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
+    return _number(text, int, lambda v: v >= 0, "an integer >= 0")
 
 
 def multiple_of_8(text: str) -> int:
-    value = positive_int(text)
-    if value % 8:
-        raise argparse.ArgumentTypeError(f"expected a multiple of 8 (8, 16, 32…), got {text!r}")
-    return value
+    return _number(text, int, lambda v: v >= 8 and v % 8 == 0, "a multiple of 8 (8, 16, 32…)")
 
 
 def unit_fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}")
-    return value
+    return _number(text, float, lambda v: 0.0 <= v <= 1.0, "a number between 0 and 1")
 
 
 def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+    return _number(text, float, lambda v: v > 0, "a positive number")
 
 
 def int_triple(text: str) -> tuple[int, int, int]:
@@ -88,4 +74,27 @@ def add_device_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device", choices=DEVICE_CHOICES, default="auto",
         help="where the network runs: auto = CUDA if available, else CPU (default auto); CUDA uses mixed precision",
+    )
+
+
+def add_schedule_arguments(parser: argparse.ArgumentParser, *, learning_rate: float) -> None:
+    """Optimiser, precision, checkpoints, seed and resume: shared by ``train`` and ``learn``."""
+    parser.add_argument("--optimizer", choices=["sgd", "adamw"], default=LoopConfig.optimizer, help=f"optimizer (default {LoopConfig.optimizer})")
+    parser.add_argument("--learning-rate", type=positive_float, default=learning_rate, help=f"learning rate before poly decay (default {learning_rate})")
+    parser.add_argument(
+        "--momentum", type=unit_fraction, default=LoopConfig.momentum,
+        help=f"SGD Nesterov momentum (default {LoopConfig.momentum}; METHOD.md's 0.99 suits long GPU runs, see benchmarks/RESULTS.md)",
+    )
+    parser.add_argument("--batch-size", type=positive_int, default=2, help="patches per iteration (default 2)")
+    parser.add_argument("--checkpoint-every", type=positive_int, default=LoopConfig.checkpoint_every, help=f"iterations between resumable checkpoints (default {LoopConfig.checkpoint_every})")
+    parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed and data give the same model (default 0)")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint (same arguments)")
+    parser.add_argument("--no-amp", action="store_true", help="float32 (default: bf16 on capable CPUs, mixed precision on CUDA)")
+    add_device_argument(parser)
+
+
+def loop_config_from(args: argparse.Namespace, iterations: int) -> LoopConfig:
+    return LoopConfig(
+        iterations=iterations, optimizer=args.optimizer, learning_rate=args.learning_rate, momentum=args.momentum,
+        checkpoint_every=args.checkpoint_every, amp=not args.no_amp,
     )

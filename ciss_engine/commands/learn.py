@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..events import EventSink
 from ..training.loop_config import LoopConfig
-from .arguments import add_device_argument, positive_float, positive_int, unit_fraction
+from .arguments import add_schedule_arguments, loop_config_from, positive_float, positive_int, unit_fraction
 
 # Iterations per preset (benchmarks/RESULTS.md). The papers' incremental lr (a tenth of the base lr,
 # 1e-3 with momentum 0.99) learned no new organ within such budgets on 2 CPU cores; a step uses half
@@ -31,18 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--preset", choices=sorted(PRESETS), default="standard", help=f"iteration budget: {PRESETS} (default standard)")
     parser.add_argument("--iterations", type=positive_int, default=None, help="iterations (overrides --preset)")
-    parser.add_argument("--learning-rate", type=positive_float, default=STEP_LEARNING_RATE, help=f"SGD learning rate (default {STEP_LEARNING_RATE})")
-    parser.add_argument("--momentum", type=unit_fraction, default=LoopConfig.momentum, help=f"SGD Nesterov momentum (default {LoopConfig.momentum})")
-    parser.add_argument("--batch-size", type=positive_int, default=2, help="patches per iteration (default 2)")
     parser.add_argument("--fixed-threshold", type=positive_float, default=None, help="one entropy threshold τ for all old organs instead of the per-class median")
     parser.add_argument("--guard-threshold", type=unit_fraction, default=0.9, help="forgetting guard: minimum agreement DSC per old organ (default 0.90)")
     parser.add_argument("--accept-forgetting", action="store_true", help="make the new version current even if the forgetting guard fails")
-    parser.add_argument("--checkpoint-every", type=positive_int, default=50, help="iterations between resumable checkpoints (default 50)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted step from its checkpoint (same arguments)")
-    parser.add_argument("--no-amp", action="store_true", help="float32 instead of bf16/mixed precision")
     parser.add_argument("--from-version", default=None, help="parent version (must be the current one; default current)")
-    add_device_argument(parser)
+    add_schedule_arguments(parser, learning_rate=STEP_LEARNING_RATE)
 
 
 def parse_settings_or_raise(items: list[str]) -> dict[str, str]:
@@ -69,7 +62,7 @@ def run(args: argparse.Namespace, sink: EventSink) -> None:
         organs=parse_organs_or_raise(args.organs),
         images=[Path(p) for p in args.images],
         labels=[Path(p) for p in args.labels],
-        loop=LoopConfig(iterations=iterations, learning_rate=args.learning_rate, momentum=args.momentum, checkpoint_every=args.checkpoint_every, amp=not args.no_amp),
+        loop=loop_config_from(args, iterations),
         strategy=args.strategy,
         strategy_settings=parse_settings_or_raise(args.setting),
         batch_size=args.batch_size,

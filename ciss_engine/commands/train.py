@@ -9,7 +9,7 @@ from ..errors import InputError
 from ..events import EventSink
 from ..registry import parse_organ_spec
 from ..training.loop_config import LoopConfig
-from .arguments import add_device_argument, float_triple, int_triple, multiple_of_8, positive_float, positive_int, unit_fraction
+from .arguments import add_schedule_arguments, float_triple, int_triple, loop_config_from, multiple_of_8, positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,18 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="label values not listed in --organs: error (default) or background (keep only the listed organs)",
     )
     parser.add_argument("--iterations", type=positive_int, default=400, help="training iterations (default 400: ~6 min on 2 CPU cores)")
-    parser.add_argument("--batch-size", type=positive_int, default=2, help="patches per iteration (default 2)")
     parser.add_argument("--patch-size", type=int_triple, default=(64, 64, 64), help="patch size in voxels, N or X,Y,Z, multiples of 8 (default 64)")
     parser.add_argument("--spacing", type=float_triple, default=(3.0, 3.0, 3.0), help="network voxel spacing in mm (default 3)")
     parser.add_argument("--init-filters", type=multiple_of_8, default=16, help="SegResNet width; also the prototype feature size K (default 16)")
-    parser.add_argument("--learning-rate", type=positive_float, default=LoopConfig.learning_rate, help=f"learning rate before poly decay (default {LoopConfig.learning_rate})")
-    parser.add_argument("--momentum", type=unit_fraction, default=LoopConfig.momentum, help=f"SGD Nesterov momentum (default {LoopConfig.momentum}; METHOD.md's 0.99 suits long GPU runs)")
-    parser.add_argument("--optimizer", choices=["sgd", "adamw"], default="sgd", help="optimizer (default sgd)")
-    parser.add_argument("--checkpoint-every", type=positive_int, default=50, help="iterations between resumable checkpoints (default 50)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed and data give the same model (default 0)")
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint (same arguments)")
-    parser.add_argument("--no-amp", action="store_true", help="train in float32 (default: bf16 on capable CPUs, mixed precision on CUDA)")
-    add_device_argument(parser)
+    add_schedule_arguments(parser, learning_rate=LoopConfig.learning_rate)
 
 
 def parse_organs_or_raise(text: str) -> list[tuple[str, int, tuple[int, int, int] | None]]:
@@ -64,10 +56,7 @@ def run(args: argparse.Namespace, sink: EventSink) -> None:
         labels=[Path(p) for p in args.labels],
         organs=parse_organs_or_raise(args.organs),
         output=Path(args.output),
-        loop=LoopConfig(
-            iterations=args.iterations, optimizer=args.optimizer, learning_rate=args.learning_rate, momentum=args.momentum,
-            checkpoint_every=args.checkpoint_every, amp=not args.no_amp,
-        ),
+        loop=loop_config_from(args, args.iterations),
         preprocessing=PreprocessingConfig(spacing_mm=args.spacing, patch_size=args.patch_size),
         init_filters=args.init_filters,
         batch_size=args.batch_size,
