@@ -21,13 +21,28 @@ NRRD_SUFFIXES = (".nrrd", ".nhdr")
 AFFINE_TOLERANCE_MM = 1e-3
 
 
-def _read_nrrd(path: Path) -> nib.Nifti1Image:
-    """NRRD through MONAI's reader, which converts the LPS space directions to RAS."""
-    from monai.data import NrrdReader
+# NRRD world spaces and the sign flips that turn them into RAS.
+NRRD_SPACE_TO_RAS = {
+    "right-anterior-superior": (1, 1, 1), "ras": (1, 1, 1),
+    "left-posterior-superior": (-1, -1, 1), "lps": (-1, -1, 1),
+    "left-anterior-superior": (-1, 1, 1), "las": (-1, 1, 1),
+}
 
-    reader = NrrdReader()
-    data, meta = reader.get_data(reader.read(str(path)))
-    return nib.Nifti1Image(np.asarray(data), np.asarray(meta["affine"], dtype=np.float64))
+
+def _read_nrrd(path: Path) -> nib.Nifti1Image:
+    """NRRD with pynrrd (no torch: the front ends read CTs too); space directions and origin → RAS affine."""
+    import nrrd
+
+    data, header = nrrd.read(str(path))
+    space = str(header.get("space", "left-posterior-superior")).lower()
+    if space not in NRRD_SPACE_TO_RAS or "space directions" not in header:
+        raise InputError(f"NRRD {path} has no usable world space ({space!r})", "save it from 3D Slicer or another tool that writes 'space' and 'space directions'")
+    directions = np.asarray(header["space directions"], dtype=np.float64)
+    affine = np.eye(4)
+    affine[:3, :3] = directions[-3:].T  # rows of 'space directions' are the axis vectors
+    affine[:3, 3] = np.asarray(header.get("space origin", np.zeros(3)), dtype=np.float64)
+    affine[:3] *= np.asarray(NRRD_SPACE_TO_RAS[space], dtype=np.float64)[:, None]
+    return nib.Nifti1Image(np.asarray(data), affine)
 
 
 def load_volume_or_raise(path: Path | str, *, role: str = "CT") -> nib.Nifti1Image:

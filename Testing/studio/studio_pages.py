@@ -109,7 +109,7 @@ def drawing_problems(shot: Path, labels: np.ndarray, where: tuple[int, int], org
 
 
 def export_label_map(page: Page, folder: Path) -> tuple[np.ndarray, Path]:
-    """Export the shown result as a NIfTI label map through the Export panel; its voxels and its path."""
+    """Export the shown result as a NIfTI label map through the Export panel into a new ``folder``; its voxels and its path."""
     page.type_into("#ciss-export-folder", str(folder))
     page.click("#ciss-export")
     page.wait_for(f"(document.querySelector('#ciss-exported') || {{textContent: ''}}).textContent.includes({json.dumps(str(folder))})", 20,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psutil
 from studio_browser import Browser
-from studio_pages import add_and_paint_organ, open_studio
+from studio_pages import AXIAL, add_and_paint_organ, open_studio, shoot_views
 
 from ciss_engine.bundle import Bundle
 from ciss_engine.training.incremental import learn_work_dir
@@ -52,7 +52,7 @@ def test_learning_finishes_when_the_browser_disconnects(start_studio, browser, c
         page = open_studio(again, studio)
         page.wait_for("!!document.querySelector('#ciss-guard')", 20, "the forgetting guard's verdict")
         assert "Forgetting guard" in page.text("#ciss-guard")
-        page.screenshot(shots / "reconnected.png")
+        shoot_views(page, shots, "reconnected", [AXIAL])  # the views reach the new tab too
     finally:
         again.close()
 

@@ -45,7 +45,7 @@ def test_clinical_workflow_in_the_browser(start_studio, browser, bundle_copy, ph
     assert studio.wait_event("job_finished", 90, command="segment")["state"] == "succeeded"
     page.wait_for("window.trame.state.get('ciss__SegmentState__shown_version') === '1.0.0'", 20, "the result to be shown")
     segmented = shoot_views(page, shots, "02_segmented", [AXIAL, CORONAL, SAGITTAL])
-    old_labels, written = export_label_map(page, tmp_path / "export")
+    old_labels, written = export_label_map(page, tmp_path / "export_old")
     assert written.name == "image_organs_1.0.0.nii.gz"
     assert old_labels.shape == nib.load(ct).shape and np.allclose(nib.load(written).affine, affine, atol=1e-3)
     assert set(np.unique(old_labels).tolist()) <= {0, *(label for label, _ in old_organs.values())}
@@ -86,7 +86,7 @@ def test_clinical_workflow_in_the_browser(start_studio, browser, bundle_copy, ph
     # Back to one result: export the new version's result; each view of the comparison drew its own version.
     page.click("#ciss-single-view")
     page.wait_for("window.trame.state.get('ciss__CompareState__is_comparing') === false", 10)
-    new_labels, written = export_label_map(page, tmp_path / "export")
+    new_labels, written = export_label_map(page, tmp_path / "export_new")
     assert written.name == f"image_organs_{new_version}.nii.gz"
     assert not drawing_problems(compared[OLD_VIEW], old_labels, compared_slices[OLD_VIEW], new_organs), "the old version, no paint"
     assert not drawing_problems(compared[NEW_VIEW], new_labels, compared_slices[NEW_VIEW], new_organs)

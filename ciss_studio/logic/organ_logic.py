@@ -91,7 +91,11 @@ class OrganLogic(PanelLogic[OrganState]):
         self.paint(organ)
 
     def _on_name_changed(self, text: str) -> None:
-        rgb = catalog_rgb((text or "").strip().lower().replace(" ", "_"))
+        """A catalog organ brings its colour; a name still being typed may be invalid, which Add reports."""
+        try:
+            rgb = catalog_rgb(organ_name_or_raise(text or ""))
+        except InputError:
+            return
         if rgb is not None:
             self.data.color = hex_color(rgb)
 

@@ -1,20 +1,20 @@
 """What the views show: the CT in every slice view, one result in all views, or two versions side by side.
 
-The CT is shown in the slice views only: volume rendering on a CPU (the usual studio server) costs
-seconds a frame, while organ surfaces in the 3D view are cheap. Views render on demand (trame-slicer
-schedules a render when a displayable manager asks for one), never on a timer.
+The CT is shown in the slice views only: a volume rendering of it would be redrawn on the server's
+CPU (Mesa, as most studio servers have no GPU) for every frame of the 3D view, while organ surfaces
+are cheap. Views render on demand (trame-slicer schedules a render when a displayable manager asks
+for one), never on a timer.
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from slicer import vtkMRMLSegmentationNode
-from trame_slicer.app.logic import LayoutButtonLogic
-from trame_slicer.core import SlicerApp
 from trame_slicer.views import Layout, LayoutDirection, ViewLayoutDefinition
 
 if TYPE_CHECKING:
-    from slicer import vtkMRMLScalarVolumeNode
+    from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+    from trame_slicer.app.logic import LayoutButtonLogic
+    from trame_slicer.core import SlicerApp
 
     from .session import StudioSession
 
