@@ -45,15 +45,16 @@ def _read_nrrd(path: Path) -> nib.Nifti1Image:
     return nib.Nifti1Image(np.asarray(data), affine)
 
 
-def load_volume_or_raise(path: Path | str, *, role: str = "CT") -> nib.Nifti1Image:
-    """Load a 3D volume; ``role`` ("CT", "label") only words the error messages."""
+def load_volume_or_raise(path: Path | str, *, role: str = "CT", series_uid: str | None = None) -> nib.Nifti1Image:
+    """Load a 3D volume; ``role`` ("CT", "label") only words the error messages; ``series_uid`` picks
+    one series of a DICOM folder that holds several."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{role} not found: {path}", "check the path; CTs are NIfTI (.nii/.nii.gz), NRRD (.nrrd) or a DICOM series folder")
     if path.is_dir():
         from .dicom.series import read_ct_series
 
-        image = read_ct_series(path)
+        image = read_ct_series(path, series_uid=series_uid)
     else:
         name = path.name.lower()
         try:

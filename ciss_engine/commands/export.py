@@ -58,7 +58,10 @@ def load_organs(bundle: Path | None, bundle_version: str | None, classes: Path |
         raise InputError(f"{classes} is not a class registry: {error!r}", hint) from error
 
 
-def run(args: argparse.Namespace, sink: Any) -> None:
+def export_dicom(
+    *, labels: Path, ct: Path, organs: list[OrganClass], formats: list[str], output: Path, series_uid: str | None, seg_type: str, sink: Any
+) -> dict[str, str]:
+    """Write the requested DICOM objects for a label map made on the DICOM CT ``ct``; returns format → path."""
     # DICOM libraries load here, not at import: building the parser stays fast for `ciss info`.
     from ..atomic import ensure_writable_dir
     from ..dicom.labels import label_map_on_series_or_raise, load_label_map_or_raise, present_organs
@@ -66,18 +69,29 @@ def run(args: argparse.Namespace, sink: Any) -> None:
     from ..dicom.seg import write_seg
     from ..dicom.series import scan_series
 
-    organs = load_organs(Path(args.bundle) if args.bundle else None, args.bundle_version, args.classes)
-    image = load_label_map_or_raise(args.labels)
-    series = scan_series(args.ct, series_uid=args.series_uid, sink=sink)
-    label = label_map_on_series_or_raise(image, series, args.labels)
+    image = load_label_map_or_raise(labels)
+    series = scan_series(ct, series_uid=series_uid, sink=sink)
+    label = label_map_on_series_or_raise(image, series, labels)
     # Checked once here, so each format does not repeat the warnings about empty or unknown labels.
     organs = present_organs(label, organs, folder=series.folder, sink=sink)
     label = np.where(np.isin(label, [o.label for o in organs]), label, 0)
-    output = ensure_writable_dir(args.output)
+    output = ensure_writable_dir(output)
     written = {}
-    if "rtstruct" in args.format:
+    if "rtstruct" in formats:
         written["rtstruct"] = str(write_rtstruct(label, organs, series, output / OUTPUT_NAMES["rtstruct"], sink=sink))
-    if "seg" in args.format:
-        written["seg"] = str(write_seg(label, organs, series, output / OUTPUT_NAMES["seg"], labelmap=args.seg_type == "labelmap", sink=sink))
+    if "seg" in formats:
+        written["seg"] = str(write_seg(label, organs, series, output / OUTPUT_NAMES["seg"], labelmap=seg_type == "labelmap", sink=sink))
+    return written
+
+
+def run(args: argparse.Namespace, sink: Any) -> None:
+    from ..dicom.series import scan_series
+
+    organs = load_organs(Path(args.bundle) if args.bundle else None, args.bundle_version, args.classes)
+    written = export_dicom(
+        labels=args.labels, ct=args.ct, organs=organs, formats=args.format, output=args.output,
+        series_uid=args.series_uid, seg_type=args.seg_type, sink=sink,
+    )
+    series = scan_series(args.ct, series_uid=args.series_uid)
     sink.log(f"wrote {', '.join(written.values())}")
     sink.done(outputs=written, series_uid=series.series_uid, frame_of_reference_uid=series.frame_of_reference_uid)

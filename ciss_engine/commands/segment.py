@@ -16,7 +16,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--summary", default=None, help="JSON summary with volumes in mL (default: OUTPUT with .json)")
     parser.add_argument("--preview", default=None, help="PNG montage of axial and coronal overlays (default: OUTPUT with _preview.png)")
     parser.add_argument("--no-preview", action="store_true", help="do not write the PNG preview")
+    parser.add_argument(
+        "--output-type", type=output_types, default=["nifti"],
+        help="comma-separated: nifti (always written), rtstruct, seg; DICOM outputs need a DICOM series as --input and go to "
+        "OUTPUT's folder as <name>_dicom/rtstruct.dcm and seg.dcm (default nifti)",
+    )
+    parser.add_argument("--series-uid", default=None, help="SeriesInstanceUID when the DICOM folder holds several series")
     add_device_argument(parser)
+
+
+def output_types(text: str) -> list[str]:
+    chosen = [item.strip().lower() for item in text.split(",") if item.strip()]
+    unknown = [item for item in chosen if item not in ("nifti", "rtstruct", "seg")]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"unknown output type {', '.join(unknown) or text!r}; choose from nifti, rtstruct, seg")
+    return chosen
 
 
 def output_stem(path: Path) -> Path:
@@ -33,12 +47,17 @@ def run(args: argparse.Namespace, sink: EventSink) -> None:
     from ..device import resolve_device
     from ..imaging import load_volume_or_raise
     from ..inference import Segmenter
+    from ..errors import InputError
     from ..segmentation_outputs import write_segmentation_outputs
+    from .export import export_dicom
 
     output = Path(args.output)
     ensure_writable_dir(output.parent)
     version = Bundle.open_or_raise(Path(args.bundle)).load(args.bundle_version)
-    image = load_volume_or_raise(Path(args.input))
+    dicom_formats = [t for t in args.output_type if t != "nifti"]
+    if dicom_formats and not Path(args.input).is_dir():
+        raise InputError(f"--output-type {','.join(dicom_formats)} needs a DICOM series as input, got {args.input}", "segment the DICOM folder itself, or drop rtstruct/seg")
+    image = load_volume_or_raise(Path(args.input), series_uid=args.series_uid)
     sink.progress("segment", 0, 1)
     result = Segmenter(version, resolve_device(args.device)).segment(image)
     sink.progress("segment", 1, 1)
@@ -53,6 +72,12 @@ def run(args: argparse.Namespace, sink: EventSink) -> None:
         per_organ_dir=Path(args.per_organ) if args.per_organ else None,
         source=str(args.input),
     )
+    if dicom_formats:
+        exported = export_dicom(
+            labels=output, ct=Path(args.input), organs=list(version.registry.organs), formats=dicom_formats,
+            output=stem.with_name(stem.name + "_dicom"), series_uid=args.series_uid, seg_type="binary", sink=sink,
+        )
+        written += [Path(p) for p in exported.values()]
     for organ, volume in result.volumes_ml.items():
         sink.log(f"  {organ:24s} {volume:10.1f} mL")
     sink.done(output=str(output), version=version.version, volumes_ml=result.volumes_ml, files=[str(p) for p in written])
