@@ -135,6 +135,7 @@ class CISSegmentationTest(ScriptedLoadableModuleTest):
         self.assertEqual(summary["bundle"].current, summary["learned"].new_version)
         after = summary["after"].segmentation_node.GetSegmentation()
         self.assertTrue(after.GetSegmentIdBySegmentName(NEW_ORGAN))
+        self.assertFalse(summary["before"].segmentation_node.GetSegmentation().GetSegmentIdBySegmentName(NEW_ORGAN))  # strokes stay out of results
         self.assertTrue(Path(summary["exported"]).is_file())
         self.delayDisplay("Workflow passed")
 
@@ -148,7 +149,7 @@ class CISSegmentationTest(ScriptedLoadableModuleTest):
         self_test = WorkflowSelfTest(slicer.mrmlScene, self.work_dir, log=self.delayDisplay)
         ct, _ = self_test.load_case(phantom.cases[0], "CT")
         organ = new_organ_or_raise(bundle, NEW_ORGAN, None)
-        self_test.workflow.segmentation_logic.add_organ_segment(self_test.workflow.training_segmentation(ct), organ)
+        self_test.workflow.segmentation_logic.add_organ_segment(self_test.workflow.training_set.training_segmentation(ct), organ)
         with self.assertRaises(InputError):  # the new organ exists but nothing is painted
             self_test.workflow.learn_job(bundle=bundle, new_organs=[organ])
         self.delayDisplay("Bad inputs refused")

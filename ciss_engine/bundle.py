@@ -98,7 +98,7 @@ class BundleVersion:
                 f"refused to load {self.model_path}: it contains objects other than tensors",
                 "a bundle holds a plain state dict only; this file may be malicious or from another tool — do not use it, retrain or restore a trusted copy",
             ) from error
-        except (RuntimeError, EOFError, OSError) as error:
+        except Exception as error:  # torch.load reports junk as RuntimeError, EOFError, struct.error, ValueError…
             raise BundleError(f"cannot read model weights {self.model_path}: {error}", "the file is damaged; restore the bundle from a backup or roll back") from error
         if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
             raise BundleError(f"{self.model_path} is not a state dict", "a bundle holds a plain state dict saved with torch.save(model.state_dict())")

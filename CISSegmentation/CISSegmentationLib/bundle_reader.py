@@ -6,6 +6,7 @@ own torch-free reader (``ciss info --json`` in-process), so the format has one d
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,11 +74,18 @@ def catalog_rgb(name: str) -> tuple[int, int, int] | None:
     return make_organ(name, 1).rgb if name in known_organ_names() else None
 
 
-def new_organ_or_raise(bundle: BundleInfo, name: str, rgb: tuple[int, int, int] | None) -> OrganClass:
-    """The organ a Learn step would add: next label id, catalog codes or a custom code."""
+def new_organ_or_raise(bundle: BundleInfo, name: str, rgb: tuple[int, int, int] | None, pending: Sequence[OrganClass] = ()) -> OrganClass:
+    """The organ a Learn step would add: catalog codes or a custom code, and its label id.
+
+    ``pending`` are the organs already added to this step. The engine numbers a step's organs after
+    the bundle's last label in order, so a new organ takes the label after all of them; adding a
+    pending organ again (another colour, another CT to paint) keeps its label.
+    """
     if name in bundle.registry:
         raise InputError(
             f"the bundle already segments {name!r} (label {bundle.registry.by_name(name).label})",
             "choose an organ the bundle does not segment yet, or correct the existing one by segmenting again",
         )
-    return make_organ(name, len(bundle.registry) + 1, rgb=rgb)
+    earlier = next((organ for organ in pending if organ.name == name), None)
+    label = earlier.label if earlier else max((organ.label for organ in (*bundle.organs, *pending)), default=0) + 1
+    return make_organ(name, label, rgb=rgb)

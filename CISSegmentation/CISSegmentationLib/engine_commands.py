@@ -16,6 +16,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from ciss_engine.commands.export import FORMATS as DICOM_FORMATS
+
 from .errors import EngineFailedError, EngineNotInstalledError
 from .job_runner import EngineJob, JobCallbacks
 
@@ -123,8 +125,22 @@ def learn_args(*, bundle: Path, organs: Sequence[tuple[str, tuple[int, int, int]
     return args + _device_args(device)
 
 
-def rollback_args(*, bundle: Path, version: str) -> list[str]:
-    return ["rollback", "-b", str(bundle), "--to", version]
+def rollback_args(*, bundle: Path, version: str, accept_forgetting: bool = False) -> list[str]:
+    """``rollback``: make ``version`` current; ``accept_forgetting`` also takes a version the guard rejected."""
+    args = ["rollback", "-b", str(bundle), "--to", version]
+    return args + ["--accept-forgetting"] if accept_forgetting else args
+
+
+def export_args(*, labels: Path, ct: Path, bundle: Path, output: Path, version: str | None = None,
+                formats: Sequence[str] = DICOM_FORMATS) -> list[str]:
+    """``export``: the label map ``labels`` made on the DICOM series folder ``ct`` as RTSTRUCT and/or SEG in ``output``.
+
+    ``version`` is the bundle version that made the labels (its organs name the label values).
+    """
+    if not formats or any(f not in DICOM_FORMATS for f in formats):
+        raise ValueError(f"invalid DICOM formats {list(formats)}; choose one or more of {', '.join(DICOM_FORMATS)}")
+    args = ["export", "--labels", str(labels), "--ct", str(ct), "-b", str(bundle), "--format", ",".join(formats), "--output", str(output)]
+    return args + ["--bundle-version", version] if version else args
 
 
 def phantom_args(*, output: Path, cases: int, seed: int = 0, shape: tuple[int, int, int] | None = None, spacing_mm: float | None = None) -> list[str]:

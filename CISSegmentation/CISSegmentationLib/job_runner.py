@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ciss_engine.errors import ExitCode
 
-from .errors import EngineNotInstalledError
+from .errors import EngineFailedError, EngineNotInstalledError
 
 if TYPE_CHECKING:
     import psutil
@@ -80,9 +80,19 @@ class JobProgress:
         return cls(str(data.get("stage") or ""), int(data.get("step") or 0), int(data.get("total") or 0), data.get("eta_s"), data.get("loss"))
 
 
+def error_lines(error: dict[str, Any]) -> list[str]:
+    """An ``error`` event as the engine prints it on a terminal (in jsonl mode it is only an event, not on stderr)."""
+    lines = [f"error: {error.get('message') or 'no message'}"]
+    return lines + [f"  hint: {error['hint']}"] if error.get("hint") else lines
+
+
 @dataclasses.dataclass(frozen=True)
 class JobResult:
-    """How a run ended: state, exit code, the ``done``/``error`` events and the last log lines."""
+    """How a run ended: state, exit code, the ``done``/``error`` events and the last log lines.
+
+    ``log_tail`` holds stderr and non-event stdout lines, with the engine's error event written in
+    among them (``error: …`` / ``  hint: …``), so a failure's details are never empty.
+    """
 
     state: JobState
     exit_code: int | None
@@ -109,6 +119,10 @@ class JobResult:
 
     def last_event(self, kind: str) -> JobEvent | None:
         return next((e for e in reversed(self.events) if e.kind == kind), None)
+
+    def to_error(self) -> EngineFailedError:
+        """The outcome as an error to show: message, hint, and the log with the engine's error report."""
+        return EngineFailedError(self.message, self.hint, self.log_tail)
 
 
 def _crash_message(exit_code: int | None) -> str:
@@ -267,6 +281,8 @@ class EngineJob:
                     self.callbacks.on_log(line)
                 continue
             self._events.append(event)
+            if event.kind == "error":
+                self._log_tail.extend(error_lines(event.data))
             if event.kind == "progress" and self.callbacks.on_progress:
                 self.callbacks.on_progress(JobProgress.from_event(event))
             if self.callbacks.on_event:

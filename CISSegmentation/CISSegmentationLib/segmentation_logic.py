@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 from .volume_io import array_to_matrix, grid_shape, ijk_to_ras, matrix_to_array, read_label_array_or_raise, write_label_array
 
 SEGMENTATION_CLASS = "vtkMRMLSegmentationNode"
+# What a segmentation node of ours is for, stored in the scene (it survives saving and reloading it).
+ROLE_ATTRIBUTE = "CISSegmentation.Role"
+RESULT_ROLE = "result"  # the engine's output: the model's own predictions, never training labels
+TRAINING_ROLE = "training"  # the new organs painted on one CT
 # Segment origins within this fraction of a voxel of a CT voxel centre lie on the CT's grid.
 GRID_TOLERANCE_VOXELS = 1e-3
 
@@ -54,16 +58,26 @@ class SegmentationLogic:
     def __init__(self, scene: vtkMRMLScene) -> None:
         self.scene = scene
 
-    def create_segmentation(self, reference_volume: vtkMRMLVolumeNode, *, name: str) -> vtkMRMLSegmentationNode:
-        """An empty segmentation on ``reference_volume``'s grid, shown in 2D and 3D."""
+    def create_segmentation(self, reference_volume: vtkMRMLVolumeNode, *, name: str, role: str | None = None) -> vtkMRMLSegmentationNode:
+        """An empty segmentation on ``reference_volume``'s grid, shown in 2D and 3D, with an optional ``ROLE_ATTRIBUTE``."""
         node = self.scene.AddNewNodeByClass(SEGMENTATION_CLASS, name)
         node.CreateDefaultDisplayNodes()
         node.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume)
+        if role:
+            node.SetAttribute(ROLE_ATTRIBUTE, role)
         return node
 
+    def segmentations_on(self, reference_volume: vtkMRMLVolumeNode, role: str) -> list[vtkMRMLSegmentationNode]:
+        """The segmentations of ``role`` made on ``reference_volume``, oldest first."""
+        nodes = self.scene.GetNodesByClass(SEGMENTATION_CLASS)
+        return [
+            node for node in (nodes.GetItemAsObject(i) for i in range(nodes.GetNumberOfItems()))
+            if node.GetAttribute(ROLE_ATTRIBUTE) == role and node.GetNodeReference(node.GetReferenceImageGeometryReferenceRole()) is reference_volume
+        ]
+
     def import_label_map(self, label_path: Path | str, reference_volume: vtkMRMLVolumeNode, organs: Sequence[OrganClass], *, name: str,
-                         show_3d: bool = True) -> vtkMRMLSegmentationNode:
-        """One segment per organ (empty when absent), named, coloured and coded from the registry."""
+                         show_3d: bool = True, role: str | None = None) -> vtkMRMLSegmentationNode:
+        """One segment per organ (empty when absent), named, coloured and coded from the registry; ``role`` as in ``create_segmentation``."""
         labels = read_label_array_or_raise(label_path, reference_volume)
         by_label = {organ.label: organ for organ in organs}
         unknown = sorted(set(np.unique(labels).tolist()) - set(by_label) - {0})
@@ -72,7 +86,7 @@ class SegmentationLogic:
                 f"label map {label_path} holds values {unknown} that are not organs of the bundle",
                 "segment with the bundle version whose classes.json lists these labels",
             )
-        node = self.create_segmentation(reference_volume, name=name)
+        node = self.create_segmentation(reference_volume, name=name, role=role)
         segmentation = node.GetSegmentation()
         if labels.any():
             ok = slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(reference_geometry(reference_volume, labels), node, "")

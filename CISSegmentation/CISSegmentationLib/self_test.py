@@ -1,8 +1,8 @@
 """The whole workflow on a small phantom: the module's self-test in Slicer and the pytest suite on slicer-core.
 
-Phantom → tiny base bundle (3 organs) → segment a CT → paint a new organ (the phantom's liver) →
-learn it → segment again with the new version beside the old result → export a label map. Sizes and
-iterations are tiny: it proves the pipeline and the geometry, not accuracy.
+Phantom → tiny base bundle (3 organs) → segment a CT → paint a new organ (the phantom's liver) in the
+CT's training segmentation → learn it → segment again with the new version beside the old result →
+export a label map. Sizes and iterations are tiny: it proves the pipeline and the geometry, not accuracy.
 """
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ import numpy as np
 
 from .bundle_reader import BundleInfo, new_organ_or_raise, read_bundle_or_raise
 from .engine_commands import EngineLauncher, phantom_args
-from .errors import EngineFailedError
 from .job_runner import EngineJob, JobResult, JobState
 from .volume_io import read_label_array_or_raise, read_volume_nifti
 from .workflow_logic import LearnOutcome, SegmentOutcome, WorkflowLogic
@@ -34,7 +33,7 @@ def run_or_raise(job: EngineJob, timeout_s: float = 1200) -> JobResult:
     """Start ``job``, wait for it, and raise with the engine's message and log unless it succeeded."""
     result = job.start().wait(timeout_s=timeout_s)
     if result.state is not JobState.SUCCEEDED:
-        raise EngineFailedError(result.message, result.hint, result.log_tail)
+        raise result.to_error()
     return result
 
 
@@ -97,10 +96,12 @@ class WorkflowSelfTest:
         bundle = read_bundle_or_raise(phantom.bundle)
         ct, labels = self.load_case(phantom.cases[1], "phantom CT")
         before = self.segment(bundle, ct)
-        painted = self.paint_new_organ(bundle, before.segmentation_node, ct, labels)
+        training = self.workflow.training_set.training_segmentation(ct)
+        painted = self.paint_new_organ(bundle, training, ct, labels)
         learned = self.learn(bundle)
         after_bundle = read_bundle_or_raise(phantom.bundle)
         after = self.segment(after_bundle, ct, learned.new_version)
         exported = self.workflow.export_label_map(bundle=after_bundle, segmentation_node=after.segmentation_node, volume_node=ct,
                                                   path=self.work_dir / "export" / "organs.nii.gz")
-        return {"bundle": after_bundle, "ct": ct, "before": before, "after": after, "learned": learned, "painted": painted, "exported": exported}
+        return {"bundle": after_bundle, "ct": ct, "before": before, "after": after, "learned": learned, "training": training, "painted": painted,
+                "exported": exported}

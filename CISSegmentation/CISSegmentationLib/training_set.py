@@ -1,8 +1,10 @@
 """The training set of a Learn step: the new organs painted on one or more CTs, as engine input files.
 
 A case is a segmentation node holding segments named after the new organs, on the grid of its CT
-(the segmentation's reference volume). Label files carry only the new organs, values 1..n in the
-order of ``--organ``: class-incremental learning never needs the old organs' labels.
+(the segmentation's reference volume). The panel paints them in one training segmentation per CT,
+apart from the engine's results, so a side-by-side comparison of versions shows no strokes and the
+model's own predictions never become training labels. Label files carry only the new organs, values
+1..n in the order of ``--organ``: class-incremental learning never needs the old organs' labels.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import InputError
-from .segmentation_logic import SEGMENTATION_CLASS, SegmentationLogic
+from .segmentation_logic import RESULT_ROLE, ROLE_ATTRIBUTE, SEGMENTATION_CLASS, TRAINING_ROLE, SegmentationLogic
 from .volume_io import write_label_array, write_volume_nifti
 
 if TYPE_CHECKING:
@@ -61,12 +63,21 @@ class TrainingSetLogic:
         self.scene = scene
         self.segmentation_logic = SegmentationLogic(scene)
 
+    def training_segmentation(self, volume_node: vtkMRMLScalarVolumeNode) -> vtkMRMLSegmentationNode:
+        """Where new organs are painted on this CT: its training segmentation, created empty the first time."""
+        existing = self.segmentation_logic.segmentations_on(volume_node, TRAINING_ROLE)
+        return existing[-1] if existing else self.segmentation_logic.create_segmentation(
+            volume_node, name=f"{volume_node.GetName()} new organs", role=TRAINING_ROLE
+        )
+
     def find_cases(self, organ_names: Sequence[str]) -> list[TrainingCase]:
-        """Every segmentation holding a segment named after a new organ, with its reference CT (or None)."""
+        """Every segmentation but the engine's results holding a segment named after a new organ, with its CT (or None)."""
         cases = []
         nodes = self.scene.GetNodesByClass(SEGMENTATION_CLASS)
         for index in range(nodes.GetNumberOfItems()):
             node = nodes.GetItemAsObject(index)
+            if node.GetAttribute(ROLE_ATTRIBUTE) == RESULT_ROLE:
+                continue
             segmentation = node.GetSegmentation()
             if any(segmentation.GetSegmentIdBySegmentName(name) for name in organ_names):
                 cases.append(TrainingCase(node.GetNodeReference(node.GetReferenceImageGeometryReferenceRole()), node))

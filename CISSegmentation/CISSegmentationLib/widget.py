@@ -18,9 +18,10 @@ from ciss_engine.registry import OrganClass
 from .bundle_reader import BundleInfo, catalog_rgb, known_organ_names, new_organ_or_raise, read_bundle_or_raise
 from .dicom_export import DicomFormat, export_dicom_or_raise
 from .engine_commands import EngineLauncher
-from .errors import CissError, EngineFailedError, InputError
+from .errors import CissError, InputError
 from .install_logic import SlicerInstaller, missing_requirements_or_raise
-from .job_runner import EngineJob, JobCallbacks, JobEvent, JobProgress, JobState
+from .job_runner import EngineJob, JobCallbacks, JobEvent, JobProgress, JobResult, JobState
+from .segmentation_logic import TRAINING_ROLE
 from .terminology import organ_name_or_raise
 from .workflow_logic import LearnOutcome, SegmentOutcome, WorkflowLogic
 
@@ -173,9 +174,9 @@ class CISSegmentationPanel:
         version = self.ui.versionsTableWidget.item(rows[0].row(), 0).text()
         self._start(self.workflow.rollback_job(bundle=self._bundle_or_raise(), version=version, callbacks=self._callbacks(self._on_bundle_job_finished)), f"Rolling back to {version}")
 
-    def _on_bundle_job_finished(self, result) -> None:
+    def _on_bundle_job_finished(self, result: JobResult) -> None:
         if result.state is not JobState.SUCCEEDED:
-            show_error(EngineFailedError(result.message, result.hint, result.log_tail))
+            show_error(result.to_error())
         self._load_bundle()
 
     # --- running jobs -----------------------------------------------------------------------
@@ -242,7 +243,7 @@ class CISSegmentationPanel:
     def _on_segmented(self, outcome: SegmentOutcome) -> None:
         if outcome.segmentation_node is None:
             if outcome.result.state is not JobState.CANCELLED:
-                show_error(EngineFailedError(outcome.result.message, outcome.result.hint, outcome.result.log_tail))
+                show_error(outcome.result.to_error())
             return
         volume = outcome.volume_node
         previous = self.latest.get(volume.GetID())
@@ -261,6 +262,8 @@ class CISSegmentationPanel:
             slice_widget.sliceLogic().GetSliceCompositeNode().SetBackgroundVolumeID(volume.GetID())
             slice_widget.mrmlSliceNode().SetOrientationToAxial()
             node.GetDisplayNode().SetDisplayableOnlyInView(slice_widget.mrmlSliceNode().GetID())
+        for training in self.workflow.segmentation_logic.segmentations_on(volume, TRAINING_ROLE):  # strokes would cover both results
+            training.GetDisplayNode().SetVisibility(False)
 
     # --- add new organ ----------------------------------------------------------------------
     def _on_new_organ_name_changed(self, text: str) -> None:
@@ -273,8 +276,10 @@ class CISSegmentationPanel:
         if volume is None:
             raise InputError("no CT chosen", "choose the CT to paint the new organ on under Input CT")
         color = self.ui.newOrganColorPickerButton.color
-        organ = new_organ_or_raise(self._bundle_or_raise(), organ_name_or_raise(self.ui.newOrganNameComboBox.currentText), (color.red(), color.green(), color.blue()))
-        segmentation = self.workflow.training_segmentation(volume)
+        organ = new_organ_or_raise(self._bundle_or_raise(), organ_name_or_raise(self.ui.newOrganNameComboBox.currentText),
+                                   (color.red(), color.green(), color.blue()), pending=self.new_organs)
+        segmentation = self.workflow.training_set.training_segmentation(volume)  # apart from the results, so comparisons show no strokes
+        segmentation.GetDisplayNode().SetVisibility(True)
         segment_id = self.workflow.segmentation_logic.add_organ_segment(segmentation, organ)
         self.new_organs = [o for o in self.new_organs if o.name != organ.name] + [organ]
         self._refresh_training_set()
@@ -293,13 +298,13 @@ class CISSegmentationPanel:
         ])
 
     # --- learn, accept, reject --------------------------------------------------------------
-    def _on_learn_clicked(self, accept_forgetting: bool = False) -> None:
+    def _on_learn_clicked(self) -> None:
         self.parameters.check_or_raise()
         self._show_guard_buttons(False)
         self.ui.guardLabel.text = ""
         job = self.workflow.learn_job(
             bundle=self._bundle_or_raise(), new_organs=self.new_organs, preset=self.parameters.preset, device=self.parameters.device,
-            accept_forgetting=accept_forgetting or self.parameters.accept_forgetting, callbacks=self._callbacks(), on_done=self._on_learned,
+            accept_forgetting=self.parameters.accept_forgetting, callbacks=self._callbacks(), on_done=self._on_learned,
         )
         self._start(job, f"Learning {', '.join(o.name for o in self.new_organs)}")
 
@@ -311,11 +316,12 @@ class CISSegmentationPanel:
             self.new_organs = []
             self._on_segment_clicked(outcome.new_version)  # the new version on the same CT, beside the old result
         elif outcome.is_rejected:
+            self._load_bundle()  # lists the rejected version
             self._show_guard_buttons(True)
-            self.ui.acceptButton.text = "Learn again, accepting forgetting"
-            self.ui.rejectButton.text = "Keep the current version"
+            self.ui.acceptButton.text = f"Accept {outcome.new_version} anyway (the old organs changed)"
+            self.ui.rejectButton.text = f"Keep {outcome.previous_version}"
         elif outcome.result.state is JobState.FAILED:
-            show_error(EngineFailedError(outcome.result.message, outcome.result.hint, outcome.result.log_tail))
+            show_error(outcome.result.to_error())
 
     def _show_guard_buttons(self, visible: bool) -> None:
         self.ui.acceptButton.visible = visible
@@ -324,9 +330,19 @@ class CISSegmentationPanel:
         self.ui.rejectButton.text = "Reject new version (roll back)"
 
     def _on_accept_clicked(self) -> None:
+        """A rejected step is made current as it was saved (recorded in bundle.json), without learning again."""
         self._show_guard_buttons(False)
-        if self.last_learn is not None and self.last_learn.is_rejected:
-            self._on_learn_clicked(accept_forgetting=True)
+        outcome = self.last_learn
+        if outcome is not None and outcome.is_rejected and outcome.new_version:
+            job = self.workflow.rollback_job(bundle=self._bundle_or_raise(), version=outcome.new_version,
+                                             accept_forgetting=True, callbacks=self._callbacks(self._on_rejected_step_accepted))
+            self._start(job, f"Accepting {outcome.new_version} despite the forgetting guard")
+
+    def _on_rejected_step_accepted(self, result: JobResult) -> None:
+        self._on_bundle_job_finished(result)
+        if result.state is JobState.SUCCEEDED:
+            self.new_organs = []
+            self._on_segment_clicked(self.last_learn.new_version)  # the accepted version on the same CT, beside the old result
 
     def _on_reject_clicked(self) -> None:
         self._show_guard_buttons(False)

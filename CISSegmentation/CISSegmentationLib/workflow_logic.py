@@ -21,7 +21,7 @@ from .bundle_reader import BundleInfo, read_bundle_or_raise
 from .engine_commands import EngineLauncher, learn_args, rollback_args, segment_args
 from .errors import InputError
 from .job_runner import EngineJob, JobCallbacks, JobResult, JobState
-from .segmentation_logic import SEGMENTATION_CLASS, SegmentationLogic
+from .segmentation_logic import RESULT_ROLE, SegmentationLogic
 from .training_set import TrainingCase, TrainingFiles, TrainingSetLogic
 from .volume_io import write_volume_nifti
 
@@ -41,7 +41,7 @@ class SegmentOutcome:
 
 @dataclasses.dataclass(frozen=True)
 class LearnOutcome:
-    """A finished ``learn`` run: the new version, the version before, the forgetting-guard event."""
+    """A finished ``learn`` run: the new version (published, or saved as rejected), the version before, the guard event."""
 
     result: JobResult
     new_version: str | None
@@ -106,21 +106,13 @@ class WorkflowLogic:
             if result.state is JobState.SUCCEEDED:
                 used = str(result.done.get("version")) if result.done and result.done.get("version") else version or bundle.current
                 organs = read_bundle_or_raise(bundle.path, used).organs
-                node = self.segmentation_logic.import_label_map(output, volume_node, organs, name=f"{volume_node.GetName()} organs {used}", show_3d=show_3d)
+                node = self.segmentation_logic.import_label_map(output, volume_node, organs, name=f"{volume_node.GetName()} organs {used}",
+                                                                show_3d=show_3d, role=RESULT_ROLE)
             if on_done:
                 on_done(SegmentOutcome(result, volume_node, node, used))
 
         args = segment_args(bundle=bundle.path, image=image, output=output, version=version, device=device)
         return self.launcher.job(*args, callbacks=_chain(callbacks, finished))
-
-    def training_segmentation(self, volume_node: vtkMRMLScalarVolumeNode) -> vtkMRMLSegmentationNode:
-        """Where new organs are painted on this CT: its latest segmentation, or a new empty one."""
-        nodes = self.scene.GetNodesByClass(SEGMENTATION_CLASS)
-        on_this_ct = [
-            node for node in (nodes.GetItemAsObject(i) for i in range(nodes.GetNumberOfItems()))
-            if node.GetNodeReference(node.GetReferenceImageGeometryReferenceRole()) is volume_node
-        ]
-        return on_this_ct[-1] if on_this_ct else self.segmentation_logic.create_segmentation(volume_node, name=f"{volume_node.GetName()} new organs")
 
     def learn_job(self, *, bundle: BundleInfo, new_organs: Sequence[OrganClass], cases: Sequence[TrainingCase] | None = None,
                   preset: str = "standard", iterations: int | None = None, device: str = "auto", accept_forgetting: bool = False,
@@ -128,8 +120,12 @@ class WorkflowLogic:
                   on_done: Callable[[LearnOutcome], None] | None = None) -> EngineJob:
         """Add ``new_organs`` to ``bundle`` from the painted cases (default: every case in the scene).
 
-        ``engine_options`` go to ``ciss learn`` unchanged (e.g. ``--strategy mib``, ``--guard-threshold 0.95``).
+        The organs go to the engine in label order, the order in which it numbers them. A step the
+        forgetting guard rejects is still saved as a version (status "rejected"); its ``new_version``
+        is what ``rollback_job(..., accept_forgetting=True)`` accepts. ``engine_options`` go to
+        ``ciss learn`` unchanged (e.g. ``--strategy mib``, ``--guard-threshold 0.95``).
         """
+        new_organs = sorted(new_organs, key=lambda organ: organ.label)
         names = [organ.name for organ in new_organs]
         cases = self.training_set.find_cases(names) if cases is None else cases
         folder = self._run_dir("learn")
@@ -137,7 +133,11 @@ class WorkflowLogic:
 
         def finished(result: JobResult) -> None:
             guard = result.last_event("forgetting_guard")
-            new_version = (result.done or {}).get("version") or (guard.data.get("version") if guard else None)
+            new_version = (result.done or {}).get("version")
+            if result.state is JobState.REJECTED:  # no done event then: the step's version is the one the bundle lacked before
+                before = {info.version for info in bundle.versions}
+                added = [info.version for info in read_bundle_or_raise(bundle.path).versions if info.version not in before]
+                new_version = added[-1] if added else None
             if on_done:
                 on_done(LearnOutcome(result, new_version, bundle.current, guard.data if guard else None, training))
 
@@ -147,10 +147,14 @@ class WorkflowLogic:
         )
         return self.launcher.job(*args, *engine_options, callbacks=_chain(callbacks, finished))
 
-    def rollback_job(self, *, bundle: BundleInfo, version: str, callbacks: JobCallbacks | None = None) -> EngineJob:
-        """Make ``version`` current again (also how a clinician rejects a step that passed the guard)."""
+    def rollback_job(self, *, bundle: BundleInfo, version: str, accept_forgetting: bool = False, callbacks: JobCallbacks | None = None) -> EngineJob:
+        """Make ``version`` current: an earlier one (how a clinician rejects a step that passed the guard), or,
+        with ``accept_forgetting``, a step the guard rejected, accepted knowingly without learning again.
+
+        ``bundle`` must be read after the step, so that it lists ``version``.
+        """
         bundle.version_info(version)
-        return self.launcher.job(*rollback_args(bundle=bundle.path, version=version), callbacks=callbacks)
+        return self.launcher.job(*rollback_args(bundle=bundle.path, version=version, accept_forgetting=accept_forgetting), callbacks=callbacks)
 
     def export_label_map(self, *, bundle: BundleInfo, segmentation_node: vtkMRMLSegmentationNode | None, volume_node: vtkMRMLScalarVolumeNode | None,
                          path: Path) -> Path:

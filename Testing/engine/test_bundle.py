@@ -63,6 +63,13 @@ def test_missing_weights_name_the_file(tiny_bundle, tmp_path):
         Bundle.open_or_raise(bundle).load().load_state_dict()
 
 
+def test_junk_weights_are_a_bundle_error(tiny_bundle, tmp_path):
+    bundle = _copy(tiny_bundle, tmp_path)
+    (_current_dir(bundle) / "models" / "model.pt").write_bytes(b"junk")
+    with pytest.raises(BundleError, match="cannot read model weights"):
+        Bundle.open_or_raise(bundle).load().load_state_dict()
+
+
 def test_wrong_schema_of_class_registry_is_reported(tiny_bundle, tmp_path):
     bundle = _copy(tiny_bundle, tmp_path)
     (_current_dir(bundle) / "configs" / "classes.json").write_text(json.dumps({"classes": [{"name": "spleen"}]}))

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ciss_engine.registry import ClassRegistry
+from CISSegmentationLib.bundle_reader import BundleInfo, VersionInfo
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -24,6 +27,12 @@ def engine_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     return env
+
+
+def bundle_info(path: Path, organ_names: list[str]) -> BundleInfo:
+    """A one-version bundle as the panel lists it, for logic that needs only its organs (no engine, no files)."""
+    registry = ClassRegistry.from_names([(name, None) for name in organ_names])
+    return BundleInfo(path, "1.0.0", "1.0.0", (VersionInfo("1.0.0", "current", tuple(organ_names)),), registry, ())
 
 
 def oblique_lps_affine() -> np.ndarray:

@@ -10,9 +10,10 @@ import pytest
 from slicer_logic_helpers import REPO_ROOT
 
 from ciss_engine import __version__
+from ciss_engine.cli import build_parser
 from ciss_engine.registry import parse_organ_spec
-from CISSegmentationLib.engine_commands import EngineLauncher, learn_args, segment_args
-from CISSegmentationLib.errors import EngineNotInstalledError
+from CISSegmentationLib.engine_commands import EngineLauncher, export_args, learn_args, rollback_args, segment_args
+from CISSegmentationLib.errors import EngineFailedError, EngineNotInstalledError
 from CISSegmentationLib.job_runner import EngineJob, JobCallbacks, JobEvent, JobState
 
 SCRIPT = Path(__file__).with_name("jsonl_process.py")
@@ -76,6 +77,11 @@ def test_error_event_gives_message_and_hint():
     result = _script_job("error").start().wait(timeout_s=60)
     assert result.state is JobState.FAILED and result.exit_code == 3
     assert result.message == "CT not found: /nowhere/ct.nii.gz" and result.hint == "check the path"
+    # The event joins the stderr lines (their order across the two pipes is not defined), as the engine prints it on a terminal.
+    assert sorted(result.log_tail.split("\n")) == ["  hint: check the path", "error: CT not found: /nowhere/ct.nii.gz", "reading the CT"]
+    assert "error: CT not found: /nowhere/ct.nii.gz\n  hint: check the path" in result.log_tail
+    error = result.to_error()
+    assert isinstance(error, EngineFailedError) and (error.message, error.hint, error.log_tail) == (result.message, result.hint, result.log_tail)
 
 
 def test_crash_surfaces_the_log():
@@ -127,6 +133,7 @@ def test_real_engine_error_event_names_the_bundle(tmp_path):
     result = launcher.job(*args).start().wait(timeout_s=120)
     assert result.state is JobState.FAILED and result.exit_code == 4  # ExitCode.BUNDLE_ERROR
     assert str(tmp_path / "no_bundle") in result.message and "ciss train" in result.hint
+    assert f"error: {result.message}\n  hint: {result.hint}" in result.log_tail  # stderr alone is empty in jsonl mode
 
 
 def test_engine_that_is_not_installed_says_how_to_install(tmp_path, monkeypatch):
@@ -149,3 +156,21 @@ def test_learn_arguments_follow_the_engine_contract(tmp_path):
     assert (name, rgb) == ("gallbladder", (139, 200, 98))
     with pytest.raises(ValueError, match="unknown preset"):
         learn_args(bundle=tmp_path, organs=[("x", None)], images=[], labels=[], preset="fast")
+
+
+def test_rollback_and_export_arguments_follow_the_engine_contract(tmp_path):
+    """Read back by the engine's own parser: a misspelt flag or a dropped value fails here, not in the clinic."""
+    parser = build_parser()
+    plain = parser.parse_args(rollback_args(bundle=tmp_path / "b", version="1.0.0"))
+    accepting = parser.parse_args(rollback_args(bundle=tmp_path / "b", version="1.1.0", accept_forgetting=True))
+    assert (plain.command, plain.bundle, plain.target, plain.accept_forgetting) == ("rollback", str(tmp_path / "b"), "1.0.0", False)
+    assert (accepting.target, accepting.accept_forgetting) == ("1.1.0", True)
+    export = parser.parse_args(export_args(labels=tmp_path / "l.nii.gz", ct=tmp_path / "dicom", bundle=tmp_path / "b", output=tmp_path / "out",
+                                           version="1.1.0"))
+    assert (export.command, export.labels, export.ct, export.bundle) == ("export", tmp_path / "l.nii.gz", tmp_path / "dicom", str(tmp_path / "b"))
+    assert (export.format, export.output, export.bundle_version) == (["rtstruct", "seg"], tmp_path / "out", "1.1.0")
+    seg_only = parser.parse_args(export_args(labels=tmp_path / "l.nii.gz", ct=tmp_path, bundle=tmp_path, output=tmp_path, formats=["seg"]))
+    assert (seg_only.format, seg_only.bundle_version) == (["seg"], None)
+    for wrong in ([], ["nifti"]):
+        with pytest.raises(ValueError, match="rtstruct, seg"):
+            export_args(labels=tmp_path, ct=tmp_path, bundle=tmp_path, output=tmp_path, formats=wrong)

@@ -1,23 +1,27 @@
 """The panel's workflow with the real engine process on a tiny phantom bundle (``workflow_logic.py``, ``self_test.py``)."""
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import time
 
 import nibabel as nib
 import numpy as np
+import pydicom
 import pytest
+from engine.dicom.synthetic_dicom import write_ct_series
 from slicer_logic_helpers import REPO_ROOT
 
 from CISSegmentationLib.bundle_reader import new_organ_or_raise, read_bundle_or_raise
-from CISSegmentationLib.engine_commands import EngineLauncher
+from CISSegmentationLib.engine_commands import EngineLauncher, export_args
 from CISSegmentationLib.errors import BundleError, InputError
 from CISSegmentationLib.job_runner import JobCallbacks, JobState
-from CISSegmentationLib.self_test import NEW_ORGAN, PhantomBundle, WorkflowSelfTest, build_phantom_bundle
+from CISSegmentationLib.self_test import NEW_ORGAN, NEW_ORGAN_VALUE, PhantomBundle, WorkflowSelfTest, build_phantom_bundle
 from CISSegmentationLib.terminology import color_to_rgb
 
 LAUNCHER = EngineLauncher(python=sys.executable, pythonpath=(str(REPO_ROOT),))
+STOMACH_VALUE = 8  # in the phantom's seg8 labels
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +82,10 @@ def test_engine_failure_shows_its_message_and_leaves_the_scene_alone(phantom, se
     result = job.start().wait(timeout_s=600)
     assert result.state is JobState.FAILED and result.exit_code == 4
     assert "model.pt" in result.message and result.hint
+    # What the panel's message box and the studio show: the engine's error report, although its stderr was empty.
+    error = result.to_error()
+    assert (error.message, error.hint) == (result.message, result.hint)
+    assert f"error: {result.message}\n  hint: {result.hint}" in error.log_tail
     assert outcomes[0].segmentation_node is None
     assert self_test.scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 0
 
@@ -120,6 +128,9 @@ def test_whole_workflow_adds_the_new_organ(phantom, self_test, tmp_path):
     after = summary["after"].segmentation_node.GetSegmentation()
     assert after.GetSegmentIdBySegmentName(NEW_ORGAN)
     assert summary["before"].segmentation_node.GetScene() is self_test.scene  # the old result stays for comparison
+    assert not summary["before"].segmentation_node.GetSegmentation().GetSegmentIdBySegmentName(NEW_ORGAN)  # ... without the strokes
+    # The new version's result holds the new organ too, but only the painted training segmentation is a case.
+    assert [case.segmentation_node for case in self_test.workflow.training_set.find_cases([NEW_ORGAN])] == [summary["training"]]
     assert set(summary["learned"].forgetting_guard["agreement"]) == {"spleen", "kidney_right", "kidney_left"}
     exported = nib.load(str(summary["exported"]))
     assert set(np.unique(np.asarray(exported.dataobj)).tolist()) <= {0, 1, 2, 3, 4}
@@ -129,22 +140,57 @@ def test_whole_workflow_adds_the_new_organ(phantom, self_test, tmp_path):
     assert read_bundle_or_raise(learning_copy).current == "1.0.0"
 
 
-def test_step_rejected_by_the_forgetting_guard_stays_out_of_use(phantom, self_test, tmp_path):
+def test_step_rejected_by_the_guard_stays_out_of_use_until_accepted_as_it_is(phantom, self_test, tmp_path):
+    """Two organs in one step keep the labels the panel gave them; Accept makes the rejected version current without learning again."""
     learning_copy = tmp_path / "bundle"
     shutil.copytree(phantom.bundle, learning_copy)
     bundle = read_bundle_or_raise(learning_copy)
     ct, labels = self_test.load_case(phantom.cases[1], "CT")
-    self_test.paint_new_organ(bundle, self_test.workflow.segmentation_logic.create_segmentation(ct, name="training"), ct, labels)
+    liver = new_organ_or_raise(bundle, NEW_ORGAN, None)
+    stomach = new_organ_or_raise(bundle, "stomach", None, pending=[liver])
+    training = self_test.workflow.training_set.training_segmentation(ct)
+    for organ, value in ((liver, NEW_ORGAN_VALUE), (stomach, STOMACH_VALUE)):
+        segment_id = self_test.workflow.segmentation_logic.add_organ_segment(training, organ)
+        self_test.workflow.segmentation_logic.set_segment_mask(training, segment_id, labels == value, ct)
     outcomes = []
     job = self_test.workflow.learn_job(
-        bundle=bundle, new_organs=[new_organ_or_raise(bundle, NEW_ORGAN, None)], iterations=2, device="cpu",
+        bundle=bundle, new_organs=[stomach, liver], iterations=2, device="cpu",
         engine_options=["--guard-threshold", "1.0"], on_done=outcomes.append,  # agreement 1.0 = unchanged: any learning fails it
     )
     result = job.start().wait(timeout_s=600)
     assert result.state is JobState.REJECTED and result.exit_code == 6 and outcomes[0].is_rejected
     assert outcomes[0].forgetting_guard["passed"] is False and result.message
+    assert outcomes[0].new_version == "1.1.0"
     after = read_bundle_or_raise(learning_copy)
     assert after.current == "1.0.0" and after.version_info("1.1.0").status == "rejected"
+
+    refused = self_test.workflow.rollback_job(bundle=after, version="1.1.0").start().wait(timeout_s=300)
+    assert refused.state is JobState.FAILED and "rejected by the forgetting guard" in refused.message and "--accept-forgetting" in refused.hint
+    accepted = self_test.workflow.rollback_job(bundle=after, version="1.1.0", accept_forgetting=True).start().wait(timeout_s=300)
+    assert accepted.state is JobState.SUCCEEDED and accepted.done["previous"] == "1.0.0"
+    now = read_bundle_or_raise(learning_copy)
+    assert now.current == "1.1.0" and json.loads((learning_copy / "bundle.json").read_text())["accepted_versions"] == ["1.1.0"]
+    assert [v.version for v in now.versions] == ["1.0.0", "1.1.0"]  # accepted as saved: no second learning run
+    assert [(o.name, o.label) for o in now.organs] == [("spleen", 1), ("kidney_right", 2), ("kidney_left", 3), ("liver", liver.label), ("stomach", stomach.label)]
+    assert (liver.label, stomach.label) == (4, 5)
+
+
+def test_dicom_export_arguments_run_on_the_real_engine(phantom, tmp_path):
+    image = nib.load(str(phantom.cases[1] / "image.nii.gz"))
+    spacing = float(image.header.get_zooms()[0])
+    series = write_ct_series(tmp_path / "dicom", np.asarray(image.dataobj).astype(np.int16), pixel_spacing=(spacing, spacing), slice_step=spacing)
+    truth = np.asarray(nib.load(str(phantom.cases[1] / "label_seg8.nii.gz")).dataobj)
+    labels = tmp_path / "organs.nii.gz"  # the phantom's spleen and kidneys (bundle labels 1-3) on the DICOM CT's own grid
+    nib.save(nib.Nifti1Image(np.where(truth <= 3, truth, 0).astype(np.uint8), series.expected_affine_ras()), str(labels))
+    output = tmp_path / "out"
+    args = export_args(labels=labels, ct=series.folder, bundle=phantom.bundle, output=output, version="1.0.0")
+    result = LAUNCHER.job(*args).start().wait(timeout_s=300)
+    assert result.state is JobState.SUCCEEDED, result.log_tail
+    assert result.done["outputs"] == {"rtstruct": str(output / "rtstruct.dcm"), "seg": str(output / "seg.dcm")}
+    rtstruct, seg = pydicom.dcmread(output / "rtstruct.dcm"), pydicom.dcmread(output / "seg.dcm")
+    referenced = rtstruct.ReferencedFrameOfReferenceSequence[0].RTReferencedStudySequence[0].RTReferencedSeriesSequence[0]
+    assert referenced.SeriesInstanceUID == series.series_uid == seg.ReferencedSeriesSequence[0].SeriesInstanceUID
+    assert [roi.ROIName for roi in rtstruct.StructureSetROISequence] == ["spleen", "kidney_right", "kidney_left"]
 
 
 def test_cancel_during_learning_leaves_the_bundle_unchanged(phantom, self_test, tmp_path):

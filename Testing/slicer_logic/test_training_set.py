@@ -4,11 +4,12 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 import pytest
-from slicer_logic_helpers import make_tiny_phantom, oblique_lps_affine
+from slicer_logic_helpers import bundle_info, make_tiny_phantom, oblique_lps_affine
 
-from ciss_engine.registry import make_organ
+from ciss_engine.registry import make_organ, parse_organ_spec
+from CISSegmentationLib.bundle_reader import new_organ_or_raise
 from CISSegmentationLib.errors import InputError
-from CISSegmentationLib.segmentation_logic import SegmentationLogic
+from CISSegmentationLib.segmentation_logic import RESULT_ROLE, ROLE_ATTRIBUTE, TRAINING_ROLE, SegmentationLogic
 from CISSegmentationLib.training_set import TrainingCase, TrainingSetLogic
 from CISSegmentationLib.volume_io import add_volume_from_array
 from CISSegmentationLib.workflow_logic import WorkflowLogic
@@ -93,13 +94,33 @@ def test_segmentation_without_ct_is_refused(scene, tmp_path):
         logic.write_or_raise(cases, ["gallbladder"], tmp_path)
 
 
-def test_new_organs_are_painted_in_the_latest_segmentation_of_that_ct(two_cts, tmp_path):
-    scene, ct_a, ct_b, _ = two_cts
-    workflow = WorkflowLogic(scene, work_dir=tmp_path)
-    assert workflow.training_segmentation(ct_b).GetName() == "B old organs"  # the latest of the two on CT B
-    phantom = make_tiny_phantom()
-    ct_c = add_volume_from_array(scene, phantom.image, phantom.affine, name="CT C")
-    created = workflow.training_segmentation(ct_c)
-    assert created.GetName() == "CT C new organs"
-    assert created.GetNodeReference(created.GetReferenceImageGeometryReferenceRole()) is ct_c
-    assert workflow.training_segmentation(ct_c) is created
+def test_new_organs_are_painted_in_one_training_segmentation_per_ct_apart_from_the_results(two_cts):
+    scene, ct_a, ct_b, phantom = two_cts
+    logic = TrainingSetLogic(scene)
+    result = logic.segmentation_logic.create_segmentation(ct_b, name="CT B organs 1.1.0", role=RESULT_ROLE)
+    predicted = logic.segmentation_logic.add_organ_segment(result, make_organ("esophagus", 5))  # a version that already knew it
+    logic.segmentation_logic.set_segment_mask(result, predicted, np.ones(phantom.labels.shape, dtype=bool), ct_b)
+    training_b = logic.training_segmentation(ct_b)
+    assert training_b not in (result, *(case.segmentation_node for case in logic.find_cases(NEW)))  # neither a result nor a user's node
+    assert training_b.GetName() == "CT B/2 new organs" and training_b.GetAttribute(ROLE_ATTRIBUTE) == TRAINING_ROLE
+    assert training_b.GetNodeReference(training_b.GetReferenceImageGeometryReferenceRole()) is ct_b
+    assert logic.training_segmentation(ct_b) is training_b and logic.training_segmentation(ct_a) is not training_b
+    # The result's predicted esophagus is no training case: only the painted nodes are.
+    assert [c.segmentation_node.GetName() for c in logic.find_cases(NEW)] == ["A training", "B training"]
+    painted = logic.segmentation_logic.add_organ_segment(training_b, make_organ("esophagus", 5))
+    logic.segmentation_logic.set_segment_mask(training_b, painted, phantom.labels == 3, ct_b)
+    assert [(c.segmentation_name, c.counts) for c in logic.summarize(logic.find_cases(["esophagus"]), ["esophagus"])] == [
+        ("B training", {"esophagus": phantom.counts[3]}), ("CT B/2 new organs", {"esophagus": phantom.counts[3]}),
+    ]
+
+
+def test_a_step_sends_its_organs_in_label_order(two_cts, tmp_path):
+    """The engine numbers a step's organs in ``--organ`` order, so that order must follow the labels the panel gave."""
+    scene, _, _, _ = two_cts
+    bundle = bundle_info(tmp_path / "bundle", ["spleen", "kidney_right", "kidney_left"])
+    gallbladder = new_organ_or_raise(bundle, "gallbladder", None)
+    esophagus = new_organ_or_raise(bundle, "esophagus", None, pending=[gallbladder])
+    job = WorkflowLogic(scene, work_dir=tmp_path / "runs").learn_job(bundle=bundle, new_organs=[esophagus, gallbladder])
+    assert [parse_organ_spec(spec)[0] for spec in job.command[job.command.index("--organ") + 1].split(",")] == ["gallbladder", "esophagus"]
+    label_b = np.asarray(nib.load(job.command[job.command.index("-l") + 2]).dataobj)  # CT B holds both organs
+    assert dict(zip(*(v.tolist() for v in np.unique(label_b, return_counts=True)))) == {0: 20 * 16 * 12 - 225, 1: 120, 2: 105}

@@ -156,7 +156,7 @@ def learn_step(request: LearnRequest, *, device: torch.device, sink: EventSink, 
         for c in cases
     ]
     guard = check_forgetting(step_data.old_predictions, new_predictions, [(o.label, o.name) for o in parent.registry.organs], threshold=request.guard_threshold)
-    sink.emit("forgetting_guard", **guard.to_json())
+    sink.emit("forgetting_guard", version=version, **guard.to_json())
     status = STATUS_PUBLISHED if guard.passed or request.accept_forgetting else STATUS_REJECTED
     written = _write_step_version(
         request=request, root=bundle.root, parent=parent, version=version, step=step, registry=registry, network=network,

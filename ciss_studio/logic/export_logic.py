@@ -6,6 +6,7 @@ from pathlib import Path
 from trame_server import Server
 
 from CISSegmentationLib.bundle_reader import read_bundle_or_raise
+from CISSegmentationLib.engine_commands import export_args
 from CISSegmentationLib.errors import InputError, OutputError
 from CISSegmentationLib.job_runner import JobCallbacks, JobResult, JobState
 
@@ -47,8 +48,7 @@ class ExportLogic(PanelLogic[ExportState]):
     def _export_dicom(self, labels: Path, bundle: Path, version: str, folder: Path) -> None:
         if not self.session.is_dicom_ct:
             raise InputError("the CT was not read from a DICOM folder, so DICOM files cannot reference it", "export a NIfTI label map instead")
-        args = ["export", "--labels", labels, "--ct", self.session.ct_source, "--bundle", bundle, "--bundle-version", version,
-                "--format", "rtstruct,seg", "--output", folder]
+        args = export_args(labels=labels, ct=self.session.ct_source, bundle=bundle, output=folder, version=version)
         job = self.context.workflow.launcher.job(*args, callbacks=JobCallbacks(on_finished=self._on_dicom_exported))
         self._status.start(job, title="Writing DICOM RTSTRUCT and SEG", command="export")
 

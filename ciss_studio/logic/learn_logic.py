@@ -83,7 +83,7 @@ class LearnLogic(PanelLogic[LearnState]):
         self.data.guard_text = describe_guard(outcome.forgetting_guard, published=state is JobState.SUCCEEDED)
         self.data.show_decision = True
         if outcome.is_rejected:
-            self.data.accept_text, self.data.reject_text = "Learn again, accepting forgetting", "Keep the current version"
+            self.data.accept_text, self.data.reject_text = f"Accept version {outcome.new_version} anyway", "Keep the current version"
             return
         self.data.accept_text, self.data.reject_text = f"Keep version {outcome.new_version}", f"Reject it (back to {outcome.previous_version})"
         self._data.reload_bundle()
@@ -110,9 +110,21 @@ class LearnLogic(PanelLogic[LearnState]):
         self.data.show_decision = False
         outcome = self.session.last_learn
         if outcome is not None and outcome.is_rejected:
-            self.learn(accept_forgetting=True)
+            # The rejected version is complete on disk: accepting it is a pointer change, not a second run.
+            self._data.reload_bundle()
+            job = self.context.workflow.rollback_job(
+                bundle=self.session.bundle_or_raise(), version=outcome.new_version, accept_forgetting=True,
+                callbacks=JobCallbacks(on_finished=lambda result: self._on_accepted(result, outcome)),
+            )
+            self._status.start(job, title=f"Accepting version {outcome.new_version}", command="rollback")
         elif outcome is not None:
             self._status.show_message(f"Version {outcome.new_version} is the bundle's current version")
+
+    def _on_accepted(self, result: JobResult, outcome: LearnOutcome) -> None:
+        if result.state is JobState.SUCCEEDED:
+            self._data.reload_bundle()
+            self.session.set_new_organs([])
+            self._preview(outcome.previous_version, outcome.new_version)
 
     def _on_reject_clicked(self) -> None:
         self.data.show_decision = False

@@ -51,7 +51,7 @@ class OrganLogic(PanelLogic[OrganState]):
 
     def add_organ(self, text: str, color: str) -> OrganClass:
         """The organ a Learn step will add, with an empty segment on the open CT, ready to paint."""
-        organ = new_organ_or_raise(self.session.bundle_or_raise(), organ_name_or_raise(text), parse_rgb(color))
+        organ = new_organ_or_raise(self.session.bundle_or_raise(), organ_name_or_raise(text), parse_rgb(color), pending=self.session.new_organs)
         self.session.set_new_organs([o for o in self.session.new_organs if o.name != organ.name] + [organ])
         self.paint(organ)
         return organ
