@@ -39,8 +39,9 @@ def find_demo_data(data_dir: Path, work: Path, sink: EventSink) -> DemoData:
             source=f"real CT from {data_dir} (labels are TotalSegmentator predictions)",
             train_images=[real[0] / "image.nii.gz"],
             train_labels=[real[0] / "label_seg8.nii.gz"],
-            test_images=[c / "image.nii.gz" for c in real[1:]],
-            test_labels=[c / "label_seg8.nii.gz" for c in real[1:]],
+            # The training CT itself first: shows what the model learned; the others show how it transfers.
+            test_images=[c / "image.nii.gz" for c in real],
+            test_labels=[c / "label_seg8.nii.gz" for c in real],
         )
     from .phantom import write_cohort
 

@@ -67,6 +67,7 @@ class ProtocolRequest:
     init_filters: int = 16
     batch_size: int = 2
     step_learning_rate: float = LoopConfig.learning_rate / 2
+    run_offline: bool = True
     strategy_settings: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
 
 
@@ -174,6 +175,10 @@ def run_protocol(request: ProtocolRequest, *, device: torch.device, sink: EventS
             seed_results[strategy] = {"scores": scores, **old_new_all(scores, steps)}
             sink.metric(stage="protocol", seed=seed, strategy=strategy, old=seed_results[strategy]["old"], new=seed_results[strategy]["new"], all=seed_results[strategy]["all"])
         offline = root / OFFLINE
+        if not request.run_offline:
+            results["seeds"][str(seed)] = seed_results
+            write_json_atomic(request.output / "protocol.json", results)
+            continue
         if not (offline / "bundle.json").exists():
             every = tuple(v for step in steps for v in step)
             pairs = _step_labels(request.train, every, labels_root / "offline")

@@ -10,7 +10,7 @@ from .arguments import add_device_argument, float_triple, int_triple, multiple_o
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--protocol", default="4-4", choices=["4-4", "4-2", "2-2", "4-1", "7-1"], help="class split (default 4-4)")
-    parser.add_argument("--strategies", default="pcdd,mib,finetune", help="comma-separated strategies (default pcdd,mib,finetune); offline is always run")
+    parser.add_argument("--strategies", default="pcdd,mib,finetune", help="comma-separated strategies (default pcdd,mib,finetune); the offline upper bound runs unless --no-offline")
     parser.add_argument(
         "--data", required=True,
         help="folder of training cases (<case>/image.nii.gz + label_seg8.nii.gz with the paper's ids 1-8), or 'phantom' to generate them",
@@ -22,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base-iterations", type=positive_int, default=300, help="base step iterations (default 300)")
     parser.add_argument("--step-iterations", type=positive_int, default=300, help="iterations of each incremental step (default 300)")
     parser.add_argument("--offline-iterations", type=positive_int, default=300, help="iterations of the offline upper bound (default 300)")
+    parser.add_argument("--no-offline", action="store_true", help="skip the offline upper bound (all organs at once)")
     parser.add_argument("--patch-size", type=int_triple, default=(64, 64, 64), help="patch size in voxels (default 64)")
     parser.add_argument("--spacing", type=float_triple, default=(3.0, 3.0, 3.0), help="network spacing in mm (default 3)")
     parser.add_argument("--init-filters", type=multiple_of_8, default=16, help="SegResNet width (default 16)")
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace, sink: EventSink) -> None:
         protocol=args.protocol, strategies=[s for s in args.strategies.split(",") if s], train=train, test=test, output=output,
         seeds=[int(s) for s in args.seeds.split(",")], base_iterations=args.base_iterations, step_iterations=args.step_iterations,
         offline_iterations=args.offline_iterations, preprocessing=PreprocessingConfig(spacing_mm=args.spacing, patch_size=args.patch_size),
-        init_filters=args.init_filters, strategy_settings=settings,
+        init_filters=args.init_filters, strategy_settings=settings, run_offline=not args.no_offline,
     )
     with cancel_on_signals(CancelToken()) as cancel:
         results = run_protocol(request, device=resolve_device(args.device), sink=sink, cancel=cancel)
