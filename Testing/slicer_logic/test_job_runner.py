@@ -1,6 +1,7 @@
 """The job runner on real processes: the engine itself and a small JSON-line script (``jsonl_process.py``)."""
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -140,8 +141,10 @@ def test_engine_that_is_not_installed_says_how_to_install(tmp_path, monkeypatch)
     with pytest.raises(EngineNotInstalledError, match="cannot start the engine"):
         EngineJob([str(tmp_path / "no-python"), "-m", "ciss_engine"]).start()
     monkeypatch.delenv("PYTHONPATH", raising=False)
+    # A fresh, empty environment: a real Python that does not have the engine (ours may be pip-installed).
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "bare")], check=True)
     with pytest.raises(EngineNotInstalledError, match="No module named ciss_engine") as caught:
-        EngineLauncher(python=sys.executable, pythonpath=()).check_or_raise()
+        EngineLauncher(python=str(tmp_path / "bare" / "bin" / "python"), pythonpath=()).check_or_raise()
     assert "Install engine" in caught.value.hint
 
 
