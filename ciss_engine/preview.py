@@ -21,6 +21,11 @@ def _overlay_rgba(label: np.ndarray, registry: ClassRegistry) -> np.ndarray:
     return lut[label]
 
 
+def _radiological(plane: np.ndarray) -> np.ndarray:
+    """A (x, y|z, …) RAS plane as displayed: rows from anterior/superior down, columns from patient right."""
+    return np.flip(np.rot90(plane, axes=(0, 1)), axis=1)
+
+
 def _organ_slices(label: np.ndarray, axis: int, count: int) -> list[int]:
     """Slice indices spread over the extent of the labelled region along ``axis``."""
     profile = (label > 0).sum(axis=tuple(a for a in range(3) if a != axis))
@@ -47,11 +52,12 @@ def write_preview_png(path: Path, image: nib.Nifti1Image, label: np.ndarray, reg
         for column, index in enumerate(_organ_slices(seg, axis, 3)):
             ct_slice = np.take(ct, index, axis=axis)
             seg_slice = np.take(seg, index, axis=axis)
-            # Radiological display: rows = anterior→posterior (axial) or superior→inferior (coronal).
+            # Radiological display: the patient's right on the image's left (RAS +x is the patient's right),
+            # anterior (axial) or superior (coronal) at the top.
             aspect = zooms[1] / zooms[0] if axis == 2 else zooms[2] / zooms[0]
             ax = axes[row, column]
-            ax.imshow(np.rot90(ct_slice), cmap="gray", vmin=-175, vmax=250, aspect=aspect, interpolation="nearest")
-            ax.imshow(np.rot90(_overlay_rgba(seg_slice, registry), axes=(0, 1)), aspect=aspect, interpolation="nearest")
+            ax.imshow(_radiological(ct_slice), cmap="gray", vmin=-175, vmax=250, aspect=aspect, interpolation="nearest")
+            ax.imshow(_radiological(_overlay_rgba(seg_slice, registry)), aspect=aspect, interpolation="nearest")
             ax.set_title(f"{'axial' if axis == 2 else 'coronal'} {index}", color="white", fontsize=9)
             ax.axis("off")
     present = set(np.unique(seg).tolist())
