@@ -39,30 +39,21 @@ def positive_float(text: str) -> float:
     return _number(text, float, lambda v: v > 0, "a positive number")
 
 
-def int_triple(text: str) -> tuple[int, int, int]:
+def _triple(text: str, cast: type, is_valid: Callable[[float], bool], expected: str) -> tuple[Any, Any, Any]:
+    """``N`` (the same for the three axes) or ``X,Y,Z``."""
     parts = text.split(",")
-    if len(parts) == 1:
-        parts = parts * 3
-    try:
-        values = tuple(int(p) for p in parts)
-    except ValueError:
-        values = ()
-    if len(values) != 3 or min(values) < 8 or any(v % 8 for v in values):
-        raise argparse.ArgumentTypeError(f"expected N or X,Y,Z with multiples of 8 (>= 8), got {text!r}")
+    values = tuple(_number(p, cast, is_valid, expected) for p in (parts * 3 if len(parts) == 1 else parts))
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"expected N or X,Y,Z ({expected}), got {text!r}")
     return values  # type: ignore[return-value]
+
+
+def int_triple(text: str) -> tuple[int, int, int]:
+    return _triple(text, int, lambda v: v >= 8 and v % 8 == 0, "multiples of 8")
 
 
 def float_triple(text: str) -> tuple[float, float, float]:
-    parts = text.split(",")
-    if len(parts) == 1:
-        parts = parts * 3
-    try:
-        values = tuple(float(p) for p in parts)
-    except ValueError:
-        values = ()
-    if len(values) != 3 or min(values) <= 0:
-        raise argparse.ArgumentTypeError(f"expected MM or X,Y,Z in mm (positive), got {text!r}")
-    return values  # type: ignore[return-value]
+    return _triple(text, float, lambda v: v > 0, "positive mm")
 
 
 def add_bundle_argument(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
