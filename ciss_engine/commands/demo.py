@@ -11,7 +11,7 @@ from .arguments import add_device_argument, positive_int
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", default="demo_output", help="folder for the bundle, label maps, previews and report (default demo_output)")
     parser.add_argument("--data", default=None, help="data folder with ct/<case>/image.nii.gz (default: $CISS_DATA or ../shared/data; phantom if absent)")
-    parser.add_argument("--iterations", type=positive_int, default=400, help="base training iterations (default 400, ~6 min on 2 CPU cores)")
+    parser.add_argument("--iterations", type=positive_int, default=400, help="base training iterations (default 400; timings in the README's Measured results)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     add_device_argument(parser)
 

@@ -61,7 +61,10 @@ def load_organs(bundle: Path | None, bundle_version: str | None, classes: Path |
 def export_dicom(
     *, labels: Path, ct: Path, organs: list[OrganClass], formats: list[str], output: Path, series_uid: str | None, seg_type: str, sink: Any
 ) -> dict[str, str]:
-    """Write the requested DICOM objects for a label map made on the DICOM CT ``ct``; returns format → path."""
+    """Write the requested DICOM objects for a label map made on the DICOM CT ``ct``.
+
+    Returns format → path, plus the ``series_uid`` and ``frame_of_reference_uid`` they reference.
+    """
     # DICOM libraries load here, not at import: building the parser stays fast for `ciss info`.
     from ..atomic import ensure_writable_dir
     from ..dicom.labels import label_map_on_series_or_raise, load_label_map_or_raise, present_organs
@@ -76,7 +79,7 @@ def export_dicom(
     organs = present_organs(label, organs, folder=series.folder, sink=sink)
     label = np.where(np.isin(label, [o.label for o in organs]), label, 0)
     output = ensure_writable_dir(output)
-    written = {}
+    written = {"series_uid": series.series_uid, "frame_of_reference_uid": series.frame_of_reference_uid}
     if "rtstruct" in formats:
         written["rtstruct"] = str(write_rtstruct(label, organs, series, output / OUTPUT_NAMES["rtstruct"], sink=sink))
     if "seg" in formats:
@@ -85,13 +88,11 @@ def export_dicom(
 
 
 def run(args: argparse.Namespace, sink: Any) -> None:
-    from ..dicom.series import scan_series
-
     organs = load_organs(Path(args.bundle) if args.bundle else None, args.bundle_version, args.classes)
     written = export_dicom(
         labels=args.labels, ct=args.ct, organs=organs, formats=args.format, output=args.output,
         series_uid=args.series_uid, seg_type=args.seg_type, sink=sink,
     )
-    series = scan_series(args.ct, series_uid=args.series_uid)
+    series_uid, frame_of_reference_uid = written.pop("series_uid"), written.pop("frame_of_reference_uid")
     sink.log(f"wrote {', '.join(written.values())}")
-    sink.done(outputs=written, series_uid=series.series_uid, frame_of_reference_uid=series.frame_of_reference_uid)
+    sink.done(outputs=written, series_uid=series_uid, frame_of_reference_uid=frame_of_reference_uid)

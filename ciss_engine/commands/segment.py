@@ -77,7 +77,7 @@ def run(args: argparse.Namespace, sink: EventSink) -> None:
             labels=output, ct=Path(args.input), organs=list(version.registry.organs), formats=dicom_formats,
             output=stem.with_name(stem.name + "_dicom"), series_uid=args.series_uid, seg_type="binary", sink=sink,
         )
-        written += [Path(p) for p in exported.values()]
+        written += [Path(exported[f]) for f in dicom_formats]
     for organ, volume in result.volumes_ml.items():
         sink.log(f"  {organ:24s} {volume:10.1f} mL")
     sink.done(output=str(output), version=version.version, volumes_ml=result.volumes_ml, files=[str(p) for p in written])

@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--other-labels", choices=["error", "background"], default="error",
         help="label values not listed in --organs: error (default) or background (keep only the listed organs)",
     )
-    parser.add_argument("--iterations", type=positive_int, default=400, help="training iterations (default 400: ~6 min on 2 CPU cores)")
+    parser.add_argument("--iterations", type=positive_int, default=400, help="training iterations (default 400; timings in the README's Measured results)")
     parser.add_argument("--patch-size", type=int_triple, default=(64, 64, 64), help="patch size in voxels, N or X,Y,Z, multiples of 8 (default 64)")
     parser.add_argument("--spacing", type=float_triple, default=(3.0, 3.0, 3.0), help="network voxel spacing in mm (default 3)")
     parser.add_argument("--init-filters", type=multiple_of_8, default=16, help="SegResNet width; also the prototype feature size K (default 16)")
