@@ -1,7 +1,9 @@
 """The forgetting guard: does the new version still find the old organs where the parent did?
 
-No labels are needed: on the step's own CTs, the parent's mask of each old organ is compared with
-the new version's (agreement DSC pooled over the CTs). A drop below the threshold keeps the new
+No old labels are needed: on the step's own CTs, the parent's mask of each old organ is compared with
+the new version's (agreement DSC pooled over the CTs). Voxels the user labelled as a new organ are left
+out: where the parent called today's liver "spleen", the new version saying "liver" corrects a mistake
+the parent could not avoid (it had never seen a liver); it does not forget anything. A drop below the threshold keeps the new
 version from becoming current unless the user accepts it knowingly.
 """
 from __future__ import annotations
@@ -30,15 +32,26 @@ class GuardResult:
         return {"passed": self.passed, "threshold": self.threshold, "agreement": self.agreement, "failing_organs": self.failing_organs}
 
 
-def check_forgetting(old_predictions: Sequence[torch.Tensor], new_predictions: Sequence[torch.Tensor], old_organs: Sequence[tuple[int, str]], *, threshold: float) -> GuardResult:
-    """Agreement DSC per old organ between the parent's and the new model's masks."""
+def check_forgetting(
+    old_predictions: Sequence[torch.Tensor],
+    new_predictions: Sequence[torch.Tensor],
+    old_organs: Sequence[tuple[int, str]],
+    *,
+    threshold: float,
+    new_organ_masks: Sequence[torch.Tensor] | None = None,
+) -> GuardResult:
+    """Agreement DSC per old organ between the parent's and the new model's masks, outside the
+    voxels labelled as new organs (``new_organ_masks``, bool, one per CT; None compares every voxel)."""
+    if new_organ_masks is None:
+        new_organ_masks = [torch.zeros_like(old, dtype=torch.bool) for old in old_predictions]
     agreement: dict[str, float | None] = {}
     for label, name in old_organs:
         intersection = total = 0
-        for old, new in zip(old_predictions, new_predictions):
-            old_mask, new_mask = old == label, new == label
+        found_by_parent = False
+        for old, new, labelled_new in zip(old_predictions, new_predictions, new_organ_masks):
+            old_mask, new_mask = (old == label) & ~labelled_new, (new == label) & ~labelled_new
             intersection += int((old_mask & new_mask).sum())
             total += int(old_mask.sum()) + int(new_mask.sum())
-        found_by_parent = any(bool((old == label).any()) for old in old_predictions)
+            found_by_parent = found_by_parent or bool(old_mask.any())
         agreement[name] = round(2.0 * intersection / total, 4) if found_by_parent else None
     return GuardResult(threshold=threshold, agreement=agreement)

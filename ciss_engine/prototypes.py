@@ -26,24 +26,31 @@ def resize_labels(labels: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return resized[:, 0].to(labels.dtype)
 
 
+def region_rows(tensor: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    """The voxels of ``region`` (B, D, H, W) bool as rows of their channels: (B, C, D, H, W) -> (n, C).
+
+    Moving channels last before masking keeps each row one voxel's channels whatever the batch size.
+    """
+    return tensor.movedim(1, -1)[region]
+
+
 def _one_hot_sums(
     features: torch.Tensor, labels: torch.Tensor, num_classes: int, dtype: torch.dtype
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sum features per class: one_hot(labels)ᵀ · F over the (B·V)×K view, in ``dtype``.
+    """Sum features per class: one_hot(labels)ᵀ · F over the labelled voxels' rows, in ``dtype``.
 
-    Labels outside 0..num_classes-1 (such as IGNORE_INDEX) are skipped. A matrix product rather than
-    scatter/index_add keeps the result bitwise deterministic on CUDA.
+    Labels outside 0..num_classes-1 (such as IGNORE_INDEX) are skipped before any copy, so summing only
+    today's new organs touches only their voxels. A matrix product rather than scatter/index_add keeps
+    the result bitwise deterministic on CUDA.
     """
     if features.dim() != labels.dim() + 1 or features.shape[0] != labels.shape[0]:
         raise ValueError(f"features {tuple(features.shape)} and labels {tuple(labels.shape)} must be "
                          "(B, K, *S) and (B, *S)")
     labels = resize_labels(labels, features.shape[2:])
-    channels = features.shape[1]
+    kept = (labels >= 0) & (labels < num_classes)
     with torch.autocast(device_type=features.device.type, enabled=False):
-        rows = features.movedim(1, -1).reshape(-1, channels).to(dtype)
-        flat = labels.reshape(-1, 1)
-        # Comparing with every class id leaves all-zero rows for skipped labels; bool first, to save memory.
-        member = flat == torch.arange(num_classes, device=flat.device)
+        rows = region_rows(features, kept).to(dtype)
+        member = labels[kept][:, None] == torch.arange(num_classes, device=labels.device)
         sums = member.to(dtype).T @ rows
     return sums, member.sum(dim=0)
 

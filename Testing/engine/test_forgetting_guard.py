@@ -13,3 +13,17 @@ def test_agreement_is_pooled_dsc_per_old_organ():
     assert result.agreement["gallbladder"] is None  # never found by the parent: nothing to forget
     assert not result.passed and result.failing_organs == ["liver"]
     assert check_forgetting(old, old, [(1, "spleen"), (2, "liver")], threshold=0.9).passed
+
+
+def test_voxels_labelled_as_a_new_organ_do_not_count_as_forgetting():
+    # The parent called part of today's liver "spleen"; the new model calls it liver (id 3) there.
+    old = [torch.tensor([1, 1, 1, 1, 0, 0])]
+    new = [torch.tensor([1, 1, 3, 3, 0, 0])]
+    liver_label = [torch.tensor([False, False, True, True, False, False])]
+    organs = [(1, "spleen")]
+    assert check_forgetting(old, new, organs, threshold=0.9).agreement["spleen"] == round(4 / 6, 4)
+    corrected = check_forgetting(old, new, organs, threshold=0.9, new_organ_masks=liver_label)
+    assert corrected.agreement["spleen"] == 1.0 and corrected.passed
+    # A parent whose only spleen lies inside the new organ's label found nothing there to keep.
+    assert check_forgetting(old, [torch.zeros(6, dtype=torch.long)], organs, threshold=0.9,
+                            new_organ_masks=[torch.ones(6, dtype=torch.bool)]).agreement["spleen"] is None

@@ -5,43 +5,39 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .functional import full_precision, masked_voxel_mean
+from ..prototypes import region_rows
+from .functional import full_precision
 from .unbiased_kd import unbiased_distillation_terms
+
+
+def _check_affinity_arguments(channels: int, prototypes: torch.Tensor, temperature: float) -> None:
+    if prototypes.dim() != 2 or prototypes.shape[1] != channels:
+        raise ValueError(f"prototypes {tuple(prototypes.shape)} must be (C, K) with K = {channels} feature channels")
+    if not temperature > 0:
+        raise ValueError(f"affinity temperature must be > 0, got {temperature}")
+
+
+def affinity_rows(rows: torch.Tensor, prototypes: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Softmax over c of cos(f, p_c)/T_a for feature rows (n, K) and prototypes (C, K) -> (n, C) float32.
+
+    A zero feature vector or prototype has cosine 0 with everything.
+    """
+    _check_affinity_arguments(rows.shape[1], prototypes, temperature)
+    with full_precision(rows):
+        unit_prototypes = F.normalize(prototypes.to(rows.device, torch.float32), dim=1)
+        cosine = F.normalize(rows.float(), dim=1) @ unit_prototypes.T
+        return F.softmax(cosine / temperature, dim=1)
 
 
 def prototype_affinity(features: torch.Tensor, prototypes: torch.Tensor, temperature: float) -> torch.Tensor:
     """a_{i,c} = softmax over c of cos(F_i, p_c)/T_a: how much voxel i looks like each class's prototype.
 
     Shapes: features (B, K, D', H', W'), prototypes (C, K) -> (B, C, D', H', W') float32, summing to 1 over C.
-    A zero feature vector or prototype has cosine 0 with everything.
     """
-    if prototypes.dim() != 2 or prototypes.shape[1] != features.shape[1]:
-        raise ValueError(f"prototypes {tuple(prototypes.shape)} must be (C, K) with K = {features.shape[1]} "
-                         "feature channels")
-    if not temperature > 0:
-        raise ValueError(f"affinity temperature must be > 0, got {temperature}")
-    with full_precision(features):
-        unit_features = F.normalize(features.float(), dim=1)
-        unit_prototypes = F.normalize(prototypes.to(features.device, torch.float32), dim=1)
-        cosine = torch.einsum("bk...,ck->bc...", unit_features, unit_prototypes)
-        return F.softmax(cosine / temperature, dim=1)
-
-
-def affinity_weighted_distillation(
-    terms: torch.Tensor, weights: torch.Tensor | float, region: torch.Tensor
-) -> torch.Tensor:
-    """(1/|M|)·Σ_{i∈M} Σ_c w_{i,c}·d_{i,c}, 0 for an empty region (PCDD Eqs. 7 and 9).
-
-    Shapes: terms d (B, C, D, H, W); weights (B, C, D', H', W') or a constant (uniform weights); region M
-    (B, D, H, W) bool. Weights at a coarser resolution than d are upsampled trilinearly, which keeps each
-    voxel's weights a convex combination summing to 1.
-    """
-    if isinstance(weights, torch.Tensor):
-        if weights.shape[:2] != terms.shape[:2]:
-            raise ValueError(f"weights {tuple(weights.shape)} and terms {tuple(terms.shape)} need the same (B, C)")
-        if weights.shape[2:] != terms.shape[2:]:
-            weights = F.interpolate(weights, size=terms.shape[2:], mode="trilinear", align_corners=False)
-    return masked_voxel_mean((weights * terms).sum(dim=1), region)
+    _check_affinity_arguments(features.shape[1], prototypes, temperature)
+    grid = features.movedim(1, -1)
+    rows = affinity_rows(grid.reshape(-1, features.shape[1]), prototypes, temperature)
+    return rows.reshape(*grid.shape[:-1], -1).movedim(-1, 1)
 
 
 class RegionCalibratedDistillation(nn.Module):
@@ -61,6 +57,30 @@ class RegionCalibratedDistillation(nn.Module):
         self.include_background = include_background
         self.calibrated = calibrated
 
+    def weigh(self, terms: torch.Tensor, features: torch.Tensor, prototypes: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+        """(1/|M|)·Σ_{i∈M} Σ_c a_{i,c}·d_{i,c} (PCDD Eqs. 7 and 9), 0 for an empty region.
+
+        ``terms`` are MiB's summands d (B, 1+|O|, D, H, W) of :func:`unbiased_distillation_terms`, so ORCD
+        and CRCD can share one computation of them; prototypes are ordered [0, O, ...] like the logits.
+        Affinities are computed on the region's voxels only; features coarser than d give affinities
+        upsampled trilinearly, which keeps each voxel's weights a convex combination summing to 1.
+        """
+        first = 0 if self.include_background else 1
+        terms = region_rows(terms[:, first:], region)
+        teachers = terms.shape[1]
+        if not self.calibrated:
+            weights: torch.Tensor | float = 1.0 / teachers
+        elif features.shape[2:] == region.shape[1:]:
+            # Affinities only weight the loss: no gradient flows through features or prototypes.
+            weights = affinity_rows(region_rows(features.detach(), region), prototypes[first:].detach(), self.temperature)
+        else:
+            grid = prototype_affinity(features.detach(), prototypes[first:].detach(), self.temperature)
+            weights = region_rows(F.interpolate(grid, size=region.shape[1:], mode="trilinear", align_corners=False), region)
+        if isinstance(weights, torch.Tensor):
+            # The teacher classes {0} ∪ O come first; classes after them (CRCD's new ones) have d = 0.
+            weights = weights[:, :teachers]
+        return (weights * terms).sum() / max(terms.shape[0], 1)
+
     def distil(
         self,
         logits_new: torch.Tensor,
@@ -68,13 +88,9 @@ class RegionCalibratedDistillation(nn.Module):
         features: torch.Tensor,
         prototypes: torch.Tensor,
         region: torch.Tensor,
+        terms: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Σ_c a_{i,c}·d_{i,c} averaged over ``region``; prototypes are ordered [0, O, ...] like logits_new."""
-        first = 0 if self.include_background else 1
-        terms = unbiased_distillation_terms(logits_new, logits_old, logits_old.shape[1] - 1)[:, first:]
-        if not self.calibrated:
-            return affinity_weighted_distillation(terms, 1.0 / terms.shape[1], region)
-        # Affinities only weight the loss: no gradient flows through features or prototypes.
-        affinity = prototype_affinity(features.detach(), prototypes[first:].detach(), self.temperature)
-        # The teacher classes {0} ∪ O come first; classes after them (CRCD's new ones) have d = 0.
-        return affinity_weighted_distillation(terms, affinity[:, : terms.shape[1]], region)
+        """The loss from the logits; pass ``terms`` when they are already computed for the same logits."""
+        if terms is None:
+            terms = unbiased_distillation_terms(logits_new, logits_old, logits_old.shape[1] - 1)
+        return self.weigh(terms, features, prototypes, region)

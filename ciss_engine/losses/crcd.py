@@ -24,6 +24,8 @@ class CurrentRegionDistillation(RegionCalibratedDistillation):
         calibrated: affinity weights [default True]; False gives each class with a teacher the weight
             1/(number of such classes) and new classes none, which makes the loss exactly MiB's unbiased
             KD on the region (flag ``crcd.calibrated``, the ablation baseline "CRCD off").
+        (``terms``: MiB's summands of these logits when already computed; PCDD shares them between ORCD
+        and CRCD.)
     Shapes: logits_new (B, 1+|S|, D, H, W), logits_old (B, 1+|O|, D, H, W), features_new (B, K, D', H', W'),
         prototypes (1+|S|, K) ordered [0, O, N] (row 0 unused without background), current_region
         (B, D, H, W) bool -> scalar: mean over current-region voxels, 0 if the region is empty [default].
@@ -38,8 +40,9 @@ class CurrentRegionDistillation(RegionCalibratedDistillation):
         features_new: torch.Tensor,
         prototypes: torch.Tensor,
         current_region: torch.Tensor,
+        terms: torch.Tensor | None = None,
     ) -> torch.Tensor:
         if prototypes.shape[0] != logits_new.shape[1]:
             raise ValueError(f"CRCD needs 1+|S| = {logits_new.shape[1]} prototypes ordered [0, O, N], "
                              f"got {prototypes.shape[0]}")
-        return self.distil(logits_new, logits_old, features_new, prototypes, current_region)
+        return self.distil(logits_new, logits_old, features_new, prototypes, current_region, terms)

@@ -23,6 +23,8 @@ class OldRegionDistillation(RegionCalibratedDistillation):
         calibrated: affinity weights [default True]; False gives each distilled class the weight
             1/(number of classes), which makes the loss exactly MiB's unbiased KD on the region (flag
             ``orcd.calibrated``, the ablation baseline "ORCD off").
+        (``terms``: MiB's summands of these logits when already computed; PCDD shares them between ORCD
+        and CRCD.)
     Shapes: logits_new (B, 1+|S|, D, H, W), logits_old (B, 1+|O|, D, H, W), features_old (B, K, D', H', W'),
         prototypes (1+|O|, K) with background in row 0 (unused without background), old_region
         (B, D, H, W) bool -> scalar: mean over old-region voxels, 0 if the region is empty [default].
@@ -37,8 +39,9 @@ class OldRegionDistillation(RegionCalibratedDistillation):
         features_old: torch.Tensor,
         prototypes: torch.Tensor,
         old_region: torch.Tensor,
+        terms: torch.Tensor | None = None,
     ) -> torch.Tensor:
         if prototypes.shape[0] != logits_old.shape[1]:
             raise ValueError(f"ORCD needs 1+|O| = {logits_old.shape[1]} prototypes (background first), "
                              f"got {prototypes.shape[0]}")
-        return self.distil(logits_new, logits_old, features_old, prototypes, old_region)
+        return self.distil(logits_new, logits_old, features_old, prototypes, old_region, terms)

@@ -85,6 +85,8 @@ class Strategy(abc.ABC):
     name: ClassVar[str]
     settings_type: ClassVar[type[StrategySettings]] = StrategySettings
     needs_old_model: ClassVar[bool] = True
+    # Whether the loss reads the step's running new-organ prototypes (the loop only updates them then).
+    uses_running_prototypes: ClassVar[bool] = False
 
     def __init__(self, context: StepContext, settings: StrategySettings) -> None:
         self.context = context

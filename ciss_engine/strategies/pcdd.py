@@ -5,7 +5,13 @@ import dataclasses
 
 import torch
 
-from ..losses import CurrentRegionDistillation, DualAlignedPrototypeDistillation, OldRegionDistillation, UnbiasedCrossEntropy
+from ..losses import (
+    CurrentRegionDistillation,
+    DualAlignedPrototypeDistillation,
+    OldRegionDistillation,
+    UnbiasedCrossEntropy,
+    unbiased_distillation_terms,
+)
 from .base import StepBatch, Strategy, StrategySettings
 
 
@@ -40,6 +46,7 @@ class PrototypeCalibratedDistillation(Strategy):
 
     name = "pcdd"
     settings_type = PcddSettings
+    uses_running_prototypes = True
 
     def __init__(self, context, settings: PcddSettings) -> None:  # type: ignore[no-untyped-def]
         super().__init__(context, settings)
@@ -56,8 +63,10 @@ class PrototypeCalibratedDistillation(Strategy):
         targets = batch.pseudo_labels if self.settings.supervise_pseudo_labels else batch.labels
         ce = self._ce(batch.logits_new, targets)
         stored = self.context.stored_prototypes.to(device)
-        orcd = self._orcd(batch.logits_new, batch.logits_old, batch.features_old, stored, batch.old_region)
-        crcd = self._crcd(batch.logits_new, batch.logits_old, batch.features_new.detach(), self.context.crcd_prototypes(device), batch.current_region)
+        # MiB's summands d are the same for both regions: computed once, weighted twice.
+        terms = unbiased_distillation_terms(batch.logits_new, batch.logits_old, self.context.num_old)
+        orcd = self._orcd(batch.logits_new, batch.logits_old, batch.features_old, stored, batch.old_region, terms)
+        crcd = self._crcd(batch.logits_new, batch.logits_old, batch.features_new.detach(), self.context.crcd_prototypes(device), batch.current_region, terms)
         dapd = self._dapd(batch.features_new, batch.features_old, batch.pseudo_labels, stored)
         total = ce + self.settings.lambda_orcd * orcd + self.settings.lambda_crcd * crcd + dapd
         return total, {"unbiased_ce": ce, "orcd": orcd, "crcd": crcd, "dapd": dapd}

@@ -124,13 +124,15 @@ def learn_step(request: LearnRequest, *, device: torch.device, sink: EventSink, 
     sampler = PatchSampler(cases, num_classes=registry.num_classes, patch_size=preprocessing.patch_size, batch_size=request.batch_size, seed=request.seed)
 
     def loss_fn(images: torch.Tensor, labels: torch.Tensor, iteration: int) -> tuple[torch.Tensor, dict[str, float]]:
-        logits_new, features_new = network.forward_with_features(images)
-        only_new = torch.where(labels > num_old, labels, 255)
-        context.running_prototypes.update(*class_feature_sums(features_new.detach().float(), only_new, registry.num_classes))
+        # Losses and prototypes run in float32: cast once here rather than in every loss.
+        logits_new, features_new = (t.float() for t in network.forward_with_features(images))
+        if strategy.uses_running_prototypes:
+            only_new = torch.where(labels > num_old, labels, 255)
+            context.running_prototypes.update(*class_feature_sums(features_new, only_new, registry.num_classes))
         if strategy.needs_old_model:
             with torch.no_grad():
-                logits_old, features_old = old_network.forward_with_features(images)
-            pseudo = make_pseudo_labels(labels, logits_old.float(), step_data.thresholds.to(images.device), num_old)
+                logits_old, features_old = (t.float() for t in old_network.forward_with_features(images))
+            pseudo = make_pseudo_labels(labels, logits_old, step_data.thresholds.to(images.device), num_old)
         else:
             logits_old = features_old = None
             pseudo = labels
@@ -155,7 +157,10 @@ def learn_step(request: LearnRequest, *, device: torch.device, sink: EventSink, 
         sliding_window_outputs(network, c.image[None], patch_size=preprocessing.patch_size, device=device)[0][0].argmax(0).to(torch.uint8)
         for c in cases
     ]
-    guard = check_forgetting(step_data.old_predictions, new_predictions, [(o.label, o.name) for o in parent.registry.organs], threshold=request.guard_threshold)
+    guard = check_forgetting(
+        step_data.old_predictions, new_predictions, [(o.label, o.name) for o in parent.registry.organs],
+        threshold=request.guard_threshold, new_organ_masks=[c.label.as_tensor()[0] > num_old for c in cases],
+    )
     sink.emit("forgetting_guard", version=version, **guard.to_json())
     status = STATUS_PUBLISHED if guard.passed or request.accept_forgetting else STATUS_REJECTED
     written = _write_step_version(

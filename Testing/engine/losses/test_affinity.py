@@ -6,8 +6,9 @@ import math
 import pytest
 import torch
 
-from ciss_engine.losses import prototype_affinity
-from ciss_engine.losses.affinity import affinity_weighted_distillation
+from ciss_engine.losses import OldRegionDistillation, prototype_affinity
+from ciss_engine.losses.affinity import affinity_rows
+from ciss_engine.prototypes import region_rows
 
 from .voxel_tensors import features_from_vectors, voxel_mask
 
@@ -38,15 +39,32 @@ def test_shape_and_argument_checks():
         prototype_affinity(features, PROTOTYPES, 0.0)
 
 
-def test_coarse_weights_are_upsampled_and_stay_normalised():
+def test_coarse_affinities_are_upsampled_and_stay_normalised():
+    # With d = 1 everywhere the loss is the mean of Σ_c a_c, which must stay 1 after trilinear upsampling.
     terms = torch.ones(1, 3, 4, 4, 4)
-    weights = torch.softmax(torch.randn(1, 3, 2, 2, 2), dim=1)
+    features = torch.randn(1, 2, 2, 2, 2)
     region = torch.ones(1, 4, 4, 4, dtype=torch.bool)
-    # With d = 1 everywhere the loss is the mean of Σ_c w_c, which must stay 1 after trilinear upsampling.
-    assert affinity_weighted_distillation(terms, weights, region).item() == pytest.approx(1.0, rel=1e-6)
+    assert OldRegionDistillation().weigh(terms, features, PROTOTYPES, region).item() == pytest.approx(1.0, rel=1e-6)
 
 
 def test_uniform_weight_and_empty_region():
     terms = torch.tensor([1.0, 3.0, 5.0, 7.0]).reshape(1, 2, 1, 1, 2)  # voxel 0: d = (1, 5); voxel 1: (3, 7)
-    assert affinity_weighted_distillation(terms, 0.5, voxel_mask(True, False)).item() == pytest.approx(3.0)
-    assert affinity_weighted_distillation(terms, 0.5, voxel_mask(False, False)).item() == 0.0
+    uniform = OldRegionDistillation(calibrated=False)
+    features = torch.zeros(1, 2, 1, 1, 2)
+    assert uniform.weigh(terms, features, PROTOTYPES[:2], voxel_mask(True, False)).item() == pytest.approx(3.0)
+    assert uniform.weigh(terms, features, PROTOTYPES[:2], voxel_mask(False, False)).item() == 0.0
+
+
+def test_region_rows_keep_each_voxels_channels_for_batches():
+    # Channel c of voxel v in batch item b holds 100·b + 10·c + v, so a scrambled row is visible.
+    tensor = torch.tensor([[[100.0 * b + 10 * c + v for v in range(4)] for c in range(3)] for b in range(2)]).reshape(2, 3, 1, 1, 4)
+    region = torch.tensor([[True, False, False, True], [False, True, False, False]]).reshape(2, 1, 1, 4)
+    expected = torch.tensor([[0.0, 10, 20], [3, 13, 23], [101, 111, 121]])
+    torch.testing.assert_close(region_rows(tensor, region), expected)
+
+
+def test_region_affinities_equal_the_full_grid_ones():
+    features = torch.randn(2, 2, 3, 4, 5)
+    region = torch.rand(2, 3, 4, 5) > 0.5
+    full = prototype_affinity(features, PROTOTYPES, 0.5)
+    torch.testing.assert_close(affinity_rows(region_rows(features, region), PROTOTYPES, 0.5), region_rows(full, region))

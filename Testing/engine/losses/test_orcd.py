@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from ciss_engine.losses import OldRegionDistillation
+from ciss_engine.losses import OldRegionDistillation, unbiased_distillation_terms
 
 from .voxel_tensors import features_from_vectors, logits_from_probabilities, voxel_mask
 
@@ -73,3 +73,10 @@ def test_no_gradient_into_old_features_or_prototypes():
 def test_prototype_count_must_match_old_classes():
     with pytest.raises(ValueError, match="1\\+\\|O\\|"):
         OldRegionDistillation()(NEW, OLD, FEATURES_OLD, torch.ones(3, 2), voxel_mask(True, True))
+
+
+def test_precomputed_terms_give_the_same_loss():
+    terms = unbiased_distillation_terms(NEW, OLD, num_old=1)
+    orcd = OldRegionDistillation()
+    region = voxel_mask(True, True)
+    assert orcd(NEW, OLD, FEATURES_OLD, PROTOTYPES, region, terms).item() == orcd(NEW, OLD, FEATURES_OLD, PROTOTYPES, region).item()
