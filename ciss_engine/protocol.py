@@ -28,7 +28,7 @@ from .inference import Segmenter
 from .preprocessing import PreprocessingConfig
 from .training.base import BaseTrainingRequest, train_base_bundle
 from .training.incremental import LearnRequest, learn_step
-from .training.loop_config import LoopConfig
+from .training.loop_config import STEP_LEARNING_RATE, LoopConfig
 
 # The paper's class order (label ids of the seg8 files).
 PAPER_ORGANS = ("spleen", "kidney_right", "kidney_left", "gallbladder", "esophagus", "pancreas", "liver", "stomach")
@@ -66,7 +66,7 @@ class ProtocolRequest:
     preprocessing: PreprocessingConfig = PreprocessingConfig()
     init_filters: int = 16
     batch_size: int = 2
-    step_learning_rate: float = LoopConfig.learning_rate / 2
+    step_learning_rate: float = STEP_LEARNING_RATE
     run_offline: bool = True
     strategy_settings: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
 

@@ -5,14 +5,11 @@ import argparse
 from pathlib import Path
 
 from ..events import EventSink
-from ..training.loop_config import LoopConfig
+from ..training.loop_config import STEP_LEARNING_RATE
 from .arguments import add_schedule_arguments, loop_config_from, positive_float, positive_int, unit_fraction
 
-# Iterations per preset (benchmarks/RESULTS.md). The papers' incremental lr (a tenth of the base lr,
-# 1e-3 with momentum 0.99) learned no new organ within such budgets on 2 CPU cores; a step uses half
-# of the base step's rate instead.
+# Iterations per preset (benchmarks/RESULTS.md).
 PRESETS = {"quick": 150, "standard": 400, "thorough": 1000}
-STEP_LEARNING_RATE = LoopConfig.learning_rate / 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

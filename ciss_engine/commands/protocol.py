@@ -5,7 +5,8 @@ import argparse
 from pathlib import Path
 
 from ..events import EventSink
-from .arguments import add_device_argument, float_triple, int_triple, multiple_of_8, positive_int
+from ..training.loop_config import STEP_LEARNING_RATE
+from .arguments import add_device_argument, float_triple, int_triple, multiple_of_8, positive_float, positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base-iterations", type=positive_int, default=300, help="base step iterations (default 300)")
     parser.add_argument("--step-iterations", type=positive_int, default=300, help="iterations of each incremental step (default 300)")
     parser.add_argument("--offline-iterations", type=positive_int, default=300, help="iterations of the offline upper bound (default 300)")
+    parser.add_argument("--step-learning-rate", type=positive_float, default=STEP_LEARNING_RATE, help=f"learning rate of each incremental step, before poly decay (default {STEP_LEARNING_RATE}, as ciss learn)")
     parser.add_argument("--no-offline", action="store_true", help="skip the offline upper bound (all organs at once)")
     parser.add_argument("--patch-size", type=int_triple, default=(64, 64, 64), help="patch size in voxels (default 64)")
     parser.add_argument("--spacing", type=float_triple, default=(3.0, 3.0, 3.0), help="network spacing in mm (default 3)")
@@ -64,7 +66,7 @@ def run(args: argparse.Namespace, sink: EventSink) -> None:
         protocol=args.protocol, strategies=[s for s in args.strategies.split(",") if s], train=train, test=test, output=output,
         seeds=[int(s) for s in args.seeds.split(",")], base_iterations=args.base_iterations, step_iterations=args.step_iterations,
         offline_iterations=args.offline_iterations, preprocessing=PreprocessingConfig(spacing_mm=args.spacing, patch_size=args.patch_size),
-        init_filters=args.init_filters, strategy_settings=settings, run_offline=not args.no_offline,
+        init_filters=args.init_filters, step_learning_rate=args.step_learning_rate, strategy_settings=settings, run_offline=not args.no_offline,
     )
     with cancel_on_signals(CancelToken()) as cancel:
         results = run_protocol(request, device=resolve_device(args.device), sink=sink, cancel=cancel)

@@ -22,3 +22,8 @@ class LoopConfig:
     grad_clip: float = 12.0
     checkpoint_every: int = 50
     amp: bool = True
+
+
+# Incremental steps: the papers' tenth of the base rate (1e-3 with momentum 0.99) learned no new organ
+# within a CPU budget on 2 cores; half of the base rate does (benchmarks/RESULTS.md).
+STEP_LEARNING_RATE = LoopConfig.learning_rate / 2

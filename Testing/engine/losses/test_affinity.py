@@ -55,14 +55,6 @@ def test_uniform_weight_and_empty_region():
     assert uniform.weigh(terms, features, PROTOTYPES[:2], voxel_mask(False, False)).item() == 0.0
 
 
-def test_region_rows_keep_each_voxels_channels_for_batches():
-    # Channel c of voxel v in batch item b holds 100·b + 10·c + v, so a scrambled row is visible.
-    tensor = torch.tensor([[[100.0 * b + 10 * c + v for v in range(4)] for c in range(3)] for b in range(2)]).reshape(2, 3, 1, 1, 4)
-    region = torch.tensor([[True, False, False, True], [False, True, False, False]]).reshape(2, 1, 1, 4)
-    expected = torch.tensor([[0.0, 10, 20], [3, 13, 23], [101, 111, 121]])
-    torch.testing.assert_close(region_rows(tensor, region), expected)
-
-
 def test_region_affinities_equal_the_full_grid_ones():
     features = torch.randn(2, 2, 3, 4, 5)
     region = torch.rand(2, 3, 4, 5) > 0.5

@@ -6,7 +6,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ciss_engine.errors import BundleError
-from ciss_engine.prototypes import GlobalPrototypes, class_feature_sums, local_prototypes, resize_labels
+from ciss_engine.prototypes import GlobalPrototypes, class_feature_sums, local_prototypes, region_rows, resize_labels
 
 NUM_CLASSES, CHANNELS = 3, 3
 
@@ -99,3 +99,11 @@ def test_damaged_tensors_raise_bundle_error_with_hint():
         GlobalPrototypes.from_tensors({"prototypes": torch.zeros(2, 3), "counts": torch.zeros(3, dtype=torch.int64)})
     with pytest.raises(ValueError, match="shrink"):
         GlobalPrototypes(3, 2).grow(2)
+
+
+def test_region_rows_keep_each_voxels_channels_for_batches():
+    # Channel c of voxel v in batch item b holds 100·b + 10·c + v, so a scrambled row is visible.
+    tensor = torch.tensor([[[100.0 * b + 10 * c + v for v in range(4)] for c in range(3)] for b in range(2)]).reshape(2, 3, 1, 1, 4)
+    region = torch.tensor([[True, False, False, True], [False, True, False, False]]).reshape(2, 1, 1, 4)
+    expected = torch.tensor([[0.0, 10, 20], [3, 13, 23], [101, 111, 121]])
+    torch.testing.assert_close(region_rows(tensor, region), expected)
