@@ -29,30 +29,18 @@ def resize_labels(labels: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
 def region_rows(tensor: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
     """The voxels of ``region`` (B, D, H, W) bool as rows of their channels: (B, C, D, H, W) -> (n, C).
 
-    Moving channels last before masking keeps each row one voxel's channels whatever the batch size.
+    Moving channels last before selecting keeps each row one voxel's channels whatever the batch size;
+    selecting by index is several times faster on CPU than boolean-mask indexing.
     """
-    return tensor.movedim(1, -1)[region]
+    index = region.reshape(-1).nonzero().squeeze(1)
+    return tensor.movedim(1, -1).reshape(-1, tensor.shape[1]).index_select(0, index)
 
 
-def _one_hot_sums(
-    features: torch.Tensor, labels: torch.Tensor, num_classes: int, dtype: torch.dtype
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sum features per class: one_hot(labels)ᵀ · F over the labelled voxels' rows, in ``dtype``.
-
-    Labels outside 0..num_classes-1 (such as IGNORE_INDEX) are skipped before any copy, so summing only
-    today's new organs touches only their voxels. A matrix product rather than scatter/index_add keeps
-    the result bitwise deterministic on CUDA.
-    """
+def _check_and_resize(features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     if features.dim() != labels.dim() + 1 or features.shape[0] != labels.shape[0]:
         raise ValueError(f"features {tuple(features.shape)} and labels {tuple(labels.shape)} must be "
                          "(B, K, *S) and (B, *S)")
-    labels = resize_labels(labels, features.shape[2:])
-    kept = (labels >= 0) & (labels < num_classes)
-    with torch.autocast(device_type=features.device.type, enabled=False):
-        rows = region_rows(features, kept).to(dtype)
-        member = labels[kept][:, None] == torch.arange(num_classes, device=labels.device)
-        sums = member.to(dtype).T @ rows
-    return sums, member.sum(dim=0)
+    return resize_labels(labels, features.shape[2:])
 
 
 def class_feature_sums(
@@ -60,14 +48,21 @@ def class_feature_sums(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-class feature sums (float64, (C, K)) and voxel counts (int64, (C,)), without gradient.
 
+    one_hot(labels)ᵀ · F over the rows of the labelled voxels only: labels outside 0..num_classes-1
+    (IGNORE_INDEX) are skipped before any copy, so summing today's new organs touches only their voxels.
+    A matrix product rather than scatter/index_add keeps the result bitwise deterministic on CUDA.
+
     Args:
         features: (B, K, D', H', W'), any float dtype.
-        labels: (B, D, H, W) long; downsampled by nearest neighbour when F is coarser; values outside
-            0..num_classes-1 (IGNORE_INDEX) are skipped.
+        labels: (B, D, H, W) long; downsampled by nearest neighbour when F is coarser.
         num_classes: C, the number of rows of the result.
     """
-    with torch.no_grad():
-        return _one_hot_sums(features.detach(), labels, num_classes, torch.float64)
+    labels = _check_and_resize(features, labels)
+    kept = (labels >= 0) & (labels < num_classes)
+    with torch.no_grad(), torch.autocast(device_type=features.device.type, enabled=False):
+        rows = region_rows(features.detach(), kept).to(torch.float64)
+        member = labels[kept][:, None] == torch.arange(num_classes, device=labels.device)
+        return member.to(torch.float64).T @ rows, member.sum(dim=0)
 
 
 def local_prototypes(
@@ -76,12 +71,18 @@ def local_prototypes(
     """Local prototypes p̂_c (PCDD Eq. 2): mean of F over the batch's voxels labelled c, differentiable.
 
     Shapes: features (B, K, D', H', W'), labels (B, D, H, W) -> prototypes (C, K) float32 (zero rows for
-    absent classes) and present (C,) bool. Float32 sums suffice within one batch; the running global
-    means are where float64 matters.
+    absent classes) and present (C,) bool. A batched product of the (B, C, V) one-hot map with the
+    (B, K, V) features, which needs no voxel-row copy forward or backward (3× faster on CPU than
+    gathering rows); float32 suffices within one batch, the running global means use float64.
     """
-    sums, counts = _one_hot_sums(features, labels, num_classes, torch.float32)
-    prototypes = sums / counts.clamp(min=1)[:, None].to(sums.dtype)
-    return prototypes, counts > 0
+    labels = _check_and_resize(features, labels)
+    batch, channels = features.shape[:2]
+    with torch.autocast(device_type=features.device.type, enabled=False):
+        classes = torch.arange(num_classes, device=labels.device)
+        one_hot = (labels.reshape(batch, 1, -1) == classes[None, :, None]).float()
+        sums = torch.bmm(one_hot, features.float().reshape(batch, channels, -1).transpose(1, 2)).sum(dim=0)
+        counts = one_hot.sum(dim=(0, 2))
+    return sums / counts.clamp(min=1)[:, None], counts > 0
 
 
 class GlobalPrototypes:

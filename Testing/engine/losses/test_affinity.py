@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ciss_engine.losses import OldRegionDistillation, prototype_affinity
-from ciss_engine.losses.affinity import affinity_rows
+from ciss_engine.losses.affinity import affinity_columns
 from ciss_engine.prototypes import region_rows
 
 from .voxel_tensors import features_from_vectors, voxel_mask
@@ -59,4 +59,4 @@ def test_region_affinities_equal_the_full_grid_ones():
     features = torch.randn(2, 2, 3, 4, 5)
     region = torch.rand(2, 3, 4, 5) > 0.5
     full = prototype_affinity(features, PROTOTYPES, 0.5)
-    torch.testing.assert_close(affinity_rows(region_rows(features, region), PROTOTYPES, 0.5), region_rows(full, region))
+    torch.testing.assert_close(affinity_columns(region_rows(features, region), PROTOTYPES, 0.5), region_rows(full, region).T)

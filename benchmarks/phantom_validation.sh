@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Tuning PCDD's named settings on a validation split of the phantom 4-4 protocol, never on the test cases:
+# the 8 training cases of benchmark (a) (cohort seed 0) and 4 validation cases from cohort seed 3 (no case
+# shared with training or with (a)'s test cohort, seed 1). One base model (seed 0) is shared by every
+# variant; each variant is one pcdd step scored on the validation cases.
+# Usage: bash benchmarks/phantom_validation.sh [OUTPUT] [BASE_ITERATIONS] [STEP_ITERATIONS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out="${1:-benchmarks/output/phantom_validation}"
+base_iterations="${2:-400}"; step_iterations="${3:-400}"
+ciss() { .venv/bin/python -m ciss_engine "$@" --quiet; }
+[ -d "$out/train" ] || ciss phantom -o "$out/train" --cases 8 --seed 0
+[ -d "$out/val" ] || ciss phantom -o "$out/val" --cases 4 --seed 3
+run() {  # NAME [pcdd settings and protocol flags...]
+  local name=$1; shift
+  mkdir -p "$out/$name/seed_0"
+  [ -d "$out/base/seed_0/base" ] && [ ! -d "$out/$name/seed_0/base" ] && cp -r "$out/base/seed_0/base" "$out/$name/seed_0/base"
+  ciss protocol --protocol 4-4 --strategies pcdd --data "$out/train" --test-data "$out/val" --seeds 0 --spacing 4 --patch-size 48 \
+    --base-iterations "$base_iterations" --step-iterations "$step_iterations" --no-offline -o "$out/$name" "$@"
+}
+mkdir -p "$out/base/seed_0"
+ciss protocol --protocol 4-4 --strategies "" --data "$out/train" --test-data "$out/val" --seeds 0 --spacing 4 --patch-size 48 \
+  --base-iterations "$base_iterations" --no-offline -o "$out/base"
+run default
+run supervise_pseudo_labels --setting pcdd.supervise_pseudo_labels=true
+run step_lr_0.1 --step-learning-rate 0.1
+run lambda_0.5 --setting pcdd.lambda_orcd=0.5 --setting pcdd.lambda_crcd=0.5
+run lambda_crcd_10 --setting pcdd.lambda_crcd=10
+.venv/bin/python - "$out" <<'PY'
+import json, pathlib, sys
+root = pathlib.Path(sys.argv[1])
+print("| variant | Old | New | All |\n|---|---:|---:|---:|")
+base = json.loads((root / "base" / "protocol.json").read_text())["seeds"]["0"]["base"]
+print(f"| base (before the step) | {base['old']:.3f} | – | {base['all']:.3f} |")
+for path in sorted(root.glob("*/protocol.json")):
+    if path.parent.name != "base":
+        result = json.loads(path.read_text())["seeds"]["0"]["pcdd"]
+        print(f"| {path.parent.name} | {result['old']:.3f} | {result['new']:.3f} | {result['all']:.3f} |")
+PY
