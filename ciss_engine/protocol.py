@@ -100,20 +100,31 @@ def _organs(classes: Sequence[int]) -> list[tuple[str, int, None]]:
     return [(PAPER_ORGANS[value - 1], index, None) for index, value in enumerate(classes, start=1)]
 
 
-def score_bundle(bundle: Path, cases: Sequence[Case], device: torch.device) -> dict[str, dict[str, float]]:
-    """DSC per case and organ (paper ids mapped by organ name) of the bundle's current version."""
+def score_bundle(bundle: Path, cases: Sequence[Case], device: torch.device) -> dict[str, Any]:
+    """DSC per case and organ (paper ids mapped by organ name) of the bundle's current version, and where
+    each predicted organ's voxels lie: ``confusion[predicted organ][reference organ or "background"]``,
+    voxel counts summed over the cases. A DSC drop can be a lost organ or an organ spreading into other
+    tissue; only the second shows as predicted voxels on background or on another organ."""
     version = Bundle.open_or_raise(bundle).load()
     segmenter = Segmenter(version, device)
     scores = {}
+    reference_names = ("background", *PAPER_ORGANS)
+    confusion: dict[str, dict[str, int]] = {o.name: {} for o in version.registry.organs}
     for case in cases:
         image = load_volume_or_raise(case.image)
         reference = np.asarray(load_volume_or_raise(case.label, role="label").dataobj).astype(np.int64)
         remapped = np.zeros(reference.shape, np.uint8)
         for organ in version.registry.organs:
             remapped[reference == PAPER_ORGANS.index(organ.name) + 1] = organ.label
-        case_scores = score_case(segmenter.segment(image).label, remapped, [(o.label, o.name) for o in version.registry.organs], image.header.get_zooms()[:3])
+        prediction = segmenter.segment(image).label
+        case_scores = score_case(prediction, remapped, [(o.label, o.name) for o in version.registry.organs], image.header.get_zooms()[:3])
         scores[case.name] = {name: round(float(v["dsc"]), 4) for name, v in case_scores.items()}
-    return scores
+        for organ in version.registry.organs:
+            found = np.bincount(reference[prediction == organ.label], minlength=len(reference_names))
+            for name, count in zip(reference_names, found.tolist()):
+                if count:
+                    confusion[organ.name][name] = confusion[organ.name].get(name, 0) + count
+    return {"scores": scores, "confusion": confusion}
 
 
 def old_new_all(scores: dict[str, dict[str, float]], steps: Sequence[Sequence[int]]) -> dict[str, Any]:
@@ -155,8 +166,8 @@ def run_protocol(request: ProtocolRequest, *, device: torch.device, sink: EventS
                 ),
                 device=device, sink=quiet, cancel=cancel,
             )
-        base_scores = score_bundle(base, request.test, device)
-        seed_results["base"] = {"scores": base_scores, **old_new_all(base_scores, steps[:1])}
+        scored = score_bundle(base, request.test, device)
+        seed_results["base"] = {**scored, **old_new_all(scored["scores"], steps[:1])}
         for strategy in request.strategies:
             bundle = root / strategy
             if not (bundle / "bundle.json").exists():
@@ -171,8 +182,8 @@ def run_protocol(request: ProtocolRequest, *, device: torch.device, sink: EventS
                         batch_size=request.batch_size, seed=seed, accept_forgetting=True,
                     )
                     learn_step(learn, device=device, sink=quiet, cancel=cancel)
-            scores = score_bundle(bundle, request.test, device)
-            seed_results[strategy] = {"scores": scores, **old_new_all(scores, steps)}
+            scored = score_bundle(bundle, request.test, device)
+            seed_results[strategy] = {**scored, **old_new_all(scored["scores"], steps)}
             sink.metric(stage="protocol", seed=seed, strategy=strategy, old=seed_results[strategy]["old"], new=seed_results[strategy]["new"], all=seed_results[strategy]["all"])
         offline = root / OFFLINE
         if not request.run_offline:
@@ -190,8 +201,8 @@ def run_protocol(request: ProtocolRequest, *, device: torch.device, sink: EventS
                 ),
                 device=device, sink=quiet, cancel=cancel,
             )
-        scores = score_bundle(offline, request.test, device)
-        seed_results[OFFLINE] = {"scores": scores, **old_new_all(scores, steps)}
+        scored = score_bundle(offline, request.test, device)
+        seed_results[OFFLINE] = {**scored, **old_new_all(scored["scores"], steps)}
         results["seeds"][str(seed)] = seed_results
         write_json_atomic(request.output / "protocol.json", results)
     return results

@@ -31,7 +31,31 @@ def markdown(results: dict[str, Any]) -> str:
         cells = [f"{columns[c][0]:.3f} ± {columns[c][1]:.3f}" if c in columns else "–" for c in COLUMNS]
         lines.append(f"| {strategy} | " + " | ".join(cells) + " |")
     lines += ["", "`base` is the step-1 model before any incremental step (its Old is the reference for forgetting); `offline` learns all organs at once (upper bound)."]
+    lines += ["", *where_old_organs_lie(results)]
     return "\n".join(lines) + "\n"
+
+
+def where_old_organs_lie(results: dict[str, Any]) -> list[str]:
+    """Per model and first-step organ, the share of its predicted voxels on that organ, on background and
+    on other organs (summed over cases and seeds): tells forgetting (few voxels) from spreading."""
+    totals: dict[tuple[str, str], dict[str, int]] = {}
+    for seed_results in results["seeds"].values():
+        for model, entry in seed_results.items():
+            for organ, found in entry.get("confusion", {}).items():
+                if organ in results["steps"][0]:
+                    counts = totals.setdefault((model, organ), {})
+                    for reference, count in found.items():
+                        counts[reference] = counts.get(reference, 0) + count
+    if not totals:
+        return []
+    lines = ["Where the first step's organs are predicted (share of predicted voxels by reference label):", "",
+             "| model | organ | predicted voxels | on the organ | on background | on other organs |", "|---|---|---:|---:|---:|---:|"]
+    for (model, organ), counts in totals.items():
+        total = sum(counts.values())
+        on_organ, on_background = counts.get(organ, 0), counts.get("background", 0)
+        shares = [f"{100 * v / total:.0f} %" if total else "–" for v in (on_organ, on_background, total - on_organ - on_background)]
+        lines.append(f"| {model} | {organ} | {total} | " + " | ".join(shares) + " |")
+    return lines
 
 
 def write_chart(results: dict[str, Any], path: Path) -> Path:

@@ -7,6 +7,7 @@ import pytest
 from ciss_test_helpers import run_cli
 
 from ciss_engine.protocol import PROTOCOLS, _step_labels, cases_in, old_new_all
+from ciss_engine.protocol_report import where_old_organs_lie
 
 
 def test_step_labels_keep_only_the_step_organs_renumbered(phantom_cohort, tmp_path):
@@ -39,3 +40,20 @@ def test_protocol_runs_strategies_and_offline_and_writes_reports(phantom_cohort,
     table = (tmp_path / "run" / "protocol.md").read_text()
     assert "| pcdd |" in table and "| offline |" in table
     assert (tmp_path / "run" / "protocol.png").read_bytes()[:4] == b"\x89PNG"
+    # Every organ of each model has a row of where its predicted voxels lie, in reference-label names.
+    assert set(seed["pcdd"]["confusion"]) == {"spleen", "kidney_right", "kidney_left", "gallbladder", "esophagus", "pancreas", "liver", "stomach"}
+    assert set(seed["base"]["confusion"]) == {"spleen", "kidney_right", "kidney_left", "gallbladder"}
+    names = {"background", "spleen", "kidney_right", "kidney_left", "gallbladder", "esophagus", "pancreas", "liver", "stomach"}
+    assert all(set(row) <= names and all(v > 0 for v in row.values()) for row in seed["finetune"]["confusion"].values())
+
+
+def test_where_old_organs_lie_sums_cases_and_seeds():
+    results = {"steps": [["spleen"], ["liver"]], "seeds": {
+        "0": {"pcdd": {"confusion": {"spleen": {"spleen": 60, "background": 30, "liver": 10}}}},
+        "1": {"pcdd": {"confusion": {"spleen": {"spleen": 40, "background": 10}}}, "finetune": {"confusion": {"spleen": {}}}},
+    }}
+    lines = where_old_organs_lie(results)
+    # pcdd's spleen over both seeds: 150 voxels, 100 on the spleen, 40 on background, 10 on the liver.
+    assert "| pcdd | spleen | 150 | 67 % | 27 % | 7 % |" in lines
+    assert "| finetune | spleen | 0 | – | – | – |" in lines
+    assert where_old_organs_lie({"steps": [["spleen"]], "seeds": {"0": {"pcdd": {"old": 0.5}}}}) == []
