@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-benchmarks/output/phantom_validation}"
-base_iterations="${2:-400}"; step_iterations="${3:-400}"
+base_iterations="${2:-200}"; step_iterations="${3:-200}"
 ciss() { .venv/bin/python -m ciss_engine "$@" --quiet; }
 [ -d "$out/train" ] || ciss phantom -o "$out/train" --cases 8 --seed 0
 [ -d "$out/val" ] || ciss phantom -o "$out/val" --cases 4 --seed 3
@@ -21,11 +21,14 @@ run() {  # NAME [pcdd settings and protocol flags...]
 mkdir -p "$out/base/seed_0"
 ciss protocol --protocol 4-4 --strategies "" --data "$out/train" --test-data "$out/val" --seeds 0 --spacing 4 --patch-size 48 \
   --base-iterations "$base_iterations" --no-offline -o "$out/base"
-run default
-run supervise_pseudo_labels --setting pcdd.supervise_pseudo_labels=true
-run step_lr_0.1 --step-learning-rate 0.1
-run lambda_0.5 --setting pcdd.lambda_orcd=0.5 --setting pcdd.lambda_crcd=0.5
-run lambda_crcd_10 --setting pcdd.lambda_crcd=10
+run lr0.05_lambda1 --step-learning-rate 0.05
+run lr0.05_supervise_pseudo_labels --step-learning-rate 0.05 --setting pcdd.supervise_pseudo_labels=true
+run lr0.1_lambda1 --step-learning-rate 0.1
+run lr0.05_lambda0.5 --step-learning-rate 0.05 --setting pcdd.lambda_orcd=0.5 --setting pcdd.lambda_crcd=0.5
+run lr0.05_lambda_crcd10 --step-learning-rate 0.05 --setting pcdd.lambda_crcd=10
+run lr0.05_lambda_crcd3 --step-learning-rate 0.05 --setting pcdd.lambda_crcd=3
+run lr0.02_lambda1 --step-learning-rate 0.02
+run lr0.02_lambda_crcd3 --step-learning-rate 0.02 --setting pcdd.lambda_crcd=3
 .venv/bin/python - "$out" <<'PY'
 import json, pathlib, sys
 root = pathlib.Path(sys.argv[1])

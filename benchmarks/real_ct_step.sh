@@ -12,5 +12,5 @@ mkdir -p "$out/cases"
 for case in ts_abdpelvis chest_4x; do
   ln -sfn "$(cd "$data/ct/$case" && pwd)" "$out/cases/$case"
 done
-.venv/bin/python -m ciss_engine protocol --protocol 4-4 --strategies pcdd,finetune --data "$out/cases" --test-data "$out/cases" \
+.venv/bin/python -m ciss_engine protocol --protocol 4-4 --strategies pcdd,mib,finetune --data "$out/cases" --test-data "$out/cases" \
   --base-iterations 300 --step-iterations 300 --offline-iterations 300 -o "$out" "$@"
