@@ -21,14 +21,17 @@ run() {  # NAME [pcdd settings and protocol flags...]
 mkdir -p "$out/base/seed_0"
 ciss protocol --protocol 4-4 --strategies "" --data "$out/train" --test-data "$out/val" --seeds 0 --spacing 4 --patch-size 48 \
   --base-iterations "$base_iterations" --no-offline -o "$out/base"
-run lr0.05_lambda1 --step-learning-rate 0.05
-run lr0.05_supervise_pseudo_labels --step-learning-rate 0.05 --setting pcdd.supervise_pseudo_labels=true
-run lr0.1_lambda1 --step-learning-rate 0.1
+run lr0.05_lambda1 --step-learning-rate 0.05 --setting pcdd.lambda_crcd=1
+run lr0.05_supervise_pseudo_labels --step-learning-rate 0.05 --setting pcdd.lambda_crcd=1 --setting pcdd.supervise_pseudo_labels=true
+run lr0.1_lambda1 --step-learning-rate 0.1 --setting pcdd.lambda_crcd=1
 run lr0.05_lambda0.5 --step-learning-rate 0.05 --setting pcdd.lambda_orcd=0.5 --setting pcdd.lambda_crcd=0.5
 run lr0.05_lambda_crcd10 --step-learning-rate 0.05 --setting pcdd.lambda_crcd=10
 run lr0.05_lambda_crcd3 --step-learning-rate 0.05 --setting pcdd.lambda_crcd=3
-run lr0.02_lambda1 --step-learning-rate 0.02
+run lr0.02_lambda1 --step-learning-rate 0.02 --setting pcdd.lambda_crcd=1
 run lr0.02_lambda_crcd3 --step-learning-rate 0.02 --setting pcdd.lambda_crcd=3
+run lr0.02_lambda_crcd10 --step-learning-rate 0.02 --setting pcdd.lambda_crcd=10
+run lr0.02_lambda10 --step-learning-rate 0.02 --setting pcdd.lambda_orcd=10 --setting pcdd.lambda_crcd=10
+run lr0.02_lambda_crcd10_T5 --step-learning-rate 0.02 --setting pcdd.lambda_crcd=10 --setting pcdd.temperature=5
 .venv/bin/python - "$out" <<'PY'
 import json, pathlib, sys
 root = pathlib.Path(sys.argv[1])
