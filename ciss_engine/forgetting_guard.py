@@ -46,12 +46,11 @@ def check_forgetting(
         new_organ_masks = [torch.zeros_like(old, dtype=torch.bool) for old in old_predictions]
     agreement: dict[str, float | None] = {}
     for label, name in old_organs:
-        intersection = total = 0
-        found_by_parent = False
+        intersection = parent_voxels = new_voxels = 0
         for old, new, labelled_new in zip(old_predictions, new_predictions, new_organ_masks):
             old_mask, new_mask = (old == label) & ~labelled_new, (new == label) & ~labelled_new
             intersection += int((old_mask & new_mask).sum())
-            total += int(old_mask.sum()) + int(new_mask.sum())
-            found_by_parent = found_by_parent or bool(old_mask.any())
-        agreement[name] = round(2.0 * intersection / total, 4) if found_by_parent else None
+            parent_voxels += int(old_mask.sum())
+            new_voxels += int(new_mask.sum())
+        agreement[name] = round(2.0 * intersection / (parent_voxels + new_voxels), 4) if parent_voxels else None
     return GuardResult(threshold=threshold, agreement=agreement)

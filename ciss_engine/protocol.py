@@ -127,6 +127,28 @@ def score_bundle(bundle: Path, cases: Sequence[Case], device: torch.device) -> d
     return {"scores": scores, "confusion": confusion}
 
 
+def _train_from_scratch(
+    request: ProtocolRequest, classes: Sequence[int], labels_folder: Path, output: Path, iterations: int, seed: int,
+    *, device: torch.device, cancel: CancelToken,
+) -> None:
+    """A bundle trained from scratch on ``classes`` of the training cases: the base model or the offline bound."""
+    pairs = _step_labels(request.train, classes, labels_folder)
+    train_base_bundle(
+        BaseTrainingRequest(
+            images=[p[0] for p in pairs], labels=[p[1] for p in pairs], organs=_organs(classes), output=output,
+            loop=LoopConfig(iterations=iterations), preprocessing=request.preprocessing,
+            init_filters=request.init_filters, batch_size=request.batch_size, seed=seed,
+        ),
+        device=device, sink=EventSink("quiet"), cancel=cancel,
+    )
+
+
+def _scored_entry(bundle: Path, cases: Sequence[Case], steps: Sequence[Sequence[int]], device: torch.device) -> dict[str, Any]:
+    """A model's entry in protocol.json: its scores and confusion, with Old/New/All over ``steps``."""
+    scored = score_bundle(bundle, cases, device)
+    return {**scored, **old_new_all(scored["scores"], steps)}
+
+
 def old_new_all(scores: dict[str, dict[str, float]], steps: Sequence[Sequence[int]]) -> dict[str, Any]:
     """Old / New / All mean DSC (per organ mean over the cases where it is present, then over organs)."""
     per_organ = {}
@@ -156,18 +178,9 @@ def run_protocol(request: ProtocolRequest, *, device: torch.device, sink: EventS
         seed_results: dict[str, Any] = {}
         base = root / "base"
         if not (base / "bundle.json").exists():
-            pairs = _step_labels(request.train, steps[0], labels_root / "step_1")
             sink.log(f"seed {seed}: base model on {', '.join(PAPER_ORGANS[v - 1] for v in steps[0])}")
-            train_base_bundle(
-                BaseTrainingRequest(
-                    images=[p[0] for p in pairs], labels=[p[1] for p in pairs], organs=_organs(steps[0]), output=base,
-                    loop=LoopConfig(iterations=request.base_iterations), preprocessing=request.preprocessing,
-                    init_filters=request.init_filters, batch_size=request.batch_size, seed=seed,
-                ),
-                device=device, sink=quiet, cancel=cancel,
-            )
-        scored = score_bundle(base, request.test, device)
-        seed_results["base"] = {**scored, **old_new_all(scored["scores"], steps[:1])}
+            _train_from_scratch(request, steps[0], labels_root / "step_1", base, request.base_iterations, seed, device=device, cancel=cancel)
+        seed_results["base"] = _scored_entry(base, request.test, steps[:1], device)
         for strategy in request.strategies:
             bundle = root / strategy
             if not (bundle / "bundle.json").exists():
@@ -182,27 +195,14 @@ def run_protocol(request: ProtocolRequest, *, device: torch.device, sink: EventS
                         batch_size=request.batch_size, seed=seed, accept_forgetting=True,
                     )
                     learn_step(learn, device=device, sink=quiet, cancel=cancel)
-            scored = score_bundle(bundle, request.test, device)
-            seed_results[strategy] = {**scored, **old_new_all(scored["scores"], steps)}
+            seed_results[strategy] = _scored_entry(bundle, request.test, steps, device)
             sink.metric(stage="protocol", seed=seed, strategy=strategy, old=seed_results[strategy]["old"], new=seed_results[strategy]["new"], all=seed_results[strategy]["all"])
-        offline = root / OFFLINE
-        if not request.run_offline:
-            results["seeds"][str(seed)] = seed_results
-            write_json_atomic(request.output / "protocol.json", results)
-            continue
-        if not (offline / "bundle.json").exists():
-            every = tuple(v for step in steps for v in step)
-            pairs = _step_labels(request.train, every, labels_root / "offline")
-            train_base_bundle(
-                BaseTrainingRequest(
-                    images=[p[0] for p in pairs], labels=[p[1] for p in pairs], organs=_organs(every), output=offline,
-                    loop=LoopConfig(iterations=request.offline_iterations), preprocessing=request.preprocessing,
-                    init_filters=request.init_filters, batch_size=request.batch_size, seed=seed,
-                ),
-                device=device, sink=quiet, cancel=cancel,
-            )
-        scored = score_bundle(offline, request.test, device)
-        seed_results[OFFLINE] = {**scored, **old_new_all(scored["scores"], steps)}
+        if request.run_offline:
+            offline = root / OFFLINE
+            if not (offline / "bundle.json").exists():
+                every = tuple(v for step in steps for v in step)
+                _train_from_scratch(request, every, labels_root / "offline", offline, request.offline_iterations, seed, device=device, cancel=cancel)
+            seed_results[OFFLINE] = _scored_entry(offline, request.test, steps, device)
         results["seeds"][str(seed)] = seed_results
         write_json_atomic(request.output / "protocol.json", results)
     return results

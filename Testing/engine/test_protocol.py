@@ -4,9 +4,13 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 from ciss_test_helpers import run_cli
 
-from ciss_engine.protocol import PROTOCOLS, _step_labels, cases_in, old_new_all
+from ciss_engine.bundle import Bundle
+from ciss_engine.imaging import load_volume_or_raise
+from ciss_engine.inference import Segmenter
+from ciss_engine.protocol import PROTOCOLS, Case, _step_labels, cases_in, old_new_all, score_bundle
 from ciss_engine.protocol_report import where_old_organs_lie
 
 
@@ -57,3 +61,17 @@ def test_where_old_organs_lie_sums_cases_and_seeds():
     assert "| pcdd | spleen | 150 | 67 % | 27 % | 7 % |" in lines
     assert "| finetune | spleen | 0 | – | – | – |" in lines
     assert where_old_organs_lie({"steps": [["spleen"]], "seeds": {"0": {"pcdd": {"old": 0.5}}}}) == []
+
+
+def test_confusion_counts_every_predicted_voxel_once_by_its_reference_label(phantom_cohort, tiny_bundle):
+    case = Case(phantom_cohort[0] / "image.nii.gz", phantom_cohort[0] / "label_seg8.nii.gz")
+    scored = score_bundle(tiny_bundle, [case], torch.device("cpu"))
+    version = Bundle.open_or_raise(tiny_bundle).load()
+    prediction = Segmenter(version, torch.device("cpu")).segment(load_volume_or_raise(case.image)).label
+    reference = np.asarray(nib.load(str(case.label)).dataobj).astype(np.int64)
+    assert sum(sum(row.values()) for row in scored["confusion"].values()) > 0  # the tiny model predicts some organ
+    for organ in version.registry.organs:
+        predicted = prediction == organ.label
+        row = scored["confusion"][organ.name]
+        assert sum(row.values()) == int(predicted.sum())
+        assert row.get("background", 0) == int((predicted & (reference == 0)).sum())

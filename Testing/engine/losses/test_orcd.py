@@ -75,8 +75,11 @@ def test_prototype_count_must_match_old_classes():
         OldRegionDistillation()(NEW, OLD, FEATURES_OLD, torch.ones(3, 2), voxel_mask(True, True))
 
 
-def test_precomputed_terms_give_the_same_loss():
+def test_precomputed_terms_are_the_ones_weighted():
     terms = unbiased_distillation_terms(NEW, OLD, num_old=1)
     orcd = OldRegionDistillation()
     region = voxel_mask(True, True)
-    assert orcd(NEW, OLD, FEATURES_OLD, PROTOTYPES, region, terms).item() == orcd(NEW, OLD, FEATURES_OLD, PROTOTYPES, region).item()
+    fresh = orcd(NEW, OLD, FEATURES_OLD, PROTOTYPES, region).item()
+    assert orcd(NEW, OLD, FEATURES_OLD, PROTOTYPES, region, terms).item() == pytest.approx(fresh, rel=1e-6)
+    # The loss is linear in the terms it is given: doubled terms, doubled loss (so they are not recomputed).
+    assert orcd(NEW, OLD, FEATURES_OLD, PROTOTYPES, region, 2 * terms).item() == pytest.approx(2 * fresh, rel=1e-6)
