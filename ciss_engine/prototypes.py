@@ -72,8 +72,8 @@ def local_prototypes(
 
     Shapes: features (B, K, D', H', W'), labels (B, D, H, W) -> prototypes (C, K) float32 (zero rows for
     absent classes) and present (C,) bool. A batched product of the (B, C, V) one-hot map with the
-    (B, K, V) features, which needs no voxel-row copy forward or backward (3× faster on CPU than
-    gathering rows); float32 suffices within one batch, the running global means use float64.
+    (B, K, V) features, which needs no voxel-row copy forward or backward (faster on CPU than
+    gathering rows, benchmarks/RESULTS.md (c)); float32 suffices within one batch, the running global means use float64.
     """
     labels = _check_and_resize(features, labels)
     batch, channels = features.shape[:2]
