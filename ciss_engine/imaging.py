@@ -36,7 +36,7 @@ def _read_nrrd(path: Path) -> nib.Nifti1Image:
     data, header = nrrd.read(str(path))
     space = str(header.get("space", "left-posterior-superior")).lower()
     if space not in NRRD_SPACE_TO_RAS or "space directions" not in header:
-        raise InputError(f"NRRD {path} has no usable world space ({space!r})", "save it from 3D Slicer or another tool that writes 'space' and 'space directions'")
+        raise InputError(f"NRRD {path} has no usable world space ({space!r})", "save it from 3D Slicer or another tool that writes 'space directions' (and 'space' unless it is left-posterior-superior, which is assumed)")
     directions = np.asarray(header["space directions"], dtype=np.float64)
     affine = np.eye(4)
     affine[:3, :3] = directions[-3:].T  # rows of 'space directions' are the axis vectors

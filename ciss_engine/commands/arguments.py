@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..device import DEVICE_CHOICES
@@ -27,8 +27,12 @@ def non_negative_int(text: str) -> int:
     return _number(text, int, lambda v: v >= 0, "an integer >= 0")
 
 
+def _is_multiple_of_8(value: float) -> bool:
+    return value >= 8 and value % 8 == 0
+
+
 def multiple_of_8(text: str) -> int:
-    return _number(text, int, lambda v: v >= 8 and v % 8 == 0, "a multiple of 8 (8, 16, 32…)")
+    return _number(text, int, _is_multiple_of_8, "a multiple of 8 (8, 16, 32…)")
 
 
 def unit_fraction(text: str) -> float:
@@ -49,11 +53,24 @@ def _triple(text: str, cast: type, is_valid: Callable[[float], bool], expected: 
 
 
 def int_triple(text: str) -> tuple[int, int, int]:
-    return _triple(text, int, lambda v: v >= 8 and v % 8 == 0, "multiples of 8")
+    return _triple(text, int, _is_multiple_of_8, "multiples of 8")
 
 
 def float_triple(text: str) -> tuple[float, float, float]:
     return _triple(text, float, lambda v: v > 0, "positive mm")
+
+
+def comma_separated_choices(allowed: Sequence[str], what: str) -> Callable[[str], list[str]]:
+    """A ``type=`` validator: a non-empty comma-separated subset of ``allowed``, lower-cased, repeats dropped."""
+
+    def parse(text: str) -> list[str]:
+        chosen = [item.strip().lower() for item in text.split(",") if item.strip()]
+        unknown = [item for item in chosen if item not in allowed]
+        if unknown or not chosen:
+            raise argparse.ArgumentTypeError(f"unknown {what} {', '.join(unknown) or text!r}; choose from {', '.join(allowed)} (comma-separated)")
+        return list(dict.fromkeys(chosen))
+
+    return parse
 
 
 def add_bundle_argument(parser: argparse.ArgumentParser, *, required: bool = True) -> None:

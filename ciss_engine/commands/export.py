@@ -15,19 +15,14 @@ import numpy as np
 
 from ..errors import InputError
 from ..registry import ClassRegistry, OrganClass
-from .arguments import add_bundle_argument
+from .arguments import add_bundle_argument, comma_separated_choices
 
 FORMATS = ("rtstruct", "seg")
 OUTPUT_NAMES = {"rtstruct": "rtstruct.dcm", "seg": "seg.dcm"}
 
 
-def formats(text: str) -> list[str]:
-    """``type=`` validator of ``--format``: a comma-separated subset of FORMATS."""
-    chosen = [item.strip().lower() for item in text.split(",") if item.strip()]
-    unknown = [item for item in chosen if item not in FORMATS]
-    if unknown or not chosen:
-        raise argparse.ArgumentTypeError(f"unknown format {', '.join(unknown) or text!r}; choose from {', '.join(FORMATS)} (comma-separated)")
-    return list(dict.fromkeys(chosen))
+# ``type=`` validator of ``--format``: a comma-separated subset of FORMATS.
+formats = comma_separated_choices(FORMATS, "format")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from ..events import EventSink
-from .arguments import add_bundle_argument, add_device_argument
+from .arguments import add_bundle_argument, add_device_argument, comma_separated_choices
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preview", default=None, help="PNG montage of axial and coronal overlays (default: OUTPUT with _preview.png)")
     parser.add_argument("--no-preview", action="store_true", help="do not write the PNG preview")
     parser.add_argument(
-        "--output-type", type=output_types, default=["nifti"],
+        "--output-type", type=comma_separated_choices(("nifti", "rtstruct", "seg"), "output type"), default=["nifti"],
         help="comma-separated: nifti (always written), rtstruct, seg; DICOM outputs need a DICOM series as --input and go to "
         "OUTPUT's folder as <name>_dicom/rtstruct.dcm and seg.dcm (default nifti)",
     )
@@ -25,12 +25,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_device_argument(parser)
 
 
-def output_types(text: str) -> list[str]:
-    chosen = [item.strip().lower() for item in text.split(",") if item.strip()]
-    unknown = [item for item in chosen if item not in ("nifti", "rtstruct", "seg")]
-    if unknown or not chosen:
-        raise argparse.ArgumentTypeError(f"unknown output type {', '.join(unknown) or text!r}; choose from nifti, rtstruct, seg")
-    return chosen
 
 
 def output_stem(path: Path) -> Path:
