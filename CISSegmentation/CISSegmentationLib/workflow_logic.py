@@ -133,11 +133,8 @@ class WorkflowLogic:
 
         def finished(result: JobResult) -> None:
             guard = result.last_event("forgetting_guard")
-            new_version = (result.done or {}).get("version")
-            if result.state is JobState.REJECTED:  # no done event then: the step's version is the one the bundle lacked before
-                before = {info.version for info in bundle.versions}
-                added = [info.version for info in read_bundle_or_raise(bundle.path).versions if info.version not in before]
-                new_version = added[-1] if added else None
+            # A rejected step ends without a done event; its guard event names the version it wrote.
+            new_version = (result.done or {}).get("version") or (guard.data.get("version") if guard else None)
             if on_done:
                 on_done(LearnOutcome(result, new_version, bundle.current, guard.data if guard else None, training))
 

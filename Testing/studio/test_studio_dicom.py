@@ -31,4 +31,5 @@ def test_dicom_ct_is_segmented_and_exported_as_rtstruct_and_seg(start_studio, br
     referenced = rtstruct.ReferencedFrameOfReferenceSequence[0].RTReferencedStudySequence[0].RTReferencedSeriesSequence[0]
     assert referenced.SeriesInstanceUID == series.series_uid
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == series.series_uid
-    assert {roi.ROIName for roi in rtstruct.StructureSetROISequence} <= {"spleen", "kidney_right", "kidney_left", "gallbladder"}
+    names = {roi.ROIName for roi in rtstruct.StructureSetROISequence}
+    assert names and names <= {"spleen", "kidney_right", "kidney_left", "gallbladder"}

@@ -60,13 +60,13 @@ class LearnLogic(PanelLogic[LearnState]):
         ui.accept_clicked.connect(self._status.guarded(self._on_accept_clicked))
         ui.reject_clicked.connect(self._status.guarded(self._on_reject_clicked))
 
-    def learn(self, *, accept_forgetting: bool = False) -> None:
+    def learn(self) -> None:
         organs = list(self.session.new_organs)
         if not organs:
             raise InputError("no new organ to learn", "add a new organ under New organ, paint it on at least one CT, then click Learn")
         job = self.context.workflow.learn_job(
             bundle=self.session.bundle_or_raise(), new_organs=organs, preset=self.data.preset, iterations=iterations_or_raise(self.data.iterations),
-            accept_forgetting=accept_forgetting, on_done=self._on_learned,
+            on_done=self._on_learned,
         )
         self.data.guard_verdict, self.data.guard_text, self.data.show_decision = "", "", False
         self._status.start(job, title=f"Learning {', '.join(o.name for o in organs)}", command="learn")
