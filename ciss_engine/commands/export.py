@@ -9,13 +9,16 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import InputError
 from ..registry import ClassRegistry, OrganClass
 from .arguments import add_bundle_argument, comma_separated_choices
+
+if TYPE_CHECKING:
+    from ..dicom.series import CtSeries
 
 FORMATS = ("rtstruct", "seg")
 OUTPUT_NAMES = {"rtstruct": "rtstruct.dcm", "seg": "seg.dcm"}
@@ -53,41 +56,42 @@ def load_organs(bundle: Path | None, bundle_version: str | None, classes: Path |
         raise InputError(f"{classes} is not a class registry: {error!r}", hint) from error
 
 
-def export_dicom(
-    *, labels: Path, ct: Path, organs: list[OrganClass], formats: list[str], output: Path, series_uid: str | None, seg_type: str, sink: Any
-) -> dict[str, str]:
-    """Write the requested DICOM objects for a label map made on the DICOM CT ``ct``.
-
-    Returns format → path, plus the ``series_uid`` and ``frame_of_reference_uid`` they reference.
-    """
-    # DICOM libraries load here, not at import: building the parser stays fast for `ciss info`.
-    from ..atomic import ensure_writable_dir
-    from ..dicom.labels import label_map_on_series_or_raise, load_label_map_or_raise, present_organs
-    from ..dicom.rtstruct import write_rtstruct
-    from ..dicom.seg import write_seg
+def label_map_for_series(labels: Path, ct: Path, *, series_uid: str | None, sink: Any) -> tuple[CtSeries, np.ndarray]:
+    """The DICOM CT series in ``ct`` and the label NIfTI ``labels`` in its (i, j, k) order, refusing another grid."""
+    from ..dicom.labels import label_map_on_series_or_raise, load_label_map_or_raise
     from ..dicom.series import scan_series
 
     image = load_label_map_or_raise(labels)
     series = scan_series(ct, series_uid=series_uid, sink=sink)
-    label = label_map_on_series_or_raise(image, series, labels)
+    return series, label_map_on_series_or_raise(image, series, labels)
+
+
+def write_dicom_objects(
+    label: np.ndarray, series: CtSeries, organs: list[OrganClass], *, formats: list[str], output: Path, seg_type: str, sink: Any
+) -> dict[str, Path]:
+    """Write the requested DICOM objects (format -> path) for a label map in ``series``' (i, j, k) order."""
+    # DICOM libraries load here, not at import: building the parser stays fast for `ciss info`.
+    from ..atomic import ensure_writable_dir
+    from ..dicom.labels import present_organs
+    from ..dicom.rtstruct import write_rtstruct
+    from ..dicom.seg import write_seg
+
     # Checked once here, so each format does not repeat the warnings about empty or unknown labels.
     organs = present_organs(label, organs, folder=series.folder, sink=sink)
     label = np.where(np.isin(label, [o.label for o in organs]), label, 0)
     output = ensure_writable_dir(output)
-    written = {"series_uid": series.series_uid, "frame_of_reference_uid": series.frame_of_reference_uid}
+    written = {}
     if "rtstruct" in formats:
-        written["rtstruct"] = str(write_rtstruct(label, organs, series, output / OUTPUT_NAMES["rtstruct"], sink=sink))
+        written["rtstruct"] = write_rtstruct(label, organs, series, output / OUTPUT_NAMES["rtstruct"], sink=sink)
     if "seg" in formats:
-        written["seg"] = str(write_seg(label, organs, series, output / OUTPUT_NAMES["seg"], labelmap=seg_type == "labelmap", sink=sink))
+        written["seg"] = write_seg(label, organs, series, output / OUTPUT_NAMES["seg"], labelmap=seg_type == "labelmap", sink=sink)
     return written
 
 
 def run(args: argparse.Namespace, sink: Any) -> None:
     organs = load_organs(Path(args.bundle) if args.bundle else None, args.bundle_version, args.classes)
-    written = export_dicom(
-        labels=args.labels, ct=args.ct, organs=organs, formats=args.format, output=args.output,
-        series_uid=args.series_uid, seg_type=args.seg_type, sink=sink,
-    )
-    series_uid, frame_of_reference_uid = written.pop("series_uid"), written.pop("frame_of_reference_uid")
-    sink.log(f"wrote {', '.join(written.values())}")
-    sink.done(outputs=written, series_uid=series_uid, frame_of_reference_uid=frame_of_reference_uid)
+    series, label = label_map_for_series(args.labels, args.ct, series_uid=args.series_uid, sink=sink)
+    written = write_dicom_objects(label, series, organs, formats=args.format, output=args.output, seg_type=args.seg_type, sink=sink)
+    sink.log(f"wrote {', '.join(map(str, written.values()))}")
+    sink.done(outputs={name: str(path) for name, path in written.items()}, series_uid=series.series_uid,
+              frame_of_reference_uid=series.frame_of_reference_uid)

@@ -25,8 +25,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_device_argument(parser)
 
 
-
-
 def output_stem(path: Path) -> Path:
     name = path.name
     for suffix in (".nii.gz", ".nii", ".nrrd"):
@@ -43,7 +41,7 @@ def run(args: argparse.Namespace, sink: EventSink) -> None:
     from ..inference import Segmenter
     from ..errors import InputError
     from ..segmentation_outputs import write_segmentation_outputs
-    from .export import export_dicom
+    from .export import write_dicom_objects
 
     output = Path(args.output)
     ensure_writable_dir(output.parent)
@@ -51,7 +49,13 @@ def run(args: argparse.Namespace, sink: EventSink) -> None:
     dicom_formats = [t for t in args.output_type if t != "nifti"]
     if dicom_formats and not Path(args.input).is_dir():
         raise InputError(f"--output-type {','.join(dicom_formats)} needs a DICOM series as input, got {args.input}", "segment the DICOM folder itself, or drop rtstruct/seg")
-    image = load_volume_or_raise(Path(args.input), series_uid=args.series_uid)
+    if dicom_formats:  # one scan of the series serves the image and the DICOM objects that reference it
+        from ..dicom.series import read_ct_series, scan_series
+
+        series = scan_series(Path(args.input), series_uid=args.series_uid, sink=sink)
+        image = read_ct_series(series, sink=sink)
+    else:
+        image = load_volume_or_raise(Path(args.input), series_uid=args.series_uid)
     sink.progress("segment", 0, 1)
     result = Segmenter(version, resolve_device(args.device)).segment(image)
     sink.progress("segment", 1, 1)
@@ -67,11 +71,9 @@ def run(args: argparse.Namespace, sink: EventSink) -> None:
         source=str(args.input),
     )
     if dicom_formats:
-        exported = export_dicom(
-            labels=output, ct=Path(args.input), organs=list(version.registry.organs), formats=dicom_formats,
-            output=stem.with_name(stem.name + "_dicom"), series_uid=args.series_uid, seg_type="binary", sink=sink,
-        )
-        written += [Path(exported[f]) for f in dicom_formats]
+        exported = write_dicom_objects(result.label, series, list(version.registry.organs), formats=dicom_formats,
+                                       output=stem.with_name(stem.name + "_dicom"), seg_type="binary", sink=sink)
+        written += exported.values()
     for organ, volume in result.volumes_ml.items():
         sink.log(f"  {organ:24s} {volume:10.1f} mL")
     sink.done(output=str(output), version=version.version, volumes_ml=result.volumes_ml, files=[str(p) for p in written])

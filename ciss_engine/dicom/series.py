@@ -298,8 +298,8 @@ def dicom_reference(image: nib.Nifti1Image) -> dict[str, str] | None:
     return None
 
 
-def read_ct_series(folder: Path, *, series_uid: str | None = None, sink: Any = None) -> nib.Nifti1Image:
-    """The CT series in ``folder`` as a NIfTI image in HU (int16 when exact, else float32).
+def read_ct_series(source: Path | CtSeries, *, series_uid: str | None = None, sink: Any = None) -> nib.Nifti1Image:
+    """The CT series in a folder (or already scanned) as a NIfTI image in HU (int16 when exact, else float32).
 
     The affine is the exact voxel→RAS mapping of the series (DICOM LPS with x and y negated),
     and a header extension names the SeriesInstanceUID and FrameOfReferenceUID so exports can
@@ -308,7 +308,7 @@ def read_ct_series(folder: Path, *, series_uid: str | None = None, sink: Any = N
     Raises:
         InputError: see ``scan_series``; also pixel data that cannot be decoded (names the plugin to install).
     """
-    series = scan_series(folder, series_uid=series_uid, sink=sink)
+    series = as_series(source, series_uid=series_uid, sink=sink)
     volume = np.zeros(series.shape, dtype=np.float32)
     for done, (slot, path) in enumerate(zip(series.slots, series.paths), start=1):
         volume[:, :, slot] = _slice_hu(path)  # Rows and Columns were checked equal in scan_series

@@ -7,20 +7,36 @@ import numpy as np
 import torch
 from ciss_test_helpers import run_cli
 
-from ciss_engine.dicom import read_rtstruct, read_seg
+from ciss_engine.bundle import Bundle
+from ciss_engine.dicom import read_ct_series, read_rtstruct, read_seg
 from ciss_engine.errors import ExitCode
+from ciss_engine.inference import Segmenter, sliding_window_outputs
 from ciss_engine.phantom import generate_case
+from ciss_engine.preprocessing import PreprocessingConfig, image_to_network
 
-from .synthetic_dicom import write_ct_series
+from .synthetic_dicom import dice, write_ct_series
 
 
-def _bundle_predicting_spleen_in_bright_tissue(tiny_bundle: Path, tmp_path: Path) -> Path:
-    """A copy of the tiny bundle whose classifier calls every voxel spleen: predictions known in advance."""
-    bundle = tmp_path / "spleen_everywhere"
+def _bundle_splitting_on_a_feature(tiny_bundle: Path, ct_folder: Path, tmp_path: Path) -> Path:
+    """A copy of the tiny bundle that calls spleen where feature 0 is above its median on this CT, else background.
+
+    The prediction is then about half spleen in an anatomy-shaped, asymmetric pattern, so a flipped or
+    transposed DICOM object cannot match it by chance (an all-spleen map would).
+    """
+    bundle = tmp_path / "split_on_feature"
     shutil.copytree(tiny_bundle, bundle)
-    model = bundle / "versions" / "1.0.0" / "models" / "model.pt"
+    version = Bundle.open_or_raise(bundle).load()
+    network_input = image_to_network(read_ct_series(ct_folder), PreprocessingConfig.from_json(version.settings["preprocessing"]))
+    segmenter = Segmenter(version, torch.device("cpu"))
+    _, features = sliding_window_outputs(segmenter.network, network_input[None], patch_size=segmenter.preprocessing.patch_size,
+                                         device=torch.device("cpu"), with_features=True)
+    model = bundle / "versions" / version.version / "models" / "model.pt"
     state = torch.load(model, weights_only=True)
-    state["classifier.bias"][1] = 1e4
+    state["classifier.weight"].zero_()
+    state["classifier.weight"][1, 0] = 1.0
+    state["classifier.bias"].fill_(-1e4)
+    state["classifier.bias"][0] = 0.0
+    state["classifier.bias"][1] = -float(features[0, 0].float().median())
     torch.save(state, model)
     return bundle
 
@@ -28,17 +44,18 @@ def _bundle_predicting_spleen_in_bright_tissue(tiny_bundle: Path, tmp_path: Path
 def test_segment_writes_rtstruct_and_seg_matching_the_label_map(tiny_bundle, tmp_path):
     case = generate_case(4, shape=(56, 48, 40), spacing=(6.0, 6.0, 6.0))
     series = write_ct_series(tmp_path / "dicom", case.image[:, :, 14:22].astype(np.int16), pixel_spacing=(6.0, 6.0), slice_step=6.0)
-    bundle = _bundle_predicting_spleen_in_bright_tissue(tiny_bundle, tmp_path)
+    bundle = _bundle_splitting_on_a_feature(tiny_bundle, series.folder, tmp_path)
     output = tmp_path / "out" / "case.nii.gz"
     assert run_cli("segment", "-b", bundle, "-i", series.folder, "-o", output, "--output-type", "nifti,rtstruct,seg", "--no-preview", "--quiet") == 0
     label = np.asarray(nib.load(str(output)).dataobj)
-    assert label.shape == (56, 48, 8) and (label == 1).all()
-    contours = read_rtstruct(tmp_path / "out" / "case_dicom" / "rtstruct.dcm", series.folder)
-    assert set(contours) == {"spleen"}
     spleen = label == 1
-    assert 2 * (contours["spleen"] & spleen).sum() / (contours["spleen"].sum() + spleen.sum()) >= 0.98
+    assert label.shape == (56, 48, 8) and set(np.unique(label)) == {0, 1} and 0.2 < spleen.mean() < 0.8
+    assert all(dice(spleen, np.flip(spleen, axis)) < 0.9 for axis in range(3)), "the test needs a pattern a flip would change"
     segments = read_seg(tmp_path / "out" / "case_dicom" / "seg.dcm", series.folder)
     assert np.array_equal(segments["spleen"], spleen)
+    contours = read_rtstruct(tmp_path / "out" / "case_dicom" / "rtstruct.dcm", series.folder)
+    assert set(contours) == {"spleen"}
+    assert dice(contours["spleen"], spleen) >= 0.9
 
 
 def test_dicom_output_types_need_a_dicom_input(tiny_bundle, phantom_cohort, tmp_path, capsys):
