@@ -21,6 +21,11 @@ class ExitCode(enum.IntEnum):
     CANCELLED = 130
 
 
+def error_text(message: str, hint: str = "") -> str:
+    """How an error reads in a terminal or a log, wherever it is shown: ``error: …`` then ``  hint: …``."""
+    return f"error: {message}" + (f"\n  hint: {hint}" if hint else "")
+
+
 class CissError(Exception):
     """An error with a message, a hint that names the file and the fix, and an exit code."""
 

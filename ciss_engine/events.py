@@ -13,6 +13,8 @@ import sys
 import time
 from typing import Any, TextIO
 
+from .errors import error_text
+
 
 class ProgressMode(str, enum.Enum):
     JSONL = "jsonl"
@@ -106,5 +108,5 @@ class EventSink:
         self._close_bars()
         self._emit("error", message=message, hint=hint, **fields)
         if self.mode is not ProgressMode.JSONL:
-            self.stderr.write(f"error: {message}\n" + (f"  hint: {hint}\n" if hint else ""))
+            self.stderr.write(error_text(message, hint) + "\n")
             self.stderr.flush()

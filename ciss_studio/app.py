@@ -44,11 +44,10 @@ class StudioApp(TrameApp):
         layout_logic = LayoutButtonLogic(self.server, slicer_app)
         # Every view must exist before the segment editor: a view created later gets effect pipelines without a view.
         session = StudioSession()
-        views = StudioViews(slicer_app, layout_logic, session)
+        workflow = WorkflowLogic(slicer_app.scene, work_dir=work_dir)
+        views = StudioViews(slicer_app, layout_logic, session, workflow.training_set)
         editor_logic = SegmentEditorLogic(self.server, slicer_app)
-        self.context = StudioContext(
-            slicer_app=slicer_app, workflow=WorkflowLogic(slicer_app.scene, work_dir=work_dir), session=session, views=views, sink=sink,
-        )
+        self.context = StudioContext(slicer_app=slicer_app, workflow=workflow, session=session, views=views, sink=sink)
         self.status = StatusLogic(self.server, self.context)
         self.data = DataLogic(self.server, self.context, self.status)
         self.segment = SegmentLogic(self.server, self.context, self.status)

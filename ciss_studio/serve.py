@@ -55,8 +55,10 @@ def serve_studio(*, bundle: str | None, ct: str | None, host: str, port: int, im
 
     # Each view trame-slicer creates makes VTK 9.6 warn about a deprecated interactor event (not ours to fix).
     vtk.vtkObject.GlobalWarningDisplayOff()
-    app = StudioApp(image_format=image_format, sink=sink)
-    vtk.vtkObject.GlobalWarningDisplayOn()
+    try:
+        app = StudioApp(image_format=image_format, sink=sink)
+    finally:
+        vtk.vtkObject.GlobalWarningDisplayOn()
     with app.server.state:
         if bundle:
             app.status.guarded(app.data.open_bundle)(bundle)

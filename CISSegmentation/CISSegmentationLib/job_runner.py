@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ciss_engine.errors import ExitCode
+from ciss_engine.errors import ExitCode, error_text
 
 from .errors import EngineFailedError, EngineNotInstalledError
 
@@ -82,8 +82,7 @@ class JobProgress:
 
 def error_lines(error: dict[str, Any]) -> list[str]:
     """An ``error`` event as the engine prints it on a terminal (in jsonl mode it is only an event, not on stderr)."""
-    lines = [f"error: {error.get('message') or 'no message'}"]
-    return lines + [f"  hint: {error['hint']}"] if error.get("hint") else lines
+    return error_text(error.get("message") or "no message", error.get("hint") or "").splitlines()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,5 +1,4 @@
 """Outputs land exactly on the input's own grid, whatever its orientation."""
-import json
 
 import nibabel as nib
 import numpy as np

@@ -12,7 +12,7 @@ from ciss_test_helpers import cancelling_sink, run_cli
 
 from ciss_engine.bundle import Bundle
 from ciss_engine.cancellation import CancelToken
-from ciss_engine.errors import BundleError, Cancelled, ExitCode, InputError
+from ciss_engine.errors import BundleError, Cancelled, ExitCode
 from ciss_engine.events import EventSink, ProgressMode
 from ciss_engine.training.incremental import LearnRequest, learn_step, learn_work_dir
 from ciss_engine.training.loop_config import LoopConfig

@@ -1,8 +1,8 @@
 """A CT from a path on the studio's computer (NIfTI, NRRD or a DICOM series folder) as a volume node.
 
 The voxel → RAS geometry is kept exactly: NIfTI and DICOM go through the same readers as the engine
-(``volume_io`` and ``ciss_engine.dicom``), NRRD through Slicer's own reader (the engine reads NRRD
-through MONAI, which would import torch into this process).
+(``volume_io`` and ``ciss_engine.dicom``), NRRD through Slicer's own reader, so the studio shows an NRRD
+exactly as the desktop Slicer opens it.
 """
 from __future__ import annotations
 

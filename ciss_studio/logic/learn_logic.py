@@ -82,11 +82,11 @@ class LearnLogic(PanelLogic[LearnState]):
         self.data.guard_verdict = "passed" if state is JobState.SUCCEEDED else "rejected"
         self.data.guard_text = describe_guard(outcome.forgetting_guard, published=state is JobState.SUCCEEDED)
         self.data.show_decision = True
+        self._data.reload_bundle()  # a rejected version is in the bundle's history too: accepting it needs it listed
         if outcome.is_rejected:
             self.data.accept_text, self.data.reject_text = f"Accept version {outcome.new_version} anyway", "Keep the current version"
             return
         self.data.accept_text, self.data.reject_text = f"Keep version {outcome.new_version}", f"Reject it (back to {outcome.previous_version})"
-        self._data.reload_bundle()
         self.session.set_new_organs([])
         self._preview(outcome.previous_version, outcome.new_version)
 
@@ -111,7 +111,6 @@ class LearnLogic(PanelLogic[LearnState]):
         outcome = self.session.last_learn
         if outcome is not None and outcome.is_rejected:
             # The rejected version is complete on disk: accepting it is a pointer change, not a second run.
-            self._data.reload_bundle()
             job = self.context.workflow.rollback_job(
                 bundle=self.session.bundle_or_raise(), version=outcome.new_version, accept_forgetting=True,
                 callbacks=JobCallbacks(on_finished=lambda result: self._on_accepted(result, outcome)),

@@ -7,7 +7,6 @@ painted voxels per CT are recounted shortly after the strokes stop.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 
 from trame_server import Server
 from trame_server.utils.asynchronous import create_task
@@ -25,9 +24,6 @@ from ..ui.organ_ui import NewOrganRow, OrganState, OrganUI
 from .context import StudioContext
 from .panel_logic import PanelLogic
 from .status_logic import StatusLogic
-
-if TYPE_CHECKING:
-    from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 
 RECOUNT_DELAY_S = 0.5  # after the last stroke: counting every stroke would slow painting on large CTs
 
@@ -59,7 +55,7 @@ class OrganLogic(PanelLogic[OrganState]):
     def paint(self, organ: OrganClass) -> None:
         """Select the organ's segment on the open CT (created if missing) with the Paint effect active."""
         volume = self.session.volume_or_raise()
-        segmentation = self._annotation_of(volume)
+        segmentation = self.context.workflow.training_set.training_segmentation(volume)
         segment_id = self.context.workflow.segmentation_logic.add_organ_segment(segmentation, organ)
         self.context.views.show_result(self.session.shown_result())
         editor = self.context.slicer_app.segmentation_editor
@@ -72,14 +68,6 @@ class OrganLogic(PanelLogic[OrganState]):
         self._layout.data.active_tool = SegmentEditorUI.__name__
         self._layout.data.is_drawer_visible = True
         self._recount()
-
-    def _annotation_of(self, volume: vtkMRMLScalarVolumeNode) -> vtkMRMLSegmentationNode:
-        """The CT's own segmentation for painting, apart from the results so that comparing versions shows no paint."""
-        annotation = self.session.annotations.get(volume.GetID())
-        if annotation is None:
-            annotation = self.context.workflow.segmentation_logic.create_segmentation(volume, name=f"{volume.GetName()} new organs")
-            self.session.annotations[volume.GetID()] = annotation
-        return annotation
 
     def _on_add_clicked(self) -> None:
         self.add_organ(self.data.name, self.data.color)

@@ -27,7 +27,6 @@ class StudioSession:
     results: dict[str, vtkMRMLSegmentationNode] = dataclasses.field(default_factory=dict)  # bundle version → result on this CT
     shown_version: str | None = None  # the result the views show (and Export writes)
     new_organs: list[OrganClass] = dataclasses.field(default_factory=list)  # added, painted, not learned yet
-    annotations: dict[str, vtkMRMLSegmentationNode] = dataclasses.field(default_factory=dict)  # CT node ID → its painted new organs
     last_learn: LearnOutcome | None = None
 
     bundle_changed = Signal()
@@ -48,10 +47,6 @@ class StudioSession:
         if self.volume_node is None:
             raise InputError("no CT open", "type the CT's path (NIfTI or NRRD file, or a DICOM series folder) under CT and click Open")
         return self.volume_node
-
-    def annotation(self) -> vtkMRMLSegmentationNode | None:
-        """The segmentation holding the new organs painted on the open CT, if any."""
-        return self.annotations.get(self.volume_node.GetID()) if self.volume_node is not None else None
 
     def shown_result(self) -> vtkMRMLSegmentationNode | None:
         return self.results.get(self.shown_version) if self.shown_version else None

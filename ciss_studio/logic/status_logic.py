@@ -16,6 +16,7 @@ from typing import Any
 from trame_server import Server
 from trame_server.utils.asynchronous import create_task
 
+from ciss_engine.errors import error_text
 from CISSegmentationLib.errors import CissError, InputError
 from CISSegmentationLib.job_runner import EngineJob, JobCallbacks, JobEvent, JobProgress, JobResult, JobState
 
@@ -76,7 +77,7 @@ class StatusLogic(PanelLogic[StatusState]):
         self.data.error_log = log_tail or getattr(error, "log_tail", "")
         self.data.message = ""
         if self.context.sink is not None:
-            self.context.sink.log(f"error: {error.message} (hint: {error.hint})")
+            self.context.sink.log(error_text(error.message, error.hint))
 
     def show_message(self, text: str) -> None:
         self.data.message, self.data.error, self.data.hint, self.data.error_log = text, "", "", ""

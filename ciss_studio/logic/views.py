@@ -11,10 +11,14 @@ from typing import TYPE_CHECKING
 
 from trame_slicer.views import Layout, LayoutDirection, ViewLayoutDefinition
 
+from CISSegmentationLib.segmentation_logic import TRAINING_ROLE
+
 if TYPE_CHECKING:
     from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
     from trame_slicer.app.logic import LayoutButtonLogic
     from trame_slicer.core import SlicerApp
+
+    from CISSegmentationLib.training_set import TrainingSet
 
     from .session import StudioSession
 
@@ -27,10 +31,12 @@ NEW_VIEW = "Compare"
 class StudioViews:
     """Layouts and visibility of the CT and the results, for one SlicerApp."""
 
-    def __init__(self, slicer_app: SlicerApp, layout_logic: LayoutButtonLogic, session: StudioSession) -> None:
+    def __init__(self, slicer_app: SlicerApp, layout_logic: LayoutButtonLogic, session: StudioSession, training_set: TrainingSet) -> None:
         self._slicer_app = slicer_app
         self._layout_logic = layout_logic
         self._session = session
+        self._training_set = training_set
+        self._camera_fitted_to: vtkMRMLScalarVolumeNode | None = None  # the CT whose organs last framed the 3D camera
         new_view = ViewLayoutDefinition.slice_view("Axial", label=NEW_VIEW, color="#4a90e2")
         layout_logic.layout_manager.register_layout(
             COMPARE_LAYOUT, Layout(LayoutDirection.Horizontal, [ViewLayoutDefinition.axial_view(), new_view])
@@ -41,17 +47,26 @@ class StudioViews:
         display = self._slicer_app.display_manager
         display.show_volume_in_slice_background(volume_node)
         display.show_volume_in_slice_foreground(None)
+        self._camera_fitted_to = None
         self.show_result(None)
         display.reset_views()
 
     def show_result(self, segmentation_node: vtkMRMLSegmentationNode | None) -> None:
-        """One result and the new organs painted on this CT in all views (2D and 3D); every other segmentation hidden."""
+        """One result and the new organs painted on this CT in all views (2D and 3D); every other segmentation hidden.
+
+        The 3D camera is fitted to the first result on a CT only (the CT is not in 3D, so only the organs'
+        surfaces give it bounds); later results and painting keep the user's camera.
+        """
         self._set_layout(MAIN_LAYOUT)
-        shown = {segmentation_node, self._session.annotation()} - {None}
+        volume = self._session.volume_node
+        painted = self._training_set.segmentation_logic.segmentations_on(volume, TRAINING_ROLE) if volume is not None else []
+        shown = {segmentation_node, *painted} - {None}
         for node in self._segmentation_nodes():
             self._show_in(node, [] if node in shown else None)
-        for view in self._slicer_app.view_manager.get_threed_views():
-            view.reset_view()  # the CT is not in 3D, so only the organs' surfaces give the camera its bounds
+        if segmentation_node is not None and self._camera_fitted_to is not volume:
+            self._camera_fitted_to = volume
+            for view in self._slicer_app.view_manager.get_threed_views():
+                view.reset_view()
 
     def compare(self, old: vtkMRMLSegmentationNode, new: vtkMRMLSegmentationNode) -> None:
         """Old version's result in the left axial view, new version's in the right one, at the same slice (no paint)."""
