@@ -14,6 +14,8 @@ from ciss_engine.registry import ClassRegistry, OrganClass, known_organ_names, m
 
 from .errors import BundleError, InputError
 
+PENDING_VERSION = "not learned yet"  # a new organ's version_introduced until the engine's step names it
+
 __all__ = ["BundleInfo", "VersionInfo", "catalog_rgb", "known_organ_names", "new_organ_or_raise", "read_bundle_or_raise"]
 
 
@@ -77,15 +79,19 @@ def catalog_rgb(name: str) -> tuple[int, int, int] | None:
 def new_organ_or_raise(bundle: BundleInfo, name: str, rgb: tuple[int, int, int] | None, pending: Sequence[OrganClass] = ()) -> OrganClass:
     """The organ a Learn step would add: catalog codes or a custom code, and its label id.
 
-    ``pending`` are the organs already added to this step. The engine numbers a step's organs after
-    the bundle's last label in order, so a new organ takes the label after all of them; adding a
-    pending organ again (another colour, another CT to paint) keeps its label.
+    ``pending`` are the organs already added to this step (sent to the engine in label order). The label
+    comes from the engine's own numbering (``ClassRegistry.with_new_organs``), so painted label values are
+    the ones ``ciss learn`` expects; adding a pending organ again (another colour, another CT to paint)
+    keeps its label.
     """
     if name in bundle.registry:
         raise InputError(
             f"the bundle already segments {name!r} (label {bundle.registry.by_name(name).label})",
             "choose an organ the bundle does not segment yet, or correct the existing one by segmenting again",
         )
-    earlier = next((organ for organ in pending if organ.name == name), None)
-    label = earlier.label if earlier else max((organ.label for organ in (*bundle.organs, *pending)), default=0) + 1
-    return make_organ(name, label, rgb=rgb)
+    ordered = sorted(pending, key=lambda organ: organ.label)
+    specs = [(organ.name, rgb if organ.name == name else organ.rgb) for organ in ordered]
+    if name not in {organ.name for organ in ordered}:
+        specs.append((name, rgb))
+    step = max((organ.step for organ in bundle.organs), default=0) + 1
+    return bundle.registry.with_new_organs(specs, step=step, version=PENDING_VERSION).by_name(name)
