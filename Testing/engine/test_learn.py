@@ -146,6 +146,8 @@ def test_unknown_strategy_and_setting(bundle, phantom_cohort, step_labels, capsy
     assert "unknown strategy 'magic'" in capsys.readouterr().err
     assert run_cli("learn", "-b", bundle, "--organ", "pancreas,liver", "-i", *_images(phantom_cohort), "-l", *step_labels, "--setting", "lambda_x=1", *STEP_ARGS) == ExitCode.INPUT_ERROR
     assert "unknown setting pcdd.lambda_x" in capsys.readouterr().err
+    assert run_cli("learn", "-b", bundle, "--organ", "pancreas,liver", "-i", *_images(phantom_cohort), "-l", *step_labels, "--setting", "crcd_weighting=per_organ", *STEP_ARGS) == ExitCode.INPUT_ERROR
+    assert "choose one of per_class, per_voxel" in capsys.readouterr().err
 
 
 def test_cancel_mid_step_leaves_the_bundle_untouched_and_resumes(bundle, phantom_cohort, step_labels):

@@ -10,6 +10,12 @@ from .functional import full_precision
 from .unbiased_kd import unbiased_distillation_terms
 
 
+# How affinities weight MiB's summands: "per_class" is PCDD's Eqs. 7 and 9 (a_{i,c}·d_{i,c});
+# "per_voxel" scales the voxel's uniform mean of d by Σ_{c with a teacher} a_{i,c}, never shifting weight
+# between old classes (see CurrentRegionDistillation).
+WEIGHTINGS = ("per_class", "per_voxel")
+
+
 def _check_affinity_arguments(channels: int, prototypes: torch.Tensor, temperature: float) -> None:
     if prototypes.dim() != 2 or prototypes.shape[1] != channels:
         raise ValueError(f"prototypes {tuple(prototypes.shape)} must be (C, K) with K = {channels} feature channels")
@@ -47,19 +53,22 @@ def prototype_affinity(features: torch.Tensor, prototypes: torch.Tensor, tempera
 class RegionCalibratedDistillation(nn.Module):
     """What ORCD and CRCD share: MiB's summands d_{i,c} weighted by prototype affinity over one region.
 
-    Subclasses document the flags (``<flag_prefix>.temperature``, ``.include_background``, ``.calibrated``)
-    and say which features and prototypes they pass to :meth:`distil`.
+    Subclasses document the flags (``<flag_prefix>.temperature``, ``.include_background``, ``.calibrated``,
+    ``.weighting``) and say which features and prototypes they pass to :meth:`distil`.
     """
 
     flag_prefix = "calibrated_distillation"
 
-    def __init__(self, temperature: float = 1.0, include_background: bool = True, calibrated: bool = True) -> None:
+    def __init__(self, temperature: float = 1.0, include_background: bool = True, calibrated: bool = True, weighting: str = "per_class") -> None:
         super().__init__()
         if not temperature > 0:
             raise ValueError(f"{self.flag_prefix}.temperature must be > 0, got {temperature}")
+        if weighting not in WEIGHTINGS:
+            raise ValueError(f"{self.flag_prefix}.weighting must be one of {', '.join(WEIGHTINGS)}, got {weighting!r}")
         self.temperature = temperature
         self.include_background = include_background
         self.calibrated = calibrated
+        self.weighting = weighting
 
     def weigh(self, terms: torch.Tensor, features: torch.Tensor, prototypes: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
         """(1/|M|)·Σ_{i∈M} Σ_c a_{i,c}·d_{i,c} (PCDD Eqs. 7 and 9), 0 for an empty region.
@@ -81,6 +90,9 @@ class RegionCalibratedDistillation(nn.Module):
             grid = prototype_affinity(features.detach(), prototypes[first:].detach(), self.temperature)
             weights = region_rows(F.interpolate(grid, size=region.shape[1:], mode="trilinear", align_corners=False), region).T
         # The teacher classes {0} ∪ O come first; classes after them (CRCD's new ones) have d = 0.
+        if self.weighting == "per_voxel":
+            # The voxel's share of affinity to classes with a teacher scales MiB's uniform mean of its summands.
+            return (weights[:teachers].sum(0) * terms.mean(1)).sum() / max(terms.shape[0], 1)
         return (weights[:teachers] * terms.T).sum() / max(terms.shape[0], 1)
 
     def distil(

@@ -24,6 +24,12 @@ class CurrentRegionDistillation(RegionCalibratedDistillation):
         calibrated: affinity weights [default True]; False gives each class with a teacher the weight
             1/(number of such classes) and new classes none, which makes the loss exactly MiB's unbiased
             KD on the region (flag ``crcd.calibrated``, the ablation baseline "CRCD off").
+        weighting: "per_class" [default] is Eq. 9, a_{i,c}·d_{i,c}. "per_voxel" (flag ``crcd.weighting``)
+            gives voxel i the weight Σ_{c∈{0}∪O} a_{i,c} on MiB's uniform mean of its summands: distillation
+            still fades where a voxel looks like a new organ, but weight never moves between classes with a
+            teacher. Per class, a background voxel that looks like an old organ moves weight from d_{i,0}
+            (which holds q₀) to d_{i,organ} = −p_organ·log q_organ (which pulls q_organ up), so sharp
+            affinities let old organs spread into background (benchmarks/RESULTS.md, T_a = 0.1).
         (``terms``: MiB's summands of these logits when already computed; PCDD shares them between ORCD
         and CRCD.)
     Shapes: logits_new (B, 1+|S|, D, H, W), logits_old (B, 1+|O|, D, H, W), features_new (B, K, D', H', W'),

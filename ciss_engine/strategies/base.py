@@ -63,6 +63,11 @@ def parse_settings_or_raise(settings_type: type[StrategySettings], strategy: str
         if name not in fields:
             raise InputError(f"unknown setting {strategy}.{name}", f"settings of {strategy}: {', '.join(sorted(fields))}")
         kind = hints[name]
+        if typing.get_origin(kind) is typing.Literal:
+            if text not in typing.get_args(kind):
+                raise InputError(f"invalid value {text!r} for setting {strategy}.{name}", f"choose one of {', '.join(typing.get_args(kind))}")
+            values[name] = text
+            continue
         try:
             if text.lower() in ("none", "null") and type(None) in typing.get_args(kind):
                 values[name] = None

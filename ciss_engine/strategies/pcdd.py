@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
 import torch
 
@@ -32,7 +33,8 @@ class PcddSettings(StrategySettings):
     temperature: float = 1.0  # T_a of both affinity softmaxes
     include_background: bool = True  # background in the affinity softmaxes, d_0 = −p⁰ log q₀
     calibrated: bool = True  # False: uniform weights, i.e. exactly MiB's unbiased KD
-    dapd_background: str = "mean_of_current_region"  # or "sum_of_class_means" (paper's literal form)
+    crcd_weighting: Literal["per_class", "per_voxel"] = "per_class"  # Eq. 9; "per_voxel" scales each voxel's MiB term by its teacher-class affinity
+    dapd_background: Literal["mean_of_current_region", "sum_of_class_means"] = "mean_of_current_region"  # or "sum_of_class_means" (paper's literal form)
     # Feed confident pseudo-labels Ỹ to the unbiased CE (ordinary CE on their old class). METHOD.md's
     # total loss puts L_unce on the new labels Y, so the literal reading is False.
     supervise_pseudo_labels: bool = False
@@ -56,7 +58,7 @@ class PrototypeCalibratedDistillation(Strategy):
         flags = {"temperature": settings.temperature, "include_background": settings.include_background, "calibrated": settings.calibrated}
         self._ce = UnbiasedCrossEntropy(context.num_old)
         self._orcd = OldRegionDistillation(**flags)
-        self._crcd = CurrentRegionDistillation(**flags)
+        self._crcd = CurrentRegionDistillation(**flags, weighting=settings.crcd_weighting)
         self._dapd = DualAlignedPrototypeDistillation(
             context.num_old, context.num_new, lambda_ll=settings.lambda_ll, lambda_lg=settings.lambda_lg, background=settings.dapd_background
         )

@@ -47,6 +47,28 @@ def test_calibration_off_weights_only_classes_with_a_teacher():
     assert value == pytest.approx(sum(D_1) / 2, rel=1e-6)  # 1/(|O|+1), not 1/(|S|+1)
 
 
+def test_per_voxel_weighting_scales_each_voxels_mib_term_by_its_teacher_share():
+    a_0, a_1 = _softmax([-1.0, 0.0, 1.0], 0.5), _softmax([1.0, 0.0, -1.0], 0.5)
+    share_0, share_1 = a_0[0] + a_0[1], a_1[0] + a_1[1]  # background + o1: the classes with a teacher
+    expected = (share_0 * sum(D_0) / 2 + share_1 * sum(D_1) / 2) / 2
+    crcd = CurrentRegionDistillation(temperature=0.5, weighting="per_voxel")
+    assert crcd(NEW, OLD, FEATURES, PROTOTYPES, voxel_mask(True, True)).item() == pytest.approx(expected, rel=1e-6)
+    assert share_0 < share_1  # the voxel that looks like the new organ is distilled less
+
+
+def test_per_voxel_weighting_equals_mib_when_every_class_has_a_teacher():
+    # Without new classes the teacher share is 1 at every voxel: MiB's unbiased KD, whatever the features.
+    new, prototypes = NEW[:, :2], PROTOTYPES[:2]
+    per_voxel = CurrentRegionDistillation(weighting="per_voxel")(new, OLD, FEATURES, prototypes, voxel_mask(True, True))
+    uniform = CurrentRegionDistillation(calibrated=False)(new, OLD, FEATURES, prototypes, voxel_mask(True, True))
+    assert per_voxel.item() == pytest.approx(uniform.item(), rel=1e-6)
+
+
+def test_unknown_weighting_is_refused():
+    with pytest.raises(ValueError, match="crcd.weighting"):
+        CurrentRegionDistillation(weighting="per_organ")
+
+
 def test_current_features_are_detached_and_empty_region_is_zero():
     features = FEATURES.clone().requires_grad_(True)
     new = NEW.clone().requires_grad_(True)
