@@ -32,6 +32,9 @@ run lr0.02_lambda_crcd3 --step-learning-rate 0.02 --setting pcdd.lambda_crcd=3
 run lr0.02_lambda_crcd10 --step-learning-rate 0.02 --setting pcdd.lambda_crcd=10
 run lr0.02_lambda10 --step-learning-rate 0.02 --setting pcdd.lambda_orcd=10 --setting pcdd.lambda_crcd=10
 run lr0.02_lambda_crcd10_T5 --step-learning-rate 0.02 --setting pcdd.lambda_crcd=10 --setting pcdd.temperature=5
+run lr0.02_lambda_crcd10_T0.1 --step-learning-rate 0.02 --setting pcdd.lambda_crcd=10 --setting pcdd.temperature=0.1
+run lr0.02_lambda_crcd10_T0.1_per_voxel --step-learning-rate 0.02 --setting pcdd.lambda_crcd=10 --setting pcdd.temperature=0.1 --setting pcdd.crcd_weighting=per_voxel
+run lr0.02_mib --step-learning-rate 0.02 --strategies mib
 .venv/bin/python - "$out" <<'PY'
 import json, pathlib, sys
 root = pathlib.Path(sys.argv[1])
@@ -40,6 +43,7 @@ base = json.loads((root / "base" / "protocol.json").read_text())["seeds"]["0"]["
 print(f"| base (before the step) | {base['old']:.3f} | – | {base['all']:.3f} |")
 for path in sorted(root.glob("*/protocol.json")):
     if path.parent.name != "base":
-        result = json.loads(path.read_text())["seeds"]["0"]["pcdd"]
-        print(f"| {path.parent.name} | {result['old']:.3f} | {result['new']:.3f} | {result['all']:.3f} |")
+        for strategy, result in json.loads(path.read_text())["seeds"]["0"].items():
+            if strategy != "base":
+                print(f"| {path.parent.name} ({strategy}) | {result['old']:.3f} | {result['new']:.3f} | {result['all']:.3f} |")
 PY
