@@ -13,7 +13,8 @@ stored prototypes of the new version; then, per T_a, the affinity statistics of 
 {0} ∪ O) and CRCD (new-version features, all classes; the step used running prototypes, the stored ones
 are the final clean pass).
 
-Usage: python benchmarks/affinity_spread.py BUNDLE CT:LABEL [CT:LABEL ...] [--temperatures 0.1,0.3,1,5]
+Usage (repository root): PYTHONPATH=. .venv/bin/python benchmarks/affinity_spread.py BUNDLE CT:LABEL [CT:LABEL ...]
+       [--temperatures 0.1,0.3,1,5] [--json FILE]
 """
 from __future__ import annotations
 
