@@ -1,6 +1,8 @@
 """Prototype affinities (PCDD Eqs. 6 and 8) and the affinity-weighted distillation that ORCD and CRCD share."""
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -13,7 +15,8 @@ from .unbiased_kd import unbiased_distillation_terms
 # How affinities weight MiB's summands: "per_class" is PCDD's Eqs. 7 and 9 (a_{i,c}·d_{i,c});
 # "per_voxel" scales the voxel's uniform mean of d by Σ_{c with a teacher} a_{i,c}, never shifting weight
 # between old classes (see CurrentRegionDistillation).
-WEIGHTINGS = ("per_class", "per_voxel")
+Weighting = Literal["per_class", "per_voxel"]
+WEIGHTINGS = get_args(Weighting)
 
 
 def _check_affinity_arguments(channels: int, prototypes: torch.Tensor, temperature: float) -> None:
@@ -59,7 +62,7 @@ class RegionCalibratedDistillation(nn.Module):
 
     flag_prefix = "calibrated_distillation"
 
-    def __init__(self, temperature: float = 1.0, include_background: bool = True, calibrated: bool = True, weighting: str = "per_class") -> None:
+    def __init__(self, temperature: float = 1.0, include_background: bool = True, calibrated: bool = True, weighting: Weighting = "per_class") -> None:
         super().__init__()
         if not temperature > 0:
             raise ValueError(f"{self.flag_prefix}.temperature must be > 0, got {temperature}")

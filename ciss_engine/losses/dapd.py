@@ -1,12 +1,15 @@
 """DAPD: dual-aligned prototype distillation (PCDD Eqs. 10-12)."""
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 from torch import nn
 
 from ..prototypes import local_prototypes
 
-BACKGROUND_MODES = ("mean_of_current_region", "sum_of_class_means")
+BackgroundMode = Literal["mean_of_current_region", "sum_of_class_means"]
+BACKGROUND_MODES = get_args(BackgroundMode)
 
 
 def prototype_distance(prototypes: torch.Tensor, targets: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
@@ -49,7 +52,7 @@ class DualAlignedPrototypeDistillation(nn.Module):
         num_new: int,
         lambda_ll: float | None = None,
         lambda_lg: float | None = None,
-        background: str = "mean_of_current_region",
+        background: BackgroundMode = "mean_of_current_region",
     ) -> None:
         super().__init__()
         if num_old < 1 or num_new < 1:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
 
 import torch
 
@@ -13,6 +12,8 @@ from ..losses import (
     UnbiasedCrossEntropy,
     unbiased_distillation_terms,
 )
+from ..losses.affinity import Weighting
+from ..losses.dapd import BackgroundMode
 from .base import StepBatch, Strategy, StrategySettings
 
 
@@ -33,8 +34,8 @@ class PcddSettings(StrategySettings):
     temperature: float = 1.0  # T_a of both affinity softmaxes
     include_background: bool = True  # background in the affinity softmaxes, d_0 = −p⁰ log q₀
     calibrated: bool = True  # False: uniform weights, i.e. exactly MiB's unbiased KD
-    crcd_weighting: Literal["per_class", "per_voxel"] = "per_class"  # Eq. 9; "per_voxel" scales each voxel's MiB term by its teacher-class affinity
-    dapd_background: Literal["mean_of_current_region", "sum_of_class_means"] = "mean_of_current_region"  # or "sum_of_class_means" (paper's literal form)
+    crcd_weighting: Weighting = "per_class"  # Eq. 9; "per_voxel" scales each voxel's MiB term by its teacher-class affinity
+    dapd_background: BackgroundMode = "mean_of_current_region"  # "sum_of_class_means" is the paper's literal form
     # Feed confident pseudo-labels Ỹ to the unbiased CE (ordinary CE on their old class). METHOD.md's
     # total loss puts L_unce on the new labels Y, so the literal reading is False.
     supervise_pseudo_labels: bool = False
