@@ -28,7 +28,7 @@ from .inference import Segmenter
 from .preprocessing import PreprocessingConfig
 from .training.base import BaseTrainingRequest, train_base_bundle
 from .training.incremental import LearnRequest, learn_step
-from .training.loop_config import STEP_LEARNING_RATE, LoopConfig
+from .training.loop_config import OFFLINE_ITERATIONS, STANDARD_ITERATIONS, STEP_LEARNING_RATE, LoopConfig
 
 # The paper's class order (label ids of the seg8 files).
 PAPER_ORGANS = ("spleen", "kidney_right", "kidney_left", "gallbladder", "esophagus", "pancreas", "liver", "stomach")
@@ -60,9 +60,9 @@ class ProtocolRequest:
     test: Sequence[Case]
     output: Path
     seeds: Sequence[int] = (0,)
-    base_iterations: int = 300
-    step_iterations: int = 300
-    offline_iterations: int = 300
+    base_iterations: int = STANDARD_ITERATIONS
+    step_iterations: int = STANDARD_ITERATIONS
+    offline_iterations: int = OFFLINE_ITERATIONS
     preprocessing: PreprocessingConfig = PreprocessingConfig()
     init_filters: int = 16
     batch_size: int = 2

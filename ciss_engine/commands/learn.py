@@ -5,11 +5,11 @@ import argparse
 from pathlib import Path
 
 from ..events import EventSink
-from ..training.loop_config import STEP_LEARNING_RATE
+from ..training.loop_config import STANDARD_ITERATIONS, STEP_LEARNING_RATE
 from .arguments import add_schedule_arguments, loop_config_from, positive_float, positive_int, unit_fraction
 
 # Iterations per preset (benchmarks/RESULTS.md).
-PRESETS = {"quick": 150, "standard": 400, "thorough": 1000}
+PRESETS = {"quick": 150, "standard": STANDARD_ITERATIONS, "thorough": 1000}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

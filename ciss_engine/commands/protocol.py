@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from ..events import EventSink
-from ..training.loop_config import STEP_LEARNING_RATE
+from ..training.loop_config import OFFLINE_ITERATIONS, STANDARD_ITERATIONS, STEP_LEARNING_RATE
 from .arguments import add_device_argument, float_triple, int_triple, multiple_of_8, positive_float, positive_int
 
 
@@ -20,9 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-cases", type=positive_int, default=4, help="held-out cases: taken from the end of --data, or generated for phantom (default 4)")
     parser.add_argument("--train-cases", type=positive_int, default=8, help="phantom only: training cases to generate (default 8)")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
-    parser.add_argument("--base-iterations", type=positive_int, default=300, help="base step iterations (default 300)")
-    parser.add_argument("--step-iterations", type=positive_int, default=300, help="iterations of each incremental step (default 300)")
-    parser.add_argument("--offline-iterations", type=positive_int, default=300, help="iterations of the offline upper bound (default 300)")
+    for stage, what, default in (
+        ("base", "the base step", STANDARD_ITERATIONS), ("step", "each incremental step", STANDARD_ITERATIONS), ("offline", "the offline upper bound", OFFLINE_ITERATIONS),
+    ):
+        parser.add_argument(f"--{stage}-iterations", type=positive_int, default=default, help=f"iterations of {what} (default {default})")
     parser.add_argument("--step-learning-rate", type=positive_float, default=STEP_LEARNING_RATE, help=f"learning rate of each incremental step, before poly decay (default {STEP_LEARNING_RATE}, as ciss learn)")
     parser.add_argument("--no-offline", action="store_true", help="skip the offline upper bound (all organs at once)")
     parser.add_argument("--patch-size", type=int_triple, default=(64, 64, 64), help="patch size in voxels (default 64)")

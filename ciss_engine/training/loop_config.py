@@ -29,3 +29,11 @@ class LoopConfig:
 # the base rate, 0.02, learned the liver and stomach and kept the old organs in every configuration
 # tried, while 0.05 collapsed in one of five (λ_crcd = 3: every organ but the liver lost) and 0.1 collapsed.
 STEP_LEARNING_RATE = 0.02
+
+# Iterations of `ciss train` and of `ciss learn --preset standard`: on the phantom 4-4 protocol, base models
+# at 200 found 2 of 4 old organs, at 400 they found 3-4 and PCDD kept >= 0.99 x of them (benchmarks/RESULTS.md).
+STANDARD_ITERATIONS = 400
+# The offline upper bound of `ciss protocol`: on the phantom an offline model at twice base + step still
+# missed organs the incremental models found, so it was no upper bound; at four times one step it learned
+# every organ in two of three seeds.
+OFFLINE_ITERATIONS = 4 * STANDARD_ITERATIONS
