@@ -18,22 +18,25 @@ run() {  # NAME [pcdd settings and protocol flags...]
   ciss protocol --protocol 4-4 --strategies pcdd --data "$out/train" --test-data "$out/val" --seeds 0 --spacing 4 --patch-size 48 \
     --base-iterations "$base_iterations" --step-iterations "$step_iterations" --no-offline -o "$out/$name" "$@"
 }
+# Every variant before crcd_mib_scale (default true since it was measured) ran CRCD at Eq. 9's literal scale.
+eq9=(--setting pcdd.crcd_mib_scale=false)
 mkdir -p "$out/base/seed_0"
 ciss protocol --protocol 4-4 --strategies "" --data "$out/train" --test-data "$out/val" --seeds 0 --spacing 4 --patch-size 48 \
   --base-iterations "$base_iterations" --no-offline -o "$out/base"
-run lr0.05_lambda1 --step-learning-rate 0.05 --setting pcdd.lambda_crcd=1
-run lr0.05_supervise_pseudo_labels --step-learning-rate 0.05 --setting pcdd.lambda_crcd=1 --setting pcdd.supervise_pseudo_labels=true
-run lr0.1_lambda1 --step-learning-rate 0.1 --setting pcdd.lambda_crcd=1
-run lr0.05_lambda0.5 --step-learning-rate 0.05 --setting pcdd.lambda_orcd=0.5 --setting pcdd.lambda_crcd=0.5
-run lr0.05_lambda_crcd10 --step-learning-rate 0.05 --setting pcdd.lambda_crcd=10
-run lr0.05_lambda_crcd3 --step-learning-rate 0.05 --setting pcdd.lambda_crcd=3
-run lr0.02_lambda1 --step-learning-rate 0.02 --setting pcdd.lambda_crcd=1
-run lr0.02_lambda_crcd3 --step-learning-rate 0.02 --setting pcdd.lambda_crcd=3
-run lr0.02_lambda_crcd10 --step-learning-rate 0.02 --setting pcdd.lambda_crcd=10
-run lr0.02_lambda10 --step-learning-rate 0.02 --setting pcdd.lambda_orcd=10 --setting pcdd.lambda_crcd=10
-run lr0.02_lambda_crcd10_T5 --step-learning-rate 0.02 --setting pcdd.lambda_crcd=10 --setting pcdd.temperature=5
-run lr0.02_lambda_crcd10_T0.1 --step-learning-rate 0.02 --setting pcdd.lambda_crcd=10 --setting pcdd.temperature=0.1
-run lr0.02_lambda_crcd10_T0.1_per_voxel --step-learning-rate 0.02 --setting pcdd.lambda_crcd=10 --setting pcdd.temperature=0.1 --setting pcdd.crcd_weighting=per_voxel
+run lr0.05_lambda1 --step-learning-rate 0.05 --setting pcdd.lambda_crcd=1 "${eq9[@]}"
+run lr0.05_supervise_pseudo_labels --step-learning-rate 0.05 --setting pcdd.lambda_crcd=1 --setting pcdd.supervise_pseudo_labels=true "${eq9[@]}"
+run lr0.1_lambda1 --step-learning-rate 0.1 --setting pcdd.lambda_crcd=1 "${eq9[@]}"
+run lr0.05_lambda0.5 --step-learning-rate 0.05 --setting pcdd.lambda_orcd=0.5 --setting pcdd.lambda_crcd=0.5 "${eq9[@]}"
+run lr0.05_lambda_crcd10 --step-learning-rate 0.05 --setting pcdd.lambda_crcd=10 "${eq9[@]}"
+run lr0.05_lambda_crcd3 --step-learning-rate 0.05 --setting pcdd.lambda_crcd=3 "${eq9[@]}"
+run lr0.02_lambda1 --step-learning-rate 0.02 --setting pcdd.lambda_crcd=1 "${eq9[@]}"
+run lr0.02_lambda_crcd3 --step-learning-rate 0.02 --setting pcdd.lambda_crcd=3 "${eq9[@]}"
+run lr0.02_lambda_crcd10 --step-learning-rate 0.02 --setting pcdd.lambda_crcd=10 "${eq9[@]}"
+run lr0.02_lambda10 --step-learning-rate 0.02 --setting pcdd.lambda_orcd=10 --setting pcdd.lambda_crcd=10 "${eq9[@]}"
+run lr0.02_lambda_crcd10_T5 --step-learning-rate 0.02 --setting pcdd.lambda_crcd=10 --setting pcdd.temperature=5 "${eq9[@]}"
+run lr0.02_lambda_crcd10_T0.1 --step-learning-rate 0.02 --setting pcdd.lambda_crcd=10 --setting pcdd.temperature=0.1 "${eq9[@]}"
+run lr0.02_lambda_crcd10_T0.1_per_voxel --step-learning-rate 0.02 --setting pcdd.lambda_crcd=10 --setting pcdd.temperature=0.1 --setting pcdd.crcd_weighting=per_voxel "${eq9[@]}"
+run lr0.02_lambda_crcd10_mib_scale --step-learning-rate 0.02 --setting pcdd.lambda_crcd=10 --setting pcdd.crcd_mib_scale=true
 run lr0.02_mib --step-learning-rate 0.02 --strategies mib
 .venv/bin/python - "$out" <<'PY'
 import json, pathlib, sys

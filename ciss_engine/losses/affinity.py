@@ -57,12 +57,14 @@ class RegionCalibratedDistillation(nn.Module):
     """What ORCD and CRCD share: MiB's summands d_{i,c} weighted by prototype affinity over one region.
 
     Subclasses document the flags (``<flag_prefix>.temperature``, ``.include_background``, ``.calibrated``,
-    ``.weighting``) and say which features and prototypes they pass to :meth:`distil`.
+    ``.weighting``, ``.mib_scale``) and say which features and prototypes they pass to :meth:`distil`.
     """
 
     flag_prefix = "calibrated_distillation"
 
-    def __init__(self, temperature: float = 1.0, include_background: bool = True, calibrated: bool = True, weighting: Weighting = "per_class") -> None:
+    def __init__(
+        self, temperature: float = 1.0, include_background: bool = True, calibrated: bool = True, weighting: Weighting = "per_class", mib_scale: bool = False,
+    ) -> None:
         super().__init__()
         if not temperature > 0:
             raise ValueError(f"{self.flag_prefix}.temperature must be > 0, got {temperature}")
@@ -72,6 +74,7 @@ class RegionCalibratedDistillation(nn.Module):
         self.include_background = include_background
         self.calibrated = calibrated
         self.weighting = weighting
+        self.mib_scale = mib_scale
 
     def weigh(self, terms: torch.Tensor, features: torch.Tensor, prototypes: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
         """(1/|M|)·Σ_{i∈M} Σ_c a_{i,c}·d_{i,c} (PCDD Eqs. 7 and 9), 0 for an empty region.
@@ -95,8 +98,11 @@ class RegionCalibratedDistillation(nn.Module):
         # The teacher classes {0} ∪ O come first; classes after them (CRCD's new ones) have d = 0.
         if self.weighting == "per_voxel":
             # The voxel's share of affinity to classes with a teacher scales MiB's uniform mean of its summands.
-            return (weights[:teachers].sum(0) * terms.mean(1)).sum() / max(terms.shape[0], 1)
-        return (weights[:teachers] * terms.T).sum() / max(terms.shape[0], 1)
+            loss = (weights[:teachers].sum(0) * terms.mean(1)).sum() / max(terms.shape[0], 1)
+        else:
+            loss = (weights[:teachers] * terms.T).sum() / max(terms.shape[0], 1)
+        # Flat affinities give each class 1/(classes in the softmax), MiB 1/teachers: rescaled, they agree.
+        return loss * (weights.shape[0] / teachers) if self.mib_scale else loss
 
     def distil(
         self,

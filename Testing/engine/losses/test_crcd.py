@@ -80,3 +80,21 @@ def test_current_features_are_detached_and_empty_region_is_zero():
 def test_prototypes_must_cover_all_classes():
     with pytest.raises(ValueError, match="1\\+\\|S\\|"):
         CurrentRegionDistillation()(NEW, OLD, FEATURES, PROTOTYPES[:2], voxel_mask(True, True))
+
+
+@pytest.mark.parametrize("weighting", ["per_class", "per_voxel"])
+def test_mib_scale_makes_flat_affinities_exactly_mib(weighting):
+    # Zero prototypes: every cosine is 0, so the softmax over the 1+|S| = 3 classes is flat.
+    flat = torch.zeros_like(PROTOTYPES)
+    mib = CurrentRegionDistillation(calibrated=False)(NEW, OLD, FEATURES, flat, voxel_mask(True, True)).item()
+    literal = CurrentRegionDistillation(weighting=weighting)(NEW, OLD, FEATURES, flat, voxel_mask(True, True)).item()
+    scaled = CurrentRegionDistillation(weighting=weighting, mib_scale=True)(NEW, OLD, FEATURES, flat, voxel_mask(True, True)).item()
+    assert literal == pytest.approx(2 / 3 * mib, rel=1e-6)  # (1+|O|)/(1+|S|) of MiB's KD
+    assert scaled == pytest.approx(mib, rel=1e-6)
+
+
+def test_mib_scale_keeps_the_calibration():
+    a_0, a_1 = _softmax([-1.0, 0.0, 1.0]), _softmax([1.0, 0.0, -1.0])
+    expected = 3 / 2 * (a_0[0] * D_0[0] + a_0[1] * D_0[1] + a_1[0] * D_1[0] + a_1[1] * D_1[1]) / 2
+    value = CurrentRegionDistillation(mib_scale=True)(NEW, OLD, FEATURES, PROTOTYPES, voxel_mask(True, True)).item()
+    assert value == pytest.approx(expected, rel=1e-6)
