@@ -31,9 +31,10 @@ class CurrentRegionDistillation(RegionCalibratedDistillation):
             (which holds q₀) to d_{i,organ} = −p_organ·log q_organ (which pulls q_organ up), so sharp
             affinities let old organs spread into background (benchmarks/RESULTS.md, T_a = 0.1).
         mib_scale: multiply the weights by (1+|S|)/(1+|O|) (flag ``crcd.mib_scale``; False here is Eq. 9 as
-            written, PCDD's setting ``crcd_mib_scale`` defaults to True). The softmax spreads a voxel's weight over new classes too, so at flat affinities Eq. 9 is
-            (1+|O|)/(1+|S|) of MiB's unbiased KD (5/9 in a 4-4 step) and λ_crcd is not on MiB's scale; rescaled,
-            flat affinities give exactly MiB's KD and calibration only moves weight relative to it.
+            written, PCDD's setting ``crcd_mib_scale`` defaults to True). The softmax spreads a voxel's weight
+            over the new classes too, so at flat affinities Eq. 9 is (1+|O|)/(1+|S|) of MiB's unbiased KD (5/9
+            in a 4-4 step) and λ_crcd is not on MiB's scale; rescaled, flat affinities give exactly MiB's KD
+            and the calibration only moves weight relative to it.
         (``terms``: MiB's summands of these logits when already computed; PCDD shares them between ORCD
         and CRCD.)
     Shapes: logits_new (B, 1+|S|, D, H, W), logits_old (B, 1+|O|, D, H, W), features_new (B, K, D', H', W'),
