@@ -20,10 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-cases", type=positive_int, default=4, help="held-out cases: taken from the end of --data, or generated for phantom (default 4)")
     parser.add_argument("--train-cases", type=positive_int, default=8, help="phantom only: training cases to generate (default 8)")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
-    for stage, what, default in (
-        ("base", "the base step", STANDARD_ITERATIONS), ("step", "each incremental step", STANDARD_ITERATIONS), ("offline", "the offline upper bound", OFFLINE_ITERATIONS),
-    ):
-        parser.add_argument(f"--{stage}-iterations", type=positive_int, default=default, help=f"iterations of {what} (default {default})")
+    parser.add_argument("--base-iterations", type=positive_int, default=STANDARD_ITERATIONS, help=f"base step iterations (default {STANDARD_ITERATIONS})")
+    parser.add_argument("--step-iterations", type=positive_int, default=STANDARD_ITERATIONS, help=f"iterations of each incremental step (default {STANDARD_ITERATIONS})")
+    parser.add_argument("--offline-iterations", type=positive_int, default=OFFLINE_ITERATIONS, help=f"iterations of the offline upper bound (default {OFFLINE_ITERATIONS})")
     parser.add_argument("--step-learning-rate", type=positive_float, default=STEP_LEARNING_RATE, help=f"learning rate of each incremental step, before poly decay (default {STEP_LEARNING_RATE}, as ciss learn)")
     parser.add_argument("--no-offline", action="store_true", help="skip the offline upper bound (all organs at once)")
     parser.add_argument("--patch-size", type=int_triple, default=(64, 64, 64), help="patch size in voxels (default 64)")

@@ -58,6 +58,8 @@ class RegionCalibratedDistillation(nn.Module):
 
     Subclasses document the flags (``<flag_prefix>.temperature``, ``.include_background``, ``.calibrated``,
     ``.weighting``, ``.mib_scale``) and say which features and prototypes they pass to :meth:`distil`.
+    ``mib_scale`` multiplies by (classes in the softmax)/(classes with a teacher): 1 for ORCD, which has no
+    class without a teacher, so only CRCD exposes it.
     """
 
     flag_prefix = "calibrated_distillation"
