@@ -20,11 +20,10 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from ciss_engine.device import DEVICE_CHOICES
 from CISSegmentationLib.bundle_reader import new_organ_or_raise, read_bundle_or_raise
 from CISSegmentationLib.engine_commands import PRESETS, EngineLauncher
 from CISSegmentationLib.errors import BundleError, EngineNotInstalledError, InputError
-from CISSegmentationLib.parameters import CissParameters
+from CISSegmentationLib.parameters import DEVICE_CHOICES, CissParameters
 from CISSegmentationLib.self_test import NEW_ORGAN, PhantomBundle, WorkflowSelfTest, build_phantom_bundle
 from CISSegmentationLib.workflow_logic import WorkflowLogic
 

@@ -18,21 +18,12 @@ from pathlib import Path
 
 from ciss_engine.commands.export import FORMATS as DICOM_FORMATS
 
+from .engine_location import ENGINE_PACKAGE, shipped_engine_dir_or_raise
 from .errors import EngineFailedError, EngineNotInstalledError
 from .job_runner import EngineJob, JobCallbacks
 
 PRESETS = ("quick", "standard", "thorough")
-ENGINE_PACKAGE = "ciss_engine"
 MISSING_MODULE = re.compile(r"No module named '?([\w.]+)'?")
-
-
-def _shipped_engine_dir() -> Path | None:
-    """The folder holding ``ciss_engine/``: beside this package when installed, the repository in a checkout."""
-    here = Path(__file__).resolve().parent
-    for folder in (here.parent, here.parent.parent):
-        if (folder / ENGINE_PACKAGE / "__main__.py").is_file():
-            return folder
-    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,8 +36,7 @@ class EngineLauncher:
     @classmethod
     def default(cls) -> EngineLauncher:
         python = os.environ.get("CISS_ENGINE_PYTHON") or shutil.which("PythonSlicer") or sys.executable
-        engine_dir = _shipped_engine_dir()
-        return cls(python=python, pythonpath=(str(engine_dir),) if engine_dir else ())
+        return cls(python=python, pythonpath=(str(shipped_engine_dir_or_raise()),))
 
     def command(self, *args: str | os.PathLike[str], progress: bool = True) -> list[str]:
         """``python -m ciss_engine ARGS --progress jsonl`` (the flag belongs to the sub-command)."""
