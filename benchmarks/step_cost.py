@@ -1,5 +1,7 @@
-"""Benchmark (c): cost of a PCDD step against a plain supervised step with the same network,
-patch and batch (``finetune``: CE + Dice, no old model), on the same data, one process each.
+"""Benchmark (c): cost of a PCDD (and MiB) step against a plain supervised step with the same network,
+patch and batch (``finetune``: CE + Dice, no old model), on the same data, one process each; each
+distilling strategy with the old model run on every patch (``teacher=online``) and with its whole-CT
+outputs cropped from the cache (``teacher=cached``).
 
 Usage: python benchmarks/step_cost.py [--iterations 40] [--output benchmarks/output/step_cost]
 Prints a markdown table (seconds per iteration, ratio, peak memory) and writes step_cost.json.
@@ -41,17 +43,21 @@ def main() -> None:
         new[data == value] = index
     nib.save(nib.Nifti1Image(new, label.affine), str(out / "new_organs.nii.gz"))
     rows = {}
-    for strategy in ("finetune", "mib", "pcdd"):
-        bundle = out / f"bundle_{strategy}"
+    for strategy, teacher in (("finetune", "online"), ("mib", "online"), ("mib", "cached"), ("pcdd", "online"), ("pcdd", "cached")):
+        name = strategy if strategy == "finetune" else f"{strategy}, teacher={teacher}"
+        bundle = out / f"bundle_{strategy}_{teacher}"
         shutil.copytree(out / "base", bundle)
         ciss("learn", "-b", bundle, "--organ", "esophagus,pancreas,liver,stomach", "-i", cases[1] / "image.nii.gz", "-l", out / "new_organs.nii.gz",
-             "--strategy", strategy, "--iterations", args.iterations, "--accept-forgetting")
+             "--strategy", strategy, "--iterations", args.iterations, "--accept-forgetting", "--setting", f"teacher={teacher}")
         history = json.loads((bundle / "versions" / "1.1.0" / "docs" / "history.json").read_text())[-1]
-        rows[strategy] = history["metrics"]
-    base = rows["finetune"]["seconds_per_iteration"]
-    lines = ["| strategy | s / iteration | × supervised | peak memory (MB) |", "|---|---:|---:|---:|"]
-    for strategy, metrics in rows.items():
-        lines.append(f"| {strategy} | {metrics['seconds_per_iteration']:.3f} | {metrics['seconds_per_iteration'] / base:.2f} | {metrics['peak_memory_mb']:.0f} |")
+        rows[name] = history["metrics"]
+    base = rows["finetune"]
+    lines = ["| strategy | s / iteration | × supervised | peak memory (MB) | × supervised |", "|---|---:|---:|---:|---:|"]
+    for name, metrics in rows.items():
+        lines.append(
+            f"| {name} | {metrics['seconds_per_iteration']:.3f} | {metrics['seconds_per_iteration'] / base['seconds_per_iteration']:.2f} "
+            f"| {metrics['peak_memory_mb']:.0f} | {metrics['peak_memory_mb'] / base['peak_memory_mb']:.2f} |"
+        )
     print("\n".join(lines))
     (out / "step_cost.json").write_text(json.dumps(rows, indent=2))
 

@@ -9,7 +9,7 @@ from ..errors import InputError
 from ..events import EventSink
 from ..registry import parse_organ_spec
 from ..training.loop_config import STANDARD_ITERATIONS, LoopConfig
-from .arguments import add_schedule_arguments, float_triple, int_triple, loop_config_from, multiple_of_8, positive_int
+from .arguments import add_network_arguments, add_schedule_arguments, loop_config_from, positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,9 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="label values not listed in --organs: error (default) or background (keep only the listed organs)",
     )
     parser.add_argument("--iterations", type=positive_int, default=STANDARD_ITERATIONS, help=f"training iterations (default {STANDARD_ITERATIONS}; timings in the README's Measured results)")
-    parser.add_argument("--patch-size", type=int_triple, default=(64, 64, 64), help="patch size in voxels, N or X,Y,Z, multiples of 8 (default 64)")
-    parser.add_argument("--spacing", type=float_triple, default=(3.0, 3.0, 3.0), help="network voxel spacing in mm (default 3)")
-    parser.add_argument("--init-filters", type=multiple_of_8, default=16, help="SegResNet width; also the prototype feature size K (default 16)")
+    add_network_arguments(parser)
     add_schedule_arguments(parser, learning_rate=LoopConfig.learning_rate)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import typing
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from monai.losses import DiceLoss
@@ -52,6 +52,10 @@ class StrategySettings:
     # Dice on the new organs' channels (all strategies alike, so comparisons stay fair): small organs
     # get almost no gradient from voxel-averaged CE within a short CPU budget.
     new_class_dice: float = 1.0
+    # Where the frozen old model's outputs on a patch come from: "cached" crops the maps of its one
+    # sliding-window pass over each whole CT (no old-model forward per iteration), "online" runs it on
+    # every patch (for CTs whose maps would not fit in memory); "auto" caches when they fit.
+    teacher: Literal["auto", "cached", "online"] = "auto"
 
 
 def parse_settings_or_raise(settings_type: type[StrategySettings], strategy: str, overrides: dict[str, str]) -> StrategySettings:

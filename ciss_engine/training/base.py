@@ -24,7 +24,7 @@ from .cases import prepare_cases
 from .loop import run_training_loop
 from .loop_config import LoopConfig
 from .prototype_pass import compute_global_prototypes
-from .sampler import PatchSampler
+from .sampler import PatchBatch, PatchSampler
 
 BASE_VERSION = "1.0.0"
 
@@ -81,8 +81,8 @@ def train_base_bundle(request: BaseTrainingRequest, *, device: torch.device, sin
     sampler = PatchSampler(cases, num_classes=registry.num_classes, patch_size=request.preprocessing.patch_size, batch_size=request.batch_size, seed=request.seed)
     dice_ce = DiceCELoss(to_onehot_y=True, softmax=True)
 
-    def loss_fn(images: torch.Tensor, labels: torch.Tensor, iteration: int) -> tuple[torch.Tensor, dict[str, float]]:
-        loss = dice_ce(network(images).float(), labels[:, None])
+    def loss_fn(batch: PatchBatch, iteration: int) -> tuple[torch.Tensor, dict[str, float]]:
+        loss = dice_ce(network(batch.images).float(), batch.labels[:, None])
         return loss, {"dice_ce": float(loss.detach())}
 
     sink.log(f"training {len(registry)} organs ({', '.join(registry.names)}) on {len(cases)} CT(s), {request.loop.iterations} iterations on {device}")

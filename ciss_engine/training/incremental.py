@@ -34,8 +34,8 @@ from .cases import prepare_cases
 from .loop import LoopResult, run_training_loop
 from .loop_config import LoopConfig
 from .prototype_pass import compute_global_prototypes
-from .sampler import PatchSampler
-from .step_data import analyse_step_cases
+from .sampler import PatchBatch, PatchSampler
+from .step_data import analyse_step_cases, teacher_map_bytes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +89,33 @@ def _fingerprint(request: LearnRequest, parent: BundleVersion, data: list[str]) 
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 
+# The cached teacher may take at most this share of the memory available when the step starts.
+TEACHER_MEMORY_SHARE = 0.25
+
+
+def _teacher_is_cached(choice: str, needed_bytes: int, sink: EventSink) -> bool:
+    """``cached``/``online`` as asked; ``auto`` caches when the maps take at most a quarter of the free memory."""
+    if choice != "auto":
+        return choice == "cached"
+    import psutil
+
+    available = psutil.virtual_memory().available
+    if needed_bytes <= TEACHER_MEMORY_SHARE * available:
+        return True
+    sink.log(f"the old model's maps would take {needed_bytes / 2**20:.0f} MB of {available / 2**20:.0f} MB free: running it on every patch instead")
+    return False
+
+
+def old_model_outputs(batch: PatchBatch, old_network: SegmentationNetwork, num_old: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The frozen old model's logits (1+|O| channels) and features on the patch, float32: cropped from
+    the cached teacher when the batch carries its maps, else computed now."""
+    if batch.maps is not None:
+        return batch.maps[:, : 1 + num_old].float(), batch.maps[:, 1 + num_old :].float()
+    with torch.no_grad():
+        logits_old, features_old = old_network.forward_with_features(batch.images)
+    return logits_old.float(), features_old.float()
+
+
 def learn_step(request: LearnRequest, *, device: torch.device, sink: EventSink, cancel: CancelToken) -> tuple[BundleVersion, GuardResult]:
     """Run one step; returns the written version and the guard's verdict (raises if rejected)."""
     if request.strategy not in STRATEGIES:
@@ -113,26 +140,30 @@ def learn_step(request: LearnRequest, *, device: torch.device, sink: EventSink, 
     if not stored:
         raise BundleError(f"version {parent.version} has no stored prototypes ({parent.prototypes_path})", "re-train the base model with this version of CISSegmentation")
     stored_prototypes = GlobalPrototypes.from_tensors(stored)
+    cached_teacher = strategy_type.needs_old_model and _teacher_is_cached(settings.teacher, teacher_map_bytes(cases, num_old, old_network.feature_channels), sink)
     step_data = analyse_step_cases(
         old_network, cases, num_old=num_old, num_new=num_new, patch_size=preprocessing.patch_size, device=device,
-        fixed_threshold=request.fixed_threshold, sink=sink,
+        fixed_threshold=request.fixed_threshold, sink=sink, keep_teacher=cached_teacher,
     )
     torch.manual_seed(request.seed)
     network = grow_classifier(copy.deepcopy(old_network).requires_grad_(True), num_new)
     context = StepContext(num_old=num_old, num_new=num_new, stored_prototypes=stored_prototypes.as_tensor(), running_prototypes=step_data.new_prototypes)
     strategy = strategy_type(context, settings)
-    sampler = PatchSampler(cases, num_classes=registry.num_classes, patch_size=preprocessing.patch_size, batch_size=request.batch_size, seed=request.seed)
+    sampler = PatchSampler(
+        cases, num_classes=registry.num_classes, patch_size=preprocessing.patch_size, batch_size=request.batch_size, seed=request.seed,
+        maps=step_data.teacher_maps,
+    )
 
-    def loss_fn(images: torch.Tensor, labels: torch.Tensor, iteration: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss_fn(batch: PatchBatch, iteration: int) -> tuple[torch.Tensor, dict[str, float]]:
+        labels = batch.labels
         # Losses and prototypes run in float32: cast once here rather than in every loss.
-        logits_new, features_new = (t.float() for t in network.forward_with_features(images))
+        logits_new, features_new = (t.float() for t in network.forward_with_features(batch.images))
         if strategy.uses_running_prototypes:
             only_new = torch.where(labels > num_old, labels, 255)
             context.running_prototypes.update(*class_feature_sums(features_new, only_new, registry.num_classes))
         if strategy.needs_old_model:
-            with torch.no_grad():
-                logits_old, features_old = (t.float() for t in old_network.forward_with_features(images))
-            pseudo = make_pseudo_labels(labels, logits_old, step_data.thresholds.to(images.device), num_old)
+            logits_old, features_old = old_model_outputs(batch, old_network, num_old)
+            pseudo = make_pseudo_labels(labels, logits_old, step_data.thresholds.to(labels.device), num_old)
         else:
             logits_old = features_old = None
             pseudo = labels
@@ -141,7 +172,8 @@ def learn_step(request: LearnRequest, *, device: torch.device, sink: EventSink, 
         return strategy.loss(batch)
 
     sink.log(f"learning {', '.join(n for n, _, _ in request.organs)} on {len(cases)} CT(s) with {request.strategy}, "
-             f"{request.loop.iterations} iterations on {device}; parent version {parent.version}")
+             f"{request.loop.iterations} iterations on {device}; parent version {parent.version}"
+             + (f"; old model's outputs {'cached from its whole-CT pass' if cached_teacher else 'computed on every patch'}" if strategy.needs_old_model else ""))
     result = run_training_loop(
         network=network, loss_fn=loss_fn, sampler=sampler, config=request.loop, device=device, work_dir=work_dir,
         fingerprint=fingerprint, resume=request.resume, sink=sink, cancel=cancel, stage="learn",

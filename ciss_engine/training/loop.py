@@ -20,9 +20,9 @@ from ..errors import Cancelled
 from ..events import EventSink
 from .checkpoint import load_checkpoint_or_raise, save_checkpoint
 from .loop_config import LoopConfig
-from .sampler import PatchSampler, iteration_seed
+from .sampler import PatchBatch, PatchSampler, iteration_seed
 
-LossFn = Callable[[torch.Tensor, torch.Tensor, int], tuple[torch.Tensor, dict[str, float]]]
+LossFn = Callable[[PatchBatch, int], tuple[torch.Tensor, dict[str, float]]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,12 +83,11 @@ def run_training_loop(
             raise Cancelled(f"{stage} cancelled at iteration {iteration} of {config.iterations}", "run the same command again with --resume to continue")
         for group in optimizer.param_groups:
             group["lr"] = _poly_lr(config, iteration)
-        images, labels = sampler.batch(iteration)
-        images, labels = images.to(device), labels.to(device)
+        batch = sampler.batch(iteration).to(device)
         torch.manual_seed(iteration_seed(sampler.seed, iteration))
         optimizer.zero_grad(set_to_none=True)
         with autocast(device, dtype):
-            loss, losses = loss_fn(images, labels, iteration)
+            loss, losses = loss_fn(batch, iteration)
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(network.parameters(), config.grad_clip)

@@ -3,7 +3,8 @@
 One pass of the old model over each whole case gives (1) the per-class entropy thresholds τ, (2)
 the pseudo-labels Ỹ that steer patch sampling (so patches are not all new organ), (3) the features
 that initialise the new organs' prototypes, and (4) the old model's own masks, which the forgetting
-guard later compares with the new model's.
+guard later compares with the new model's; and (5), when asked, the old model's logits and features
+themselves in bf16: the cached teacher, cropped with each patch instead of running the old model again.
 """
 from __future__ import annotations
 
@@ -25,6 +26,12 @@ class StepData:
     thresholds: torch.Tensor  # τ (|O|,)
     old_predictions: list[torch.Tensor]  # argmax of the old model per case, (X, Y, Z) uint8
     new_prototypes: GlobalPrototypes  # (1+|S|) rows; only the new organs' rows are filled
+    teacher_maps: list[torch.Tensor] | None = None  # per case (1+|O| logits then K features, X, Y, Z) bf16
+
+
+def teacher_map_bytes(cases: Sequence[PreparedCase], num_old: int, feature_channels: int) -> int:
+    """Memory the cached teacher needs: bf16 logits and features over every case's network grid."""
+    return sum(2 * (1 + num_old + feature_channels) * case.image[0].numel() for case in cases)
 
 
 def analyse_step_cases(
@@ -37,8 +44,10 @@ def analyse_step_cases(
     device: torch.device,
     fixed_threshold: float | None,
     sink: EventSink,
+    keep_teacher: bool = False,
 ) -> StepData:
-    """Run the old model once over every case; sets each case's ``sampling_label`` to Ỹ."""
+    """Run the old model once over every case; sets each case's ``sampling_label`` to Ỹ; with
+    ``keep_teacher`` the returned data holds the old model's outputs for the cached teacher."""
     outputs = []
     estimator = EntropyThresholds(num_old)
     for index, case in enumerate(cases):
@@ -51,7 +60,7 @@ def analyse_step_cases(
     # The grown network starts with the old backbone, so the old features are the current ones:
     # they initialise the new organs' prototypes before CRCD needs them.
     prototypes = GlobalPrototypes(1 + num_old + num_new, old_network.feature_channels)
-    predictions = []
+    predictions, teacher_maps = [], []
     for case, (logits, features) in zip(cases, outputs):
         labels = case.label.as_tensor().long()
         case.sampling_label = case.label.clone()
@@ -59,4 +68,6 @@ def analyse_step_cases(
         only_new = torch.where(labels > num_old, labels, 255)
         prototypes.update_from_batch(features, only_new)
         predictions.append(logits[0].argmax(0).to(torch.uint8))
-    return StepData(thresholds=thresholds, old_predictions=predictions, new_prototypes=prototypes)
+        if keep_teacher:
+            teacher_maps.append(torch.cat([logits[0], features[0]]).to(torch.bfloat16))
+    return StepData(thresholds=thresholds, old_predictions=predictions, new_prototypes=prototypes, teacher_maps=teacher_maps if keep_teacher else None)
