@@ -105,11 +105,15 @@ def add_schedule_arguments(parser: argparse.ArgumentParser, *, learning_rate: fl
     parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed and data give the same model (default 0)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint (same arguments)")
     parser.add_argument("--no-amp", action="store_true", help="float32 (default: bf16 on capable CPUs, mixed precision on CUDA)")
+    parser.add_argument(
+        "--no-augmentation", action="store_true",
+        help="train on the cropped patches as they are (default: random rotation, scaling, shear, intensity, contrast, blur, noise; never left-right mirroring)",
+    )
     add_device_argument(parser)
 
 
 def loop_config_from(args: argparse.Namespace, iterations: int) -> LoopConfig:
     return LoopConfig(
         iterations=iterations, optimizer=args.optimizer, learning_rate=args.learning_rate, momentum=args.momentum,
-        checkpoint_every=args.checkpoint_every, amp=not args.no_amp,
+        checkpoint_every=args.checkpoint_every, amp=not args.no_amp, augmentation=not args.no_augmentation,
     )

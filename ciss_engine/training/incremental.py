@@ -151,7 +151,7 @@ def learn_step(request: LearnRequest, *, device: torch.device, sink: EventSink, 
     strategy = strategy_type(context, settings)
     sampler = PatchSampler(
         cases, num_classes=registry.num_classes, patch_size=preprocessing.patch_size, batch_size=request.batch_size, seed=request.seed,
-        maps=step_data.teacher_maps,
+        maps=step_data.teacher_maps, augment=request.loop.augmentation,
     )
 
     def loss_fn(batch: PatchBatch, iteration: int) -> tuple[torch.Tensor, dict[str, float]]:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from monai.transforms import ClassesToIndices, RandCropByLabelClassesd, SpatialPad
 
+from .augmentation import patch_augmentation
 from .cases import PreparedCase
 
 
@@ -41,9 +42,10 @@ class PatchSampler:
 
     def __init__(
         self, cases: Sequence[PreparedCase], *, num_classes: int, patch_size: Sequence[int], batch_size: int, seed: int,
-        background_share: float = 0.2, maps: Sequence[torch.Tensor] | None = None,
+        background_share: float = 0.2, maps: Sequence[torch.Tensor] | None = None, augment: bool = False,
     ) -> None:
-        """``maps``: one (C, X, Y, Z) tensor per case on the case's network grid, cropped with each patch."""
+        """``maps``: one (C, X, Y, Z) tensor per case on the case's network grid, cropped with each patch;
+        ``augment``: random spatial and intensity transforms of each patch (``augmentation.py``)."""
         if not 0.0 <= background_share < 1.0:
             raise ValueError(f"background_share must be in [0, 1), got {background_share}")
         if maps is not None and [m.shape[1:] for m in maps] != [c.image.shape[1:] for c in cases]:
@@ -55,6 +57,7 @@ class PatchSampler:
         self._labels = [pad(c.label) for c in cases]
         self._maps = None if maps is None else [pad(m) for m in maps]
         keys = ["image", "label"] + ([] if maps is None else ["maps"])
+        self._augment = patch_augmentation(patch_size, with_maps=maps is not None) if augment else None
         steering = [pad(c.sampling_label if c.sampling_label is not None else c.label) for c in cases]
         to_indices = ClassesToIndices(num_classes=num_classes)
         self._indices = [to_indices(s) for s in steering]
@@ -80,6 +83,9 @@ class PatchSampler:
             if self._maps is not None:
                 data["maps"] = self._maps[case]
             patch = crop(data)[0]
+            if self._augment is not None:
+                self._augment.set_random_state(seed=int(rng.integers(2**31 - 1)))
+                patch = self._augment(patch)
             images.append(torch.as_tensor(patch["image"]))
             labels.append(torch.as_tensor(patch["label"])[0].long())
             if self._maps is not None:
