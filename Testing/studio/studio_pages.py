@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import nibabel as nib
@@ -20,7 +21,11 @@ AXIAL, THREE_D, CORONAL, SAGITTAL = 0, 1, 2, 3
 OLD_VIEW, NEW_VIEW = 0, 1
 MAIN_SLICE_VIEWS = {AXIAL: "Red", CORONAL: "Green", SAGITTAL: "Yellow"}  # layout index → Slicer view name
 COMPARE_VIEWS = {OLD_VIEW: "Red", NEW_VIEW: "Compare"}
-SLICE_AXES = {"Red": 2, "Green": 1, "Yellow": 0, "Compare": 2}  # the RAS axis along which each slice view steps
+# The RAS axis each slice view steps along and the sign of its slider (the slice offset is measured along the slice
+# node's normal, and Slicer's sagittal normal points to the patient's left: offset +3 mm is x = -3 mm).
+# test_studio_views pins these against the studio's own slice nodes.
+SLICE_NORMALS = {"Red": (2, 1), "Green": (1, 1), "Yellow": (0, -1), "Compare": (2, 1)}
+VOXEL_CENTRE_TOLERANCE = 1e-3  # in voxels: the views show voxel centres (trame-slicer snaps them there)
 MIN_OUTLINE_PIXELS = 20  # a voxel of an organ cut by the slice draws an outline of ~50 pixels at the tests' zoom
 STRAY_PIXELS = 5  # an organ's exact colour where it is not: allows a coincidental blend or two
 
@@ -56,18 +61,27 @@ def distance_to(screenshot: Path, rgb: tuple[int, int, int], box: tuple[float, f
     return float(np.linalg.norm(region - np.array(rgb, dtype=float), axis=2).mean())
 
 
-def shoot_views(page: Page, folder: Path, name: str, indices: list[int], *, views: int = 4, timeout_s: float = 30.0) -> list[Path]:
-    """Screenshots of each chosen view, once the page shows the layout's ``views`` views and each has drawn
-    something (a new layout reaches the page after the server switched it); then of the whole page."""
+Check = Callable[[list[Path]], list[str]]  # screenshots → what they draw wrongly (nothing: as expected)
+
+
+def shoot_views(page: Page, folder: Path, name: str, indices: list[int], *, views: int = 4, expect: Check | None = None,
+                timeout_s: float = 30.0) -> list[Path]:
+    """Screenshots of each chosen view once the page shows the layout's ``views`` views, each has drawn something and
+    they draw what ``expect`` expects; then of the whole page. A view's new image reaches the page some time after
+    the server changed its state (a new layout, a result, a slice), so the tests wait for the drawing they expect,
+    never for a fixed time; on timeout the last problems fail the test."""
     deadline = time.monotonic() + timeout_s
     while True:
         boxes = view_boxes(page)
+        problems = [f"the page shows {len(boxes)} views, not {views}"]
         if len(boxes) == views:
             shots = [page.screenshot(folder / f"{name}_view{i}.png", clip=boxes[i]) for i in indices]
-            if all(np.asarray(Image.open(shot).convert("L")).max() > 0 for shot in shots):
-                break
+            drawn = all(np.asarray(Image.open(shot).convert("L")).max() > 0 for shot in shots)
+            problems = (expect(shots) if expect else []) if drawn else ["a view has drawn nothing yet"]
+        if not problems:
+            break
         if time.monotonic() > deadline:
-            raise TimeoutError(f"the page did not show {views} drawn views within {timeout_s} s (it shows {len(boxes)})")
+            raise AssertionError(f"{name}: after {timeout_s:.0f} s the views still draw wrongly: {'; '.join(problems)}")
         time.sleep(0.3)
     page.screenshot(folder / f"{name}.png")
     return shots
@@ -83,14 +97,43 @@ def bundle_organs(page: Page) -> dict[str, tuple[int, tuple[int, int, int]]]:
 
 
 def shown_slice(page: Page, view: str, affine: np.ndarray) -> tuple[int, int]:
-    """(voxel axis, index) of the slice a view shows, from its slider (the slice offset in mm along its RAS axis).
+    """(voxel axis, index) of the CT slice a view shows, from its slider as the page holds it."""
+    return slice_at(view, page.state(f"{view}__SliderState__value"), affine)
 
-    The CT must be axis-aligned (RAS): then the view's RAS axis is the voxel axis of the same number.
+
+def slice_at(view: str, offset: float, affine: np.ndarray) -> tuple[int, int]:
+    """(voxel axis, index) of the CT slice a view shows at slice ``offset`` (mm along its slice normal).
+
+    The CT must be axis-aligned (RAS): then the view's RAS axis is the voxel axis of the same number. A position
+    between two voxels fails rather than being rounded: which of the two VTK draws is not the test's to guess.
     """
-    axis = SLICE_AXES[view]
-    point = affine[:3, 3].copy()
-    point[axis] = page.state(f"{view}__SliderState__value")
-    return axis, int(round((np.linalg.inv(affine) @ np.append(point, 1.0))[axis]))
+    axis, sign = SLICE_NORMALS[view]
+    position = (sign * offset - affine[axis, 3]) / affine[axis, axis]
+    index = round(position)
+    assert abs(position - index) <= VOXEL_CENTRE_TOLERANCE, f"the {view} view is between two voxels (voxel {position:.3f} of axis {axis})"
+    return axis, index
+
+
+def slice_offset(view: str, index: int, affine: np.ndarray) -> float:
+    """The slice offset at which a view shows the centre of voxel ``index`` along its axis (``slice_at``'s inverse)."""
+    axis, sign = SLICE_NORMALS[view]
+    return float(sign * (affine[axis, 3] + index * affine[axis, axis]))
+
+
+def show_slice(page: Page, view: str, index: int, affine: np.ndarray) -> None:
+    """Move a view to a CT slice through its slider's state, as the slider does."""
+    key = json.dumps(f"{view}__SliderState__value")
+    page.evaluate(f"window.trame.state.set({key}, {slice_offset(view, index, affine)})")
+    page.wait_idle()
+
+
+def fullest_slice(labels: np.ndarray, axis: int) -> int:
+    """The slice along ``axis`` that holds the most organs (then the most organ voxels): there a view's drawing says most."""
+    def richness(index: int) -> tuple[int, int]:
+        plane = np.take(labels, index, axis=axis)
+        return len(set(np.unique(plane).tolist()) - {0}), int(np.count_nonzero(plane))
+
+    return max(range(labels.shape[axis]), key=richness)
 
 
 def drawing_problems(shot: Path, labels: np.ndarray, where: tuple[int, int], organs: dict[str, tuple[int, tuple[int, int, int]]]) -> list[str]:
@@ -114,6 +157,11 @@ def export_label_map(page: Page, folder: Path) -> tuple[np.ndarray, Path]:
     page.click("#ciss-export")
     page.wait_for(f"(document.querySelector('#ciss-exported') || {{textContent: ''}}).textContent.includes({json.dumps(str(folder))})", 20,
                   "the label map to be written")
+    return exported_label_map(page)
+
+
+def exported_label_map(page: Page) -> tuple[np.ndarray, Path]:
+    """The label map the Export panel says it wrote (every export writes one, DICOM exports too): its voxels and its path."""
     path = Path(page.text("#ciss-exported").split("Wrote ", 1)[1].split(";")[0].strip())
     return np.asarray(nib.load(path).dataobj), path
 
@@ -132,7 +180,8 @@ STROKES_BOX = (0.36, 0.46, 0.63, 0.54)  # where add_and_paint_organ paints surel
 
 
 def add_and_paint_organ(page: Page, name: str) -> None:
-    """Add a new organ by name and paint three strokes across the middle of the axial view (covering STROKES_BOX)."""
+    """Add a new organ by name and paint three strokes across the middle of the axial view (covering STROKES_BOX),
+    each stroke once the previous one was counted (the server applies a stroke when the button is released)."""
     page.type_into("#ciss-organ-name", name)
     page.press("Enter")
     page.press("Escape")  # close the name list, which covers the button below
@@ -143,9 +192,9 @@ def add_and_paint_organ(page: Page, name: str) -> None:
     x0, y0 = axial["x"] + 0.35 * axial["width"], axial["y"] + 0.5 * axial["height"]
     for dy in (-0.06, 0.0, 0.06):
         y = y0 + dy * axial["height"]
+        before = painted_text(page, name)
         page.drag([(x0 + i * 0.015 * axial["width"], y) for i in range(21)])
-        time.sleep(0.3)  # the server applies a stroke when the button is released; a hand pauses too
-    wait_until_painted(page, name)
+        wait_until_painted(page, name, before)
     page.click("#ciss-tool-workflow")
 
 
@@ -154,15 +203,11 @@ def painted_text(page: Page, name: str) -> str:
     return next((row["painted"] for row in rows if row["name"] == name), "")
 
 
-def wait_until_painted(page: Page, name: str, settle_s: float = 1.0, timeout_s: float = 60.0) -> str:
-    """The server applies strokes one after another: wait until the organ's painted-voxel count stops changing."""
+def wait_until_painted(page: Page, name: str, before: str, timeout_s: float = 60.0) -> None:
+    """Until the organ's painted-voxel count differs from ``before``: each stroke paints voxels no other stroke did,
+    and the server recounts once after it was applied."""
     deadline = time.monotonic() + timeout_s
-    last, since = None, time.monotonic()
-    while time.monotonic() < deadline:
-        text = painted_text(page, name)
-        if text != last:
-            last, since = text, time.monotonic()
-        elif "voxels" in text and time.monotonic() - since >= settle_s:
-            return text
+    while (text := painted_text(page, name)) == before or "voxels" not in text:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the painted voxels of {name} did not change in {timeout_s} s (still {text!r})")
         time.sleep(0.2)
-    raise TimeoutError(f"the painted voxels of {name} did not settle in {timeout_s} s (last: {last!r})")
