@@ -1,6 +1,7 @@
 """Helpers shared by the test suites (importable because pyproject sets pythonpath = Testing)."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -31,6 +32,18 @@ def run_cli(*args: object) -> int:
     from ciss_engine.cli import main
 
     return int(main([str(a) for a in args]))
+
+
+def record_checksums(version_dir: Path) -> None:
+    """Record the model files' current SHA-256 in the version's metadata.json, as someone who edits both
+    would: the checksum is tamper evidence, not a signature, so the defences behind it (weights_only,
+    safetensors) must hold on their own, and a test that crafts weights on purpose re-records them."""
+    from ciss_engine.bundle import CHECKSUMMED_FILES, sha256_of
+
+    path = version_dir / "configs" / "metadata.json"
+    metadata = json.loads(path.read_text())
+    metadata["ciss"]["files_sha256"] = {name: sha256_of(version_dir / name) for name in CHECKSUMMED_FILES if (version_dir / name).is_file()}
+    path.write_text(json.dumps(metadata))
 
 
 def cancelling_sink(token, *, stage: str, step: int):

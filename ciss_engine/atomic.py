@@ -81,7 +81,10 @@ def write_text_atomic(path: Path, text: str) -> Path:
 
 @contextlib.contextmanager
 def staged_directory(final: Path) -> Iterator[Path]:
-    """Yield a hidden staging directory beside ``final``; rename it to ``final`` only on success."""
+    """Yield a hidden staging directory beside ``final``; rename it to ``final`` only on success.
+
+    Raises FileExistsError, and replaces nothing, if ``final`` exists by then: the caller knows what
+    that means and what to do about it."""
     final = Path(final)
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -91,9 +94,13 @@ def staged_directory(final: Path) -> Iterator[Path]:
     try:
         yield staging
         if final.exists():
-            raise OutputError(f"{final} already exists", "choose another output directory or remove the old one")
+            raise FileExistsError(errno.EEXIST, "already exists", str(final))
         os.rename(staging, final)
+    except FileExistsError:
+        raise
     except OSError as error:
+        if error.errno == errno.ENOTEMPTY:  # ``final`` appeared between the check and the rename
+            raise FileExistsError(errno.EEXIST, "already exists", str(final)) from error
         raise output_error(final, error) from error
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -6,18 +6,24 @@ BUNDLE/versions/<semver>/configs/metadata.json   MONAI metadata + "ciss" section
                         configs/classes.json     class registry
                         models/model.pt          state dict, loaded with weights_only=True
                         models/prototypes.safetensors
+                        (metadata.json's ciss.files_sha256 holds the SHA-256 of both model files)
                         docs/history.json        lineage of every step up to this version
                         docs/README.md           model card
 ```
 A version is written into a staging folder and renamed into place when complete; ``bundle.json`` is
 replaced atomically to switch versions, so a reader never sees half a version and rollback is a
 pointer change. Loading never executes code: weights go through ``torch.load(weights_only=True)``,
-prototypes through safetensors, everything else is JSON.
+prototypes through safetensors, everything else is JSON. The model files are checked against the
+SHA-256 recorded when the version was written, so a file changed since then is named, not used.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
+import io
 import json
+import logging
 import pickle
 import re
 from pathlib import Path
@@ -32,6 +38,12 @@ FORMAT_VERSION = 1
 SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 STATUS_PUBLISHED = "published"
 STATUS_REJECTED = "rejected"
+# The files whose SHA-256 a version records (relative to its folder), and what ``check_files`` reports.
+CHECKSUMMED_FILES = ("models/model.pt", "models/prototypes.safetensors")
+FILE_OK, FILE_CHANGED, FILE_MISSING = "ok", "changed", "missing"
+TAMPER_HINT = "the version's files are no longer those it was written with: restore the bundle from a backup, or roll back to another version (ciss rollback)"
+
+LOG = logging.getLogger(__name__)
 
 
 def semver_key(version: str) -> tuple[int, int, int]:
@@ -44,6 +56,20 @@ def semver_key(version: str) -> tuple[int, int, int]:
 def next_minor(version: str) -> str:
     major, minor, _ = semver_key(version)
     return f"{major}.{minor + 1}.0"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@functools.cache
+def _log_unverified(version_path: Path) -> None:
+    """Once per version and process: a version written before checksums loads, unchecked, and says so."""
+    LOG.warning("%s was written before bundles recorded checksums: its model files are loaded without a tamper check", version_path)
 
 
 def _read_json_or_raise(path: Path, what: str) -> Any:
@@ -85,14 +111,45 @@ class BundleVersion:
     def prototypes_path(self) -> Path:
         return self.path / "models" / "prototypes.safetensors"
 
+    @property
+    def recorded_sha256(self) -> dict[str, str] | None:
+        """SHA-256 of the model files when the version was written; None for versions older than checksums."""
+        return self.settings.get("files_sha256")
+
+    def check_files(self) -> dict[str, str]:
+        """Each recorded file: ``ok``, ``changed`` or ``missing`` (empty for a version without checksums)."""
+        states = {}
+        for name, recorded in (self.recorded_sha256 or {}).items():
+            path = self.path / name
+            states[name] = FILE_MISSING if not path.is_file() else FILE_OK if sha256_of(path) == recorded else FILE_CHANGED
+        return states
+
+    def _relative(self, path: Path) -> str:
+        return path.relative_to(self.path).as_posix()
+
+    def _read_verified(self, path: Path) -> bytes:
+        """The bytes of a model file, after checking them against the recorded SHA-256 (read once: what is
+        checked is what is loaded)."""
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            raise BundleError(f"cannot read {path}: {error.strerror}", f"check that {path} is readable") from error
+        recorded = self.recorded_sha256
+        if recorded is None:
+            _log_unverified(self.path)
+        elif hashlib.sha256(data).hexdigest() != recorded.get(self._relative(path)):
+            raise BundleError(f"{path} has changed since version {self.version} was written (its SHA-256 differs from the one in configs/metadata.json)", TAMPER_HINT)
+        return data
+
     def load_state_dict(self) -> dict[str, Any]:
         """The network weights; refuses anything but tensors (no code from the bundle runs)."""
         import torch
 
         if not self.model_path.is_file():
             raise BundleError(f"model weights are missing: {self.model_path}", "the bundle version is incomplete; roll back to another version or retrain")
+        data = self._read_verified(self.model_path)
         try:
-            state = torch.load(self.model_path, map_location="cpu", weights_only=True)
+            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as error:
             raise BundleError(
                 f"refused to load {self.model_path}: it contains objects other than tensors",
@@ -107,13 +164,15 @@ class BundleVersion:
     def load_prototypes(self) -> dict[str, Any]:
         """Global prototypes, voxel counts and per-class τ as tensors (safetensors: no code)."""
         from safetensors import SafetensorError
-        from safetensors.torch import load_file
+        from safetensors.torch import load
 
         if not self.prototypes_path.is_file():
+            if self._relative(self.prototypes_path) in (self.recorded_sha256 or {}):
+                raise BundleError(f"prototypes are missing: {self.prototypes_path}", TAMPER_HINT)
             return {}
         try:
-            return load_file(str(self.prototypes_path))
-        except (SafetensorError, OSError) as error:
+            return load(self._read_verified(self.prototypes_path))
+        except SafetensorError as error:
             raise BundleError(f"cannot read prototypes {self.prototypes_path}: {error}", "the file is damaged; restore the bundle from a backup or roll back") from error
 
 
@@ -233,7 +292,9 @@ def write_version(
     changelog: dict[str, str],
     make_current: bool,
 ) -> BundleVersion:
-    """Write a complete version into ``root/versions/<version>`` atomically; optionally make it current."""
+    """Write a complete version into ``root/versions/<version>`` atomically; optionally make it current.
+
+    The model files are written first, so metadata.json can record their SHA-256 (``ciss.files_sha256``)."""
     import torch
     from safetensors.torch import save_file
 
@@ -241,17 +302,25 @@ def write_version(
 
     root = Path(root)
     final = root / "versions" / version
-    metadata = build_metadata(version=version, registry=registry, settings=settings, changelog=changelog)
-    with staged_directory(final) as staging:
-        for sub in ("configs", "models", "docs"):
-            (staging / sub).mkdir()
-        write_json_atomic(staging / "configs" / "metadata.json", metadata)
-        write_json_atomic(staging / "configs" / "classes.json", registry.to_json())
-        torch.save({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, staging / "models" / "model.pt")
-        if prototypes:
-            save_file({k: v.detach().cpu().contiguous() for k, v in prototypes.items()}, str(staging / "models" / "prototypes.safetensors"))
-        write_json_atomic(staging / "docs" / "history.json", history)
-        (staging / "docs" / "README.md").write_text(model_card(metadata, registry, history), encoding="utf-8")
+    try:
+        with staged_directory(final) as staging:
+            for sub in ("configs", "models", "docs"):
+                (staging / sub).mkdir()
+            torch.save({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, staging / "models" / "model.pt")
+            if prototypes:
+                save_file({k: v.detach().cpu().contiguous() for k, v in prototypes.items()}, str(staging / "models" / "prototypes.safetensors"))
+            hashes = {name: sha256_of(staging / name) for name in CHECKSUMMED_FILES if (staging / name).is_file()}
+            metadata = build_metadata(version=version, registry=registry, settings={**settings, "files_sha256": hashes}, changelog=changelog)
+            write_json_atomic(staging / "configs" / "metadata.json", metadata)
+            write_json_atomic(staging / "configs" / "classes.json", registry.to_json())
+            write_json_atomic(staging / "docs" / "history.json", history)
+            (staging / "docs" / "README.md").write_text(model_card(metadata, registry, history), encoding="utf-8")
+    except FileExistsError as error:
+        raise BundleError(
+            f"version {version} of bundle {root} already exists",
+            f"nothing was overwritten: a version is never replaced. `ciss versions -b {root}` lists the versions; "
+            "`ciss learn` run again writes the next one, `ciss train` needs a new output folder",
+        ) from error
     if make_current:
         pointer = root / "bundle.json"
         previous = json.loads(pointer.read_text(encoding="utf-8")) if pointer.exists() else {"format": FORMAT, "format_version": FORMAT_VERSION}

@@ -6,11 +6,9 @@ import signal
 import threading
 from collections.abc import Iterator
 
-from .errors import Cancelled
-
 
 class CancelToken:
-    """Set by a signal or by code; long loops call ``raise_if_cancelled`` once an iteration."""
+    """Set by a signal or by code; long loops check ``is_cancelled`` once an iteration."""
 
     def __init__(self) -> None:
         self._event = threading.Event()
@@ -21,10 +19,6 @@ class CancelToken:
     @property
     def is_cancelled(self) -> bool:
         return self._event.is_set()
-
-    def raise_if_cancelled(self, hint: str = "") -> None:
-        if self.is_cancelled:
-            raise Cancelled("cancelled", hint)
 
 
 @contextlib.contextmanager

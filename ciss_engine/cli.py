@@ -11,8 +11,13 @@ import sys
 
 from . import __version__
 from .commands import COMMANDS
+from .crash import report_unexpected_error
 from .errors import CissError, ExitCode
 from .events import EventSink, ProgressMode
+from .training.distributed import DistributedContext
+
+# Commands that torchrun may start as several processes (docs/distributed.md); the others run as one.
+DISTRIBUTED_COMMANDS = ("train",)
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -62,7 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return ExitCode.USAGE_ERROR
-    mode = ProgressMode.QUIET if args.quiet else ProgressMode(args.progress or ProgressMode.BAR)
+    launch = DistributedContext.from_environment()
+    if launch.is_distributed and args.command not in DISTRIBUTED_COMMANDS:
+        parser.error(f"torchrun started {launch.world_size} processes, but only `ciss train` runs distributed; run `ciss {args.command}` as one process")
+    # Under torchrun only rank 0 reports: one stream of events, one `done`; other ranks still print errors on stderr.
+    mode = ProgressMode.QUIET if args.quiet or not launch.is_main else ProgressMode(args.progress or ProgressMode.BAR)
     sink = EventSink(mode)
     module = importlib.import_module(f".commands.{args.command.replace('-', '_')}", __package__)
     try:
@@ -73,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sink.error("cancelled", "run again with --resume to continue from the last checkpoint", exit_code=int(ExitCode.CANCELLED))
         return ExitCode.CANCELLED
+    except Exception as error:  # anything else is a bug or memory running out: one error event, the traceback in a log file
+        return report_unexpected_error(error, argv, sink)
     return ExitCode.OK
 
 

@@ -83,7 +83,7 @@ def _add_new_organs(data: DemoData, bundle_dir: Path, settings: DemoSettings, de
         bundle=bundle_dir, organs=[(name, index, None) for index, (name, _) in enumerate(NEW_ORGANS, start=1)],
         images=[c.image for c in data.step_training], labels=labels,
         loop=LoopConfig(iterations=settings.step_iterations, learning_rate=STEP_LEARNING_RATE), seed=settings.seed,
-        resume=(learn_work_dir(bundle_dir) / CHECKPOINT_NAME).is_file(),
+        resume=any(learn_work_dir(bundle_dir).glob(f"*/{CHECKPOINT_NAME}")),
     )
     try:
         version, guard = learn_step(request, device=device, sink=sink, cancel=cancel)

@@ -18,6 +18,7 @@ class ExitCode(enum.IntEnum):
     BUNDLE_ERROR = 4
     OUTPUT_ERROR = 5
     FORGETTING_REJECTED = 6
+    OUT_OF_MEMORY = 7  # CUDA or host memory ran out (docs/reliability.md): the run needs less memory, not a bug report
     CANCELLED = 130
 
 

@@ -100,6 +100,11 @@ class EventSink:
         """A named event (``checkpoint_saved``, ``forgetting_guard``…) in jsonl mode."""
         self._emit(event, **fields)
 
+    def warning(self, message: str, hint: str, **fields: Any) -> None:
+        """An input that can be used but deserves a look: a ``warning`` event and a log line."""
+        self.log(f"warning: {message}\n  hint: {hint}")
+        self._emit("warning", message=message, hint=hint, **fields)
+
     def done(self, **fields: Any) -> None:
         self._close_bars()
         self._emit("done", **fields)

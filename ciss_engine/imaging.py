@@ -2,6 +2,11 @@
 
 Every image is returned as a nibabel ``Nifti1Image`` whose affine is the exact voxel → RAS mapping,
 so outputs can be written back onto the input's own grid. Errors name the file and the fix.
+
+Hostile or broken files are refused before their voxels are read where the header allows it (shape,
+voxel count against ``MAX_VOXELS`` and the free memory, geometry), and a CT's values are checked once
+read: NaN/Inf and CTs too small for the network's grid are errors, values that do not look like
+Hounsfield units are a warning (docs/reliability.md).
 """
 from __future__ import annotations
 
@@ -14,11 +19,26 @@ import nibabel as nib
 import numpy as np
 
 from .errors import InputError
+from .events import EventSink
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 NRRD_SUFFIXES = (".nrrd", ".nhdr")
 # Affines equal to this tolerance (mm) describe the same grid; exporters round positions to ~1e-4 mm.
 AFFINE_TOLERANCE_MM = 1e-3
+# Input limits. 1024³ voxels is four times a 512×512×1024 whole-body CT; a larger header is damaged or
+# not a CT. Spacing outside 0.1-20 mm is no clinical CT (a broken header, or metres for millimetres).
+MAX_VOXELS = 1024**3
+SPACING_RANGE_MM = (0.1, 20.0)
+# Memory a voxel takes while loading: its stored value plus the float32 copy the network grid is made
+# from. A NRRD's stored type is not parsed before reading: the widest (8 bytes) is assumed.
+WORKING_BYTES_PER_VOXEL = 4
+NRRD_ASSUMED_ITEMSIZE = 8
+# The network halves its grid three times: an axis needs 8 voxels to reach the deepest level at all.
+MIN_CT_VOXELS_PER_AXIS = 8
+# A CT's 1st-99th percentile lies within these Hounsfield units (air -1000, dense bone and contrast < 3000);
+# a spread below NEARLY_CONSTANT_HU means the volume holds no anatomy (blank, or a mask).
+PLAUSIBLE_HU = (-1100.0, 4000.0)
+NEARLY_CONSTANT_HU = 20.0
 
 
 # NRRD world spaces and the sign flips that turn them into RAS.
@@ -29,11 +49,11 @@ NRRD_SPACE_TO_RAS = {
 }
 
 
-def _read_nrrd(path: Path) -> nib.Nifti1Image:
+def _read_nrrd(path: Path, role: str) -> nib.Nifti1Image:
     """NRRD with pynrrd (no torch: the front ends read CTs too); space directions and origin → RAS affine."""
     import nrrd
 
-    data, header = nrrd.read(str(path))
+    header = nrrd.read_header(str(path))
     space = str(header.get("space", "left-posterior-superior")).lower()
     if space not in NRRD_SPACE_TO_RAS or "space directions" not in header:
         raise InputError(f"NRRD {path} has no usable world space ({space!r})", "save it from 3D Slicer or another tool that writes 'space directions' (and 'space' unless it is left-posterior-superior, which is assumed)")
@@ -42,12 +62,15 @@ def _read_nrrd(path: Path) -> nib.Nifti1Image:
     affine[:3, :3] = directions[-3:].T  # rows of 'space directions' are the axis vectors
     affine[:3, 3] = np.asarray(header.get("space origin", np.zeros(3)), dtype=np.float64)
     affine[:3] *= np.asarray(NRRD_SPACE_TO_RAS[space], dtype=np.float64)[:, None]
+    _check_header_or_raise(tuple(int(n) for n in header["sizes"]), NRRD_ASSUMED_ITEMSIZE, affine, path, role)
+    data, _ = nrrd.read(str(path))
     return nib.Nifti1Image(np.asarray(data), affine)
 
 
-def load_volume_or_raise(path: Path | str, *, role: str = "CT", series_uid: str | None = None) -> nib.Nifti1Image:
-    """Load a 3D volume; ``role`` ("CT", "label") only words the error messages; ``series_uid`` picks
-    one series of a DICOM folder that holds several."""
+def load_volume_or_raise(path: Path | str, *, role: str = "CT", series_uid: str | None = None, sink: EventSink | None = None) -> nib.Nifti1Image:
+    """Load a 3D volume after the header checks; ``role`` ("CT", "label") words the error messages, and a
+    CT's values are checked too (warnings go to ``sink``); ``series_uid`` picks one series of a DICOM
+    folder that holds several."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{role} not found: {path}", "check the path; CTs are NIfTI (.nii/.nii.gz), NRRD (.nrrd) or a DICOM series folder")
@@ -55,13 +78,15 @@ def load_volume_or_raise(path: Path | str, *, role: str = "CT", series_uid: str 
         from .dicom.series import read_ct_series
 
         image = read_ct_series(path, series_uid=series_uid)
+        _check_geometry_or_raise(image.affine, path, role)
     else:
         name = path.name.lower()
         try:
             if name.endswith(NRRD_SUFFIXES):
-                image = _read_nrrd(path)
+                image = _read_nrrd(path, role)
             elif name.endswith(NIFTI_SUFFIXES):
                 lazy = nib.load(str(path))
+                _check_header_or_raise(lazy.shape, lazy.get_data_dtype().itemsize, lazy.affine, path, role)
                 # Read everything now: a truncated or corrupt gzip must fail here, not mid-training.
                 image = nib.Nifti1Image(np.asarray(lazy.dataobj), lazy.affine)
             else:
@@ -70,18 +95,100 @@ def load_volume_or_raise(path: Path | str, *, role: str = "CT", series_uid: str 
             raise
         except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError, nib.filebasedimages.ImageFileError) as error:
             raise InputError(f"cannot read {role} {path}: {error}", "the file is damaged or not what its name says; export it again from the source") from error
-    return _as_3d_or_raise(image, path, role)
+    image = _as_3d_or_raise(image, path, role)
+    if role == "CT":
+        _check_ct_values_or_raise(image, path, sink or EventSink())
+    return image
+
+
+def available_memory() -> int:
+    """Bytes this process can still allocate: the free main memory, or less under an address-space limit
+    (``ulimit -v``, as batch schedulers set)."""
+    import resource
+
+    import psutil
+
+    free = psutil.virtual_memory().available
+    limit, _ = resource.getrlimit(resource.RLIMIT_AS)
+    return free if limit == resource.RLIM_INFINITY else min(free, limit - psutil.Process().memory_info().vms)
+
+
+def _check_header_or_raise(shape: tuple[int, ...], itemsize: int, affine: np.ndarray, path: Path, role: str) -> None:
+    """What a header claims, checked before any voxel is read: a hostile 1 KB file claiming 30000³ voxels
+    is refused here instead of failing on allocation."""
+    _check_shape_or_raise(shape, path, role)
+    voxels = int(np.prod(shape, dtype=np.int64))
+    if voxels > MAX_VOXELS:
+        raise InputError(
+            f"{role} {path} claims {' x '.join(map(str, shape))} = {voxels:.3g} voxels, more than the {MAX_VOXELS:.3g} (1024³) this engine reads",
+            "the header is damaged or this is not a CT; export it again, or crop/resample it to a coarser grid (e.g. 1-3 mm)",
+        )
+    needed, available = voxels * (itemsize + WORKING_BYTES_PER_VOXEL), available_memory()
+    if needed > available:
+        raise InputError(
+            f"{role} {path} needs about {needed / 2**30:.1f} GiB to load ({' x '.join(map(str, shape))} voxels), but {available / 2**30:.1f} GiB are free",
+            "free memory (close other programs), or crop/resample the volume to a coarser grid (e.g. 1-3 mm)",
+        )
+    _check_geometry_or_raise(affine, path, role)
+
+
+def _check_geometry_or_raise(affine: np.ndarray, path: Path, role: str) -> None:
+    """A finite, non-singular voxel → world mapping with plausible voxel sizes."""
+    affine = np.asarray(affine, dtype=np.float64)
+    fix = "the header's geometry is damaged; export the volume again from the scanner's DICOM or from 3D Slicer"
+    if not np.all(np.isfinite(affine)):
+        raise InputError(f"{role} {path} has a non-finite voxel-to-world matrix (NaN or Inf)", fix)
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    low, high = SPACING_RANGE_MM
+    if spacing.min() < low or spacing.max() > high:
+        raise InputError(f"{role} {path} has voxel spacing {np.round(spacing, 4).tolist()} mm, outside the {low}-{high} mm of a CT", fix + " (spacing is in millimetres)")
+    if abs(np.linalg.det(affine[:3, :3])) < 1e-3 * float(np.prod(spacing)):
+        raise InputError(f"{role} {path} has a singular voxel-to-world matrix: its axes are (nearly) parallel", fix)
+
+
+def check_ct_or_raise(image: nib.Nifti1Image, path: Path, sink: EventSink) -> None:
+    """The checks of a CT read elsewhere (a DICOM series read with its own scan): geometry and values."""
+    _check_geometry_or_raise(image.affine, path, "CT")
+    _check_ct_values_or_raise(image, path, sink)
+
+
+def _check_ct_values_or_raise(image: nib.Nifti1Image, path: Path, sink: EventSink) -> None:
+    """NaN/Inf and a grid too small for the network are errors; values that do not look like HU a warning."""
+    if min(image.shape) < MIN_CT_VOXELS_PER_AXIS:
+        raise InputError(
+            f"CT {path} has shape {image.shape}: too small for the network, which needs at least {MIN_CT_VOXELS_PER_AXIS} voxels along each axis",
+            "give the whole CT volume, not a few slices or a thumbnail",
+        )
+    data = np.asarray(image.dataobj)
+    # min/max propagate NaN and reach Inf without a temporary array the size of the CT.
+    if data.dtype.kind == "f" and not (np.isfinite(data.min()) and np.isfinite(data.max())):
+        bad = int(np.count_nonzero(~np.isfinite(data)))
+        raise InputError(
+            f"CT {path} holds {bad} NaN or infinite voxels of {data.size}",
+            "the export failed or the file is damaged; export the CT again, or replace the missing values with -1024 (air)",
+        )
+    sample = np.ravel(data, order="K")[:: max(1, data.size // 1_000_000)].astype(np.float64)
+    p1, p99 = np.percentile(sample, [1, 99])
+    low, high = PLAUSIBLE_HU
+    if p1 < low or p99 > high or p99 - p1 < NEARLY_CONSTANT_HU:
+        sink.warning(
+            f"CT {path} does not look like a CT in Hounsfield units (1st-99th percentile {p1:.0f} to {p99:.0f} HU; a CT spans more, "
+            f"within {low:.0f} to {high:.0f}): its segmentation will be unreliable",
+            "check that it is a CT (not MR, PET or a mask) stored in HU, with the DICOM rescale slope/intercept applied",
+            file=str(path),
+        )
+
+
+def _check_shape_or_raise(shape: tuple[int, ...], path: Path, role: str) -> None:
+    if not (len(shape) == 3 or (len(shape) == 4 and shape[3] == 1)):
+        raise InputError(f"{role} {path} has shape {shape}; a 3D volume is required", "give one 3D CT volume (split 4D series or stack 2D slices first)")
+    if min(shape) < 1:
+        raise InputError(f"{role} {path} is empty (shape {shape})", "export the volume again")
 
 
 def _as_3d_or_raise(image: nib.Nifti1Image, path: Path, role: str) -> nib.Nifti1Image:
-    shape = image.shape
-    if len(shape) == 4 and shape[3] == 1:
-        image = nib.Nifti1Image(np.asarray(image.dataobj)[..., 0], image.affine)
-    elif len(shape) != 3:
-        raise InputError(f"{role} {path} has shape {shape}; a 3D volume is required", "give one 3D CT volume (split 4D series or stack 2D slices first)")
-    if min(image.shape) < 1:
-        raise InputError(f"{role} {path} is empty (shape {image.shape})", "export the volume again")
-    return image
+    _check_shape_or_raise(image.shape, path, role)
+    return nib.Nifti1Image(np.asarray(image.dataobj)[..., 0], image.affine) if len(image.shape) == 4 else image
 
 
 def check_same_grid_or_raise(image: nib.Nifti1Image, label: nib.Nifti1Image, image_path: Path, label_path: Path) -> None:

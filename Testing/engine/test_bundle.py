@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from ciss_test_helpers import record_checksums
 
 from ciss_engine.bundle import STATUS_REJECTED, Bundle, load_version_or_raise, write_version
-from ciss_engine.errors import BundleError, OutputError
+from ciss_engine.errors import BundleError
 
 
 def _copy(bundle: Path, tmp_path: Path) -> Path:
@@ -50,6 +51,7 @@ def test_pickle_payload_in_weights_is_refused_and_never_runs(tiny_bundle, tmp_pa
     marker = tmp_path / "payload_ran"
     model = _current_dir(bundle) / "models" / "model.pt"
     torch.save({"weight": _Payload(marker)}, model)
+    record_checksums(_current_dir(bundle))  # the checksum would refuse it first: check the defence behind it
     with pytest.raises(BundleError, match="contains objects other than tensors") as caught:
         Bundle.open_or_raise(bundle).load().load_state_dict()
     assert "malicious" in caught.value.hint
@@ -66,6 +68,7 @@ def test_missing_weights_name_the_file(tiny_bundle, tmp_path):
 def test_junk_weights_are_a_bundle_error(tiny_bundle, tmp_path):
     bundle = _copy(tiny_bundle, tmp_path)
     (_current_dir(bundle) / "models" / "model.pt").write_bytes(b"junk")
+    record_checksums(_current_dir(bundle))
     with pytest.raises(BundleError, match="cannot read model weights"):
         Bundle.open_or_raise(bundle).load().load_state_dict()
 
@@ -134,6 +137,7 @@ def test_a_failed_write_leaves_no_partial_version(tiny_bundle, tmp_path):
 
 def test_existing_version_is_never_overwritten(tiny_bundle, tmp_path):
     bundle = _copy(tiny_bundle, tmp_path)
-    with pytest.raises(OutputError, match="already exists"):
+    with pytest.raises(BundleError, match="version 1.0.0 of bundle .* already exists") as caught:
         _write_next(bundle, version="1.0.0")
+    assert "nothing was overwritten" in caught.value.hint and "output directory" not in caught.value.hint
     assert load_version_or_raise(bundle / "versions" / "1.0.0").version == "1.0.0"

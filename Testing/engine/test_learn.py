@@ -150,15 +150,20 @@ def test_unknown_strategy_and_setting(bundle, phantom_cohort, step_labels, capsy
     assert "choose one of per_class, per_voxel" in capsys.readouterr().err
 
 
-def test_cancel_mid_step_leaves_the_bundle_untouched_and_resumes(bundle, phantom_cohort, step_labels):
+def test_cancel_mid_step_leaves_the_bundle_untouched_and_resumes_its_own_checkpoint(bundle, phantom_cohort, step_labels):
     before = _tree_hash(bundle / "versions")
     request = LearnRequest(bundle=bundle, organs=[("pancreas", 1, None), ("liver", 2, None)], images=_images(phantom_cohort), labels=step_labels,
                            loop=LoopConfig(iterations=4, checkpoint_every=100), batch_size=1, accept_forgetting=True)
-    token = CancelToken()
-    with pytest.raises(Cancelled):
-        learn_step(request, device=torch.device("cpu"), sink=cancelling_sink(token, stage="learn", step=2), cancel=token)
+    other = LearnRequest(**{**request.__dict__, "seed": 1})  # another run, interrupted after the first
+    for interrupted in (request, other):
+        token = CancelToken()
+        with pytest.raises(Cancelled):
+            learn_step(interrupted, device=torch.device("cpu"), sink=cancelling_sink(token, stage="learn", step=2), cancel=token)
     assert _tree_hash(bundle / "versions") == before and Bundle.open_or_raise(bundle).current_version == "1.0.0"
-    assert (learn_work_dir(bundle) / "checkpoint.pt").is_file()
+    checkpoints = sorted(learn_work_dir(bundle).glob("*/checkpoint.pt"))
+    assert len(checkpoints) == 2, "each run keeps its own checkpoint folder"
     resumed = LearnRequest(**{**request.__dict__, "resume": True})
     version, _ = learn_step(resumed, device=torch.device("cpu"), sink=EventSink(ProgressMode.QUIET), cancel=CancelToken())
     assert version.version == "1.1.0" and Bundle.open_or_raise(bundle).current_version == "1.1.0"
+    remaining = list(learn_work_dir(bundle).glob("*/checkpoint.pt"))
+    assert len(remaining) == 1 and remaining[0] in checkpoints, "the finished run removed its checkpoint, the other run's is kept"

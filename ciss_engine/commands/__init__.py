@@ -8,6 +8,7 @@ COMMANDS: dict[str, str] = {
     "info": "Show a bundle: organs, version, history (no torch needed).",
     "versions": "List a bundle's versions and which is current.",
     "rollback": "Make an earlier version of a bundle current again.",
+    "verify": "Check every version of a bundle against the checksums recorded when it was written.",
     "train": "Train a base bundle on fully labelled CTs.",
     "learn": "Add new organs to a bundle from CTs labelled only for the new organs.",
     "segment": "Segment all organs of a bundle on a CT.",

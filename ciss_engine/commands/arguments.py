@@ -73,6 +73,19 @@ def comma_separated_choices(allowed: Sequence[str], what: str) -> Callable[[str]
     return parse
 
 
+def comma_separated(item: Callable[[str], Any]) -> Callable[[str], list[Any]]:
+    """A ``type=`` validator: a non-empty comma-separated list, each item checked by ``item`` at parse time
+    (a bad item fails before any work, not as a traceback after it)."""
+
+    def parse(text: str) -> list[Any]:
+        values = [item(part.strip()) for part in text.split(",") if part.strip()]
+        if not values:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
+        return values
+
+    return parse
+
+
 def add_bundle_argument(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
     parser.add_argument("-b", "--bundle", required=required, help="bundle folder written by `ciss train` (holds bundle.json and versions/)")
     parser.add_argument("--bundle-version", default=None, help="version to use (default: the bundle's current version)")
@@ -102,7 +115,7 @@ def add_schedule_arguments(parser: argparse.ArgumentParser, *, learning_rate: fl
     )
     parser.add_argument("--batch-size", type=positive_int, default=2, help="patches per iteration (default 2)")
     parser.add_argument("--checkpoint-every", type=positive_int, default=LoopConfig.checkpoint_every, help=f"iterations between resumable checkpoints (default {LoopConfig.checkpoint_every})")
-    parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed and data give the same model (default 0)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="random seed >= 0; the same seed and data give the same model (default 0)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint (same arguments)")
     parser.add_argument("--no-amp", action="store_true", help="float32 (default: bf16 on capable CPUs, mixed precision on CUDA)")
     parser.add_argument(

@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from ..events import EventSink
-from .arguments import add_device_argument, add_network_arguments, positive_int
+from .arguments import add_device_argument, add_network_arguments, non_negative_int, positive_int
 
 # The whole demo fits 10 minutes on an idle 2-core machine (README, Measured results).
 DEMO_BASE_ITERATIONS = 300
@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=None, help="data folder with ct/<case>/image.nii.gz (default: $CISS_DATA or ../shared/data; phantom if absent)")
     parser.add_argument("--iterations", type=positive_int, default=DEMO_BASE_ITERATIONS, help=f"base training iterations (default {DEMO_BASE_ITERATIONS}; timings in the README's Measured results)")
     parser.add_argument("--step-iterations", type=positive_int, default=DEMO_STEP_ITERATIONS, help=f"iterations of the step that adds the new organs (default {DEMO_STEP_ITERATIONS})")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="random seed >= 0 (default 0)")
     add_network_arguments(parser)
     add_device_argument(parser)
 

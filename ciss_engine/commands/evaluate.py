@@ -49,7 +49,7 @@ def run(args: argparse.Namespace, sink: EventSink) -> None:
     cases = {}
     for index, (image_path, label_path) in enumerate(zip(args.images, args.labels)):
         sink.progress("evaluate", index, len(args.images))
-        image = load_volume_or_raise(Path(image_path))
+        image = load_volume_or_raise(Path(image_path), sink=sink)
         reference = load_volume_or_raise(Path(label_path), role="label")
         check_same_grid_or_raise(image, reference, Path(image_path), Path(label_path))
         predicted = segmenter.segment(image).label

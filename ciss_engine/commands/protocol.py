@@ -6,12 +6,30 @@ from pathlib import Path
 
 from ..events import EventSink
 from ..training.loop_config import OFFLINE_ITERATIONS, STANDARD_ITERATIONS, STEP_LEARNING_RATE
-from .arguments import add_device_argument, float_triple, int_triple, multiple_of_8, positive_float, positive_int
+from .arguments import (
+    add_device_argument, comma_separated, comma_separated_choices, float_triple, int_triple, multiple_of_8, non_negative_int, positive_float, positive_int,
+)
+
+
+def strategy_names(text: str) -> list[str]:
+    """``type=`` of ``--strategies``; the strategies (and torch) are imported only when ``protocol`` is parsed."""
+    from ..strategies import STRATEGIES
+
+    return comma_separated_choices(tuple(STRATEGIES), "strategy")(text)
+
+
+def strategy_setting(text: str) -> tuple[str, str, str]:
+    """``type=`` of ``--setting``: ``STRATEGY.NAME=VALUE`` → (strategy, name, value)."""
+    key, sep, value = text.partition("=")
+    strategy, dot, name = key.partition(".")
+    if not (sep and dot and strategy.strip() and name.strip()):
+        raise argparse.ArgumentTypeError(f"expected STRATEGY.NAME=VALUE, e.g. pcdd.lambda_orcd=5, got {text!r}")
+    return strategy.strip(), name.strip(), value.strip()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--protocol", default="4-4", choices=["4-4", "4-2", "2-2", "4-1", "7-1"], help="class split (default 4-4)")
-    parser.add_argument("--strategies", default="pcdd,mib,finetune", help="comma-separated strategies (default pcdd,mib,finetune); the offline upper bound runs unless --no-offline")
+    parser.add_argument("--strategies", type=strategy_names, default="pcdd,mib,finetune", help="comma-separated strategies (default pcdd,mib,finetune); the offline upper bound runs unless --no-offline")
     parser.add_argument(
         "--data", required=True,
         help="folder of training cases (<case>/image.nii.gz + label_seg8.nii.gz with the paper's ids 1-8), or 'phantom' to generate them",
@@ -19,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-data", default=None, help="folder of held-out test cases (default: the last --test-cases of --data)")
     parser.add_argument("--test-cases", type=positive_int, default=4, help="held-out cases: taken from the end of --data, or generated for phantom (default 4)")
     parser.add_argument("--train-cases", type=positive_int, default=8, help="phantom only: training cases to generate (default 8)")
-    parser.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    parser.add_argument("--seeds", type=comma_separated(non_negative_int), default="0", help="comma-separated seeds >= 0 (default 0)")
     parser.add_argument("--base-iterations", type=positive_int, default=STANDARD_ITERATIONS, help=f"base step iterations (default {STANDARD_ITERATIONS})")
     parser.add_argument("--step-iterations", type=positive_int, default=STANDARD_ITERATIONS, help=f"iterations of each incremental step (default {STANDARD_ITERATIONS})")
     parser.add_argument("--offline-iterations", type=positive_int, default=OFFLINE_ITERATIONS, help=f"iterations of the offline upper bound (default {OFFLINE_ITERATIONS})")
@@ -28,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patch-size", type=int_triple, default=(64, 64, 64), help="patch size in voxels (default 64)")
     parser.add_argument("--spacing", type=float_triple, default=(3.0, 3.0, 3.0), help="network spacing in mm (default 3)")
     parser.add_argument("--init-filters", type=multiple_of_8, default=16, help="SegResNet width (default 16)")
-    parser.add_argument("--setting", action="append", default=[], metavar="STRATEGY.NAME=VALUE", help="strategy setting, e.g. pcdd.lambda_orcd=5 (repeatable)")
+    parser.add_argument("--setting", type=strategy_setting, action="append", default=[], metavar="STRATEGY.NAME=VALUE", help="strategy setting, e.g. pcdd.lambda_orcd=5 (repeatable)")
     parser.add_argument("-o", "--output", required=True, help="output folder (bundles, protocol.json/.md/.png); re-running resumes finished runs")
     add_device_argument(parser)
 
@@ -42,7 +60,15 @@ def run(args: argparse.Namespace, sink: EventSink) -> None:
     from ..preprocessing import PreprocessingConfig
     from ..protocol import Case, ProtocolRequest, cases_in, run_protocol
     from ..protocol_report import markdown, write_reports
+    from ..strategies import STRATEGIES, parse_settings_or_raise
 
+    settings: dict[str, dict[str, str]] = {}
+    for strategy, name, value in args.setting:
+        settings.setdefault(strategy, {})[name] = value
+    for strategy, values in settings.items():  # checked before any data is written or trained on
+        if strategy not in STRATEGIES:
+            raise InputError(f"--setting names an unknown strategy {strategy!r}", f"choose one of {', '.join(STRATEGIES)}")
+        parse_settings_or_raise(STRATEGIES[strategy].settings_type, strategy, values)
     output = ensure_writable_dir(Path(args.output))
     if args.data == "phantom":
         train = [Case(p / "image.nii.gz", p / "label_seg8.nii.gz") for p in write_cohort(output / "data" / "train", args.train_cases, 0)]
@@ -55,16 +81,9 @@ def run(args: argparse.Namespace, sink: EventSink) -> None:
             if len(cases) <= args.test_cases:
                 raise InputError(f"{args.data} has {len(cases)} cases, too few to hold out {args.test_cases}", "pass --test-data or a smaller --test-cases")
             train, test = cases[: -args.test_cases], cases[-args.test_cases :]
-    settings: dict[str, dict[str, str]] = {}
-    for item in args.setting:
-        key, sep, value = item.partition("=")
-        strategy, dot, name = key.partition(".")
-        if not (sep and dot):
-            raise InputError(f"invalid --setting {item!r}", "write STRATEGY.NAME=VALUE, e.g. pcdd.lambda_orcd=5")
-        settings.setdefault(strategy, {})[name] = value
     request = ProtocolRequest(
-        protocol=args.protocol, strategies=[s for s in args.strategies.split(",") if s], train=train, test=test, output=output,
-        seeds=[int(s) for s in args.seeds.split(",")], base_iterations=args.base_iterations, step_iterations=args.step_iterations,
+        protocol=args.protocol, strategies=args.strategies, train=train, test=test, output=output,
+        seeds=args.seeds, base_iterations=args.base_iterations, step_iterations=args.step_iterations,
         offline_iterations=args.offline_iterations, preprocessing=PreprocessingConfig(spacing_mm=args.spacing, patch_size=args.patch_size),
         init_filters=args.init_filters, step_learning_rate=args.step_learning_rate, strategy_settings=settings, run_offline=not args.no_offline,
     )

@@ -15,9 +15,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, sink: EventSink) -> None:
     from ..bundle import Bundle
+    from ..bundle_lock import bundle_lock
 
     bundle = Bundle.open_or_raise(Path(args.bundle))
-    previous = bundle.current_version
-    bundle.set_current(args.target, accept_rejected=args.accept_forgetting)
+    with bundle_lock(bundle.root, "rollback", sink=sink):
+        previous = bundle.current_version
+        bundle.set_current(args.target, accept_rejected=args.accept_forgetting)
     sink.log(f"current version of {args.bundle}: {previous} -> {args.target}")
     sink.done(bundle=str(args.bundle), version=args.target, previous=previous)

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace, sink: EventSink) -> None:
     from ..atomic import ensure_writable_dir
     from ..bundle import Bundle
     from ..device import resolve_device
-    from ..imaging import load_volume_or_raise
+    from ..imaging import check_ct_or_raise, load_volume_or_raise
     from ..inference import Segmenter
     from ..errors import InputError
     from ..segmentation_outputs import write_segmentation_outputs
@@ -54,8 +54,9 @@ def run(args: argparse.Namespace, sink: EventSink) -> None:
 
         series = scan_series(Path(args.input), series_uid=args.series_uid, sink=sink)
         image = read_ct_series(series, sink=sink)
+        check_ct_or_raise(image, Path(args.input), sink)
     else:
-        image = load_volume_or_raise(Path(args.input), series_uid=args.series_uid)
+        image = load_volume_or_raise(Path(args.input), series_uid=args.series_uid, sink=sink)
     sink.progress("segment", 0, 1)
     result = Segmenter(version, resolve_device(args.device)).segment(image)
     sink.progress("segment", 1, 1)

@@ -48,6 +48,7 @@ def run(args: argparse.Namespace, sink: EventSink) -> None:
     from ..device import resolve_device
     from ..preprocessing import PreprocessingConfig
     from ..training.base import BaseTrainingRequest, train_base_bundle
+    from ..training.distributed import DistributedContext, process_group
 
     request = BaseTrainingRequest(
         images=[Path(p) for p in args.images],
@@ -62,7 +63,9 @@ def run(args: argparse.Namespace, sink: EventSink) -> None:
         other_labels=args.other_labels,
         resume=args.resume,
     )
-    with cancel_on_signals(CancelToken()) as cancel:
-        version = train_base_bundle(request, device=resolve_device(args.device), sink=sink, cancel=cancel)
+    distributed = DistributedContext.from_environment()
+    # The group is joined before the signal handlers go in: a SIGTERM while ranks still gather ends the process.
+    with process_group(distributed, resolve_device(args.device)) as device, cancel_on_signals(CancelToken()) as cancel:
+        version = train_base_bundle(request, device=device, sink=sink, cancel=cancel, distributed=distributed)
     sink.log(f"bundle written: {request.output} (version {version.version})")
     sink.done(bundle=str(request.output), version=version.version, organs=version.registry.names)

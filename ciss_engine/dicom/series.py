@@ -44,8 +44,7 @@ def warn(message: str, hint: str, sink: Any = None) -> None:
     if sink is None:
         warnings.warn(f"{message} ({hint})", DicomWarning, stacklevel=3)
         return
-    sink.log(f"warning: {message}\n  hint: {hint}")
-    sink.emit("warning", message=message, hint=hint)
+    sink.warning(message, hint)
 
 
 @dataclasses.dataclass(frozen=True)

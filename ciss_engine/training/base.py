@@ -1,6 +1,7 @@
 """The base step: a bundle's first version, trained with Dice + CE on fully labelled CTs."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import hashlib
@@ -14,13 +15,15 @@ from monai.losses import DiceCELoss
 
 from ..atomic import ensure_writable_dir
 from ..bundle import STATUS_PUBLISHED, BundleVersion, write_version
+from ..bundle_lock import bundle_lock
 from ..cancellation import CancelToken
-from ..errors import InputError
+from ..errors import Cancelled, InputError
 from ..events import EventSink
 from ..network import NetworkConfig, build_network
 from ..preprocessing import PreprocessingConfig
 from ..registry import ClassRegistry
 from .cases import prepare_cases
+from .distributed import DistributedContext
 from .loop import run_training_loop
 from .loop_config import LoopConfig
 from .prototype_pass import compute_global_prototypes
@@ -51,7 +54,7 @@ def work_dir_for(output: Path) -> Path:
     return output.parent / f".{output.name}.work"
 
 
-def _fingerprint(request: BaseTrainingRequest, data_hashes: list[str]) -> str:
+def _fingerprint(request: BaseTrainingRequest, data_hashes: list[str], world_size: int) -> str:
     settings = {
         "organs": [list(o[:2]) for o in request.organs],
         "loop": dataclasses.asdict(request.loop),
@@ -59,12 +62,29 @@ def _fingerprint(request: BaseTrainingRequest, data_hashes: list[str]) -> str:
         "init_filters": request.init_filters,
         "batch_size": request.batch_size,
         "seed": request.seed,
+        # Each rank draws its own patches: a checkpoint resumes exactly only with as many processes.
+        "world_size": world_size,
         "data": data_hashes,
     }
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 
-def train_base_bundle(request: BaseTrainingRequest, *, device: torch.device, sink: EventSink, cancel: CancelToken) -> BundleVersion:
+def train_base_bundle(
+    request: BaseTrainingRequest, *, device: torch.device, sink: EventSink, cancel: CancelToken, distributed: DistributedContext = DistributedContext(),
+) -> BundleVersion:
+    """Train and write the bundle's first version. Under torchrun (``distributed``) every rank trains one
+    shared model on its own patches; rank 0 alone checkpoints, computes the prototypes and writes.
+
+    Rank 0 creates the output folder and holds its writer lock for the whole run: a second writer of the
+    same folder fails at once (exit 4)."""
+    lock = bundle_lock(request.output, "train", sink=sink, create=True) if distributed.is_main else contextlib.nullcontext()
+    with lock:
+        return _train_base_bundle_locked(request, device=device, sink=sink, cancel=cancel, distributed=distributed)
+
+
+def _train_base_bundle_locked(
+    request: BaseTrainingRequest, *, device: torch.device, sink: EventSink, cancel: CancelToken, distributed: DistributedContext,
+) -> BundleVersion:
     output = Path(request.output)
     if (output / "bundle.json").exists():
         raise InputError(f"a bundle already exists at {output}", "choose a new output folder; to add organs to an existing bundle use `ciss learn`")
@@ -73,63 +93,79 @@ def train_base_bundle(request: BaseTrainingRequest, *, device: torch.device, sin
     registry = ClassRegistry.from_names([(name, rgb) for name, _, rgb in request.organs], version=BASE_VERSION)
     value_to_class = {value: registry.by_name(name).label for name, value, _ in request.organs}
     cases = prepare_cases(request.images, request.labels, value_to_class=value_to_class, other_labels=request.other_labels, config=request.preprocessing, sink=sink)
-    fingerprint = _fingerprint(request, [c.sha256 for c in cases])
+    fingerprint = _fingerprint(request, [c.sha256 for c in cases], distributed.world_size)
 
     torch.manual_seed(request.seed)
     network_config = NetworkConfig(init_filters=request.init_filters, out_channels=registry.num_classes)
     network = build_network(network_config).to(device)
-    sampler = PatchSampler(cases, num_classes=registry.num_classes, patch_size=request.preprocessing.patch_size, batch_size=request.batch_size, seed=request.seed)
+    sampler = PatchSampler(
+        cases, num_classes=registry.num_classes, patch_size=request.preprocessing.patch_size, batch_size=request.batch_size,
+        seed=distributed.rank_seed(request.seed), augment=request.loop.augmentation,
+    )
     dice_ce = DiceCELoss(to_onehot_y=True, softmax=True)
+    model = distributed.wrap(network, device)
 
     def loss_fn(batch: PatchBatch, iteration: int) -> tuple[torch.Tensor, dict[str, float]]:
-        loss = dice_ce(network(batch.images).float(), batch.labels[:, None])
+        loss = dice_ce(model(batch.images).float(), batch.labels[:, None])
         return loss, {"dice_ce": float(loss.detach())}
 
-    sink.log(f"training {len(registry)} organs ({', '.join(registry.names)}) on {len(cases)} CT(s), {request.loop.iterations} iterations on {device}")
+    sink.log(f"training {len(registry)} organs ({', '.join(registry.names)}) on {len(cases)} CT(s), {request.loop.iterations} iterations on {device}"
+             + (f" in each of {distributed.world_size} processes (effective batch {distributed.world_size * request.batch_size})" if distributed.is_distributed else ""))
     result = run_training_loop(
         network=network, loss_fn=loss_fn, sampler=sampler, config=request.loop, device=device,
-        work_dir=work_dir, fingerprint=fingerprint, resume=request.resume, sink=sink, cancel=cancel,
+        work_dir=work_dir, fingerprint=fingerprint, resume=request.resume, sink=sink, cancel=cancel, distributed=distributed,
     )
-    cancel.raise_if_cancelled("run the same command again with --resume to continue")
-    prototypes = compute_global_prototypes(
-        network, [(c.image, c.label) for c in cases], num_classes=registry.num_classes,
-        patch_size=request.preprocessing.patch_size, device=device, sink=sink,
-    )
-    settings = {
-        "status": STATUS_PUBLISHED,
-        "step": 1,
-        "network": network_config.to_json(),
-        "feature_layer": "decoder_final",
-        "preprocessing": request.preprocessing.to_json(),
-        "training": {**dataclasses.asdict(request.loop), "batch_size": request.batch_size, "seed": request.seed, "loss": "dice_ce"},
-        "parent_version": None,
-    }
-    history = [
-        {
-            "version": BASE_VERSION,
+    if distributed.any_rank(cancel.is_cancelled, device):
+        raise Cancelled("cancelled", "run the same command again with --resume to continue")
+
+    def publish() -> BundleVersion:
+        """The prototype pass and the bundle's first version, written once (by rank 0 under torchrun)."""
+        prototypes = compute_global_prototypes(
+            network, [(c.image, c.label) for c in cases], num_classes=registry.num_classes,
+            patch_size=request.preprocessing.patch_size, device=device, sink=sink,
+        )
+        settings = {
+            "status": STATUS_PUBLISHED,
             "step": 1,
-            "kind": "base",
-            "organs": registry.names,
-            "data_sha256": [c.sha256 for c in cases],
-            "iterations": request.loop.iterations,
-            "strategy": "supervised (Dice + CE)",
-            "losses": result.last_losses,
-            "metrics": {"seconds_per_iteration": result.seconds_per_iteration, "peak_memory_mb": result.peak_memory_mb},
+            "network": network_config.to_json(),
+            "feature_layer": "decoder_final",
+            "preprocessing": request.preprocessing.to_json(),
+            "training": {
+                **dataclasses.asdict(request.loop), "batch_size": request.batch_size, "seed": request.seed, "loss": "dice_ce",
+                # DDP averages the ranks' gradients: each iteration saw world_size × batch_size patches.
+                "world_size": distributed.world_size,
+            },
             "parent_version": None,
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
-    ]
-    version = write_version(
-        output,
-        version=BASE_VERSION,
-        registry=registry,
-        settings=settings,
-        state_dict=network.state_dict(),
-        prototypes=prototypes.to_tensors(),
-        history=history,
-        changelog={BASE_VERSION: f"base model: {', '.join(registry.names)}"},
-        make_current=True,
-    )
-    shutil.rmtree(work_dir, ignore_errors=True)
-    sink.metric(stage="train", seconds_per_iteration=result.seconds_per_iteration, peak_memory_mb=result.peak_memory_mb)
-    return version
+        history = [
+            {
+                "version": BASE_VERSION,
+                "step": 1,
+                "kind": "base",
+                "organs": registry.names,
+                "data_sha256": [c.sha256 for c in cases],
+                "iterations": request.loop.iterations,
+                "world_size": distributed.world_size,
+                "strategy": "supervised (Dice + CE)",
+                "losses": result.last_losses,
+                "metrics": {"seconds_per_iteration": result.seconds_per_iteration, "peak_memory_mb": result.peak_memory_mb},
+                "parent_version": None,
+                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            }
+        ]
+        version = write_version(
+            output,
+            version=BASE_VERSION,
+            registry=registry,
+            settings=settings,
+            state_dict=network.state_dict(),
+            prototypes=prototypes.to_tensors(),
+            history=history,
+            changelog={BASE_VERSION: f"base model: {', '.join(registry.names)}"},
+            make_current=True,
+        )
+        shutil.rmtree(work_dir, ignore_errors=True)
+        sink.metric(stage="train", seconds_per_iteration=result.seconds_per_iteration, peak_memory_mb=result.peak_memory_mb)
+        return version
+
+    return distributed.run_on_main(publish)

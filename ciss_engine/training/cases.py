@@ -69,7 +69,7 @@ def prepare_cases(
     seen: set[int] = set()
     for index, (image_path, label_path) in enumerate(zip(images, labels)):
         sink.progress("prepare", index, len(images))
-        image = load_volume_or_raise(image_path, role="CT")
+        image = load_volume_or_raise(image_path, role="CT", sink=sink)
         label = load_volume_or_raise(label_path, role="label")
         check_same_grid_or_raise(image, label, Path(image_path), Path(label_path))
         data = remap_label(label_values_or_raise(label, Path(label_path), allowed=allowed, fix=fix), value_to_class)

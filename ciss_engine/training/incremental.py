@@ -6,6 +6,7 @@ user accepts the drop). The parent version is never modified.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import datetime
@@ -19,6 +20,7 @@ from typing import Any
 import torch
 
 from ..bundle import STATUS_PUBLISHED, STATUS_REJECTED, Bundle, BundleVersion, write_version
+from ..bundle_lock import bundle_lock
 from ..cancellation import CancelToken
 from ..errors import BundleError, ForgettingRejected, InputError
 from ..events import EventSink
@@ -59,8 +61,14 @@ class LearnRequest:
 
 
 def learn_work_dir(bundle: Path) -> Path:
-    """Checkpoints of an unfinished step: inside the bundle root but outside ``versions/``."""
+    """Checkpoints of unfinished steps: inside the bundle root but outside ``versions/``, one folder a run."""
     return Path(bundle) / ".learn-work"
+
+
+def learn_run_dir(bundle: Path, fingerprint: str) -> Path:
+    """The checkpoint folder of one run, keyed by its fingerprint (parent, data, settings): two runs never
+    share a checkpoint, and ``--resume`` with the same arguments finds its own."""
+    return learn_work_dir(bundle) / fingerprint[:16]
 
 
 def _parent_or_raise(bundle: Bundle, requested: str | None) -> BundleVersion:
@@ -117,7 +125,15 @@ def old_model_outputs(batch: PatchBatch, old_network: SegmentationNetwork, num_o
 
 
 def learn_step(request: LearnRequest, *, device: torch.device, sink: EventSink, cancel: CancelToken) -> tuple[BundleVersion, GuardResult]:
-    """Run one step; returns the written version and the guard's verdict (raises if rejected)."""
+    """Run one step; returns the written version and the guard's verdict (raises if rejected).
+
+    The bundle's writer lock is held for the whole step: a second writer fails at once (exit 4)."""
+    bundle = Bundle.open_or_raise(request.bundle)
+    with bundle_lock(bundle.root, "learn", sink=sink):
+        return _learn_step_locked(request, device=device, sink=sink, cancel=cancel)
+
+
+def _learn_step_locked(request: LearnRequest, *, device: torch.device, sink: EventSink, cancel: CancelToken) -> tuple[BundleVersion, GuardResult]:
     if request.strategy not in STRATEGIES:
         raise InputError(f"unknown strategy {request.strategy!r}", f"choose one of {', '.join(STRATEGIES)}")
     strategy_type = STRATEGIES[request.strategy]
@@ -131,9 +147,9 @@ def learn_step(request: LearnRequest, *, device: torch.device, sink: EventSink, 
     value_to_class = {value: registry.by_name(name).label for name, value, _ in request.organs}
     preprocessing = PreprocessingConfig.from_json(parent.settings["preprocessing"])
     cases = prepare_cases(request.images, request.labels, value_to_class=value_to_class, other_labels="error", config=preprocessing, sink=sink)
-    work_dir = learn_work_dir(bundle.root)
-    work_dir.mkdir(exist_ok=True)
     fingerprint = _fingerprint(request, parent, [c.sha256 for c in cases])
+    work_dir = learn_run_dir(bundle.root, fingerprint)
+    work_dir.mkdir(parents=True, exist_ok=True)
 
     old_network = load_network(parent, device).requires_grad_(False)
     stored = parent.load_prototypes()
@@ -201,6 +217,8 @@ def learn_step(request: LearnRequest, *, device: torch.device, sink: EventSink, 
         data=[c.sha256 for c in cases],
     )
     shutil.rmtree(work_dir, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        learn_work_dir(bundle.root).rmdir()  # only when no other run left a checkpoint to resume
     if status == STATUS_REJECTED:
         raise ForgettingRejected(
             f"version {version} was saved as rejected: old organs changed on the step's CTs ({', '.join(f'{n} {guard.agreement[n]:.2f}' for n in guard.failing_organs)} < {guard.threshold})",

@@ -19,6 +19,7 @@ from ..device import autocast, autocast_dtype
 from ..errors import Cancelled
 from ..events import EventSink
 from .checkpoint import load_checkpoint_or_raise, save_checkpoint
+from .distributed import DistributedContext
 from .loop_config import LoopConfig
 from .sampler import PatchBatch, PatchSampler, iteration_seed
 
@@ -58,8 +59,13 @@ def run_training_loop(
     sink: EventSink,
     cancel: CancelToken,
     stage: str = "train",
+    distributed: DistributedContext = DistributedContext(),
 ) -> LoopResult:
-    """Train ``network`` in place for ``config.iterations`` iterations (or the rest of them on resume)."""
+    """Train ``network`` in place for ``config.iterations`` iterations (or the rest of them on resume).
+
+    Under torchrun ``loss_fn`` runs the network through its DistributedDataParallel wrapper, so the
+    gradients reaching the optimizer are already averaged; ``network`` itself is what is checkpointed.
+    """
     optimizer = make_optimizer(network, config)
     start = 0
     if resume:
@@ -74,12 +80,16 @@ def run_training_loop(
         torch.cuda.reset_peak_memory_stats(device)
     network.to(device).train()
     losses: dict[str, float] = {}
+
+    def checkpoint(at: int) -> None:
+        distributed.run_on_main(lambda: save_checkpoint(work_dir, network=network, optimizer=optimizer, iteration=at, fingerprint=fingerprint))
+        sink.emit("checkpoint_saved", stage=stage, iteration=at, path=str(work_dir))
+
     started = time.perf_counter()
     iteration = start
     for iteration in range(start, config.iterations):
-        if cancel.is_cancelled:
-            save_checkpoint(work_dir, network=network, optimizer=optimizer, iteration=iteration, fingerprint=fingerprint)
-            sink.emit("checkpoint_saved", stage=stage, iteration=iteration, path=str(work_dir))
+        if distributed.any_rank(cancel.is_cancelled, device):
+            checkpoint(iteration)
             raise Cancelled(f"{stage} cancelled at iteration {iteration} of {config.iterations}", "run the same command again with --resume to continue")
         for group in optimizer.param_groups:
             group["lr"] = _poly_lr(config, iteration)
@@ -95,8 +105,7 @@ def run_training_loop(
         scaler.update()
         sink.progress(stage, iteration + 1, config.iterations, loss=float(loss.detach()), lr=optimizer.param_groups[0]["lr"])
         if (iteration + 1) % config.checkpoint_every == 0 and iteration + 1 < config.iterations:
-            save_checkpoint(work_dir, network=network, optimizer=optimizer, iteration=iteration + 1, fingerprint=fingerprint)
-            sink.emit("checkpoint_saved", stage=stage, iteration=iteration + 1, path=str(work_dir))
+            checkpoint(iteration + 1)
     done = max(config.iterations - start, 1)
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else _peak_rss_mb()
     return LoopResult(iterations=config.iterations, seconds_per_iteration=(time.perf_counter() - started) / done, last_losses=losses, peak_memory_mb=peak)

@@ -5,7 +5,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import torch
-from ciss_test_helpers import run_cli
+from ciss_test_helpers import record_checksums, run_cli
 
 from ciss_engine.bundle import Bundle
 from ciss_engine.dicom import read_ct_series, read_rtstruct, read_seg
@@ -38,6 +38,7 @@ def _bundle_splitting_on_a_feature(tiny_bundle: Path, ct_folder: Path, tmp_path:
     state["classifier.bias"][0] = 0.0
     state["classifier.bias"][1] = -float(features[0, 0].float().median())
     torch.save(state, model)
+    record_checksums(model.parent.parent)
     return bundle
 
 
