@@ -98,11 +98,11 @@ def add_device_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_network_arguments(parser: argparse.ArgumentParser) -> None:
-    """The base model's grid, patch and width: shared by ``train`` and ``demo``."""
-    parser.add_argument("--patch-size", type=int_triple, default=(64, 64, 64), help="patch size in voxels, N or X,Y,Z, multiples of 8 (default 64)")
+def add_network_arguments(parser: argparse.ArgumentParser, *, patch_size: int = 64, init_filters: int = 16) -> None:
+    """The base model's grid, patch and width: shared by ``train`` and ``demo`` (whose defaults are smaller)."""
+    parser.add_argument("--patch-size", type=int_triple, default=(patch_size,) * 3, help=f"patch size in voxels, N or X,Y,Z, multiples of 8 (default {patch_size})")
     parser.add_argument("--spacing", type=float_triple, default=(3.0, 3.0, 3.0), help="network voxel spacing in mm (default 3)")
-    parser.add_argument("--init-filters", type=multiple_of_8, default=16, help="SegResNet width; also the prototype feature size K (default 16)")
+    parser.add_argument("--init-filters", type=multiple_of_8, default=init_filters, help=f"SegResNet width; also the prototype feature size K (default {init_filters})")
 
 
 def add_schedule_arguments(parser: argparse.ArgumentParser, *, learning_rate: float) -> None:
