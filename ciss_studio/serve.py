@@ -1,7 +1,8 @@
 """Starts the studio's web server: checks the port, prepares offscreen rendering, opens the start files.
 
-The server binds to 127.0.0.1 unless told otherwise: the studio has no login, so serving others
-(``--host 0.0.0.0``) belongs behind a reverse proxy with authentication or a VPN (docs/studio.md).
+The server binds to 127.0.0.1 unless told otherwise. The studio has no user accounts, so on any other
+``--host`` every request must carry an access token (``access.py``, docs/studio_access.md); serving others
+still belongs behind an HTTPS reverse proxy or a VPN, since the studio itself speaks plain HTTP.
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import sys
 
 from ciss_engine.errors import InputError
 from ciss_engine.events import EventSink
+
+from .access import TokenGate, address_with_token, is_loopback, resolve_token
 
 
 def port_in_use_error(host: str, port: int) -> InputError:
@@ -45,8 +48,19 @@ def prepare_environment() -> None:
         os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
 
 
-def serve_studio(*, bundle: str | None, ct: str | None, host: str, port: int, image_format: str, sink: EventSink) -> None:
-    """Serve until interrupted (Ctrl+C, SIGTERM); a running engine job is cancelled cleanly on the way out."""
+def browser_address(host: str, port: int) -> str:
+    """The address a browser opens: this computer's name for a wildcard bind, IPv6 literals in brackets."""
+    shown = socket.gethostname() if host in ("0.0.0.0", "::", "") else host
+    return f"http://[{shown}]:{port}/" if ":" in shown else f"http://{shown}:{port}/"
+
+
+def serve_studio(*, bundle: str | None, ct: str | None, host: str, port: int, image_format: str, sink: EventSink,
+                 token: str | None = None) -> None:
+    """Serve until interrupted (Ctrl+C, SIGTERM); a running engine job is cancelled cleanly on the way out.
+
+    ``token`` (``--token``, else ``$CISS_STUDIO_TOKEN``, else generated on a non-loopback ``host``) is then required by
+    every request; it is checked, like the port, before the app is built."""
+    token = resolve_token(host, token)
     check_port_or_raise(host, port)
     prepare_environment()
     import vtk
@@ -65,15 +79,24 @@ def serve_studio(*, bundle: str | None, ct: str | None, host: str, port: int, im
         if ct:
             app.status.guarded(app.data.open_ct)(ct)
 
+    gate = TokenGate(token, on_refused=sink.log) if token else None
+    if gate is not None:  # trame hands over wslink's aiohttp server before it freezes its middlewares
+        app.server.controller.on_server_bind.add(lambda wslink_server: gate.install(wslink_server.app))
+
     def on_ready(**_) -> None:
-        url = f"http://{host if host not in ('0.0.0.0', '::') else socket.gethostname()}:{app.server.port}/"
-        sink.emit("server_started", url=url, host=host, port=app.server.port)
+        if gate is not None and not gate.installed:  # fail closed: never serve a network address unguarded
+            raise RuntimeError("the studio's access-token check was not installed in its web server")
+        url = address_with_token(browser_address(host, app.server.port), token)
+        sink.emit("server_started", url=url, host=host, port=app.server.port, token_required=gate is not None)
         sink.log(f"CISS Studio: open {url} in a web browser (Ctrl+C stops it)")
+        if not is_loopback(host):
+            sink.log("CISS Studio: plain HTTP carries the token and the images unencrypted: let others in through an "
+                     "HTTPS reverse proxy or a VPN (docs/studio_access.md)")
 
     app.server.controller.on_server_ready.add(on_ready)
     app.server.controller.on_server_exited.add(lambda **_: app.shutdown())
     try:
-        app.server.start(host=host, port=port, open_browser=False, show_connection_info=False, timeout=0)
+        app.server.start(host=host, port=port, open_browser=False, show_connection_info=False, timeout=0, backend="aiohttp")
     except OSError as error:  # another program took the port after the check
         if error.errno == errno.EADDRINUSE:
             raise port_in_use_error(host, port) from error

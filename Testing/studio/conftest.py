@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,7 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 from studio_browser import Browser, chromium_path  # noqa: E402
-from studio_process import ARTIFACTS, StudioProcess  # noqa: E402
+from studio_process import ARTIFACTS, StudioProcess, launch_studio  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -49,15 +49,13 @@ def bundle_copy(tiny_bundle: Path, tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def start_studio(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., StudioProcess]]:
-    """Start ``ciss studio ARGS`` on a free port (lossless PNG views, so colours can be checked exactly)."""
+def start_studio(request: pytest.FixtureRequest) -> Iterator[Callable[..., StudioProcess]]:
+    """Start ``ciss studio ARGS`` (``env``: extra environment variables) and stop it after the test (``launch_studio``)."""
     started: list[StudioProcess] = []
 
-    def start(*args: str | Path) -> StudioProcess:
-        log = ARTIFACTS / f"{request.node.name}_studio{len(started)}.log"
-        studio = StudioProcess(*args, "--port", "0", "--image-format", "png", log_path=log)
+    def start(*args: str | Path, env: Mapping[str, str] | None = None) -> StudioProcess:
+        studio = launch_studio(f"{request.node.name}_studio{len(started)}", *args, env=env)
         started.append(studio)
-        studio.wait_started()
         return studio
 
     yield start

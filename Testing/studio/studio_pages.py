@@ -176,6 +176,13 @@ def open_paths(page: Page, *, bundle: Path | None = None, ct: Path | None = None
         page.click("#ciss-open-ct")
 
 
+def error_shown(page: Page, *, contains: str) -> str:
+    """The status area's error once its message names ``contains`` (the server's answer to what the page asked)."""
+    page.wait_for(f"document.querySelector('#ciss-error-message') && document.querySelector('#ciss-error-message').textContent.includes({contains!r})",
+                  20, f"an error naming {contains}")
+    return page.text("#ciss-error")
+
+
 STROKES_BOX = (0.36, 0.46, 0.63, 0.54)  # where add_and_paint_organ paints surely (fractions of the axial view)
 
 
@@ -188,6 +195,9 @@ def add_and_paint_organ(page: Page, name: str) -> None:
     page.wait_for(f"window.trame.state.get('ciss__OrganState__name') === {json.dumps(name)}", 10, "the organ name")
     page.click("#ciss-add-organ")
     page.wait_for("window.trame.state.get('ViewerLayoutState__active_tool') === 'SegmentEditorUI'", 10, "the segment editor")
+    # The editor's layout is drawn some time after the tool switched: wait for its views, never for a time.
+    page.wait_for("Array.from(document.querySelectorAll('img.image-display-area'))"
+                  f".filter(e => e.getBoundingClientRect().width > 0).length > {AXIAL}", 30, "the editor's views")
     axial = view_boxes(page)[AXIAL]
     x0, y0 = axial["x"] + 0.35 * axial["width"], axial["y"] + 0.5 * axial["height"]
     for dy in (-0.06, 0.0, 0.06):

@@ -7,13 +7,7 @@ from __future__ import annotations
 
 import shutil
 
-from studio_pages import open_paths, open_studio
-
-
-def error_shown(page, *, contains: str) -> str:
-    page.wait_for(f"document.querySelector('#ciss-error-message') && document.querySelector('#ciss-error-message').textContent.includes({contains!r})",
-                  20, f"an error naming {contains}")
-    return page.text("#ciss-error")
+from studio_pages import error_shown, open_paths, open_studio
 
 
 def test_bad_bundle_and_ct_and_a_failing_engine_are_shown_not_crashed(start_studio, browser, bundle_copy, phantom_cohort, tmp_path, shots):

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from studio_process import REPO_ROOT, studio_env
+from studio_process import REPO_ROOT, run_studio, studio_env
 
 from ciss_engine.cli import build_parser
 from ciss_engine.errors import ExitCode
@@ -37,14 +37,9 @@ print(json.dumps({"results": list(app.context.session.results), "error": app.sta
 """
 
 
-def run_studio(*args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ciss_engine", "studio", *args], capture_output=True, text=True, env=studio_env(),
-                          cwd=REPO_ROOT.parent, timeout=timeout_s)
-
-
 def test_defaults_serve_this_computer_only_on_port_8080():
     args = build_parser().parse_args(["studio"])
-    assert (args.host, args.port, args.bundle, args.ct, args.image_format) == ("127.0.0.1", 8080, None, None, "jpeg")
+    assert (args.host, args.port, args.bundle, args.ct, args.image_format, args.token) == ("127.0.0.1", 8080, None, None, "jpeg", None)
 
 
 @pytest.mark.parametrize("port", ["70000", "-1", "http"])

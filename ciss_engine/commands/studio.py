@@ -26,8 +26,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=port_number, default=8080, help="TCP port to serve on (default 8080; 0 = any free port, printed at start)")
     parser.add_argument(
         "--host", default="127.0.0.1",
-        help="address to listen on (default 127.0.0.1: this computer only). The studio has no login: to serve others "
-        "(e.g. --host 0.0.0.0) put it behind a reverse proxy with authentication or a VPN",
+        help="address to listen on (default 127.0.0.1: this computer only). Any other address (e.g. 0.0.0.0) requires an "
+        "access token, printed in the address to open; serve others through an HTTPS reverse proxy or a VPN (docs/studio_access.md)",
+    )
+    parser.add_argument(
+        "--token", default=None,
+        help="access token every request must carry (at least 16 letters, digits, '-', '_', '.' or '~'); default: $CISS_STUDIO_TOKEN, "
+        "else a random one on a non-loopback --host and none on loopback. The environment variable keeps it out of `ps`",
     )
     parser.add_argument(
         "--image-format", choices=("jpeg", "png"), default="jpeg",
@@ -38,4 +43,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, sink: EventSink) -> None:
     from ciss_studio.serve import serve_studio
 
-    serve_studio(bundle=args.bundle, ct=args.ct, host=args.host, port=args.port, image_format=args.image_format, sink=sink)
+    serve_studio(bundle=args.bundle, ct=args.ct, host=args.host, port=args.port, image_format=args.image_format, sink=sink,
+                 token=args.token)
