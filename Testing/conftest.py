@@ -42,3 +42,13 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, phantom_cohort: list[P
 @pytest.fixture(scope="session")
 def python_executable() -> str:
     return sys.executable
+
+
+@pytest.fixture(scope="session")
+def engine_forks(tmp_path_factory: pytest.TempPathFactory):
+    """A server that forks ``ciss`` runs from a warm interpreter (engine_forks.py): for tests that kill dozens."""
+    from engine_forks import EngineForks
+
+    server = EngineForks(env={"XDG_STATE_HOME": str(tmp_path_factory.mktemp("crash_logs"))})
+    yield server
+    server.close()

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Historical: the tuning before the revised summand (benchmarks/pcdd_calibration.sh supersedes it).
 # Tuning PCDD's named settings on a validation split of the phantom 4-4 protocol, never on the test cases:
 # the 8 training cases of benchmark (a) (cohort seed 0) and 4 validation cases from cohort seed 3 (no case
 # shared with training or with (a)'s test cohort, seed 1). One base model (seed 0) is shared by every
@@ -35,9 +36,11 @@ run lr0.02_lambda_crcd10 --step-learning-rate 0.02 --setting pcdd.lambda_crcd=10
 run lr0.02_lambda10 --step-learning-rate 0.02 --setting pcdd.lambda_orcd=10 --setting pcdd.lambda_crcd=10 "${eq9[@]}"
 run lr0.02_lambda_crcd10_T5 --step-learning-rate 0.02 --setting pcdd.lambda_crcd=10 --setting pcdd.temperature=5 "${eq9[@]}"
 run lr0.02_lambda_crcd10_T0.1 --step-learning-rate 0.02 --setting pcdd.lambda_crcd=10 --setting pcdd.temperature=0.1 "${eq9[@]}"
-run lr0.02_lambda_crcd10_T0.1_per_voxel --step-learning-rate 0.02 --setting pcdd.lambda_crcd=10 --setting pcdd.temperature=0.1 --setting pcdd.crcd_weighting=per_voxel "${eq9[@]}"
+# (A row with crcd_weighting=per_voxel ran here; that setting was replaced by `summand`, see pcdd_calibration.sh.)
 run lr0.02_lambda_crcd10_mib_scale --step-learning-rate 0.02 --setting pcdd.lambda_crcd=10 --setting pcdd.crcd_mib_scale=true
 run lr0.02_mib --step-learning-rate 0.02 --strategies mib
+# Every pcdd row above predates the revised defaults (summand, affinity space, CRCD background): add
+# --setting pcdd.summand=mib --setting pcdd.affinity_features=post_activation --setting pcdd.crcd_background=stored to repeat them.
 .venv/bin/python - "$out" <<'PY'
 import json, pathlib, sys
 root = pathlib.Path(sys.argv[1])

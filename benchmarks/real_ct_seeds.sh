@@ -1,29 +1,33 @@
 #!/usr/bin/env bash
-# Benchmark (b) over three seeds: one base model per seed; from it pcdd (defaults), mib, pcdd with CRCD at
-# Eq. 9's literal scale (crcd_mib_scale=false, the default before it was measured), and that with T_a = 0.1
-# and per-voxel CRCD weighting. Prints Old/New/All and the spleen's DSC per seed and model.
-# Usage: bash benchmarks/real_ct_seeds.sh [OUTPUT]
+# Benchmark (b) over seeds: one base model per seed (both real CTs, organs 1-4), then pcdd, its `uniform`
+# twin (calibration off) and mib, each in its own process from that same base, learning organs 5-8 from
+# labels 5-8 only. Prints Old/New/All, each old organ's DSC and its retention (÷ the base's) per seed.
+# Usage: bash benchmarks/real_ct_seeds.sh [OUTPUT] [SEEDS] [-- extra ciss protocol flags, e.g. the network]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out="${1:-benchmarks/output/real_ct_seeds}"
-variant() {  # SEED NAME [pcdd settings...]: a pcdd step from the seed's base model
-  local seed=$1 name=$2; shift 2
-  local dir="$out/seed${seed}_$name"
-  mkdir -p "$dir/seed_$seed"
-  [ -d "$dir/seed_$seed/base" ] || cp -r "$out/seed$seed/seed_$seed/base" "$dir/seed_$seed/base"
-  bash benchmarks/real_ct_step.sh "$dir" --strategies pcdd --seeds "$seed" --no-offline "$@"
-}
-for seed in 0 1 2; do
-  bash benchmarks/real_ct_step.sh "$out/seed$seed" --strategies pcdd,mib --seeds "$seed" --no-offline
-  variant "$seed" eq9_scale --setting pcdd.crcd_mib_scale=false
-  variant "$seed" eq9_scale_per_voxel_T0.1 --setting pcdd.crcd_mib_scale=false --setting pcdd.temperature=0.1 --setting pcdd.crcd_weighting=per_voxel
+out="${1:-benchmarks/output/real_ct_seeds}"; seeds="${2:-0,1,2}"
+shift $(( $# < 2 ? $# : 2 )); [ "${1:-}" = "--" ] && shift
+for seed in ${seeds//,/ }; do
+  bash benchmarks/real_ct_step.sh "$out/seed$seed/base" --strategies "" --seeds "$seed" --no-offline "$@"
+  for strategy in pcdd uniform mib; do
+    dir="$out/seed$seed/$strategy"
+    mkdir -p "$dir/seed_$seed"
+    [ -d "$dir/seed_$seed/base" ] || cp -r "$out/seed$seed/base/seed_$seed/base" "$dir/seed_$seed/base"
+    bash benchmarks/real_ct_step.sh "$dir" --strategies "$strategy" --seeds "$seed" --no-offline "$@"
+  done
 done
 .venv/bin/python - "$out" <<'PY'
 import json, pathlib, sys
-print("| seed | model | Old | New | All | spleen |\n|---:|---|---:|---:|---:|---:|")
-for path in sorted(pathlib.Path(sys.argv[1]).glob("*/protocol.json")):
-    for seed, models in json.loads(path.read_text())["seeds"].items():
-        for name, result in models.items():
-            label = f"{name} ({path.parent.name.split('_', 1)[1]})" if "_" in path.parent.name else name
-            print(f"| {seed} | {label} | {result['old']:.3f} | {result['new'] or 0:.3f} | {result['all']:.3f} | {result['per_organ'].get('spleen') or 0:.2f} |")
+print("| seed | model | Old | New | All | spleen | kidney_right | kidney_left | old organs ÷ base |\n|---:|---|---:|---:|---:|---:|---:|---:|---|")
+for seed_dir in sorted(pathlib.Path(sys.argv[1]).glob("seed*")):
+    runs = {p.parent.name: json.loads(p.read_text())["seeds"] for p in sorted(seed_dir.glob("*/protocol.json"))}
+    for seeds in runs.values():
+        for seed, models in seeds.items():
+            base = models["base"]["per_organ"]
+            for name, result in models.items():
+                if name == "base" and seed_dir.joinpath("base") != seed_dir / next(k for k, v in runs.items() if v is seeds):
+                    continue
+                organs = [result["per_organ"].get(o) or 0 for o in ("spleen", "kidney_right", "kidney_left")]
+                ratios = ", ".join(f"{(result['per_organ'].get(o) or 0) / base[o]:.2f}" for o in ("spleen", "kidney_right", "kidney_left") if base.get(o))
+                print(f"| {seed} | {name} | {result['old']:.3f} | {result['new'] or 0:.3f} | {result['all']:.3f} | " + " | ".join(f"{v:.2f}" for v in organs) + f" | {ratios} |")
 PY

@@ -12,7 +12,10 @@ BUNDLE/versions/<semver>/configs/metadata.json   MONAI metadata + "ciss" section
 ```
 A version is written into a staging folder and renamed into place when complete; ``bundle.json`` is
 replaced atomically to switch versions, so a reader never sees half a version and rollback is a
-pointer change. Loading never executes code: weights go through ``torch.load(weights_only=True)``,
+pointer change. Publishing (rename, then switch) is announced in ``BUNDLE/.publishing.json`` first: a
+writer killed between the two leaves that note, and the next writer, holding the lock, finishes the
+switch (``finish_interrupted_publication``) and removes what dead writers left (temporary files,
+staging folders). Loading never executes code: weights go through ``torch.load(weights_only=True)``,
 prototypes through safetensors, everything else is JSON. The model files are checked against the
 SHA-256 recorded when the version was written, so a file changed since then is named, not used.
 """
@@ -26,11 +29,15 @@ import json
 import logging
 import pickle
 import re
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .atomic import staged_directory, write_json_atomic
-from .errors import BundleError
+from .atomic import STAGING_PREFIX, json_bytes, output_error, staged_directory, temporary_glob, write_json_atomic
+from .bundle_schema import check_history_or_raise, check_metadata_or_raise, check_pointer_or_raise, check_prototypes_or_raise
+from .errors import BundleError, InputError, OutputError
+from .fault_points import fault_point
 from .registry import ClassRegistry
 
 FORMAT = "ciss-bundle"
@@ -41,6 +48,8 @@ STATUS_REJECTED = "rejected"
 # The files whose SHA-256 a version records (relative to its folder), and what ``check_files`` reports.
 CHECKSUMMED_FILES = ("models/model.pt", "models/prototypes.safetensors")
 FILE_OK, FILE_CHANGED, FILE_MISSING = "ok", "changed", "missing"
+# The version being published (its folder renamed into place, bundle.json not yet switched to it).
+PUBLISHING_NAME = ".publishing.json"
 TAMPER_HINT = "the version's files are no longer those it was written with: restore the bundle from a backup, or roll back to another version (ciss rollback)"
 
 LOG = logging.getLogger(__name__)
@@ -171,9 +180,11 @@ class BundleVersion:
                 raise BundleError(f"prototypes are missing: {self.prototypes_path}", TAMPER_HINT)
             return {}
         try:
-            return load(self._read_verified(self.prototypes_path))
+            tensors = load(self._read_verified(self.prototypes_path))
         except SafetensorError as error:
             raise BundleError(f"cannot read prototypes {self.prototypes_path}: {error}", "the file is damaged; restore the bundle from a backup or roll back") from error
+        check_prototypes_or_raise(tensors, self.registry.num_classes, self.prototypes_path)
+        return tensors
 
 
 def load_version_or_raise(path: Path) -> BundleVersion:
@@ -186,27 +197,26 @@ def load_version_or_raise(path: Path) -> BundleVersion:
             "this looks like a bundle from another tool; CISSegmentation can only load bundles it wrote (ciss train)",
         )
     settings = metadata["ciss"]
-    if settings.get("format_version") != FORMAT_VERSION:
+    if isinstance(settings, dict) and settings.get("format_version") != FORMAT_VERSION:
         raise BundleError(
             f"{path / 'configs' / 'metadata.json'} has bundle format {settings.get('format_version')!r}, this engine reads {FORMAT_VERSION}",
             "upgrade CISSegmentation to the version that wrote this bundle",
         )
-    for key in ("network", "preprocessing"):
-        if not isinstance(settings.get(key), dict):
-            raise BundleError(f"{path / 'configs' / 'metadata.json'} lacks the ciss.{key} section", "the file is damaged; restore the bundle from a backup or retrain")
-    semver_key(str(metadata.get("version", "")))
+    check_metadata_or_raise(metadata, path / "configs" / "metadata.json")
     classes_path = path / "configs" / "classes.json"
     classes = _read_json_or_raise(classes_path, "class registry")
     try:
         registry = ClassRegistry.from_json(classes)
-    except (KeyError, TypeError, ValueError) as error:
+    except (KeyError, TypeError, ValueError, AttributeError, InputError) as error:
         raise BundleError(f"{classes_path} has a wrong schema: {error!r}", "the class registry is damaged; restore it from a backup or roll back") from error
-    if settings["network"].get("out_channels") != registry.num_classes:
+    if settings["network"]["out_channels"] != registry.num_classes:
         raise BundleError(
-            f"{classes_path} lists {len(registry)} organs but the network has {settings['network'].get('out_channels')} outputs",
+            f"{classes_path} lists {len(registry)} organs but the network in {path / 'configs' / 'metadata.json'} has {settings['network']['out_channels']} outputs",
             "the bundle version is inconsistent; roll back to another version",
         )
-    history = _read_json_or_raise(path / "docs" / "history.json", "bundle history")
+    history_path = path / "docs" / "history.json"
+    history = _read_json_or_raise(history_path, "bundle history")
+    check_history_or_raise(history, history_path)
     return BundleVersion(path=path, metadata=metadata, registry=registry, history=history)
 
 
@@ -232,7 +242,9 @@ class Bundle:
         return bundle
 
     def _pointer(self) -> dict[str, Any]:
-        return _read_json_or_raise(self.pointer_path, "bundle pointer")
+        pointer = _read_json_or_raise(self.pointer_path, "bundle pointer")
+        check_pointer_or_raise(pointer, self.pointer_path)
+        return pointer
 
     @property
     def current_version(self) -> str:
@@ -280,6 +292,68 @@ class Bundle:
         return next_minor(self.versions()[-1])
 
 
+def _point_at(root: Path, version: str) -> None:
+    """Make ``version`` current in ``root/bundle.json`` (creating it for a new bundle), atomically."""
+    pointer = root / "bundle.json"
+    previous = json.loads(pointer.read_text(encoding="utf-8")) if pointer.exists() else {"format": FORMAT, "format_version": FORMAT_VERSION}
+    write_json_atomic(pointer, {**previous, "current": version})
+
+
+def _stage_version(final: Path, files: dict[str, bytes]) -> None:
+    """Write ``files`` (relative path → bytes) into a staging folder renamed to ``final`` when complete; a
+    full disk names the file the version would have held."""
+    try:
+        with staged_directory(final) as staging:
+            for name, data in files.items():
+                (staging / name).parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    (staging / name).write_bytes(data)
+                except OSError as error:
+                    raise output_error(final / name, error) from error
+                if name == "models/model.pt":
+                    fault_point("version:model")
+    except FileExistsError as error:
+        root = final.parent.parent
+        raise BundleError(
+            f"version {final.name} of bundle {root} already exists",
+            f"nothing was overwritten: a version is never replaced. `ciss versions -b {root}` lists the versions; "
+            "`ciss learn` run again writes the next one, `ciss train` needs a new output folder",
+        ) from error
+
+
+def _discard(folder: Path) -> None:
+    """Remove a version folder that never became current: renamed out of ``versions/`` first, so no reader
+    ever lists a half-deleted version."""
+    hidden = folder.with_name(f"{STAGING_PREFIX}{folder.name}-discarded")
+    folder.rename(hidden)
+    shutil.rmtree(hidden, ignore_errors=True)
+
+
+def finish_interrupted_publication(root: Path, log: Callable[[str], None]) -> None:
+    """What the next writer does, holding the lock, about a writer killed while it wrote ``root``.
+
+    Temporary files of atomic writes and staging folders are removed (only writers make them, and every
+    writer holds the lock). A version that was renamed into place while its writer was making it current
+    is complete (the rename is atomic): it is made current, as that writer would have done."""
+    root = Path(root)
+    journal = root / PUBLISHING_NAME
+    leftovers = [*root.glob(temporary_glob(root / "bundle.json")), *root.glob(temporary_glob(journal)), *(root / "versions").glob(f"{STAGING_PREFIX}*")]
+    for leftover in leftovers:
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+    if not journal.is_file():
+        return
+    version = str(_read_json_or_raise(journal, "publication note").get("version", ""))
+    folder = root / "versions" / version
+    if SEMVER.match(version) and folder.is_dir():
+        load_version_or_raise(folder)
+        _point_at(root, version)
+        log(f"version {version} of {root} was written by a run that stopped before making it current: it is current now")
+    journal.unlink()
+
+
 def write_version(
     root: Path,
     *,
@@ -294,35 +368,44 @@ def write_version(
 ) -> BundleVersion:
     """Write a complete version into ``root/versions/<version>`` atomically; optionally make it current.
 
-    The model files are written first, so metadata.json can record their SHA-256 (``ciss.files_sha256``)."""
+    The model files are serialised first, so metadata.json can record their SHA-256 (``ciss.files_sha256``).
+    A write that fails (a full disk: exit 5) leaves the bundle as it was."""
     import torch
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     from .bundle_metadata import build_metadata, model_card
 
     root = Path(root)
     final = root / "versions" / version
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, buffer)
+    files = {"models/model.pt": buffer.getvalue()}
+    if prototypes:
+        files["models/prototypes.safetensors"] = save({k: v.detach().cpu().contiguous() for k, v in prototypes.items()})
+    hashes = {name: hashlib.sha256(data).hexdigest() for name, data in files.items() if name in CHECKSUMMED_FILES}
+    metadata = build_metadata(version=version, registry=registry, settings={**settings, "files_sha256": hashes}, changelog=changelog)
+    files |= {
+        "configs/metadata.json": json_bytes(metadata),
+        "configs/classes.json": json_bytes(registry.to_json()),
+        "docs/history.json": json_bytes(history),
+        "docs/README.md": model_card(metadata, registry, history).encode("utf-8"),
+    }
+    journal = root / PUBLISHING_NAME if make_current else None
+    if journal:
+        write_json_atomic(journal, {"version": version})
     try:
-        with staged_directory(final) as staging:
-            for sub in ("configs", "models", "docs"):
-                (staging / sub).mkdir()
-            torch.save({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, staging / "models" / "model.pt")
-            if prototypes:
-                save_file({k: v.detach().cpu().contiguous() for k, v in prototypes.items()}, str(staging / "models" / "prototypes.safetensors"))
-            hashes = {name: sha256_of(staging / name) for name in CHECKSUMMED_FILES if (staging / name).is_file()}
-            metadata = build_metadata(version=version, registry=registry, settings={**settings, "files_sha256": hashes}, changelog=changelog)
-            write_json_atomic(staging / "configs" / "metadata.json", metadata)
-            write_json_atomic(staging / "configs" / "classes.json", registry.to_json())
-            write_json_atomic(staging / "docs" / "history.json", history)
-            (staging / "docs" / "README.md").write_text(model_card(metadata, registry, history), encoding="utf-8")
-    except FileExistsError as error:
-        raise BundleError(
-            f"version {version} of bundle {root} already exists",
-            f"nothing was overwritten: a version is never replaced. `ciss versions -b {root}` lists the versions; "
-            "`ciss learn` run again writes the next one, `ciss train` needs a new output folder",
-        ) from error
-    if make_current:
-        pointer = root / "bundle.json"
-        previous = json.loads(pointer.read_text(encoding="utf-8")) if pointer.exists() else {"format": FORMAT, "format_version": FORMAT_VERSION}
-        write_json_atomic(pointer, {**previous, "current": version})
+        _stage_version(final, files)
+    except BaseException:
+        if journal:
+            journal.unlink(missing_ok=True)
+        raise
+    if journal:
+        try:
+            _point_at(root, version)
+        except OutputError:  # bundle.json could not be replaced (a disk full to the byte): undo the version
+            _discard(final)
+            journal.unlink(missing_ok=True)
+            raise
+        journal.unlink()
+        fault_point("version:published")
     return load_version_or_raise(final)

@@ -9,6 +9,9 @@ kernel drops a ``flock`` when its process dies, so a lock file whose lock can be
 taken over, and the takeover is logged. A holder removes the file while it still holds the lock, and
 a process that locked a file which is no longer at the path tries again: no two processes ever hold
 locks on different files of one bundle. ``flock`` is POSIX (Linux, macOS).
+
+Having the lock, a writer first finishes what a killed writer left half done
+(``bundle.finish_interrupted_publication``): no write of the bundle can meet another writer's leftovers.
 """
 from __future__ import annotations
 
@@ -22,9 +25,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .atomic import ensure_writable_dir, output_error
+from .atomic import ensure_writable_dir, output_error, remove_empty_folders
+from .bundle import finish_interrupted_publication
 from .errors import BundleError
 from .events import EventSink
+from .fault_points import fault_point
 
 LOCK_NAME = ".lock"
 
@@ -102,11 +107,12 @@ def bundle_lock(root: Path, command: str, *, sink: EventSink, create: bool = Fal
             if stale:
                 sink.log(f"taking over the lock of {root}: {_describe(stale)} ended without releasing it")
             _write_holder(fd, path, command)
+            finish_interrupted_publication(root, sink.log)
+            fault_point("locked")
             yield
         finally:
             path.unlink(missing_ok=True)  # while still locked: see the module docstring
             os.close(fd)
     finally:
         if created:
-            with contextlib.suppress(OSError):
-                root.rmdir()  # only when empty: a run that failed before writing leaves no folder behind
+            remove_empty_folders(root)  # a run that failed before writing a file leaves no folder behind

@@ -5,6 +5,7 @@ import datetime
 from typing import Any
 
 from . import __version__
+from .preprocessing_options import describe_intensity
 from .registry import ClassRegistry
 
 METADATA_SCHEMA = "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/meta_schema_20220324.json"
@@ -30,6 +31,8 @@ def build_metadata(*, version: str, registry: ClassRegistry, settings: dict[str,
         "description": "Class-incremental CT organ segmentation (SegResNet); organs can be added without old labels.",
         "authors": "CISSegmentation",
         "copyright": "Trained at the site that holds this bundle",
+        # A model imported from another tool keeps its authors' credit (importers/, docs/import.md).
+        **_source_credit(settings.get("source")),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "network_data_format": {
             "inputs": {
@@ -62,6 +65,31 @@ def build_metadata(*, version: str, registry: ClassRegistry, settings: dict[str,
     }
 
 
+def _source_credit(source: dict[str, Any] | None) -> dict[str, str]:
+    """Authors and copyright of an imported model's source, as its metadata.json gave them."""
+    if not source:
+        return {}
+    return {
+        "authors": f"{source.get('authors') or 'unknown'} (imported into CISSegmentation)",
+        "copyright": source.get("copyright") or f"see the licence of {source.get('name', 'the source model')}",
+    }
+
+
+def _source_lines(source: dict[str, Any] | None) -> list[str]:
+    """The model card's section on an imported model's origin and licence."""
+    if not source:
+        return []
+    licences = ", ".join(f"`{path}`" for path in source.get("licence_files", [])) or "none was found in the source bundle"
+    return [
+        "## Source",
+        "",
+        f"Imported from the {source['format']} **{source.get('name', '')}** version {source.get('version', '?')} "
+        f"({source.get('authors') or 'authors not stated'}; {source.get('copyright') or 'copyright not stated'}).",
+        f"Licence texts carried over (paths in the bundle folder): {licences}.",
+        "",
+    ]
+
+
 def model_card(metadata: dict[str, Any], registry: ClassRegistry, history: list[dict[str, Any]]) -> str:
     """A human-readable card: what the model segments, how it was trained, its lineage and metrics."""
     settings = metadata["ciss"]
@@ -83,9 +111,10 @@ def model_card(metadata: dict[str, Any], registry: ClassRegistry, history: list[
         "",
         "## Input",
         "",
-        f"CT in Hounsfield units, resampled to {pre['spacing_mm']} mm, window {pre['hu_window']} HU scaled to [0, 1], "
+        f"CT in Hounsfield units, resampled to {pre['spacing_mm']} mm, {describe_intensity(pre)}, "
         f"patches {pre['patch_size']}. Network: {settings['network']['name']} (init_filters {settings['network']['init_filters']}).",
         "",
+        *_source_lines(settings.get("source")),
         "## Lineage",
         "",
         "| version | step | kind | organs | iterations | strategy | metrics |",

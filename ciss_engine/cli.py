@@ -10,7 +10,7 @@ import importlib
 import sys
 
 from . import __version__
-from .commands import COMMANDS
+from .commands import COMMANDS, module_name
 from .crash import report_unexpected_error
 from .errors import CissError, ExitCode
 from .events import EventSink, ProgressMode
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--list-classes", action="store_true", help="list the organs the catalog knows (name, SNOMED CT code) and exit")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, summary in COMMANDS.items():
-        module = importlib.import_module(f".commands.{name.replace('-', '_')}", __package__)
+        module = importlib.import_module(f".commands.{module_name(name)}", __package__)
         sub = subparsers.add_parser(name, help=summary, description=summary)
         module.add_arguments(sub)
         _add_common(sub)
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     # Under torchrun only rank 0 reports: one stream of events, one `done`; other ranks still print errors on stderr.
     mode = ProgressMode.QUIET if args.quiet or not launch.is_main else ProgressMode(args.progress or ProgressMode.BAR)
     sink = EventSink(mode)
-    module = importlib.import_module(f".commands.{args.command.replace('-', '_')}", __package__)
+    module = importlib.import_module(f".commands.{module_name(args.command)}", __package__)
     try:
         module.run(args, sink)
     except CissError as error:

@@ -10,10 +10,10 @@ Hounsfield units are a warning (docs/reliability.md).
 """
 from __future__ import annotations
 
-import gzip
-import zlib
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -29,6 +29,9 @@ AFFINE_TOLERANCE_MM = 1e-3
 # not a CT. Spacing outside 0.1-20 mm is no clinical CT (a broken header, or metres for millimetres).
 MAX_VOXELS = 1024**3
 SPACING_RANGE_MM = (0.1, 20.0)
+# A scanner's world coordinates lie within metres of its isocentre; a first voxel 100 m away is a damaged
+# header (and beyond float32 range an output on the CT's grid could not even be written as NIfTI).
+MAX_ORIGIN_MM = 1e5
 # Memory a voxel takes while loading: its stored value plus the float32 copy the network grid is made
 # from. A NRRD's stored type is not parsed before reading: the widest (8 bytes) is assumed.
 WORKING_BYTES_PER_VOXEL = 4
@@ -49,22 +52,71 @@ NRRD_SPACE_TO_RAS = {
 }
 
 
+@contextlib.contextmanager
+def _reading_or_raise(path: Path, role: str) -> Iterator[None]:
+    """Around the third-party readers only (nibabel, pynrrd): a damaged file makes them fail in any of
+    their code paths (HeaderDataError, NRRDError, KeyError, struct.error, zlib.error…), and each means
+    "this file cannot be read", never an engine bug. Running out of memory stays what it is (exit 7)."""
+    try:
+        yield
+    except (InputError, MemoryError):
+        raise
+    except Exception as error:
+        raise InputError(f"cannot read {role} {path}: {error}", "the file is damaged or not what its name says; export it again from the source") from error
+
+
+def _read_nifti(path: Path, role: str) -> nib.Nifti1Image:
+    """NIfTI after the header checks; the voxels are read at once, so a truncated or corrupt gzip fails
+    here, not mid-training. Header extensions are kept (a DICOM CT's UIDs, checked by ``ciss export``)."""
+    with _reading_or_raise(path, role):
+        lazy = nib.load(str(path))
+        shape, dtype, affine = lazy.shape, lazy.get_data_dtype(), lazy.affine
+    _check_dtype_or_raise(dtype, path, role)
+    _check_header_or_raise(shape, dtype.itemsize, affine, path, role)
+    with _reading_or_raise(path, role):
+        data = np.asarray(lazy.dataobj)
+    return _in_memory(data, affine, lazy.header.extensions)
+
+
 def _read_nrrd(path: Path, role: str) -> nib.Nifti1Image:
     """NRRD with pynrrd (no torch: the front ends read CTs too); space directions and origin → RAS affine."""
     import nrrd
 
-    header = nrrd.read_header(str(path))
+    with _reading_or_raise(path, role):
+        header = nrrd.read_header(str(path))
     space = str(header.get("space", "left-posterior-superior")).lower()
-    if space not in NRRD_SPACE_TO_RAS or "space directions" not in header:
-        raise InputError(f"NRRD {path} has no usable world space ({space!r})", "save it from 3D Slicer or another tool that writes 'space directions' (and 'space' unless it is left-posterior-superior, which is assumed)")
-    directions = np.asarray(header["space directions"], dtype=np.float64)
-    affine = np.eye(4)
-    affine[:3, :3] = directions[-3:].T  # rows of 'space directions' are the axis vectors
-    affine[:3, 3] = np.asarray(header.get("space origin", np.zeros(3)), dtype=np.float64)
-    affine[:3] *= np.asarray(NRRD_SPACE_TO_RAS[space], dtype=np.float64)[:, None]
-    _check_header_or_raise(tuple(int(n) for n in header["sizes"]), NRRD_ASSUMED_ITEMSIZE, affine, path, role)
-    data, _ = nrrd.read(str(path))
-    return nib.Nifti1Image(np.asarray(data), affine)
+    if space not in NRRD_SPACE_TO_RAS or "space directions" not in header or "sizes" not in header:
+        raise InputError(f"NRRD {path} has no usable world space ({space!r}) or no sizes", "save it from 3D Slicer or another tool that writes 'sizes' and 'space directions' (and 'space' unless it is left-posterior-superior, which is assumed)")
+    with _reading_or_raise(path, role):
+        directions = np.asarray(header["space directions"], dtype=np.float64)
+        affine = np.eye(4)
+        affine[:3, :3] = directions[-3:].T  # rows of 'space directions' are the axis vectors
+        affine[:3, 3] = np.asarray(header.get("space origin", np.zeros(3)), dtype=np.float64)
+        affine[:3] *= np.asarray(NRRD_SPACE_TO_RAS[space], dtype=np.float64)[:, None]
+        shape = tuple(int(n) for n in header["sizes"])
+    _check_header_or_raise(shape, NRRD_ASSUMED_ITEMSIZE, affine, path, role)
+    with _reading_or_raise(path, role):
+        data, _ = nrrd.read(str(path))
+    _check_dtype_or_raise(data.dtype, path, role)
+    return _in_memory(np.asarray(data), affine)
+
+
+def _in_memory(data: np.ndarray, affine: np.ndarray, extensions: Iterable[Any] = ()) -> nib.Nifti1Image:
+    """An image of voxels already read, in native byte order (torch refuses big-endian arrays, which
+    NIfTI and NRRD files may hold). nibabel refuses 64-bit integers unless told the type, and exporters
+    (SimpleITK, numpy) do write them."""
+    if not data.dtype.isnative:
+        data = data.astype(data.dtype.newbyteorder("="))
+    image = nib.Nifti1Image(data, affine, dtype=data.dtype if data.dtype in (np.int64, np.uint64) else None)
+    image.header.extensions.extend(extensions)
+    return image
+
+
+def _check_dtype_or_raise(dtype: np.dtype, path: Path, role: str) -> None:
+    """One real number a voxel: RGB and complex volumes would lose information silently on the way to HU."""
+    if dtype.kind not in "biuf":
+        stored = "RGB" if dtype.fields else dtype.newbyteorder("=").name
+        raise InputError(f"{role} {path} stores {stored} voxels, not one real number a voxel", "export it as a scalar volume: HU (e.g. int16) for a CT, integer organ ids for a label map; not RGB or complex")
 
 
 def load_volume_or_raise(path: Path | str, *, role: str = "CT", series_uid: str | None = None, sink: EventSink | None = None) -> nib.Nifti1Image:
@@ -81,20 +133,12 @@ def load_volume_or_raise(path: Path | str, *, role: str = "CT", series_uid: str 
         _check_geometry_or_raise(image.affine, path, role)
     else:
         name = path.name.lower()
-        try:
-            if name.endswith(NRRD_SUFFIXES):
-                image = _read_nrrd(path, role)
-            elif name.endswith(NIFTI_SUFFIXES):
-                lazy = nib.load(str(path))
-                _check_header_or_raise(lazy.shape, lazy.get_data_dtype().itemsize, lazy.affine, path, role)
-                # Read everything now: a truncated or corrupt gzip must fail here, not mid-training.
-                image = nib.Nifti1Image(np.asarray(lazy.dataobj), lazy.affine)
-            else:
-                raise InputError(f"{role} {path} has an unknown file type", "give a NIfTI (.nii, .nii.gz), NRRD (.nrrd) file or a DICOM series folder")
-        except InputError:
-            raise
-        except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError, nib.filebasedimages.ImageFileError) as error:
-            raise InputError(f"cannot read {role} {path}: {error}", "the file is damaged or not what its name says; export it again from the source") from error
+        if name.endswith(NRRD_SUFFIXES):
+            image = _read_nrrd(path, role)
+        elif name.endswith(NIFTI_SUFFIXES):
+            image = _read_nifti(path, role)
+        else:
+            raise InputError(f"{role} {path} has an unknown file type", "give a NIfTI (.nii, .nii.gz), NRRD (.nrrd) file or a DICOM series folder")
     image = _as_3d_or_raise(image, path, role)
     if role == "CT":
         _check_ct_values_or_raise(image, path, sink or EventSink())
@@ -144,6 +188,8 @@ def _check_geometry_or_raise(affine: np.ndarray, path: Path, role: str) -> None:
         raise InputError(f"{role} {path} has voxel spacing {np.round(spacing, 4).tolist()} mm, outside the {low}-{high} mm of a CT", fix + " (spacing is in millimetres)")
     if abs(np.linalg.det(affine[:3, :3])) < 1e-3 * float(np.prod(spacing)):
         raise InputError(f"{role} {path} has a singular voxel-to-world matrix: its axes are (nearly) parallel", fix)
+    if np.abs(affine[:3, 3]).max() > MAX_ORIGIN_MM:
+        raise InputError(f"{role} {path} places its first voxel at {np.round(affine[:3, 3], 1).tolist()} mm, more than {MAX_ORIGIN_MM / 1000:.0f} m from the origin", fix)
 
 
 def check_ct_or_raise(image: nib.Nifti1Image, path: Path, sink: EventSink) -> None:
@@ -188,7 +234,7 @@ def _check_shape_or_raise(shape: tuple[int, ...], path: Path, role: str) -> None
 
 def _as_3d_or_raise(image: nib.Nifti1Image, path: Path, role: str) -> nib.Nifti1Image:
     _check_shape_or_raise(image.shape, path, role)
-    return nib.Nifti1Image(np.asarray(image.dataobj)[..., 0], image.affine) if len(image.shape) == 4 else image
+    return _in_memory(np.asarray(image.dataobj)[..., 0], image.affine, image.header.extensions) if len(image.shape) == 4 else image
 
 
 def check_same_grid_or_raise(image: nib.Nifti1Image, label: nib.Nifti1Image, image_path: Path, label_path: Path) -> None:

@@ -26,7 +26,8 @@ def load_network(version: BundleVersion, device: torch.device) -> SegmentationNe
     try:
         network.load_state_dict(version.load_state_dict())
     except RuntimeError as error:
-        raise BundleError(f"weights in {version.model_path} do not fit the network in its metadata: {error}", "the bundle version is inconsistent; roll back or retrain") from error
+        metadata = version.path / "configs" / "metadata.json"
+        raise BundleError(f"weights in {version.model_path} do not fit the network in {metadata}: {error}", "one of the two files is damaged; roll back to another version or retrain") from error
     return network.to(device).eval()
 
 
@@ -38,11 +39,15 @@ def sliding_window_outputs(
     device: torch.device,
     with_features: bool = False,
     overlap: float = 0.5,
+    blend: str = "gaussian",
+    padding: str = "constant",
     amp: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Logits (1, C, X, Y, Z) float32 on the CPU, and the features (1, K, X, Y, Z) when asked.
 
     Windows run on ``device``; stitching happens on the CPU, so a whole CT never has to fit the GPU.
+    ``overlap``, ``blend`` and ``padding`` are MONAI's overlap, mode and padding_mode (an imported model keeps
+    its own, preprocessing.PreprocessingConfig).
     """
     dtype = autocast_dtype(device, amp)
 
@@ -58,7 +63,8 @@ def sliding_window_outputs(
             sw_batch_size=2,
             predictor=predict,
             overlap=overlap,
-            mode="gaussian",
+            mode=blend,
+            padding_mode=padding,
             sw_device=device,
             device=torch.device("cpu"),
         )
@@ -85,7 +91,11 @@ class Segmenter:
 
     def segment(self, image: nib.Nifti1Image) -> SegmentationResult:
         tensor = image_to_network(image, self.preprocessing)
-        logits, _ = sliding_window_outputs(self.network, tensor[None], patch_size=self.preprocessing.patch_size, device=self.device)
+        pre = self.preprocessing
+        logits, _ = sliding_window_outputs(
+            self.network, tensor[None], patch_size=pre.patch_size, device=self.device,
+            overlap=pre.window_overlap, blend=pre.window_blend, padding=pre.window_padding,
+        )
         network_label = tensor.clone()
         network_label.set_array(logits[0].argmax(0, keepdim=True).to(torch.uint8))
         label = label_to_input_grid(network_label, image)

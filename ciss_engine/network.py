@@ -3,6 +3,8 @@
 PCDD needs the K-channel feature map that feeds the classifier (METHOD.md §2), so the network is
 split into ``backbone`` (SegResNet without its final block), ``feature_head`` (norm + activation:
 SegResNet's own final block minus its convolution) and ``classifier`` (the 1×1×1 convolution).
+The feature tap is the normalised decoder output *before* the activation (signed, so cosines between
+organs can be negative); the classifier sees its ReLU, :func:`post_activation`, which is exact per voxel.
 Only whitelisted architectures are built from a bundle's JSON config: a bundle never names a class
 to instantiate.
 """
@@ -60,7 +62,7 @@ def check_network_config_or_raise(config: NetworkConfig) -> None:
 class SegmentationNetwork(nn.Module):
     """SegResNet whose forward can also return the features F that feed the classifier.
 
-    Shapes: image (B, 1, D, H, W) → logits (B, C, D, H, W), features (B, K, D, H, W) with
+    Shapes: image (B, 1, D, H, W) → logits (B, C, D, H, W), pre-activation features (B, K, D, H, W) with
     K = ``init_filters``; D, H, W must be divisible by 2**(len(blocks_down) - 1).
     """
 
@@ -80,7 +82,8 @@ class SegmentationNetwork(nn.Module):
         # SegResNet builds its final block even when unused; drop it so the state dict holds no
         # weights that depend on the number of classes outside ``classifier``.
         self.backbone.conv_final = None
-        self.feature_head = nn.Sequential(nn.GroupNorm(8, config.init_filters), nn.ReLU(inplace=True))
+        # Not in place: the pre-activation map is the feature tap and must survive the ReLU.
+        self.feature_head = nn.Sequential(nn.GroupNorm(8, config.init_filters), nn.ReLU())
         self.classifier = nn.Conv3d(config.init_filters, config.out_channels, kernel_size=1, bias=True)
 
     @property
@@ -98,12 +101,19 @@ class SegmentationNetwork(nn.Module):
         return self.backbone.decode(x, skips), stages
 
     def forward_with_features(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and the pre-activation features F (the classifier reads ``post_activation(F)``)."""
         decoded, _ = self.encode_decode(image)
-        features = self.feature_head(decoded)
-        return self.classifier(features), features
+        norm, activation = self.feature_head
+        features = norm(decoded)
+        return self.classifier(activation(features)), features
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.forward_with_features(image)[0]
+
+
+def post_activation(features: torch.Tensor) -> torch.Tensor:
+    """What the classifier reads: the ReLU of the feature tap (non-negative, cosines in [0, 1])."""
+    return torch.relu(features)
 
 
 def build_network(config: NetworkConfig) -> SegmentationNetwork:

@@ -1,4 +1,4 @@
-"""Moving volumes between the input's own grid and the network's grid (RAS, bundle spacing, HU window).
+"""Moving volumes between the input's own grid and the network's grid (RAS, bundle spacing, intensities).
 
 MONAI transforms do the work on MetaTensors that carry the affine; predictions go back with
 ``ResampleToMatch`` onto a reference of the input's exact shape and affine, so an output always
@@ -15,25 +15,58 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import Orientation, ResampleToMatch, ScaleIntensityRange, Spacing
 
+from .preprocessing_options import CHOICES, DEFAULT_OVERLAP, IntensityStep
+
+# The settings only imported models change (preprocessing_options.py), with the values `ciss train` uses.
+OPTION_DEFAULTS: dict[str, Any] = {
+    **{name: allowed[0] for name, allowed in CHOICES.items()}, "window_overlap": DEFAULT_OVERLAP, "intensity_before_resampling": False,
+}
+
 
 @dataclasses.dataclass(frozen=True)
 class PreprocessingConfig:
-    """Stored in the bundle (``ciss.preprocessing``); the same for training and inference."""
+    """Stored in the bundle (``ciss.preprocessing``); the same for training and inference.
+
+    Intensities: ``hu_window`` scaled to [0, 1] and clipped, or, for an imported model, its own ``intensity``
+    steps (then ``hu_window`` is None and not written, so an engine that predates the steps refuses the
+    bundle instead of feeding the model intensities it was not trained on).
+    """
 
     spacing_mm: tuple[float, float, float] = (3.0, 3.0, 3.0)
     # Abdominal soft-tissue window, as in MONAI's BTCV recipes.
-    hu_window: tuple[float, float] = (-175.0, 250.0)
+    hu_window: tuple[float, float] | None = (-175.0, 250.0)
     patch_size: tuple[int, int, int] = (64, 64, 64)
+    # Imported models only: to_json writes these only when they differ from OPTION_DEFAULTS, so bundles
+    # trained here read and write as before.
+    intensity: tuple[IntensityStep, ...] = ()
+    intensity_before_resampling: bool = False
+    image_padding: str = CHOICES["image_padding"][0]
+    window_overlap: float = DEFAULT_OVERLAP
+    window_blend: str = CHOICES["window_blend"][0]
+    window_padding: str = CHOICES["window_padding"][0]
+
+    def __post_init__(self) -> None:
+        if (self.hu_window is None) == (not self.intensity):
+            raise ValueError("give either hu_window or intensity steps, not both or neither")
 
     def to_json(self) -> dict[str, Any]:
-        return {"spacing_mm": list(self.spacing_mm), "hu_window": list(self.hu_window), "patch_size": list(self.patch_size), "orientation": "RAS"}
+        data: dict[str, Any] = {"spacing_mm": list(self.spacing_mm)}
+        if self.hu_window is not None:
+            data["hu_window"] = list(self.hu_window)
+        data |= {"patch_size": list(self.patch_size), "orientation": "RAS"}
+        if self.intensity:
+            data["intensity"] = [step.to_json() for step in self.intensity]
+        return data | {name: getattr(self, name) for name, default in OPTION_DEFAULTS.items() if getattr(self, name) != default}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PreprocessingConfig:
+        window = data.get("hu_window")
         return cls(
             spacing_mm=tuple(float(v) for v in data["spacing_mm"]),  # type: ignore[arg-type]
-            hu_window=tuple(float(v) for v in data["hu_window"]),  # type: ignore[arg-type]
+            hu_window=None if window is None else tuple(float(v) for v in window),  # type: ignore[arg-type]
             patch_size=tuple(int(v) for v in data["patch_size"]),  # type: ignore[arg-type]
+            intensity=tuple(IntensityStep.from_json(step) for step in data.get("intensity", ())),
+            **{name: type(default)(data.get(name, default)) for name, default in OPTION_DEFAULTS.items()},
         )
 
 
@@ -45,15 +78,24 @@ def as_meta_tensor(image: nib.Nifti1Image, data: np.ndarray | None = None) -> Me
 
 def _to_network_grid(tensor: MetaTensor, config: PreprocessingConfig, mode: str) -> MetaTensor:
     tensor = Orientation(axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S")))(tensor)
-    return Spacing(pixdim=config.spacing_mm, mode=mode, padding_mode="border" if mode == "nearest" else "zeros")(tensor)
+    return Spacing(pixdim=config.spacing_mm, mode=mode, padding_mode="border" if mode == "nearest" else config.image_padding)(tensor)
 
 
 def image_to_network(image: nib.Nifti1Image, config: PreprocessingConfig) -> MetaTensor:
-    """CT → (1, X, Y, Z) float32 in [0, 1] on the network grid, affine kept."""
+    """CT → (1, X, Y, Z) float32 on the network grid (in [0, 1] for a HU window), affine kept."""
+    def resample(tensor: MetaTensor) -> MetaTensor:
+        return _to_network_grid(tensor, config, "bilinear")
+
+    if config.hu_window is not None:
+        low, high = config.hu_window
+        steps = [resample, ScaleIntensityRange(a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True)]
+    else:  # an imported model's own normalisation, in the order it was trained with
+        intensity = [step.transform() for step in config.intensity]
+        steps = [*intensity, resample] if config.intensity_before_resampling else [resample, *intensity]
     tensor = as_meta_tensor(image).float()
-    low, high = config.hu_window
-    tensor = _to_network_grid(tensor, config, "bilinear")
-    return ScaleIntensityRange(a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True)(tensor)
+    for step in steps:
+        tensor = step(tensor)
+    return tensor
 
 
 def label_to_network(label: nib.Nifti1Image, data: np.ndarray, config: PreprocessingConfig) -> MetaTensor:

@@ -167,3 +167,74 @@ class GlobalPrototypes:
         store.means = means.to("cpu", torch.float64).clone()
         store.counts = counts.to("cpu", torch.int64).clone()
         return store
+
+
+# Bundle key of the pre-activation means; "prototypes"/"counts" keep the post-activation ones, so a
+# bundle written before pre-activation prototypes existed still loads (without them).
+PRE_ACTIVATION_KEY = "prototypes_pre_activation"
+
+
+class FeaturePrototypes:
+    """Global prototypes of the feature tap in both spaces the losses use, over the same voxels.
+
+    ``pre`` averages the pre-activation features F (signed: the affinity space that can tell organs apart,
+    METHOD.md §3), ``post`` averages ReLU(F) (what the classifier reads; DAPD aligns these). Means of the
+    two spaces are kept apart because the mean of a ReLU is not the ReLU of a mean. ``pre`` is None for
+    bundles written before it was stored.
+    """
+
+    def __init__(self, post: GlobalPrototypes, pre: GlobalPrototypes | None) -> None:
+        if pre is not None and (pre.means.shape != post.means.shape or not torch.equal(pre.counts, post.counts)):
+            raise ValueError(f"pre-activation prototypes {tuple(pre.means.shape)} do not match the post-activation ones {tuple(post.means.shape)}")
+        self.post = post
+        self.pre = pre
+
+    @classmethod
+    def empty(cls, num_classes: int, channels: int) -> FeaturePrototypes:
+        return cls(GlobalPrototypes(num_classes, channels), GlobalPrototypes(num_classes, channels))
+
+    @property
+    def num_classes(self) -> int:
+        return self.post.num_classes
+
+    def update_from_batch(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+        """Add one batch of pre-activation features (B, K, D', H', W') with labels (B, D, H, W)."""
+        if self.pre is None:
+            raise ValueError("these prototypes have no pre-activation means to update")
+        self.pre.update_from_batch(features, labels)
+        self.post.update_from_batch(torch.relu(features), labels)
+
+    def spaces(self) -> tuple[GlobalPrototypes, ...]:
+        return (self.post,) if self.pre is None else (self.post, self.pre)
+
+    def reset(self, class_ids: Iterable[int]) -> None:
+        class_ids = list(class_ids)
+        for store in self.spaces():
+            store.reset(class_ids)
+
+    def copy_rows_from(self, other: FeaturePrototypes, rows: slice) -> None:
+        """Take ``rows`` (means and counts, both spaces) from ``other``, e.g. the old organs' stored ones."""
+        for mine, theirs in ((self.post, other.post), (self.pre, other.pre)):
+            if mine is None:
+                continue
+            if theirs is None:
+                raise ValueError("the other prototypes have no pre-activation means to copy")
+            mine.means[rows] = theirs.means[rows]
+            mine.counts[rows] = theirs.counts[rows]
+
+    def to_tensors(self) -> dict[str, torch.Tensor]:
+        tensors = self.post.to_tensors()
+        if self.pre is not None:
+            tensors[PRE_ACTIVATION_KEY] = self.pre.means.clone().contiguous()
+        return tensors
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, torch.Tensor]) -> FeaturePrototypes:
+        post = GlobalPrototypes.from_tensors(tensors)
+        pre_means = tensors.get(PRE_ACTIVATION_KEY)
+        if pre_means is None:
+            return cls(post, None)
+        if tuple(pre_means.shape) != tuple(post.means.shape) or not pre_means.is_floating_point():
+            raise BundleError(f"pre-activation prototypes {tuple(pre_means.shape)} do not fit the prototypes {tuple(post.means.shape)}",
+                              "the bundle's prototypes file is damaged; roll back to the previous bundle version or re-run the step that wrote it")
+        return cls(post, GlobalPrototypes.from_tensors({"prototypes": pre_means, "counts": post.counts}))

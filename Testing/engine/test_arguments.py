@@ -17,3 +17,11 @@ def test_triples_take_one_value_or_three():
 def test_validators_say_what_is_allowed(validator, text, message):
     with pytest.raises(argparse.ArgumentTypeError, match=message):
         validator(text)
+
+
+def test_protocol_strategies_may_be_empty_for_the_base_models_only():
+    from ciss_engine.commands.protocol import strategy_names
+
+    assert strategy_names("") == [] and strategy_names("PCDD,uniform,pcdd") == ["pcdd", "uniform"]
+    with pytest.raises(argparse.ArgumentTypeError, match="unknown strategy 'magic'"):
+        strategy_names("pcdd,magic")

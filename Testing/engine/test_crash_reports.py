@@ -28,14 +28,24 @@ def _error_event(result: subprocess.CompletedProcess) -> dict:
     return event
 
 
+# A bug planted in the real CLI process: segmenting raises an exception no code path expects (every
+# damaged input is now refused by a check, so a bug has to be made on purpose).
+PLANTED_BUG = """
+import sys
+import ciss_engine.inference as inference
+def planted_bug(self, image):
+    raise KeyError("spacing_mm")
+inference.Segmenter.segment = planted_bug
+from ciss_engine.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def test_an_unexpected_exception_is_one_error_event_with_a_log(tiny_bundle, phantom_cohort, tmp_path):
-    # A bundle whose metadata lacks a setting the loader does not check: the engine meets a KeyError it never expected.
     bundle = Path(shutil.copytree(tiny_bundle, tmp_path / "bundle"))
-    metadata_path = bundle / "versions" / "1.0.0" / "configs" / "metadata.json"
-    metadata = json.loads(metadata_path.read_text())
-    del metadata["ciss"]["preprocessing"]["spacing_mm"]
-    metadata_path.write_text(json.dumps(metadata))
-    result = _ciss("segment", "-b", bundle, "-i", phantom_cohort[0] / "image.nii.gz", "-o", tmp_path / "o.nii.gz", "--progress", "jsonl", state=tmp_path / "state")
+    args = ["segment", "-b", bundle, "-i", phantom_cohort[0] / "image.nii.gz", "-o", tmp_path / "o.nii.gz", "--progress", "jsonl"]
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
+    result = subprocess.run([sys.executable, "-c", PLANTED_BUG, *map(str, args)], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == ExitCode.INTERNAL_ERROR
     assert "Traceback" not in result.stderr
     event = _error_event(result)
@@ -110,3 +120,10 @@ def test_strategy_settings_of_protocol_are_checked_before_any_file_is_written(tm
 def test_negative_seed_is_refused_at_parse_time(tmp_path):
     result = _ciss("train", "-i", "ct.nii.gz", "-l", "l.nii.gz", "--organs", "spleen", "-o", tmp_path / "b", "--seed", "-1", state=tmp_path / "state")
     assert result.returncode == ExitCode.USAGE_ERROR and "argument --seed: expected an integer >= 0, got '-1'" in result.stderr
+
+
+def test_crash_logs_never_hold_the_studio_token():
+    from ciss_engine.crash import redacted
+
+    assert redacted(["studio", "--token", "s3cret", "--host", "0.0.0.0"]) == ["studio", "--token", "***", "--host", "0.0.0.0"]
+    assert redacted(["studio", "--token=s3cret"]) == ["studio", "--token=***"]

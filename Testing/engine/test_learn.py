@@ -74,9 +74,15 @@ def test_learn_adds_organs_in_a_new_version_and_keeps_the_parent(bundle, phantom
     prototypes = version.load_prototypes()
     assert prototypes["prototypes"].shape == (7, 8) and prototypes["entropy_thresholds"].shape == (4,)
     parent = handle.load("1.0.0").load_prototypes()
-    # Old organs keep their stored prototypes; background and new organs come from the clean pass.
-    torch.testing.assert_close(prototypes["prototypes"][1:5], parent["prototypes"][1:5])
+    # Old organs keep their stored prototypes in both feature spaces; the background (which held today's
+    # new organs) and the new organs come from the clean pass with the final weights.
+    for key in ("prototypes", "prototypes_pre_activation"):
+        torch.testing.assert_close(prototypes[key][1:5], parent[key][1:5])
+        assert not torch.allclose(prototypes[key][0], parent[key][0])
     assert prototypes["counts"][5:].min() > 0
+    # Each weighted term's share of the gradient on the shared parameters, recorded for the step.
+    shares = step["gradient_shares"]
+    assert set(shares) == {"unbiased_ce", "orcd", "crcd", "dapd", "dice_new"} and sum(shares.values()) == pytest.approx(1, abs=1e-3)
     assert _tree_hash(bundle / "versions" / "1.0.0") == parent_hash
     assert not learn_work_dir(bundle).exists()
 
@@ -146,8 +152,8 @@ def test_unknown_strategy_and_setting(bundle, phantom_cohort, step_labels, capsy
     assert "unknown strategy 'magic'" in capsys.readouterr().err
     assert run_cli("learn", "-b", bundle, "--organ", "pancreas,liver", "-i", *_images(phantom_cohort), "-l", *step_labels, "--setting", "lambda_x=1", *STEP_ARGS) == ExitCode.INPUT_ERROR
     assert "unknown setting pcdd.lambda_x" in capsys.readouterr().err
-    assert run_cli("learn", "-b", bundle, "--organ", "pancreas,liver", "-i", *_images(phantom_cohort), "-l", *step_labels, "--setting", "crcd_weighting=per_organ", *STEP_ARGS) == ExitCode.INPUT_ERROR
-    assert "choose one of per_class, per_voxel" in capsys.readouterr().err
+    assert run_cli("learn", "-b", bundle, "--organ", "pancreas,liver", "-i", *_images(phantom_cohort), "-l", *step_labels, "--setting", "summand=per_organ", *STEP_ARGS) == ExitCode.INPUT_ERROR
+    assert "choose one of channel_kl, mib, agreement" in capsys.readouterr().err
 
 
 def test_cancel_mid_step_leaves_the_bundle_untouched_and_resumes_its_own_checkpoint(bundle, phantom_cohort, step_labels):

@@ -2,16 +2,19 @@ import pytest
 import torch
 
 from ciss_engine.errors import BundleError
-from ciss_engine.network import NetworkConfig, build_network, grow_classifier
+from ciss_engine.network import NetworkConfig, build_network, grow_classifier, post_activation
 
 
-def test_features_feed_the_classifier_at_full_resolution():
+def test_pre_activation_features_feed_the_classifier_through_its_relu_at_full_resolution():
     network = build_network(NetworkConfig(init_filters=8, out_channels=5)).eval()
     image = torch.randn(2, 1, 32, 32, 32)
     logits, features = network.forward_with_features(image)
     assert logits.shape == (2, 5, 32, 32, 32) and features.shape == (2, 8, 32, 32, 32)
-    torch.testing.assert_close(network.classifier(features), logits)
-    assert (features >= 0).all()  # after the ReLU of SegResNet's final block
+    torch.testing.assert_close(network.classifier(post_activation(features)), logits)
+    torch.testing.assert_close(network(image), logits)
+    # The tap is the group-normalised decoder output before SegResNet's final ReLU: signed, about zero-mean.
+    assert (features < 0).float().mean() > 0.2 and (features > 0).float().mean() > 0.2
+    torch.testing.assert_close(features, network.feature_head[0](network.encode_decode(image)[0]))
 
 
 def test_head_growth_keeps_old_predictions_and_splits_background():

@@ -10,6 +10,7 @@ COMMANDS: dict[str, str] = {
     "rollback": "Make an earlier version of a bundle current again.",
     "verify": "Check every version of a bundle against the checksums recorded when it was written.",
     "train": "Train a base bundle on fully labelled CTs.",
+    "import": "Make a bundle from a model a site already runs (a MONAI bundle with a SegResNet).",
     "learn": "Add new organs to a bundle from CTs labelled only for the new organs.",
     "segment": "Segment all organs of a bundle on a CT.",
     "export": "Write a label map made on a DICOM CT as DICOM RTSTRUCT and SEG that reference it.",
@@ -19,3 +20,8 @@ COMMANDS: dict[str, str] = {
     "demo": "Build a base bundle and segment CTs end to end: a table and preview PNGs.",
     "studio": "Serve the clinical workflow in a web browser: load, segment, paint a new organ, learn, compare, export.",
 }
+
+
+def module_name(command: str) -> str:
+    """The module of a command: ``import`` is a Python keyword, so its module is ``import_model``."""
+    return "import_model" if command == "import" else command.replace("-", "_")

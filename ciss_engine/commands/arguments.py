@@ -60,13 +60,14 @@ def float_triple(text: str) -> tuple[float, float, float]:
     return _triple(text, float, lambda v: v > 0, "positive mm")
 
 
-def comma_separated_choices(allowed: Sequence[str], what: str) -> Callable[[str], list[str]]:
-    """A ``type=`` validator: a non-empty comma-separated subset of ``allowed``, lower-cased, repeats dropped."""
+def comma_separated_choices(allowed: Sequence[str], what: str, allow_empty: bool = False) -> Callable[[str], list[str]]:
+    """A ``type=`` validator: a comma-separated subset of ``allowed`` (non-empty unless ``allow_empty``),
+    lower-cased, repeats dropped."""
 
     def parse(text: str) -> list[str]:
         chosen = [item.strip().lower() for item in text.split(",") if item.strip()]
         unknown = [item for item in chosen if item not in allowed]
-        if unknown or not chosen:
+        if unknown or not (chosen or allow_empty):
             raise argparse.ArgumentTypeError(f"unknown {what} {', '.join(unknown) or text!r}; choose from {', '.join(allowed)} (comma-separated)")
         return list(dict.fromkeys(chosen))
 

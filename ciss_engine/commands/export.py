@@ -67,9 +67,11 @@ def label_map_for_series(labels: Path, ct: Path, *, series_uid: str | None, sink
 
 
 def write_dicom_objects(
-    label: np.ndarray, series: CtSeries, organs: list[OrganClass], *, formats: list[str], output: Path, seg_type: str, sink: Any
+    label: np.ndarray, series: CtSeries, organs: list[OrganClass], *, formats: list[str], output: Path, seg_type: str, sink: Any,
+    labels: Path | None = None,
 ) -> dict[str, Path]:
-    """Write the requested DICOM objects (format -> path) for a label map in ``series``' (i, j, k) order."""
+    """Write the requested DICOM objects (format -> path) for a label map in ``series``' (i, j, k) order;
+    ``labels`` is the file it was read from, if any (named in errors)."""
     # DICOM libraries load here, not at import: building the parser stays fast for `ciss info`.
     from ..atomic import ensure_writable_dir
     from ..dicom.labels import present_organs
@@ -77,7 +79,7 @@ def write_dicom_objects(
     from ..dicom.seg import write_seg
 
     # Checked once here, so each format does not repeat the warnings about empty or unknown labels.
-    organs = present_organs(label, organs, folder=series.folder, sink=sink)
+    organs = present_organs(label, organs, folder=series.folder, sink=sink, labels=labels)
     label = np.where(np.isin(label, [o.label for o in organs]), label, 0)
     output = ensure_writable_dir(output)
     written = {}
@@ -91,7 +93,7 @@ def write_dicom_objects(
 def run(args: argparse.Namespace, sink: Any) -> None:
     organs = load_organs(Path(args.bundle) if args.bundle else None, args.bundle_version, args.classes)
     series, label = label_map_for_series(args.labels, args.ct, series_uid=args.series_uid, sink=sink)
-    written = write_dicom_objects(label, series, organs, formats=args.format, output=args.output, seg_type=args.seg_type, sink=sink)
+    written = write_dicom_objects(label, series, organs, formats=args.format, output=args.output, seg_type=args.seg_type, sink=sink, labels=args.labels)
     sink.log(f"wrote {', '.join(map(str, written.values()))}")
     sink.done(outputs={name: str(path) for name, path in written.items()}, series_uid=series.series_uid,
               frame_of_reference_uid=series.frame_of_reference_uid)

@@ -12,10 +12,11 @@ from .arguments import (
 
 
 def strategy_names(text: str) -> list[str]:
-    """``type=`` of ``--strategies``; the strategies (and torch) are imported only when ``protocol`` is parsed."""
+    """``type=`` of ``--strategies``; the strategies (and torch) are imported only when ``protocol`` is parsed.
+    An empty list trains and scores only the base models (benchmarks share them between runs)."""
     from ..strategies import STRATEGIES
 
-    return comma_separated_choices(tuple(STRATEGIES), "strategy")(text)
+    return comma_separated_choices(tuple(STRATEGIES), "strategy", allow_empty=True)(text)
 
 
 def strategy_setting(text: str) -> tuple[str, str, str]:
@@ -29,7 +30,7 @@ def strategy_setting(text: str) -> tuple[str, str, str]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--protocol", default="4-4", choices=["4-4", "4-2", "2-2", "4-1", "7-1"], help="class split (default 4-4)")
-    parser.add_argument("--strategies", type=strategy_names, default="pcdd,mib,finetune", help="comma-separated strategies (default pcdd,mib,finetune); the offline upper bound runs unless --no-offline")
+    parser.add_argument("--strategies", type=strategy_names, default="pcdd,mib,finetune", help="comma-separated strategies (default pcdd,mib,finetune; \"\" for the base models only); the offline upper bound runs unless --no-offline")
     parser.add_argument(
         "--data", required=True,
         help="folder of training cases (<case>/image.nii.gz + label_seg8.nii.gz with the paper's ids 1-8), or 'phantom' to generate them",

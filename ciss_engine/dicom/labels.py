@@ -32,13 +32,13 @@ def check_label_grid_or_raise(label: np.ndarray, series: CtSeries, *, frame_of_r
 
 
 def load_label_map_or_raise(path: Path) -> nib.Nifti1Image:
-    try:
-        image = nib.load(path)
-    except (OSError, ValueError, nib.filebasedimages.ImageFileError) as error:
-        raise InputError(f"cannot read the label map {path}: {error}", "give a NIfTI label map (.nii or .nii.gz)") from error
-    if len(image.shape) != 3:
-        raise InputError(f"{path} has shape {image.shape}, not a 3D label map", "give one 3D label map with one integer label id per voxel")
-    return image
+    """The label map, read and checked as every input volume is (header, size, geometry, damage); its
+    header extensions stay, so the Frame of Reference it was made on can still be compared."""
+    from ..imaging import load_volume_or_raise
+
+    if Path(path).is_dir():
+        raise InputError(f"the label map {path} is a folder", "give a NIfTI label map (.nii or .nii.gz), e.g. the output of `ciss segment`")
+    return load_volume_or_raise(path, role="label map")
 
 
 def label_map_on_series_or_raise(image: nib.Nifti1Image, series: CtSeries, labels_path: Path) -> np.ndarray:
@@ -66,8 +66,9 @@ def label_map_on_series_or_raise(image: nib.Nifti1Image, series: CtSeries, label
     return label
 
 
-def present_organs(label: np.ndarray, organs: list[OrganClass], *, folder: Any, sink: Any = None) -> list[OrganClass]:
-    """The organs with at least one voxel; empty ones are reported and skipped, never written empty."""
+def present_organs(label: np.ndarray, organs: list[OrganClass], *, folder: Any, sink: Any = None, labels: Path | None = None) -> list[OrganClass]:
+    """The organs with at least one voxel; empty ones are reported and skipped, never written empty.
+    ``labels``: the label file the array came from, named in the error."""
     values = set(np.unique(label).astype(int).tolist()) - {0}
     unknown = sorted(values - {o.label for o in organs})
     if unknown:
@@ -77,8 +78,9 @@ def present_organs(label: np.ndarray, organs: list[OrganClass], *, folder: Any, 
         if organ.label not in values:
             warn(f"organ {organ.name} (label {organ.label}) is empty: nothing was exported for it", "nothing to do if the organ lies outside the scan; otherwise check the segmentation", sink)
     if not present:
+        subject = f"the label map {labels}" if labels else "the label map"
         raise InputError(
-            f"the label map holds none of the organs {[o.name for o in organs]} for the CT in {folder}",
+            f"{subject} holds none of the organs {[o.name for o in organs]} for the CT in {folder}",
             "check that the label values match the class registry (classes.json: label 1..C)",
         )
     return present

@@ -9,6 +9,7 @@ from .dapd import DualAlignedPrototypeDistillation
 from .lwf_kd import LwfDistillation
 from .orcd import OldRegionDistillation
 from .unbiased_ce import UnbiasedCrossEntropy
+from .summands import distillation_terms
 from .unbiased_kd import UnbiasedKnowledgeDistillation, unbiased_distillation_terms
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "OldRegionDistillation",
     "UnbiasedCrossEntropy",
     "UnbiasedKnowledgeDistillation",
+    "distillation_terms",
     "prototype_affinity",
     "unbiased_distillation_terms",
 ]

@@ -1,22 +1,13 @@
 """Prototype affinities (PCDD Eqs. 6 and 8) and the affinity-weighted distillation that ORCD and CRCD share."""
 from __future__ import annotations
 
-from typing import Literal, get_args
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..prototypes import region_rows
 from .functional import full_precision
-from .unbiased_kd import unbiased_distillation_terms
-
-
-# How affinities weight MiB's summands: "per_class" is PCDD's Eqs. 7 and 9 (a_{i,c}·d_{i,c});
-# "per_voxel" scales the voxel's uniform mean of d by Σ_{c with a teacher} a_{i,c}, never shifting weight
-# between old classes (see CurrentRegionDistillation).
-Weighting = Literal["per_class", "per_voxel"]
-WEIGHTINGS = get_args(Weighting)
+from .summands import SUMMANDS, KL_DIRECTIONS, DistillationTerms, KlDirection, Summand, distillation_terms
 
 
 def _check_affinity_arguments(channels: int, prototypes: torch.Tensor, temperature: float) -> None:
@@ -54,10 +45,12 @@ def prototype_affinity(features: torch.Tensor, prototypes: torch.Tensor, tempera
 
 
 class RegionCalibratedDistillation(nn.Module):
-    """What ORCD and CRCD share: MiB's summands d_{i,c} weighted by prototype affinity over one region.
+    """What ORCD and CRCD share: per-class distillation summands d_{i,c} weighted by prototype affinity over one region.
 
-    Subclasses document the flags (``<flag_prefix>.temperature``, ``.include_background``, ``.calibrated``,
-    ``.weighting``, ``.mib_scale``) and say which features and prototypes they pass to :meth:`distil`.
+    Subclasses document the flags and say which features and prototypes they pass to :meth:`distil`.
+    ``summand`` picks d (losses/summands.py): ``channel_kl`` [default] keeps the student's optimum at the
+    teacher for any weights; ``mib`` is MiB's −p·log q, whose optimum moves to q ∝ a ⊙ p; ``agreement``
+    weights each voxel's full MiB term by w_i = (1+|O|)·Σ_c a_{i,c}·p_{i,c} (1 for flat affinities).
     ``mib_scale`` multiplies by (classes in the softmax)/(classes with a teacher): 1 for ORCD, which has no
     class without a teacher, so only CRCD exposes it.
     """
@@ -65,46 +58,55 @@ class RegionCalibratedDistillation(nn.Module):
     flag_prefix = "calibrated_distillation"
 
     def __init__(
-        self, temperature: float = 1.0, include_background: bool = True, calibrated: bool = True, weighting: Weighting = "per_class", mib_scale: bool = False,
+        self, temperature: float = 1.0, include_background: bool = True, calibrated: bool = True, summand: Summand = "channel_kl",
+        kl_direction: KlDirection = "teacher_first", mib_scale: bool = False,
     ) -> None:
         super().__init__()
         if not temperature > 0:
             raise ValueError(f"{self.flag_prefix}.temperature must be > 0, got {temperature}")
-        if weighting not in WEIGHTINGS:
-            raise ValueError(f"{self.flag_prefix}.weighting must be one of {', '.join(WEIGHTINGS)}, got {weighting!r}")
+        if summand not in SUMMANDS:
+            raise ValueError(f"{self.flag_prefix}.summand must be one of {', '.join(SUMMANDS)}, got {summand!r}")
+        if kl_direction not in KL_DIRECTIONS:
+            raise ValueError(f"{self.flag_prefix}.kl_direction must be one of {', '.join(KL_DIRECTIONS)}, got {kl_direction!r}")
         self.temperature = temperature
         self.include_background = include_background
         self.calibrated = calibrated
-        self.weighting = weighting
+        self.summand = summand
+        self.kl_direction = kl_direction
         self.mib_scale = mib_scale
 
-    def weigh(self, terms: torch.Tensor, features: torch.Tensor, prototypes: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    def terms(self, logits_new: torch.Tensor, logits_old: torch.Tensor) -> DistillationTerms:
+        """This loss's summands of the logits (ORCD and CRCD with equal flags can share one computation)."""
+        return distillation_terms(logits_new, logits_old, logits_old.shape[1] - 1, self.summand, self.kl_direction)
+
+    def weigh(self, terms: DistillationTerms, features: torch.Tensor, prototypes: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
         """(1/|M|)·Σ_{i∈M} Σ_c a_{i,c}·d_{i,c} (PCDD Eqs. 7 and 9), 0 for an empty region.
 
-        ``terms`` are MiB's summands d (B, 1+|O|, D, H, W) of :func:`unbiased_distillation_terms`, so ORCD
-        and CRCD can share one computation of them; prototypes are ordered [0, O, ...] like the logits.
-        Affinities are computed on the region's voxels only; features coarser than d give affinities
-        upsampled trilinearly, which keeps each voxel's weights a convex combination summing to 1.
+        ``terms`` hold d (B, 1+|O|, D, H, W) from :meth:`terms`; prototypes are ordered [0, O, ...] like the
+        logits, in the space of ``features``. Affinities are computed on the region's voxels only; features
+        coarser than d give affinities upsampled trilinearly, which keeps each voxel's weights a convex
+        combination summing to 1.
         """
         first = 0 if self.include_background else 1
-        terms = region_rows(terms[:, first:], region)
-        teachers = terms.shape[1]
+        summands = region_rows(terms.summands[:, first:], region)
+        voxels, teachers = max(summands.shape[0], 1), summands.shape[1]
         if not self.calibrated:
-            return terms.sum() / (teachers * max(terms.shape[0], 1))
+            return summands.sum() / (teachers * voxels)
         if features.shape[2:] == region.shape[1:]:
             # Affinities only weight the loss: no gradient flows through features or prototypes.
             weights = affinity_columns(region_rows(features.detach(), region), prototypes[first:].detach(), self.temperature)
         else:
             grid = prototype_affinity(features.detach(), prototypes[first:].detach(), self.temperature)
             weights = region_rows(F.interpolate(grid, size=region.shape[1:], mode="trilinear", align_corners=False), region).T
-        # The teacher classes {0} ∪ O come first; classes after them (CRCD's new ones) have d = 0.
-        if self.weighting == "per_voxel":
-            # The voxel's share of affinity to classes with a teacher scales MiB's uniform mean of its summands.
-            loss = (weights[:teachers].sum(0) * terms.mean(1)).sum() / max(terms.shape[0], 1)
-        else:
-            loss = (weights[:teachers] * terms.T).sum() / max(terms.shape[0], 1)
         # Flat affinities give each class 1/(classes in the softmax), MiB 1/teachers: rescaled, they agree.
-        return loss * (weights.shape[0] / teachers) if self.mib_scale else loss
+        if self.mib_scale:
+            weights = weights * (weights.shape[0] / teachers)
+        # The teacher classes {0} ∪ O come first; classes after them (CRCD's new ones) have d = 0.
+        if self.summand == "agreement":
+            teacher = region_rows(terms.teacher[:, first:], region)
+            agreement = teachers * (weights[:teachers] * teacher.T).sum(0)
+            return (agreement * summands.mean(1)).sum() / voxels
+        return (weights[:teachers] * summands.T).sum() / voxels
 
     def distil(
         self,
@@ -113,9 +115,7 @@ class RegionCalibratedDistillation(nn.Module):
         features: torch.Tensor,
         prototypes: torch.Tensor,
         region: torch.Tensor,
-        terms: torch.Tensor | None = None,
+        terms: DistillationTerms | None = None,
     ) -> torch.Tensor:
         """The loss from the logits; pass ``terms`` when they are already computed for the same logits."""
-        if terms is None:
-            terms = unbiased_distillation_terms(logits_new, logits_old, logits_old.shape[1] - 1)
-        return self.weigh(terms, features, prototypes, region)
+        return self.weigh(self.terms(logits_new, logits_old) if terms is None else terms, features, prototypes, region)

@@ -4,26 +4,29 @@ from __future__ import annotations
 import torch
 
 from .affinity import RegionCalibratedDistillation
+from .summands import DistillationTerms
 
 
 class OldRegionDistillation(RegionCalibratedDistillation):
-    """ORCD (PCDD Eqs. 6-7): unbiased KD on the old region, weighted by prototype affinity.
+    """ORCD (PCDD Eqs. 6-7): per-class distillation on the old region, weighted by prototype affinity.
 
-    On voxels the pseudo-labels assign to an old organ, each class's MiB summand d_{i,c} is weighted by
+    On voxels the pseudo-labels assign to an old organ, each class's summand d_{i,c} (``summand``: the
+    per-channel KL by default, see RegionCalibratedDistillation) is weighted by
     a^{t−1}_{i,c} = softmax_c cos(F^{t−1}_i, p_c)/T_a, computed from the old model's features and the
-    stored global prototypes, so the classes the voxel resembles are distilled hardest:
+    stored global prototypes (in the same feature space), so the classes the voxel resembles are held hardest:
     L = (1/|M^{t−1}|)·Σ_{i∈M^{t−1}} Σ_c a_{i,c}·d_{i,c}.
 
     Args:
         temperature: T_a of the affinity softmax; the paper gives none, 1.0 [default] (flag
             ``orcd.temperature``; 0.1 sharpens).
-        include_background: softmax and sum over {0} ∪ O with d_{i,0} = −p^{t−1}_0·log q₀ [default True]
+        include_background: softmax and sum over {0} ∪ O, background distilled too [default True]
             (flag ``orcd.include_background``); False is the literal c ∈ O, which leaves nothing to stop
             old organs bleeding into background.
         calibrated: affinity weights [default True]; False gives each distilled class the weight
-            1/(number of classes), which makes the loss exactly MiB's unbiased KD on the region (flag
-            ``orcd.calibrated``, the ablation baseline "ORCD off").
-        (``terms``: MiB's summands of these logits when already computed; PCDD shares them between ORCD
+            1/(number of classes): the uniform baseline of the same summand, exactly MiB's unbiased KD on the
+            region for ``summand="mib"`` (the ablation baseline "ORCD off").
+        summand, kl_direction: which d (RegionCalibratedDistillation).
+        (``terms``: the summands of these logits when already computed; PCDD shares them between ORCD
         and CRCD.)
     Shapes: logits_new (B, 1+|S|, D, H, W), logits_old (B, 1+|O|, D, H, W), features_old (B, K, D', H', W'),
         prototypes (1+|O|, K) with background in row 0 (unused without background), old_region
@@ -39,7 +42,7 @@ class OldRegionDistillation(RegionCalibratedDistillation):
         features_old: torch.Tensor,
         prototypes: torch.Tensor,
         old_region: torch.Tensor,
-        terms: torch.Tensor | None = None,
+        terms: DistillationTerms | None = None,
     ) -> torch.Tensor:
         if prototypes.shape[0] != logits_old.shape[1]:
             raise ValueError(f"ORCD needs 1+|O| = {logits_old.shape[1]} prototypes (background first), "

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .functional import check_logits, full_precision, masked_voxel_mean
+from .functional import masked_voxel_mean
+from .summands import distillation_terms
 
 
 def unbiased_distillation_terms(logits_new: torch.Tensor, logits_old: torch.Tensor, num_old: int) -> torch.Tensor:
@@ -18,14 +18,7 @@ def unbiased_distillation_terms(logits_new: torch.Tensor, logits_old: torch.Tens
     Shapes: logits_new (B, 1+|S|, D, H, W) ordered [0, O, N], logits_old (B, 1+|O|, D, H, W)
         -> d (B, 1+|O|, D, H, W) float32, channel 0 = background.
     """
-    check_logits(logits_new, logits_old, num_old)
-    with full_precision(logits_new):
-        log_p_new = F.log_softmax(logits_new.float(), dim=1)
-        p_old = F.softmax(logits_old.detach().float(), dim=1)
-        background_and_new = torch.cat([log_p_new[:, :1], log_p_new[:, num_old + 1 :]], dim=1)
-        log_q_background = torch.logsumexp(background_and_new, dim=1, keepdim=True)
-        log_q = torch.cat([log_q_background, log_p_new[:, 1 : num_old + 1]], dim=1)
-        return -p_old * log_q
+    return distillation_terms(logits_new, logits_old, num_old, summand="mib").summands
 
 
 class UnbiasedKnowledgeDistillation(nn.Module):

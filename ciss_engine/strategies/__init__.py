@@ -5,11 +5,11 @@ from .base import StepBatch, StepContext, Strategy, StrategySettings, parse_sett
 from .finetune import FineTuning
 from .lwf import LearningWithoutForgetting
 from .mib import ModelingTheBackground
-from .pcdd import PrototypeCalibratedDistillation
+from .pcdd import PrototypeCalibratedDistillation, UniformDistillation
 from .plop import PseudoLabelling
 
 STRATEGIES: dict[str, type[Strategy]] = {
-    cls.name: cls for cls in (PrototypeCalibratedDistillation, ModelingTheBackground, PseudoLabelling, LearningWithoutForgetting, FineTuning)
+    cls.name: cls for cls in (PrototypeCalibratedDistillation, UniformDistillation, ModelingTheBackground, PseudoLabelling, LearningWithoutForgetting, FineTuning)
 }
 
 __all__ = ["STRATEGIES", "StepBatch", "StepContext", "Strategy", "StrategySettings", "parse_settings_or_raise"]

@@ -9,23 +9,42 @@ from typing import Any, ClassVar, Literal
 import torch
 from monai.losses import DiceLoss
 
-from ..errors import InputError
-from ..prototypes import GlobalPrototypes
+from ..errors import BundleError, InputError
+from ..prototypes import FeaturePrototypes, GlobalPrototypes
+
+
+CrcdBackground = Literal["running", "stored"]
 
 
 @dataclasses.dataclass
 class StepContext:
-    """What a step knows besides the batch: class counts, stored and running prototypes."""
+    """What a step knows besides the batch: class counts, stored and running prototypes (both feature spaces)."""
 
     num_old: int
     num_new: int
-    stored_prototypes: torch.Tensor  # (1+|O|, K): last step's background and the old classes
-    running_prototypes: GlobalPrototypes  # (1+|S|) classes; rows of N updated during the step
+    stored_prototypes: FeaturePrototypes  # (1+|O|) rows: last step's background and the old classes
+    # (1+|S|) rows running over this step: background (Ỹ = 0) and the new organs; old rows unused.
+    running_prototypes: FeaturePrototypes
 
-    def crcd_prototypes(self, device: torch.device) -> torch.Tensor:
-        """[0, O] stored, N running (METHOD.md §3, CRCD)."""
-        running = self.running_prototypes.as_tensor(device)
-        return torch.cat([self.stored_prototypes.to(device), running[1 + self.num_old :]])
+    def orcd_prototypes(self, space: Literal["pre", "post"]) -> torch.Tensor:
+        """[0, O] as stored: ORCD compares the old model's features with what the old model knew."""
+        return _space(self.stored_prototypes, space).as_tensor()
+
+    def crcd_prototypes(self, space: Literal["pre", "post"], background: CrcdBackground = "running") -> torch.Tensor:
+        """[0, O, N]: O stored, N running; background running (this step's, without today's new organs) or
+        the stored one, which still contains them (METHOD.md §3, CRCD)."""
+        stored = _space(self.stored_prototypes, space)
+        running = _space(self.running_prototypes, space)
+        first = running if background == "running" and running.counts[0] > 0 else stored
+        return torch.cat([first.as_tensor()[:1], stored.as_tensor()[1:], running.as_tensor()[1 + self.num_old :]])
+
+
+def _space(prototypes: FeaturePrototypes, space: Literal["pre", "post"]) -> GlobalPrototypes:
+    chosen = prototypes.pre if space == "pre" else prototypes.post
+    if chosen is None:
+        raise BundleError("the stored prototypes have no pre-activation means (the bundle predates them)",
+                          "learn with --setting affinity_features=post_activation, or retrain the base model")
+    return chosen
 
 
 @dataclasses.dataclass
@@ -113,12 +132,20 @@ class Strategy(abc.ABC):
         return self._dice(probabilities, targets)
 
     @abc.abstractmethod
-    def supervised_loss(self, batch: StepBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The learning term(s) and retention term(s) of this strategy, by name."""
+    def supervised_terms(self, batch: StepBatch) -> dict[str, torch.Tensor]:
+        """The learning and retention terms of this strategy by name, each already weighted (they sum to the loss)."""
+
+    def weighted_terms(self, batch: StepBatch) -> dict[str, torch.Tensor]:
+        """Every term of the loss, weighted, Dice on the new organs included: what gradient shares are taken of."""
+        terms = self.supervised_terms(batch)
+        if self.settings.new_class_dice > 0:
+            terms["dice_new"] = self.settings.new_class_dice * self.new_class_dice(batch)
+        return terms
 
     def loss(self, batch: StepBatch) -> tuple[torch.Tensor, dict[str, float]]:
-        total, parts = self.supervised_loss(batch)
-        if self.settings.new_class_dice > 0:
-            parts["dice_new"] = self.new_class_dice(batch)
-            total = total + self.settings.new_class_dice * parts["dice_new"]
-        return total, {name: float(value.detach()) for name, value in parts.items()}
+        return total_loss(self.weighted_terms(batch))
+
+
+def total_loss(terms: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    """The sum of weighted terms, and each term's value for the log."""
+    return sum(terms.values()), {name: float(value.detach()) for name, value in terms.items()}  # type: ignore[return-value]

@@ -15,6 +15,5 @@ class FineTuning(Strategy):
     name = "finetune"
     needs_old_model = False
 
-    def supervised_loss(self, batch: StepBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        ce = F.cross_entropy(batch.logits_new.float(), batch.labels, ignore_index=255)
-        return ce, {"ce": ce}
+    def supervised_terms(self, batch: StepBatch) -> dict[str, torch.Tensor]:
+        return {"ce": F.cross_entropy(batch.logits_new.float(), batch.labels, ignore_index=255)}

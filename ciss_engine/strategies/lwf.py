@@ -27,7 +27,6 @@ class LearningWithoutForgetting(Strategy):
         super().__init__(context, settings)
         self._kd = LwfDistillation(temperature=settings.temperature)
 
-    def supervised_loss(self, batch: StepBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        ce = F.cross_entropy(batch.logits_new.float(), batch.labels, ignore_index=255)
-        kd = self._kd(batch.logits_new, batch.logits_old)
-        return ce + self.settings.lambda_kd * kd, {"ce": ce, "kd": kd}
+    def supervised_terms(self, batch: StepBatch) -> dict[str, torch.Tensor]:
+        return {"ce": F.cross_entropy(batch.logits_new.float(), batch.labels, ignore_index=255),
+                "kd": self.settings.lambda_kd * self._kd(batch.logits_new, batch.logits_old)}

@@ -27,7 +27,6 @@ class ModelingTheBackground(Strategy):
         self._ce = UnbiasedCrossEntropy(context.num_old)
         self._kd = UnbiasedKnowledgeDistillation()
 
-    def supervised_loss(self, batch: StepBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        ce = self._ce(batch.logits_new, batch.labels)
-        kd = self._kd(batch.logits_new, batch.logits_old)
-        return ce + self.settings.lambda_kd * kd, {"unbiased_ce": ce, "unbiased_kd": kd}
+    def supervised_terms(self, batch: StepBatch) -> dict[str, torch.Tensor]:
+        return {"unbiased_ce": self._ce(batch.logits_new, batch.labels),
+                "unbiased_kd": self.settings.lambda_kd * self._kd(batch.logits_new, batch.logits_old)}

@@ -14,6 +14,5 @@ class PseudoLabelling(Strategy):
 
     name = "plop"
 
-    def supervised_loss(self, batch: StepBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        ce = F.cross_entropy(batch.logits_new.float(), batch.pseudo_labels, ignore_index=255)
-        return ce, {"pseudo_label_ce": ce}
+    def supervised_terms(self, batch: StepBatch) -> dict[str, torch.Tensor]:
+        return {"pseudo_label_ce": F.cross_entropy(batch.logits_new.float(), batch.pseudo_labels, ignore_index=255)}

@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 from monai.losses import DiceCELoss
 
-from ..atomic import ensure_writable_dir
-from ..bundle import STATUS_PUBLISHED, BundleVersion, write_version
+from ..atomic import ensure_writable_dir, remove_empty_folders
+from ..bundle import STATUS_PUBLISHED, Bundle, BundleVersion, write_version
 from ..bundle_lock import bundle_lock
 from ..cancellation import CancelToken
 from ..errors import Cancelled, InputError
@@ -22,8 +22,9 @@ from ..events import EventSink
 from ..network import NetworkConfig, build_network
 from ..preprocessing import PreprocessingConfig
 from ..registry import ClassRegistry
-from .cases import prepare_cases
+from .cases import case_sha256, prepare_cases
 from .distributed import DistributedContext
+from .finished_runs import RUN_FINGERPRINT, version_written_by
 from .loop import run_training_loop
 from .loop_config import LoopConfig
 from .prototype_pass import compute_global_prototypes
@@ -79,7 +80,11 @@ def train_base_bundle(
     same folder fails at once (exit 4)."""
     lock = bundle_lock(request.output, "train", sink=sink, create=True) if distributed.is_main else contextlib.nullcontext()
     with lock:
-        return _train_base_bundle_locked(request, device=device, sink=sink, cancel=cancel, distributed=distributed)
+        try:
+            return _train_base_bundle_locked(request, device=device, sink=sink, cancel=cancel, distributed=distributed)
+        finally:
+            if distributed.is_main:
+                remove_empty_folders(work_dir_for(request.output))  # a run that failed before its first checkpoint
 
 
 def _train_base_bundle_locked(
@@ -87,6 +92,13 @@ def _train_base_bundle_locked(
 ) -> BundleVersion:
     output = Path(request.output)
     if (output / "bundle.json").exists():
+        if request.resume:  # stopped after publishing, before removing its checkpoint: nothing left to do
+            data = [case_sha256(image, label) for image, label in zip(request.images, request.labels)]
+            written = version_written_by(Bundle(output), lambda _parent: _fingerprint(request, data, distributed.world_size))
+            if written is not None:
+                shutil.rmtree(work_dir_for(output), ignore_errors=True)
+                sink.log(f"this run had already written {output} (version {written.version}) when it was stopped")
+                return written
         raise InputError(f"a bundle already exists at {output}", "choose a new output folder; to add organs to an existing bundle use `ciss learn`")
     ensure_writable_dir(output.parent)
     work_dir = ensure_writable_dir(work_dir_for(output))
@@ -134,6 +146,7 @@ def _train_base_bundle_locked(
                 **dataclasses.asdict(request.loop), "batch_size": request.batch_size, "seed": request.seed, "loss": "dice_ce",
                 # DDP averages the ranks' gradients: each iteration saw world_size × batch_size patches.
                 "world_size": distributed.world_size,
+                RUN_FINGERPRINT: fingerprint,
             },
             "parent_version": None,
         }

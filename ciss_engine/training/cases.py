@@ -37,6 +37,11 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def case_sha256(image: Path, label: Path) -> str:
+    """A training case's identity in lineage and run fingerprints: its CT's and its label map's content."""
+    return file_sha256(Path(image)) + ":" + file_sha256(Path(label))
+
+
 def remap_label(data: np.ndarray, value_to_class: dict[int, int]) -> np.ndarray:
     """Map input label values to bundle class ids; values not listed become background."""
     lookup = np.zeros(256, dtype=np.uint8)
@@ -85,11 +90,14 @@ def prepare_cases(
                 name=Path(image_path).name,
                 image=image_to_network(image, config),
                 label=label_to_network(label, data, config),
-                sha256=file_sha256(Path(image_path)) + ":" + file_sha256(Path(label_path)),
+                sha256=case_sha256(image_path, label_path),
             )
         )
     sink.progress("prepare", len(images), len(images))
     missing = sorted(set(value_to_class.values()) - seen)
     if missing:
-        raise InputError(f"organ classes {missing} have no voxel in any label map", "annotate each organ of the run in at least one case")
+        classes = {label: value for value, label in value_to_class.items()}
+        files = ", ".join(str(p) for p in labels)
+        raise InputError(f"organ classes {missing} (label values {[classes[m] for m in missing]}) have no voxel in any label map: {files}",
+                         "annotate each organ of the run in at least one case, or check the label values given for the organs")
     return cases

@@ -13,7 +13,7 @@ import datetime
 import hashlib
 import json
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +28,21 @@ from ..forgetting_guard import GuardResult, check_forgetting
 from ..inference import load_network, sliding_window_outputs
 from ..network import SegmentationNetwork, grow_classifier
 from ..preprocessing import PreprocessingConfig
-from ..prototypes import GlobalPrototypes, class_feature_sums
+from ..prototypes import FeaturePrototypes
 from ..pseudo_labels import make_pseudo_labels, region_masks
 from ..registry import ClassRegistry
-from ..strategies import STRATEGIES, StepBatch, StepContext, parse_settings_or_raise
-from .cases import prepare_cases
+from ..strategies import STRATEGIES, StepBatch, StepContext, Strategy, parse_settings_or_raise
+from ..strategies.base import StrategySettings, total_loss
+from .cases import case_sha256, prepare_cases
+from .checkpoint import ExtraState
+from .finished_runs import RUN_FINGERPRINT, version_written_by
+from .gradient_shares import GRADIENT_SHARE_EVERY, ShareAverage, gradient_shares, shared_parameters
 from .loop import LoopResult, run_training_loop
 from .loop_config import LoopConfig
+from .prototype_bootstrap import bootstrap_prototypes, bootstrap_record
 from .prototype_pass import compute_global_prototypes
 from .sampler import PatchBatch, PatchSampler
-from .step_data import analyse_step_cases, teacher_map_bytes
+from .step_data import analyse_step_cases, running_prototype_labels, teacher_map_bytes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,9 +88,9 @@ def _parent_or_raise(bundle: Bundle, requested: str | None) -> BundleVersion:
     return parent
 
 
-def _fingerprint(request: LearnRequest, parent: BundleVersion, data: list[str]) -> str:
+def _fingerprint(request: LearnRequest, parent_version: str | None, data: list[str]) -> str:
     settings = {
-        "parent": parent.version,
+        "parent": parent_version,
         "organs": [list(o[:2]) for o in request.organs],
         "strategy": [request.strategy, sorted(request.strategy_settings.items())],
         "loop": dataclasses.asdict(request.loop),
@@ -124,6 +129,43 @@ def old_model_outputs(batch: PatchBatch, old_network: SegmentationNetwork, num_o
     return logits_old.float(), features_old.float()
 
 
+def make_step_batch(
+    batch: PatchBatch, network: SegmentationNetwork, old_network: SegmentationNetwork, strategy: Strategy, thresholds: torch.Tensor,
+) -> StepBatch:
+    """One iteration's inputs to the losses: the grown model's outputs, the FROZEN OLD model's outputs (cached
+    or computed), Ỹ from the old model, the regions; updates the step's running prototypes on Ỹ."""
+    num_old = strategy.context.num_old
+    labels = batch.labels
+    # Losses and prototypes run in float32: cast once here rather than in every loss.
+    logits_new, features_new = (t.float() for t in network.forward_with_features(batch.images))
+    if strategy.needs_old_model:
+        logits_old, features_old = old_model_outputs(batch, old_network, num_old)
+        pseudo = make_pseudo_labels(labels, logits_old, thresholds.to(labels.device), num_old)
+    else:
+        logits_old = features_old = None
+        pseudo = labels
+    if strategy.uses_running_prototypes:
+        strategy.context.running_prototypes.update_from_batch(features_new, running_prototype_labels(pseudo, num_old))
+    old_region, current_region = region_masks(pseudo, num_old)
+    return StepBatch(labels=labels, logits_new=logits_new, features_new=features_new, logits_old=logits_old, features_old=features_old,  # type: ignore[arg-type]
+                     pseudo_labels=pseudo, old_region=old_region, current_region=current_region)
+
+
+def _stored_prototypes(
+    parent: BundleVersion, settings: StrategySettings, sink: EventSink, bootstrap: Callable[[], dict[str, torch.Tensor]],
+) -> tuple[FeaturePrototypes, StrategySettings]:
+    """The parent's prototypes (``bootstrap`` makes them for a parent that stores none: an imported model,
+    prototype_bootstrap.py); a bundle written before pre-activation prototypes existed falls back to the
+    post-activation affinity space, said in the log and recorded in the step's settings."""
+    stored = parent.load_prototypes() or bootstrap()
+    prototypes = FeaturePrototypes.from_tensors(stored)
+    if prototypes.pre is None and getattr(settings, "affinity_features", "post_activation") == "pre_activation":
+        sink.log(f"version {parent.version} stores no pre-activation prototypes (written by an older CISSegmentation): "
+                 "measuring affinities on post-activation features instead")
+        settings = dataclasses.replace(settings, affinity_features="post_activation")  # type: ignore[call-arg]
+    return prototypes, settings
+
+
 def learn_step(request: LearnRequest, *, device: torch.device, sink: EventSink, cancel: CancelToken) -> tuple[BundleVersion, GuardResult]:
     """Run one step; returns the written version and the guard's verdict (raises if rejected).
 
@@ -139,6 +181,8 @@ def _learn_step_locked(request: LearnRequest, *, device: torch.device, sink: Eve
     strategy_type = STRATEGIES[request.strategy]
     settings = parse_settings_or_raise(strategy_type.settings_type, request.strategy, request.strategy_settings)
     bundle = Bundle.open_or_raise(request.bundle)
+    if request.resume and (finished := _finished_step(bundle, request, sink)) is not None:
+        return finished
     parent = _parent_or_raise(bundle, request.parent_version)
     version = bundle.next_version()
     step = int(parent.settings.get("step", 1)) + 1
@@ -147,15 +191,12 @@ def _learn_step_locked(request: LearnRequest, *, device: torch.device, sink: Eve
     value_to_class = {value: registry.by_name(name).label for name, value, _ in request.organs}
     preprocessing = PreprocessingConfig.from_json(parent.settings["preprocessing"])
     cases = prepare_cases(request.images, request.labels, value_to_class=value_to_class, other_labels="error", config=preprocessing, sink=sink)
-    fingerprint = _fingerprint(request, parent, [c.sha256 for c in cases])
-    work_dir = learn_run_dir(bundle.root, fingerprint)
-    work_dir.mkdir(parents=True, exist_ok=True)
+    fingerprint = _fingerprint(request, parent.version, [c.sha256 for c in cases])
+    work_dir = learn_run_dir(bundle.root, fingerprint)  # made by the first checkpoint
 
     old_network = load_network(parent, device).requires_grad_(False)
-    stored = parent.load_prototypes()
-    if not stored:
-        raise BundleError(f"version {parent.version} has no stored prototypes ({parent.prototypes_path})", "re-train the base model with this version of CISSegmentation")
-    stored_prototypes = GlobalPrototypes.from_tensors(stored)
+    stored_prototypes, settings = _stored_prototypes(parent, settings, sink, lambda: bootstrap_prototypes(
+        old_network, cases, patch_size=preprocessing.patch_size, device=device, sink=sink))
     cached_teacher = strategy_type.needs_old_model and _teacher_is_cached(settings.teacher, teacher_map_bytes(cases, num_old, old_network.feature_channels), sink)
     step_data = analyse_step_cases(
         old_network, cases, num_old=num_old, num_new=num_new, patch_size=preprocessing.patch_size, device=device,
@@ -163,29 +204,26 @@ def _learn_step_locked(request: LearnRequest, *, device: torch.device, sink: Eve
     )
     torch.manual_seed(request.seed)
     network = grow_classifier(copy.deepcopy(old_network).requires_grad_(True), num_new)
-    context = StepContext(num_old=num_old, num_new=num_new, stored_prototypes=stored_prototypes.as_tensor(), running_prototypes=step_data.new_prototypes)
+    context = StepContext(num_old=num_old, num_new=num_new, stored_prototypes=stored_prototypes, running_prototypes=step_data.running_prototypes)
     strategy = strategy_type(context, settings)
     sampler = PatchSampler(
         cases, num_classes=registry.num_classes, patch_size=preprocessing.patch_size, batch_size=request.batch_size, seed=request.seed,
         maps=step_data.teacher_maps, augment=request.loop.augmentation,
     )
+    shares = ShareAverage()
 
     def loss_fn(batch: PatchBatch, iteration: int) -> tuple[torch.Tensor, dict[str, float]]:
-        labels = batch.labels
-        # Losses and prototypes run in float32: cast once here rather than in every loss.
-        logits_new, features_new = (t.float() for t in network.forward_with_features(batch.images))
-        if strategy.uses_running_prototypes:
-            only_new = torch.where(labels > num_old, labels, 255)
-            context.running_prototypes.update(*class_feature_sums(features_new, only_new, registry.num_classes))
-        if strategy.needs_old_model:
-            logits_old, features_old = old_model_outputs(batch, old_network, num_old)
-            pseudo = make_pseudo_labels(labels, logits_old, step_data.thresholds.to(labels.device), num_old)
-        else:
-            logits_old = features_old = None
-            pseudo = labels
-        old_region, current_region = region_masks(pseudo, num_old)
-        batch = StepBatch(labels, logits_new, features_new, logits_old, features_old, pseudo, old_region, current_region)  # type: ignore[arg-type]
-        return strategy.loss(batch)
+        terms = strategy.weighted_terms(make_step_batch(batch, network, old_network, strategy, step_data.thresholds))
+        if iteration % GRADIENT_SHARE_EVERY == 0:
+            measured = gradient_shares(terms, shared_parameters(network))
+            shares.add(measured)
+            sink.emit("gradient_shares", stage="learn", iteration=iteration, shares={k: round(v, 4) for k, v in measured.items()})
+        return total_loss(terms)
+
+    def restore_step_state(saved: dict[str, torch.Tensor]) -> None:
+        """What a checkpoint holds besides weights: the running prototypes and the gradient-share sums."""
+        context.running_prototypes = FeaturePrototypes.from_tensors(saved)
+        shares.restore(saved)
 
     sink.log(f"learning {', '.join(n for n, _, _ in request.organs)} on {len(cases)} CT(s) with {request.strategy}, "
              f"{request.loop.iterations} iterations on {device}; parent version {parent.version}"
@@ -193,14 +231,16 @@ def _learn_step_locked(request: LearnRequest, *, device: torch.device, sink: Eve
     result = run_training_loop(
         network=network, loss_fn=loss_fn, sampler=sampler, config=request.loop, device=device, work_dir=work_dir,
         fingerprint=fingerprint, resume=request.resume, sink=sink, cancel=cancel, stage="learn",
+        extra_state=ExtraState(save=lambda: {**context.running_prototypes.to_tensors(), **shares.to_tensors()}, restore=restore_step_state),
     )
     final = compute_global_prototypes(
         network, [(c.image, c.sampling_label) for c in cases], num_classes=registry.num_classes,
         patch_size=preprocessing.patch_size, device=device, sink=sink,
     )
     # Old organs keep their stored prototypes; background and the new organs come from the clean pass.
-    final.means[1 : 1 + num_old] = stored_prototypes.means[1:]
-    final.counts[1 : 1 + num_old] = stored_prototypes.counts[1:]
+    if stored_prototypes.pre is None:
+        final.pre = None  # the old organs' pre-activation means are unknown: store none rather than a mix
+    final.copy_rows_from(stored_prototypes, slice(1, 1 + num_old))
     new_predictions = [
         sliding_window_outputs(network, c.image[None], patch_size=preprocessing.patch_size, device=device)[0][0].argmax(0).to(torch.uint8)
         for c in cases
@@ -214,16 +254,39 @@ def _learn_step_locked(request: LearnRequest, *, device: torch.device, sink: Eve
     written = _write_step_version(
         request=request, root=bundle.root, parent=parent, version=version, step=step, registry=registry, network=network,
         prototypes=final, thresholds=step_data.thresholds, guard=guard, status=status, result=result, strategy=strategy.describe(),
-        data=[c.sha256 for c in cases],
+        gradient_shares=shares.mean(),
+        data=[c.sha256 for c in cases], fingerprint=fingerprint,
     )
     shutil.rmtree(work_dir, ignore_errors=True)
     with contextlib.suppress(OSError):
         learn_work_dir(bundle.root).rmdir()  # only when no other run left a checkpoint to resume
     if status == STATUS_REJECTED:
-        raise ForgettingRejected(
-            f"version {version} was saved as rejected: old organs changed on the step's CTs ({', '.join(f'{n} {guard.agreement[n]:.2f}' for n in guard.failing_organs)} < {guard.threshold})",
-            f"version {parent.version} stays current. Learn again (more iterations, other settings), or pass --accept-forgetting to accept the drop knowingly",
-        )
+        raise _rejected(version, parent.version, guard)
+    return written, guard
+
+
+def _rejected(version: str, parent_version: str, guard: GuardResult) -> ForgettingRejected:
+    return ForgettingRejected(
+        f"version {version} was saved as rejected: old organs changed on the step's CTs ({', '.join(f'{n} {guard.agreement[n]:.2f}' for n in guard.failing_organs)} < {guard.threshold})",
+        f"version {parent_version} stays current. Learn again (more iterations, other settings), or pass --accept-forgetting to accept the drop knowingly",
+    )
+
+
+def _finished_step(bundle: Bundle, request: LearnRequest, sink: EventSink) -> tuple[BundleVersion, GuardResult] | None:
+    """``--resume`` of a step that had written its version when it was stopped: that version and its verdict,
+    its checkpoints removed (finished_runs.py); None when the step is still to be done."""
+    data = [case_sha256(image, label) for image, label in zip(request.images, request.labels)]
+    written = version_written_by(bundle, lambda parent: _fingerprint(request, parent, data))
+    if written is None:
+        return None
+    shutil.rmtree(learn_run_dir(bundle.root, _fingerprint(request, written.settings["parent_version"], data)), ignore_errors=True)
+    with contextlib.suppress(OSError):
+        learn_work_dir(bundle.root).rmdir()
+    sink.log(f"this step had already written version {written.version} when it was stopped")
+    recorded = written.settings["forgetting_guard"]
+    guard = GuardResult(threshold=recorded["threshold"], agreement=recorded["agreement"])
+    if written.status == STATUS_REJECTED:
+        raise _rejected(written.version, written.settings["parent_version"], guard)
     return written, guard
 
 
@@ -236,13 +299,15 @@ def _write_step_version(
     step: int,
     registry: ClassRegistry,
     network: SegmentationNetwork,
-    prototypes: GlobalPrototypes,
+    prototypes: FeaturePrototypes,
     thresholds: torch.Tensor,
     guard: GuardResult,
     status: str,
     result: LoopResult,
     strategy: dict[str, Any],
     data: list[str],
+    gradient_shares: dict[str, float],
+    fingerprint: str,
 ) -> BundleVersion:
     """The step's version folder: grown network, prototypes with τ, lineage, guard verdict, status."""
     settings = {
@@ -252,7 +317,7 @@ def _write_step_version(
         "network": network.config.to_json(),
         "strategy": strategy,
         "pseudo_labels": {"thresholds": "fixed" if request.fixed_threshold is not None else "per_class_median", "fixed_threshold": request.fixed_threshold},
-        "training": {**dataclasses.asdict(request.loop), "batch_size": request.batch_size, "seed": request.seed},
+        "training": {**dataclasses.asdict(request.loop), "batch_size": request.batch_size, "seed": request.seed, RUN_FINGERPRINT: fingerprint},
         "forgetting_guard": guard.to_json(),
         "parent_version": parent.version,
     }
@@ -267,9 +332,12 @@ def _write_step_version(
             "strategy": strategy["name"],
             "strategy_settings": strategy,
             "losses": result.last_losses,
+            # Mean share of each weighted term in the gradient norm on the shared parameters (gradient_shares.py).
+            "gradient_shares": gradient_shares,
             "metrics": {"seconds_per_iteration": result.seconds_per_iteration, "peak_memory_mb": result.peak_memory_mb, **{f"agreement_{k}": v for k, v in guard.agreement.items() if v is not None}},
             "forgetting_guard": guard.to_json(),
             "status": status,
+            **bootstrap_record(parent),
             "parent_version": parent.version,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }

@@ -18,7 +18,7 @@ from ..cancellation import CancelToken
 from ..device import autocast, autocast_dtype
 from ..errors import Cancelled
 from ..events import EventSink
-from .checkpoint import load_checkpoint_or_raise, save_checkpoint
+from .checkpoint import ExtraState, load_checkpoint_or_raise, save_checkpoint
 from .distributed import DistributedContext
 from .loop_config import LoopConfig
 from .sampler import PatchBatch, PatchSampler, iteration_seed
@@ -60,20 +60,27 @@ def run_training_loop(
     cancel: CancelToken,
     stage: str = "train",
     distributed: DistributedContext = DistributedContext(),
+    extra_state: ExtraState | None = None,
 ) -> LoopResult:
     """Train ``network`` in place for ``config.iterations`` iterations (or the rest of them on resume).
 
     Under torchrun ``loss_fn`` runs the network through its DistributedDataParallel wrapper, so the
     gradients reaching the optimizer are already averaged; ``network`` itself is what is checkpointed.
+    ``extra_state``: what else ``loss_fn`` changes from one iteration to the next, checkpointed with it.
+    A resume without a checkpoint (the run was stopped before its first one) starts from the beginning.
     """
     optimizer = make_optimizer(network, config)
     start = 0
-    if resume:
-        state = load_checkpoint_or_raise(work_dir, fingerprint=fingerprint)
+    state = load_checkpoint_or_raise(work_dir, fingerprint=fingerprint) if resume else None
+    if state is not None:
         network.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if extra_state is not None and state.get("extra"):
+            extra_state.restore(state["extra"])
         start = int(state["iteration"])
         sink.log(f"resuming {stage} at iteration {start} of {config.iterations}")
+    elif resume:
+        sink.log(f"no checkpoint of this run in {work_dir}: {stage} starts from the beginning")
     dtype = autocast_dtype(device, config.amp)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype is torch.float16)
     if device.type == "cuda":
@@ -82,7 +89,8 @@ def run_training_loop(
     losses: dict[str, float] = {}
 
     def checkpoint(at: int) -> None:
-        distributed.run_on_main(lambda: save_checkpoint(work_dir, network=network, optimizer=optimizer, iteration=at, fingerprint=fingerprint))
+        extra = extra_state.save() if extra_state is not None else None
+        distributed.run_on_main(lambda: save_checkpoint(work_dir, network=network, optimizer=optimizer, iteration=at, fingerprint=fingerprint, extra=extra))
         sink.emit("checkpoint_saved", stage=stage, iteration=at, path=str(work_dir))
 
     started = time.perf_counter()

@@ -8,7 +8,7 @@ import torch
 from ..events import EventSink
 from ..inference import sliding_window_outputs
 from ..network import SegmentationNetwork
-from ..prototypes import GlobalPrototypes
+from ..prototypes import FeaturePrototypes
 
 
 def compute_global_prototypes(
@@ -19,9 +19,10 @@ def compute_global_prototypes(
     patch_size: tuple[int, int, int],
     device: torch.device,
     sink: EventSink,
-) -> GlobalPrototypes:
-    """Mean feature per class over all labelled voxels of ``pairs`` (image (1, X, Y, Z), label (1, X, Y, Z))."""
-    prototypes = GlobalPrototypes(num_classes, network.feature_channels)
+) -> FeaturePrototypes:
+    """Mean feature per class, pre- and post-activation, over all labelled voxels of ``pairs`` (image
+    (1, X, Y, Z), label (1, X, Y, Z))."""
+    prototypes = FeaturePrototypes.empty(num_classes, network.feature_channels)
     network.eval()
     for index, (image, label) in enumerate(pairs):
         sink.progress("prototypes", index, len(pairs))

@@ -16,7 +16,7 @@ import torch
 from ..events import EventSink
 from ..inference import sliding_window_outputs
 from ..network import SegmentationNetwork
-from ..prototypes import GlobalPrototypes
+from ..prototypes import IGNORE_INDEX, FeaturePrototypes
 from ..pseudo_labels import EntropyThresholds, fixed_thresholds, make_pseudo_labels
 from .cases import PreparedCase
 
@@ -25,8 +25,15 @@ from .cases import PreparedCase
 class StepData:
     thresholds: torch.Tensor  # τ (|O|,)
     old_predictions: list[torch.Tensor]  # argmax of the old model per case, (X, Y, Z) uint8
-    new_prototypes: GlobalPrototypes  # (1+|S|) rows; only the new organs' rows are filled
+    # (1+|S|) rows, running during the step: background (Ỹ = 0) and the new organs filled, old organs empty.
+    running_prototypes: FeaturePrototypes
     teacher_maps: list[torch.Tensor] | None = None  # per case (1+|O| logits then K features, X, Y, Z) bf16
+
+
+def running_prototype_labels(pseudo_labels: torch.Tensor, num_old: int) -> torch.Tensor:
+    """Ỹ with the old organs ignored: the rows a step's running prototypes average (background, new organs)."""
+    is_old = (pseudo_labels >= 1) & (pseudo_labels <= num_old)
+    return torch.where(is_old, IGNORE_INDEX, pseudo_labels)
 
 
 def teacher_map_bytes(cases: Sequence[PreparedCase], num_old: int, feature_channels: int) -> int:
@@ -57,17 +64,18 @@ def analyse_step_cases(
         outputs.append((logits, features))
     sink.progress("old_model_pass", len(cases), len(cases))
     thresholds = fixed_thresholds(num_old, fixed_threshold) if fixed_threshold is not None else estimator.thresholds()
-    # The grown network starts with the old backbone, so the old features are the current ones:
-    # they initialise the new organs' prototypes before CRCD needs them.
-    prototypes = GlobalPrototypes(1 + num_old + num_new, old_network.feature_channels)
+    # The grown network starts with the old backbone, so the old features are the current ones: they
+    # initialise this step's running prototypes of the new organs and of the background (Ỹ = 0, without
+    # today's new organs, unlike the stored one) before CRCD needs them.
+    prototypes = FeaturePrototypes.empty(1 + num_old + num_new, old_network.feature_channels)
     predictions, teacher_maps = [], []
     for case, (logits, features) in zip(cases, outputs):
         labels = case.label.as_tensor().long()
         case.sampling_label = case.label.clone()
-        case.sampling_label.set_array(make_pseudo_labels(labels, logits, thresholds, num_old).to(torch.uint8))
-        only_new = torch.where(labels > num_old, labels, 255)
-        prototypes.update_from_batch(features, only_new)
+        pseudo = make_pseudo_labels(labels, logits, thresholds, num_old)
+        case.sampling_label.set_array(pseudo.to(torch.uint8))
+        prototypes.update_from_batch(features, running_prototype_labels(pseudo, num_old))
         predictions.append(logits[0].argmax(0).to(torch.uint8))
         if keep_teacher:
             teacher_maps.append(torch.cat([logits[0], features[0]]).to(torch.bfloat16))
-    return StepData(thresholds=thresholds, old_predictions=predictions, new_prototypes=prototypes, teacher_maps=teacher_maps if keep_teacher else None)
+    return StepData(thresholds=thresholds, old_predictions=predictions, running_prototypes=prototypes, teacher_maps=teacher_maps if keep_teacher else None)

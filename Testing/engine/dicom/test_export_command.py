@@ -14,6 +14,8 @@ from ciss_engine.commands import export
 from ciss_engine.dicom import read_ct_series, read_rtstruct, read_seg
 from ciss_engine.errors import BundleError, InputError
 from ciss_engine.events import EventSink
+from ciss_engine.network import NetworkConfig
+from ciss_engine.preprocessing import PreprocessingConfig
 from ciss_engine.registry import ClassRegistry
 
 from .synthetic_dicom import ORGANS, phantom_label
@@ -97,7 +99,9 @@ def test_organs_come_from_the_bundle_current_version(oblique_series, tmp_path):
     (bundle / "versions" / "1.1.0" / "docs").mkdir()
     (bundle / "versions" / "1.1.0" / "docs" / "history.json").write_text("[]")
     (bundle / "bundle.json").write_text(json.dumps({"format": "ciss-bundle", "format_version": 1, "current": "1.1.0"}))
-    metadata = {"version": "1.1.0", "ciss": {"format_version": 1, "network": {"out_channels": 3}, "preprocessing": {}}}
+    # Only the class registry matters to export, but a bundle's metadata must be whole to load (bundle_schema.py).
+    settings = {"format_version": 1, "network": NetworkConfig(out_channels=3).to_json(), "preprocessing": PreprocessingConfig().to_json()}
+    metadata = {"version": "1.1.0", "ciss": settings}
     (configs / "metadata.json").write_text(json.dumps(metadata))
     (configs / "classes.json").write_text(json.dumps(ClassRegistry(tuple(ORGANS[:2])).to_json()))
     labels = save_labels(tmp_path / "labels.nii.gz", phantom_label(), read_ct_series(oblique_series.folder))

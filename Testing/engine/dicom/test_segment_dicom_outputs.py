@@ -18,7 +18,8 @@ from .synthetic_dicom import dice, write_ct_series
 
 
 def _bundle_splitting_on_a_feature(tiny_bundle: Path, ct_folder: Path, tmp_path: Path) -> Path:
-    """A copy of the tiny bundle that calls spleen where feature 0 is above its median on this CT, else background.
+    """A copy of the tiny bundle that calls spleen where one feature the classifier reads (ReLU of the tap) is
+    above its median on this CT, else background: the channel most often positive, so that median is > 0.
 
     The prediction is then about half spleen in an anatomy-shaped, asymmetric pattern, so a flipped or
     transposed DICOM object cannot match it by chance (an all-spleen map would).
@@ -32,11 +33,15 @@ def _bundle_splitting_on_a_feature(tiny_bundle: Path, ct_folder: Path, tmp_path:
                                          device=torch.device("cpu"), with_features=True)
     model = bundle / "versions" / version.version / "models" / "model.pt"
     state = torch.load(model, weights_only=True)
+    read = features[0].float().relu()
+    channel = int((read > 0).flatten(1).float().mean(1).argmax())
+    threshold = float(read[channel].median())
+    assert threshold > 0, "the test needs a feature that is positive on most voxels"
     state["classifier.weight"].zero_()
-    state["classifier.weight"][1, 0] = 1.0
+    state["classifier.weight"][1, channel] = 1.0
     state["classifier.bias"].fill_(-1e4)
     state["classifier.bias"][0] = 0.0
-    state["classifier.bias"][1] = -float(features[0, 0].float().median())
+    state["classifier.bias"][1] = -threshold
     torch.save(state, model)
     record_checksums(model.parent.parent)
     return bundle

@@ -8,6 +8,7 @@ import torch
 
 from ciss_engine.losses import OldRegionDistillation, prototype_affinity
 from ciss_engine.losses.affinity import affinity_columns
+from ciss_engine.losses.summands import DistillationTerms
 from ciss_engine.prototypes import region_rows
 
 from .voxel_tensors import features_from_vectors, voxel_mask
@@ -41,14 +42,15 @@ def test_shape_and_argument_checks():
 
 def test_coarse_affinities_are_upsampled_and_stay_normalised():
     # With d = 1 everywhere the loss is the mean of Σ_c a_c, which must stay 1 after trilinear upsampling.
-    terms = torch.ones(1, 3, 4, 4, 4)
+    terms = DistillationTerms(torch.ones(1, 3, 4, 4, 4), torch.ones(1, 3, 4, 4, 4) / 3)
     features = torch.randn(1, 2, 2, 2, 2)
     region = torch.ones(1, 4, 4, 4, dtype=torch.bool)
     assert OldRegionDistillation().weigh(terms, features, PROTOTYPES, region).item() == pytest.approx(1.0, rel=1e-6)
 
 
 def test_uniform_weight_and_empty_region():
-    terms = torch.tensor([1.0, 3.0, 5.0, 7.0]).reshape(1, 2, 1, 1, 2)  # voxel 0: d = (1, 5); voxel 1: (3, 7)
+    summands = torch.tensor([1.0, 3.0, 5.0, 7.0]).reshape(1, 2, 1, 1, 2)  # voxel 0: d = (1, 5); voxel 1: (3, 7)
+    terms = DistillationTerms(summands, torch.full_like(summands, 0.5))
     uniform = OldRegionDistillation(calibrated=False)
     features = torch.zeros(1, 2, 1, 1, 2)
     assert uniform.weigh(terms, features, PROTOTYPES[:2], voxel_mask(True, False)).item() == pytest.approx(3.0)

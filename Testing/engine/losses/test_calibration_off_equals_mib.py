@@ -27,9 +27,9 @@ def test_each_region_equals_mib_on_that_region(batch):
     logits_new, logits_old, pseudo_labels, features = batch
     old_region, current_region = region_masks(pseudo_labels, NUM_OLD)
     mib = UnbiasedKnowledgeDistillation()
-    orcd = OldRegionDistillation(calibrated=False)(
+    orcd = OldRegionDistillation(summand="mib", calibrated=False)(
         logits_new, logits_old, features, torch.randn(1 + NUM_OLD, CHANNELS), old_region)
-    crcd = CurrentRegionDistillation(calibrated=False)(
+    crcd = CurrentRegionDistillation(summand="mib", calibrated=False)(
         logits_new, logits_old, features, torch.randn(1 + NUM_OLD + NUM_NEW, CHANNELS), current_region)
     torch.testing.assert_close(orcd, mib(logits_new, logits_old, old_region), rtol=1e-6, atol=0)
     torch.testing.assert_close(crcd, mib(logits_new, logits_old, current_region), rtol=1e-6, atol=0)
@@ -38,9 +38,9 @@ def test_each_region_equals_mib_on_that_region(batch):
 def _voxel_weighted_orcd_plus_crcd(logits_new, logits_old, features, pseudo_labels):
     """(|M^{t−1}|·L_orcd + |Mᵗ|·L_crcd) / |M^{t−1} ∪ Mᵗ|, both without calibration, and the union."""
     old_region, current_region = region_masks(pseudo_labels, NUM_OLD)
-    orcd = OldRegionDistillation(calibrated=False)(
+    orcd = OldRegionDistillation(summand="mib", calibrated=False)(
         logits_new, logits_old, features, torch.zeros(1 + NUM_OLD, CHANNELS), old_region)
-    crcd = CurrentRegionDistillation(calibrated=False)(
+    crcd = CurrentRegionDistillation(summand="mib", calibrated=False)(
         logits_new, logits_old, features, torch.zeros(1 + NUM_OLD + NUM_NEW, CHANNELS), current_region)
     union = old_region | current_region
     return (old_region.sum() * orcd + current_region.sum() * crcd) / union.sum(), union

@@ -29,66 +29,60 @@ def test_new_class_takes_weight_but_adds_no_term():
     a_0 = _softmax([-1.0, 0.0, 1.0])  # a_{0,n1} is the largest, but d_{0,n1} = 0
     a_1 = _softmax([1.0, 0.0, -1.0])
     expected = (a_0[0] * D_0[0] + a_0[1] * D_0[1] + a_1[0] * D_1[0] + a_1[1] * D_1[1]) / 2
-    value = CurrentRegionDistillation()(NEW, OLD, FEATURES, PROTOTYPES, voxel_mask(True, True)).item()
+    value = CurrentRegionDistillation(summand="mib")(NEW, OLD, FEATURES, PROTOTYPES, voxel_mask(True, True)).item()
     assert value == pytest.approx(expected, rel=1e-6)
 
 
 def test_literal_reading_without_background():
     # Softmax over S = {o1, n1}, sum over O = {o1}: cosines (0, 1) and (0, −1), at T_a = 0.5.
-    crcd = CurrentRegionDistillation(include_background=False, temperature=0.5)
+    crcd = CurrentRegionDistillation(summand="mib", include_background=False, temperature=0.5)
     a_0, a_1 = _softmax([0.0, 1.0], 0.5)[0], _softmax([0.0, -1.0], 0.5)[0]
     value = crcd(NEW, OLD, FEATURES, PROTOTYPES, voxel_mask(True, True)).item()
     assert value == pytest.approx((a_0 * D_0[1] + a_1 * D_1[1]) / 2, rel=1e-6)
 
 
 def test_calibration_off_weights_only_classes_with_a_teacher():
-    crcd = CurrentRegionDistillation(calibrated=False)
+    crcd = CurrentRegionDistillation(summand="mib", calibrated=False)
     value = crcd(NEW, OLD, FEATURES, PROTOTYPES, voxel_mask(False, True)).item()
     assert value == pytest.approx(sum(D_1) / 2, rel=1e-6)  # 1/(|O|+1), not 1/(|S|+1)
 
 
-def test_per_voxel_weighting_scales_each_voxels_mib_term_by_its_teacher_share():
+def test_agreement_weights_each_voxels_mib_term_by_teacher_prototype_agreement():
     a_0, a_1 = _softmax([-1.0, 0.0, 1.0], 0.5), _softmax([1.0, 0.0, -1.0], 0.5)
-    share_0, share_1 = a_0[0] + a_0[1], a_1[0] + a_1[1]  # background + o1: the classes with a teacher
-    expected = (share_0 * sum(D_0) / 2 + share_1 * sum(D_1) / 2) / 2
-    crcd = CurrentRegionDistillation(temperature=0.5, weighting="per_voxel")
+    # w_i = (1+|O|)·Σ_{c with a teacher} a_{i,c}·p^{t−1}_{i,c}, with the teachers (0.2, 0.8) and (0.4, 0.6).
+    w_0, w_1 = 2 * (a_0[0] * 0.2 + a_0[1] * 0.8), 2 * (a_1[0] * 0.4 + a_1[1] * 0.6)
+    expected = (w_0 * sum(D_0) / 2 + w_1 * sum(D_1) / 2) / 2
+    crcd = CurrentRegionDistillation(summand="agreement", temperature=0.5)
     assert crcd(NEW, OLD, FEATURES, PROTOTYPES, voxel_mask(True, True)).item() == pytest.approx(expected, rel=1e-6)
-    assert share_0 < share_1  # the voxel that looks like the new organ is distilled less
 
 
-def test_per_voxel_weighting_equals_mib_when_every_class_has_a_teacher():
-    # Without new classes the teacher share is 1 at every voxel: MiB's unbiased KD, whatever the features.
-    new, prototypes = NEW[:, :2], PROTOTYPES[:2]
-    per_voxel = CurrentRegionDistillation(weighting="per_voxel")(new, OLD, FEATURES, prototypes, voxel_mask(True, True))
-    uniform = CurrentRegionDistillation(calibrated=False)(new, OLD, FEATURES, prototypes, voxel_mask(True, True))
-    assert per_voxel.item() == pytest.approx(uniform.item(), rel=1e-6)
-
-
-def test_unknown_weighting_is_refused():
-    with pytest.raises(ValueError, match="crcd.weighting"):
-        CurrentRegionDistillation(weighting="per_organ")
+def test_unknown_summand_and_direction_are_refused():
+    with pytest.raises(ValueError, match="crcd.summand"):
+        CurrentRegionDistillation(summand="per_organ")
+    with pytest.raises(ValueError, match="crcd.kl_direction"):
+        CurrentRegionDistillation(kl_direction="both")
 
 
 def test_current_features_are_detached_and_empty_region_is_zero():
     features = FEATURES.clone().requires_grad_(True)
     new = NEW.clone().requires_grad_(True)
-    CurrentRegionDistillation()(new, OLD, features, PROTOTYPES, voxel_mask(True, True)).backward()
+    CurrentRegionDistillation(summand="mib")(new, OLD, features, PROTOTYPES, voxel_mask(True, True)).backward()
     assert features.grad is None and new.grad is not None
-    assert CurrentRegionDistillation()(NEW, OLD, FEATURES, PROTOTYPES, voxel_mask(False, False)).item() == 0.0
+    assert CurrentRegionDistillation(summand="mib")(NEW, OLD, FEATURES, PROTOTYPES, voxel_mask(False, False)).item() == 0.0
 
 
 def test_prototypes_must_cover_all_classes():
     with pytest.raises(ValueError, match="1\\+\\|S\\|"):
-        CurrentRegionDistillation()(NEW, OLD, FEATURES, PROTOTYPES[:2], voxel_mask(True, True))
+        CurrentRegionDistillation(summand="mib")(NEW, OLD, FEATURES, PROTOTYPES[:2], voxel_mask(True, True))
 
 
-@pytest.mark.parametrize("weighting", ["per_class", "per_voxel"])
-def test_mib_scale_makes_flat_affinities_exactly_mib(weighting):
+@pytest.mark.parametrize("summand", ["mib", "agreement"])
+def test_mib_scale_makes_flat_affinities_exactly_mib(summand):
     # Zero prototypes: every cosine is 0, so the softmax over the 1+|S| = 3 classes is flat.
     flat = torch.zeros_like(PROTOTYPES)
-    mib = CurrentRegionDistillation(calibrated=False)(NEW, OLD, FEATURES, flat, voxel_mask(True, True)).item()
-    literal = CurrentRegionDistillation(weighting=weighting)(NEW, OLD, FEATURES, flat, voxel_mask(True, True)).item()
-    scaled = CurrentRegionDistillation(weighting=weighting, mib_scale=True)(NEW, OLD, FEATURES, flat, voxel_mask(True, True)).item()
+    mib = CurrentRegionDistillation(summand="mib", calibrated=False)(NEW, OLD, FEATURES, flat, voxel_mask(True, True)).item()
+    literal = CurrentRegionDistillation(summand=summand)(NEW, OLD, FEATURES, flat, voxel_mask(True, True)).item()
+    scaled = CurrentRegionDistillation(summand=summand, mib_scale=True)(NEW, OLD, FEATURES, flat, voxel_mask(True, True)).item()
     assert literal == pytest.approx(2 / 3 * mib, rel=1e-6)  # (1+|O|)/(1+|S|) of MiB's KD
     assert scaled == pytest.approx(mib, rel=1e-6)
 
@@ -96,5 +90,5 @@ def test_mib_scale_makes_flat_affinities_exactly_mib(weighting):
 def test_mib_scale_keeps_the_calibration():
     a_0, a_1 = _softmax([-1.0, 0.0, 1.0]), _softmax([1.0, 0.0, -1.0])
     expected = 3 / 2 * (a_0[0] * D_0[0] + a_0[1] * D_0[1] + a_1[0] * D_1[0] + a_1[1] * D_1[1]) / 2
-    value = CurrentRegionDistillation(mib_scale=True)(NEW, OLD, FEATURES, PROTOTYPES, voxel_mask(True, True)).item()
+    value = CurrentRegionDistillation(summand="mib", mib_scale=True)(NEW, OLD, FEATURES, PROTOTYPES, voxel_mask(True, True)).item()
     assert value == pytest.approx(expected, rel=1e-6)

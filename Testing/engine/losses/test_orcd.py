@@ -6,7 +6,8 @@ import math
 import pytest
 import torch
 
-from ciss_engine.losses import OldRegionDistillation, unbiased_distillation_terms
+from ciss_engine.losses import OldRegionDistillation
+from ciss_engine.losses.summands import DistillationTerms
 
 from .voxel_tensors import features_from_vectors, logits_from_probabilities, voxel_mask
 
@@ -28,7 +29,7 @@ def _weighted(weights: list[float], terms: list[float]) -> float:
 
 
 def test_affinity_weighted_mean_over_old_region():
-    orcd = OldRegionDistillation()
+    orcd = OldRegionDistillation(summand="mib")
     expected = (_weighted(A_0, D_0) + _weighted(A_1, D_1)) / 2
     assert orcd(NEW, OLD, FEATURES_OLD, PROTOTYPES, voxel_mask(True, True)).item() == pytest.approx(expected, rel=1e-6)
     only_0 = orcd(NEW, OLD, FEATURES_OLD, PROTOTYPES, voxel_mask(True, False)).item()
@@ -37,13 +38,13 @@ def test_affinity_weighted_mean_over_old_region():
 
 def test_empty_region_contributes_zero():
     new = NEW.clone().requires_grad_(True)
-    loss = OldRegionDistillation()(new, OLD, FEATURES_OLD, PROTOTYPES, voxel_mask(False, False))
+    loss = OldRegionDistillation(summand="mib")(new, OLD, FEATURES_OLD, PROTOTYPES, voxel_mask(False, False))
     loss.backward()  # still part of the graph
     assert loss.item() == 0.0
 
 
 def test_temperature_sharpens_towards_the_nearest_prototype():
-    orcd = OldRegionDistillation(temperature=0.1)
+    orcd = OldRegionDistillation(summand="mib", temperature=0.1)
     weights = [1 / (1 + math.exp(10)), math.exp(10) / (1 + math.exp(10))]
     value = orcd(NEW, OLD, FEATURES_OLD, PROTOTYPES, voxel_mask(True, False)).item()
     assert value == pytest.approx(_weighted(weights, D_0), rel=1e-6)
@@ -51,13 +52,13 @@ def test_temperature_sharpens_towards_the_nearest_prototype():
 
 def test_literal_reading_without_background():
     # Softmax over O alone: the single old class gets weight 1 and the background term is dropped.
-    orcd = OldRegionDistillation(include_background=False)
+    orcd = OldRegionDistillation(summand="mib", include_background=False)
     value = orcd(NEW, OLD, FEATURES_OLD, PROTOTYPES, voxel_mask(True, True)).item()
     assert value == pytest.approx((D_0[1] + D_1[1]) / 2, rel=1e-6)
 
 
 def test_calibration_off_gives_uniform_weights():
-    orcd = OldRegionDistillation(calibrated=False)
+    orcd = OldRegionDistillation(summand="mib", calibrated=False)
     value = orcd(NEW, OLD, FEATURES_OLD, PROTOTYPES, voxel_mask(True, True)).item()
     assert value == pytest.approx((sum(D_0) / 2 + sum(D_1) / 2) / 2, rel=1e-6)
 
@@ -66,20 +67,20 @@ def test_no_gradient_into_old_features_or_prototypes():
     features = FEATURES_OLD.clone().requires_grad_(True)
     prototypes = PROTOTYPES.clone().requires_grad_(True)
     new = NEW.clone().requires_grad_(True)
-    OldRegionDistillation()(new, OLD, features, prototypes, voxel_mask(True, True)).backward()
+    OldRegionDistillation(summand="mib")(new, OLD, features, prototypes, voxel_mask(True, True)).backward()
     assert features.grad is None and prototypes.grad is None and new.grad is not None
 
 
 def test_prototype_count_must_match_old_classes():
     with pytest.raises(ValueError, match="1\\+\\|O\\|"):
-        OldRegionDistillation()(NEW, OLD, FEATURES_OLD, torch.ones(3, 2), voxel_mask(True, True))
+        OldRegionDistillation(summand="mib")(NEW, OLD, FEATURES_OLD, torch.ones(3, 2), voxel_mask(True, True))
 
 
 def test_precomputed_terms_are_the_ones_weighted():
-    terms = unbiased_distillation_terms(NEW, OLD, num_old=1)
-    orcd = OldRegionDistillation()
+    orcd = OldRegionDistillation(summand="mib")
+    terms = orcd.terms(NEW, OLD)
     region = voxel_mask(True, True)
     fresh = orcd(NEW, OLD, FEATURES_OLD, PROTOTYPES, region).item()
     assert orcd(NEW, OLD, FEATURES_OLD, PROTOTYPES, region, terms).item() == pytest.approx(fresh, rel=1e-6)
     # The loss is linear in the terms it is given: doubled terms, doubled loss (so they are not recomputed).
-    assert orcd(NEW, OLD, FEATURES_OLD, PROTOTYPES, region, 2 * terms).item() == pytest.approx(2 * fresh, rel=1e-6)
+    assert orcd(NEW, OLD, FEATURES_OLD, PROTOTYPES, region, DistillationTerms(2 * terms.summands, terms.teacher)).item() == pytest.approx(2 * fresh, rel=1e-6)

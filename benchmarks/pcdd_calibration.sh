@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Issue "PCDD whose calibration helps": (1) the validation sweep that chooses PCDD's defaults (T_a, the λs,
+# the summand, the affinity space, CRCD's background), never on test cases; (2) the phantom 4-4 protocol,
+# three seeds, pcdd against its `uniform` twin (calibration off, same summand: PCDD − uniform is what the
+# calibration buys), mib and finetune, every strategy in its own process from the same base models.
+# Network for 2 CPU cores: 8 filters, 48³ patches, 4 mm grid; base 400 iterations, steps 200.
+# Usage: [SEEDS=0,1,2] [STRATEGIES="pcdd uniform mib finetune"] bash benchmarks/pcdd_calibration.sh validation|test
+#        [OUTPUT] [STEP_ITERATIONS] [-- extra protocol flags]   (SEEDS and STRATEGIES: test mode only)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode="${1:?validation or test}"; out="${2:-benchmarks/output/pcdd_calibration}"; step_iterations="${3:-200}"
+shift $(( $# < 3 ? $# : 3 )); [ "${1:-}" = "--" ] && shift
+ciss() { .venv/bin/python -m ciss_engine "$@" --quiet; }
+network=(--spacing 4 --patch-size 48 --init-filters 8)
+# Training cases: cohort seed 0 (as benchmark (a)); validation cases: cohort seed 3; test cases: cohort seed 1.
+[ "$mode" = validation ] && held_out=3 || held_out=1
+[ "$mode" = validation ] && seeds=0 || seeds="${SEEDS:-0,1,2}"
+[ -d "$out/data/train" ] || ciss phantom -o "$out/data/train" --cases 8 --seed 0
+[ -d "$out/data/held_out_$held_out" ] || ciss phantom -o "$out/data/held_out_$held_out" --cases 4 --seed "$held_out"
+data=(--data "$out/data/train" --test-data "$out/data/held_out_$held_out"); out="$out/$mode"
+# The base models, once per seed: every strategy starts from the same ones.
+ciss protocol --protocol 4-4 --strategies "" "${data[@]}" --seeds "$seeds" "${network[@]}" --base-iterations 400 --no-offline -o "$out/base" "$@"
+run() {  # NAME STRATEGY [--setting STRATEGY.NAME=VALUE ...]: one process, the shared bases copied in
+  local name=$1 strategy=$2; shift 2
+  for seed in ${seeds//,/ }; do
+    mkdir -p "$out/$name/seed_$seed"
+    [ -d "$out/$name/seed_$seed/base" ] || cp -r "$out/base/seed_$seed/base" "$out/$name/seed_$seed/base"
+  done
+  ciss protocol --protocol 4-4 --strategies "$strategy" "${data[@]}" --seeds "$seeds" "${network[@]}" --base-iterations 400 \
+    --step-iterations "$step_iterations" --no-offline -o "$out/$name" "$@"
+}
+if [ "$mode" = validation ]; then
+  run pcdd pcdd
+  run uniform uniform
+  run mib mib
+  run pcdd_dapd_x32 pcdd --setting pcdd.lambda_ll=0.04 --setting pcdd.lambda_lg=0.04
+  run pcdd_T0.3 pcdd --setting pcdd.temperature=0.3
+  run pcdd_summand_mib pcdd --setting pcdd.summand=mib
+  run pcdd_post_activation pcdd --setting pcdd.affinity_features=post_activation
+  run pcdd_crcd_background_stored pcdd --setting pcdd.crcd_background=stored
+  run pcdd_T0.1 pcdd --setting pcdd.temperature=0.1
+  run pcdd_agreement pcdd --setting pcdd.summand=agreement
+  run pcdd_orcd3 pcdd --setting pcdd.lambda_orcd=3
+  run pcdd_crcd3 pcdd --setting pcdd.lambda_crcd=3
+else
+  for strategy in ${STRATEGIES:-pcdd uniform mib finetune}; do run "$strategy" "$strategy"; done
+fi
+.venv/bin/python benchmarks/protocol_table.py "$out"

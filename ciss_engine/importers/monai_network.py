@@ -1,0 +1,203 @@
+"""A MONAI bundle's network: its ``network_def`` checked against what this engine builds, its weights read as
+tensors only and renamed onto :class:`~ciss_engine.network.SegmentationNetwork`, and the result checked
+against MONAI's own SegResNet with the source weights.
+
+MONAI's SegResNet ends in ``conv_final`` = Sequential(GroupNorm, ReLU, Convolution(conv=Conv3d 1×1×1)); ours
+splits that block into ``feature_head`` (the norm and ReLU, whose input the prototypes tap) and ``classifier``
+(the 1×1×1 convolution), so the weights map by name: ``conv_final.0.*`` → ``feature_head.0.*``,
+``conv_final.2.conv.*`` → ``classifier.*``, everything else → ``backbone.*``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import pickle
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import InputError
+from ..network import NetworkConfig, SegmentationNetwork, build_network
+from .monai_config import ConfigReader, target_name
+
+SEGRESNET = "SegResNet"
+# Networks of the MONAI Model Zoo that this engine does not build yet: named, so the refusal says "not yet".
+NOT_SUPPORTED_YET = (
+    "UNet", "BasicUNet", "DynUNet", "SwinUNETR", "UNETR", "SegResNetDS", "SegResNetDS2", "SegResNetVAE", "AttentionUnet",
+    "VNet", "DiNTS", "TopologyInstance", "HighResNet", "FlexibleUNet", "BasicUNetPlusPlus", "UNet3D",
+)
+# SegResNet's arguments the importer reads, with MONAI's defaults; the others change nothing at inference.
+SEGRESNET_ARGUMENTS: dict[str, Any] = {
+    "spatial_dims": 3, "init_filters": 8, "in_channels": 1, "out_channels": 2, "dropout_prob": None,
+    "act": ["RELU", {"inplace": True}], "norm": ["GROUP", {"num_groups": 8}], "norm_name": "", "num_groups": 8,
+    "use_conv_final": True, "blocks_down": [1, 2, 2, 4], "blocks_up": [1, 1, 1], "upsample_mode": "nontrainable",
+}
+GROUP_NORM_DEFAULTS = {"eps": 1e-5, "affine": True}
+MAX_CLASSES = 256
+WEIGHTS_HINT = (
+    "a MONAI bundle keeps a plain state dict in models/model.pt; this checkpoint also holds Python objects, which could run code "
+    "when loaded, so it is never unpickled. If you trust its source, re-save its weights alone: "
+    "torch.save(checkpoint['model'] if 'model' in checkpoint else checkpoint, 'models/model.pt') on a machine where loading it is safe"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceNetwork:
+    """The source network as this engine builds it, and what of its definition was left out (for the history)."""
+
+    config: NetworkConfig
+    notes: tuple[str, ...]
+
+
+def _name_and_arguments(value: Any) -> tuple[str, dict[str, Any]] | None:
+    """MONAI's layer spec: ``"relu"`` or ``["RELU", {"inplace": true}]``."""
+    if isinstance(value, str):
+        return value.lower(), {}
+    if isinstance(value, (list, tuple)) and len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], dict):
+        return value[0].lower(), value[1]
+    return None
+
+
+def _norm_problem(arguments: dict[str, Any]) -> str | None:
+    if arguments["norm_name"]:
+        if str(arguments["norm_name"]).lower() != "group" or arguments["num_groups"] != 8:
+            return f"norm_name {arguments['norm_name']!r} with num_groups {arguments['num_groups']!r}"
+        return None
+    spec = _name_and_arguments(arguments["norm"])
+    if spec is None or spec[0] != "group" or spec[1].get("num_groups") != 8:
+        return f"norm {arguments['norm']!r}"
+    extra = {k: v for k, v in spec[1].items() if k != "num_groups" and GROUP_NORM_DEFAULTS.get(k, object()) != v}
+    return f"norm {arguments['norm']!r}" if extra else None
+
+
+def _block_counts(value: Any, levels: range) -> bool:
+    return isinstance(value, list) and len(value) in levels and all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 16 for v in value)
+
+
+def _argument_problem(arguments: dict[str, Any]) -> str | None:
+    """The first argument this engine cannot build as given, described; None when all fit."""
+    def is_int(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    down, up, act = arguments["blocks_down"], arguments["blocks_up"], _name_and_arguments(arguments["act"])
+    levels = len(down) if isinstance(down, list) else 0
+    checks = [
+        (arguments["spatial_dims"] == 3, f"spatial_dims {arguments['spatial_dims']!r} (this engine segments 3-D CT)"),
+        (arguments["in_channels"] == 1, f"in_channels {arguments['in_channels']!r} (one CT channel)"),
+        (is_int(arguments["out_channels"]) and 2 <= arguments["out_channels"] <= MAX_CLASSES, f"out_channels {arguments['out_channels']!r} (2-{MAX_CLASSES})"),
+        (is_int(arguments["init_filters"]) and 8 <= arguments["init_filters"] <= 512 and arguments["init_filters"] % 8 == 0,
+         f"init_filters {arguments['init_filters']!r} (a multiple of 8 up to 512: GroupNorm of 8 groups)"),
+        (_block_counts(down, range(2, 7)), f"blocks_down {down!r} (2-6 levels of 1-16 blocks)"),
+        (_block_counts(up, range(levels - 1, levels)), f"blocks_up {up!r} (one level fewer than blocks_down)"),
+        (act is not None and act[0] == "relu" and set(act[1]) <= {"inplace"}, f"act {arguments['act']!r} (this engine builds ReLU)"),
+        (arguments["use_conv_final"] is True, "use_conv_final false (the bundle has no classifier)"),
+        (str(arguments["upsample_mode"]).lower() == "nontrainable", f"upsample_mode {arguments['upsample_mode']!r} (this engine builds nontrainable upsampling)"),
+    ]
+    problem = next((what for fits, what in checks if not fits), None)
+    norm = _norm_problem(arguments)
+    return problem or (f"{norm} (this engine builds GroupNorm with 8 groups)" if norm else None)
+
+
+def source_network_or_raise(reader: ConfigReader) -> SourceNetwork:
+    """``network_def`` of the inference config → the NetworkConfig this engine builds, or a refusal naming why."""
+    where = "network_def"
+    if not reader.has(where):
+        raise InputError(f"{reader.path} has no network_def", "a MONAI bundle's inference config defines its network as network_def; is this a bundle for inference?")
+    where, entry = reader.follow(reader.raw(where), where)
+    name = target_name(entry)
+    if name != SEGRESNET:
+        target = entry.get("_target_") if isinstance(entry, dict) else entry
+        if name in NOT_SUPPORTED_YET:
+            raise InputError(f"{reader.path}: the network {target} is not supported yet", f"CISSegmentation imports {SEGRESNET} models only (docs/import.md); {name} is planned")
+        raise InputError(f"{reader.path}: {where} is {target!r}, not a network CISSegmentation imports", f"CISSegmentation imports MONAI's {SEGRESNET} only (docs/import.md)")
+    arguments = reader.arguments_or_raise(entry, where, read=SEGRESNET_ARGUMENTS)
+    problem = _argument_problem(arguments)
+    if problem:
+        raise InputError(f"{reader.path}: {where} builds {SEGRESNET} with {problem}, which this engine cannot reproduce", "docs/import.md lists the SegResNet settings CISSegmentation imports")
+    notes = []
+    if arguments["dropout_prob"]:
+        notes.append(f"dropout_prob {arguments['dropout_prob']} left out: dropout does nothing at inference, and learning here runs without it")
+    config = NetworkConfig(
+        init_filters=arguments["init_filters"], blocks_down=tuple(arguments["blocks_down"]), blocks_up=tuple(arguments["blocks_up"]),
+        in_channels=1, out_channels=arguments["out_channels"],
+    )
+    return SourceNetwork(config=config, notes=tuple(notes))
+
+
+def _unsafe_globals(data: bytes, error: Exception) -> list[str]:
+    """The Python objects a checkpoint would import, found without unpickling it (torch's own scan, or its message
+    for checkpoints in the legacy format that the scan does not read)."""
+    try:
+        found = torch.serialization.get_unsafe_globals_in_checkpoint(io.BytesIO(data))
+    except Exception:  # legacy (non-zip) format
+        found = []
+    return found or re.findall(r"GLOBAL ([\w.]+)", str(error)) or ["an object that is not a tensor"]
+
+
+def load_source_weights_or_raise(path: Path) -> dict[str, torch.Tensor]:
+    """``models/model.pt`` with ``torch.load(weights_only=True)``: a state dict, or a checkpoint holding one under
+    ``model`` or ``state_dict``; a ``module.`` prefix (a model saved inside DistributedDataParallel) is dropped."""
+    if not path.is_file():
+        raise InputError(
+            f"the bundle's weights are missing: {path}",
+            "download the bundle with its weights (python -m monai.bundle download --name NAME --bundle_dir DIR); a TorchScript "
+            "models/model.ts is not read, since it is code",
+        )
+    data = path.read_bytes()
+    try:
+        loaded = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise InputError(f"refused to load {path}: it holds {', '.join(_unsafe_globals(data, error))}, outside the tensors-only allow-list", WEIGHTS_HINT) from error
+    except Exception as error:  # torch reports junk as RuntimeError, EOFError, ValueError…
+        raise InputError(f"cannot read {path}: {error}", "the file is damaged or not a PyTorch checkpoint; download the bundle again") from error
+    state = next((loaded[key] for key in ("model", "state_dict") if isinstance(loaded, dict) and isinstance(loaded.get(key), dict)), loaded)
+    if not (isinstance(state, dict) and state and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())):
+        raise InputError(f"{path} is not a state dict of tensors", "models/model.pt must hold torch.save(network.state_dict()), or a dict with it under 'model'")
+    if all(key.startswith("module.") for key in state):
+        state = {key[len("module."):]: value for key, value in state.items()}
+    return state
+
+
+def _fit_problem(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> str | None:
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    wrong = [f"{key} {tuple(state[key].shape)} instead of {tuple(value.shape)}" for key, value in expected.items() if key in state and state[key].shape != value.shape]
+    parts = [f"{label}: {', '.join(items[:3])}{' …' if len(items) > 3 else ''}" for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if items]
+    return "; ".join(parts) or None
+
+
+def engine_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """MONAI SegResNet's parameter names → SegmentationNetwork's (module docstring)."""
+    renames = (("conv_final.0.", "feature_head.0."), ("conv_final.2.conv.", "classifier."))
+    mapped = {}
+    for key, value in state.items():
+        prefix = next(((old, new) for old, new in renames if key.startswith(old)), ("", "backbone."))
+        mapped[prefix[1] + key[len(prefix[0]):]] = value
+    return mapped
+
+
+def network_from_source_or_raise(config: NetworkConfig, state: dict[str, torch.Tensor], weights_path: Path, config_path: Path) -> tuple[SegmentationNetwork, float]:
+    """Our network with the source weights, and the largest difference between its logits and those of MONAI's
+    SegResNet with the same weights on a fixed random input (a wrong mapping shows there, not in a patient)."""
+    from monai.networks.nets import SegResNet
+
+    reference = SegResNet(
+        spatial_dims=3, init_filters=config.init_filters, in_channels=config.in_channels, out_channels=config.out_channels,
+        blocks_down=config.blocks_down, blocks_up=config.blocks_up,
+    )
+    problem = _fit_problem(state, reference.state_dict())
+    if problem:
+        raise InputError(
+            f"the weights in {weights_path} do not fit the network_def in {config_path} ({problem})",
+            "the weights and the config come from different models or versions; download the bundle again",
+        )
+    reference.load_state_dict(state)
+    network = build_network(config)
+    network.load_state_dict(engine_state_dict(state))
+    side = 2 ** len(config.blocks_down)  # two voxels on the coarsest level
+    probe = torch.randn((1, config.in_channels, side, side, side), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        difference = float((reference.eval()(probe) - network.eval()(probe)).abs().max())
+    return network, difference
