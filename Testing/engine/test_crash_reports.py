@@ -122,8 +122,15 @@ def test_negative_seed_is_refused_at_parse_time(tmp_path):
     assert result.returncode == ExitCode.USAGE_ERROR and "argument --seed: expected an integer >= 0, got '-1'" in result.stderr
 
 
-def test_crash_logs_never_hold_the_studio_token():
-    from ciss_engine.crash import redacted
+def test_crash_logs_never_hold_the_studio_token(tmp_path, monkeypatch):
+    from ciss_engine.crash import redacted, report_unexpected_error
+    from ciss_engine.events import EventSink, ProgressMode
 
     assert redacted(["studio", "--token", "s3cret", "--host", "0.0.0.0"]) == ["studio", "--token", "***", "--host", "0.0.0.0"]
     assert redacted(["studio", "--token=s3cret"]) == ["studio", "--token=***"]
+    # The log a crash actually writes: the command line is in it, the token is not.
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    report_unexpected_error(KeyError("boom"), ["studio", "--host", "0.0.0.0", "--token", "s3cret"], EventSink(ProgressMode.QUIET))
+    (log,) = log_dir().glob("*.log")
+    text = log.read_text()
+    assert "studio --host 0.0.0.0 --token ***" in text and "s3cret" not in text
