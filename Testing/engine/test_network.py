@@ -6,6 +6,7 @@ from ciss_engine.network import NetworkConfig, build_network, grow_classifier, p
 
 
 def test_pre_activation_features_feed_the_classifier_through_its_relu_at_full_resolution():
+    torch.manual_seed(0)
     network = build_network(NetworkConfig(init_filters=8, out_channels=5)).eval()
     image = torch.randn(2, 1, 32, 32, 32)
     logits, features = network.forward_with_features(image)

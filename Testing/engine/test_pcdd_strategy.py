@@ -122,7 +122,8 @@ def test_affinity_space_setting_changes_features_and_prototypes_together(space):
 
 
 def test_post_activation_cosines_cannot_be_negative_but_pre_and_centred_can():
-    features, prototypes = torch.randn(1, CHANNELS, 2, 2, 2), torch.randn(3, CHANNELS)
+    generator = torch.Generator().manual_seed(4)
+    features, prototypes = torch.randn(1, CHANNELS, 2, 2, 2, generator=generator), torch.randn(3, CHANNELS, generator=generator)
     for space, can_be_negative in (("post_activation", False), ("pre_activation", True), ("centred", True)):
         f, p = to_affinity_space(features, prototypes.relu() if space != "pre_activation" else prototypes, space)
         cosines = torch.nn.functional.normalize(p, dim=1) @ torch.nn.functional.normalize(f.flatten(2)[0].T, dim=1).T
