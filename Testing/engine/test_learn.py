@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from ciss_test_helpers import cancelling_sink, run_cli
+from ciss_test_helpers import cancelling_sink, record_checksums, run_cli
 
 from ciss_engine.bundle import Bundle
 from ciss_engine.cancellation import CancelToken
@@ -173,3 +173,22 @@ def test_cancel_mid_step_leaves_the_bundle_untouched_and_resumes_its_own_checkpo
     assert version.version == "1.1.0" and Bundle.open_or_raise(bundle).current_version == "1.1.0"
     remaining = list(learn_work_dir(bundle).glob("*/checkpoint.pt"))
     assert len(remaining) == 1 and remaining[0] in checkpoints, "the finished run removed its checkpoint, the other run's is kept"
+
+
+def test_a_bundle_without_pre_activation_prototypes_learns_in_the_post_activation_space(bundle, phantom_cohort, step_labels, capsys):
+    """Bundles written before pre-activation prototypes were stored: the step says so and records the space it used."""
+    from safetensors.torch import load_file, save_file
+
+    version_dir = bundle / "versions" / "1.0.0"
+    path = version_dir / "models" / "prototypes.safetensors"
+    tensors = load_file(str(path))
+    del tensors["prototypes_pre_activation"]
+    save_file(tensors, str(path))
+    record_checksums(version_dir)
+    code = run_cli("learn", "-b", bundle, "--organ", "pancreas,liver", "-i", *_images(phantom_cohort), "-l", *step_labels, "--accept-forgetting",
+                   "--iterations", "2", "--batch-size", "1")
+    assert code == 0
+    assert "stores no pre-activation prototypes" in capsys.readouterr().err
+    version = Bundle.open_or_raise(bundle).load()
+    assert version.settings["strategy"]["affinity_features"] == "post_activation"
+    assert "prototypes_pre_activation" not in version.load_prototypes()
