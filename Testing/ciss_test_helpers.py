@@ -14,6 +14,16 @@ TINY_PHANTOM = {"shape": (56, 48, 40), "spacing": (6.0, 6.0, 6.0)}
 TINY_TRAIN_ARGS = ["--iterations", "4", "--patch-size", "32", "--spacing", "6", "--init-filters", "8", "--batch-size", "1"]
 
 
+class PicklePayload:
+    """Pickled, this creates a marker file when unpickled: if loading a model ever ran code, the marker would appear."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
 def data_dir() -> Path:
     """Real CT for tests: $CISS_DATA, default ../shared/data beside the repository."""
     return Path(os.environ.get("CISS_DATA", REPO_ROOT.parent / "shared" / "data"))

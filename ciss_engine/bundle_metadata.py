@@ -5,10 +5,17 @@ import datetime
 from typing import Any
 
 from . import __version__
+from .nnunet_architecture import describe as describe_nnunet
 from .preprocessing_options import describe_intensity
 from .registry import ClassRegistry
 
 METADATA_SCHEMA = "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/meta_schema_20220324.json"
+
+
+def describe_network(network: dict[str, Any]) -> str:
+    if network["name"] == "nnUNet":
+        return describe_nnunet(network)
+    return f"{network['name']} (init_filters {network['init_filters']})"
 
 
 def build_metadata(*, version: str, registry: ClassRegistry, settings: dict[str, Any], changelog: dict[str, str]) -> dict[str, Any]:
@@ -112,7 +119,7 @@ def model_card(metadata: dict[str, Any], registry: ClassRegistry, history: list[
         "## Input",
         "",
         f"CT in Hounsfield units, resampled to {pre['spacing_mm']} mm, {describe_intensity(pre)}, "
-        f"patches {pre['patch_size']}. Network: {settings['network']['name']} (init_filters {settings['network']['init_filters']}).",
+        f"patches {pre['patch_size']}. Network: {describe_network(settings['network'])}.",
         "",
         *_source_lines(settings.get("source")),
         "## Lineage",

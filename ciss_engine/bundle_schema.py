@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BundleError
+from .nnunet_architecture import arch_kwargs_problem, axes_problem, downsampling
 from .preprocessing_options import options_problem
 
 # network.SUPPORTED_NETWORKS, repeated here so that checking a bundle does not import torch.
-NETWORK_NAMES = ("SegResNet",)
+NETWORK_NAMES = ("SegResNet", "nnUNet")
 MAX_INIT_FILTERS = 512
 MAX_BLOCKS_PER_LEVEL = 16
 LEVELS = (2, 6)  # SegResNet encoder levels (the engine writes 4)
@@ -41,11 +42,26 @@ def _list_of(value: Any, length: int | None, check: Any) -> bool:
     return isinstance(value, list) and (length is None or len(value) == length) and all(check(v) for v in value)
 
 
+def _classes_problem(network: dict[str, Any]) -> str | None:
+    if network.get("in_channels") != 1:
+        return f"ciss.network.in_channels is {network.get('in_channels')!r}, not 1 (one CT channel)"
+    if not _int_in(network.get("out_channels"), 2, MAX_CLASSES + 1):
+        return f"ciss.network.out_channels is {network.get('out_channels')!r}, not 2-{MAX_CLASSES + 1} (background and organs)"
+    return None
+
+
+def _nnunet_problem(network: dict[str, Any]) -> str | None:
+    problem = arch_kwargs_problem(network.get("architecture"), network.get("arch_kwargs")) or axes_problem(network.get("axes"))
+    return f"ciss.network: {problem}" if problem else _classes_problem(network)
+
+
 def _network_problem(network: Any) -> str | None:
     if not isinstance(network, dict):
         return "ciss.network is not an object"
     if network.get("name") not in NETWORK_NAMES:
         return f"ciss.network.name is {network.get('name')!r}; this engine builds {', '.join(NETWORK_NAMES)}"
+    if network["name"] == "nnUNet":
+        return _nnunet_problem(network)
     filters = network.get("init_filters")
     if not _int_in(filters, 8, MAX_INIT_FILTERS) or filters % 8:
         return f"ciss.network.init_filters is {filters!r}, not a multiple of 8 up to {MAX_INIT_FILTERS}"
@@ -54,14 +70,18 @@ def _network_problem(network: Any) -> str | None:
         return f"ciss.network.blocks_down is {down!r}, not {LEVELS[0]}-{LEVELS[1]} block counts of 1-{MAX_BLOCKS_PER_LEVEL}"
     if not _list_of(up, len(down) - 1, lambda b: _int_in(b, 1, MAX_BLOCKS_PER_LEVEL)):
         return f"ciss.network.blocks_up is {up!r}, not {len(down) - 1} block counts of 1-{MAX_BLOCKS_PER_LEVEL}"
-    if network.get("in_channels") != 1:
-        return f"ciss.network.in_channels is {network.get('in_channels')!r}, not 1 (one CT channel)"
-    if not _int_in(network.get("out_channels"), 2, MAX_CLASSES + 1):
-        return f"ciss.network.out_channels is {network.get('out_channels')!r}, not 2-{MAX_CLASSES + 1} (background and organs)"
-    return None
+    return _classes_problem(network)
 
 
-def _preprocessing_problem(preprocessing: Any, levels: int) -> str | None:
+def _patch_multiples(network: dict[str, Any]) -> tuple[int, int, int]:
+    """What each patch axis must be a multiple of: the network's downsampling of that axis."""
+    if network["name"] == "nnUNet":
+        return downsampling(network["arch_kwargs"], network["axes"])
+    step = 2 ** (len(network["blocks_down"]) - 1)  # SegResNet halves its grid once a level below the first
+    return step, step, step
+
+
+def _preprocessing_problem(preprocessing: Any, multiples: tuple[int, int, int]) -> str | None:
     if not isinstance(preprocessing, dict):
         return "ciss.preprocessing is not an object"
     spacing, window, patch = preprocessing.get("spacing_mm"), preprocessing.get("hu_window"), preprocessing.get("patch_size")
@@ -72,9 +92,8 @@ def _preprocessing_problem(preprocessing: Any, levels: int) -> str | None:
         return f"ciss.preprocessing.hu_window is {window!r}, not [low, high] in HU with low < high"
     if "intensity" in preprocessing and window is not None:
         return "ciss.preprocessing has both hu_window and intensity steps; a bundle records one of them"
-    step = 2 ** (levels - 1)  # the network halves its grid once a level below the first
-    if not _list_of(patch, 3, lambda v: _int_in(v, *PATCH_RANGE) and v % step == 0):
-        return f"ciss.preprocessing.patch_size is {patch!r}, not three multiples of {step} in {PATCH_RANGE[0]}-{PATCH_RANGE[1]}"
+    if not (_list_of(patch, 3, lambda v: _int_in(v, *PATCH_RANGE)) and all(v % m == 0 for v, m in zip(patch, multiples))):
+        return f"ciss.preprocessing.patch_size is {patch!r}, not multiples of {list(multiples)} in {PATCH_RANGE[0]}-{PATCH_RANGE[1]}"
     return options_problem(preprocessing)
 
 
@@ -84,8 +103,7 @@ def _settings_problem(settings: Any) -> str | None:
     network_problem = _network_problem(settings.get("network"))
     if network_problem:
         return network_problem
-    levels = len(settings["network"]["blocks_down"])
-    problem = _preprocessing_problem(settings.get("preprocessing"), levels)
+    problem = _preprocessing_problem(settings.get("preprocessing"), _patch_multiples(settings["network"]))
     hashes = settings.get("files_sha256")
     if problem is None and hashes is not None and not (isinstance(hashes, dict) and all(isinstance(h, str) and SHA256.match(h) for h in hashes.values())):
         problem = "ciss.files_sha256 is not a map of file names to SHA-256 digests"

@@ -3,6 +3,7 @@ network grid, then the label map goes back onto the input's own grid."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Callable
 
 import nibabel as nib
@@ -12,17 +13,17 @@ from monai.inferers import sliding_window_inference
 
 from .bundle import BundleVersion
 from .device import autocast, autocast_dtype
-from .network import NetworkConfig, SegmentationNetwork, build_network
-from .preprocessing import PreprocessingConfig, image_to_network, label_to_input_grid
+from .network import AnyNetwork, build_network, network_config_from_json
+from .preprocessing import PreprocessingConfig, image_to_network, label_from_logits_nnunet, label_to_input_grid
 
 ProgressCallback = Callable[[int, int], None]
 
 
-def load_network(version: BundleVersion, device: torch.device) -> SegmentationNetwork:
+def load_network(version: BundleVersion, device: torch.device) -> AnyNetwork:
     """The version's network with its weights, in eval mode on ``device``."""
     from .errors import BundleError
 
-    network = build_network(NetworkConfig.from_json(version.settings["network"]))
+    network = build_network(network_config_from_json(version.settings["network"]))
     try:
         network.load_state_dict(version.load_state_dict())
     except RuntimeError as error:
@@ -32,7 +33,7 @@ def load_network(version: BundleVersion, device: torch.device) -> SegmentationNe
 
 
 def sliding_window_outputs(
-    network: SegmentationNetwork,
+    network: AnyNetwork,
     image: torch.Tensor,
     *,
     patch_size: tuple[int, int, int],
@@ -41,20 +42,28 @@ def sliding_window_outputs(
     overlap: float = 0.5,
     blend: str = "gaussian",
     padding: str = "constant",
+    mirroring_axes: tuple[int, ...] = (),
     amp: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Logits (1, C, X, Y, Z) float32 on the CPU, and the features (1, K, X, Y, Z) when asked.
 
     Windows run on ``device``; stitching happens on the CPU, so a whole CT never has to fit the GPU.
     ``overlap``, ``blend`` and ``padding`` are MONAI's overlap, mode and padding_mode (an imported model keeps
-    its own, preprocessing.PreprocessingConfig).
+    its own, preprocessing.PreprocessingConfig). ``mirroring_axes`` (grid axes 0-2): the logits are averaged over
+    the patch and its flips along every non-empty subset of them, as nnU-Net predicts (logits only).
     """
     dtype = autocast_dtype(device, amp)
+    if with_features and mirroring_axes:
+        raise ValueError("mirroring averages logits only; features are taken without it")
+    flips = [[2 + a for a in subset] for n in range(1, len(mirroring_axes) + 1) for subset in itertools.combinations(mirroring_axes, n)]
 
     def predict(patch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | torch.Tensor:
         with autocast(device, dtype):
             logits, features = network.forward_with_features(patch)
-        return (logits.float(), features.float()) if with_features else logits.float()
+            for dims in flips:
+                logits = logits + network(patch.flip(dims)).flip(dims)
+        logits = logits.float() / (1 + len(flips))
+        return (logits, features.float()) if with_features else logits
 
     with torch.no_grad():
         outputs = sliding_window_inference(
@@ -94,11 +103,14 @@ class Segmenter:
         pre = self.preprocessing
         logits, _ = sliding_window_outputs(
             self.network, tensor[None], patch_size=pre.patch_size, device=self.device,
-            overlap=pre.window_overlap, blend=pre.window_blend, padding=pre.window_padding,
+            overlap=pre.window_overlap, blend=pre.window_blend, padding=pre.window_padding, mirroring_axes=pre.window_mirroring_axes,
         )
-        network_label = tensor.clone()
-        network_label.set_array(logits[0].argmax(0, keepdim=True).to(torch.uint8))
-        label = label_to_input_grid(network_label, image)
+        if pre.resampling == "nnunet":
+            label = label_from_logits_nnunet(logits[0], tensor, image)
+        else:
+            network_label = tensor.clone()
+            network_label.set_array(logits[0].argmax(0, keepdim=True).to(torch.uint8))
+            label = label_to_input_grid(network_label, image)
         voxel_ml = abs(float(np.linalg.det(image.affine[:3, :3]))) / 1000.0
         counts = np.bincount(label.ravel(), minlength=self.version.registry.num_classes)
         volumes = {organ.name: round(float(counts[organ.label]) * voxel_ml, 3) for organ in self.version.registry.organs}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 import torch
 from monai.networks.nets import SegResNet
@@ -20,7 +20,10 @@ from torch import nn
 
 from .errors import BundleError
 
-SUPPORTED_NETWORKS = ("SegResNet",)
+if TYPE_CHECKING:
+    from .nnunet_network import NnUNetNetworkConfig, NnUNetSegmentationNetwork
+
+SUPPORTED_NETWORKS = ("SegResNet", "nnUNet")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +42,7 @@ class NetworkConfig:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> NetworkConfig:
-        if data.get("name") not in SUPPORTED_NETWORKS:
+        if data.get("name") != "SegResNet":
             raise BundleError(f"unsupported network {data.get('name')!r}", f"this engine builds only {', '.join(SUPPORTED_NETWORKS)}; the bundle comes from another tool or version")
         try:
             return cls(
@@ -52,6 +55,10 @@ class NetworkConfig:
             )
         except (KeyError, TypeError, ValueError) as error:
             raise BundleError(f"invalid network settings: {error}", "the bundle's configs/metadata.json is damaged; restore it from a backup or retrain") from error
+
+
+AnyNetworkConfig = Union["NetworkConfig", "NnUNetNetworkConfig"]
+AnyNetwork = Union["SegmentationNetwork", "NnUNetSegmentationNetwork"]
 
 
 def check_network_config_or_raise(config: NetworkConfig) -> None:
@@ -110,27 +117,53 @@ class SegmentationNetwork(nn.Module):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.forward_with_features(image)[0]
 
+    def heads(self) -> list[nn.Conv3d]:
+        """The segmentation heads: SegResNet has one."""
+        return [self.classifier]
+
+    def set_heads(self, heads: list[nn.Conv3d]) -> None:
+        (self.classifier,) = heads
+        self.config = dataclasses.replace(self.config, out_channels=self.classifier.out_channels)
+
 
 def post_activation(features: torch.Tensor) -> torch.Tensor:
     """What the classifier reads: the ReLU of the feature tap (non-negative, cosines in [0, 1])."""
     return torch.relu(features)
 
 
-def build_network(config: NetworkConfig) -> SegmentationNetwork:
-    return SegmentationNetwork(config)
+def network_config_from_json(data: dict[str, Any]) -> AnyNetworkConfig:
+    """A bundle's ``ciss.network``: SegResNet (trained here, MONAI imports) or an imported nnU-Net."""
+    if data.get("name") == "nnUNet":
+        from .nnunet_architecture import arch_kwargs_problem, axes_problem
+        from .nnunet_network import NnUNetNetworkConfig, constructor_problem
+
+        problem = arch_kwargs_problem(data.get("architecture"), data.get("arch_kwargs")) or axes_problem(data.get("axes"))
+        problem = problem or constructor_problem(data["architecture"], data["arch_kwargs"])
+        if problem:
+            raise BundleError(f"unsupported nnU-Net network: {problem}", "the bundle comes from another tool or version; import the model again with `ciss import`")
+        try:
+            return NnUNetNetworkConfig.from_json(data)
+        except (KeyError, TypeError, ValueError) as error:
+            raise BundleError(f"invalid network settings: {error}", "the bundle's configs/metadata.json is damaged; restore it from a backup or import again") from error
+    return NetworkConfig.from_json(data)
 
 
-def grow_classifier(network: SegmentationNetwork, num_new: int) -> SegmentationNetwork:
-    """Add ``num_new`` output classes with MiB's initialisation (METHOD.md §2), in place.
+def build_network(config: AnyNetworkConfig) -> AnyNetwork:
+    if isinstance(config, NetworkConfig):
+        return SegmentationNetwork(config)
+    from .nnunet_network import NnUNetSegmentationNetwork
+
+    return NnUNetSegmentationNetwork(config)
+
+
+def grown_head(old: nn.Conv3d, num_new: int) -> nn.Conv3d:
+    """``old`` with ``num_new`` more output classes, initialised as MiB does (METHOD.md §2).
 
     New-class weights copy the background weights; the background bias and the new biases become
     b₀ − log(|N| + 1), so the old background probability is split evenly over background and the new
     classes while every old-class probability stays exactly as it was: wherever the old model chose an
     old organ, the grown model still does.
     """
-    if num_new < 1:
-        raise ValueError(f"num_new must be >= 1, got {num_new}")
-    old = network.classifier
     grown = nn.Conv3d(old.in_channels, old.out_channels + num_new, kernel_size=1, bias=True).to(old.weight.device, old.weight.dtype)
     with torch.no_grad():
         grown.weight[: old.out_channels] = old.weight
@@ -139,6 +172,12 @@ def grow_classifier(network: SegmentationNetwork, num_new: int) -> SegmentationN
         grown.bias[: old.out_channels] = old.bias
         grown.bias[0] = background_bias
         grown.bias[old.out_channels :] = background_bias
-    network.classifier = grown
-    network.config = dataclasses.replace(network.config, out_channels=grown.out_channels)
+    return grown
+
+
+def grow_classifier(network: AnyNetwork, num_new: int) -> AnyNetwork:
+    """Add ``num_new`` output classes to every segmentation head of ``network`` (grown_head), in place."""
+    if num_new < 1:
+        raise ValueError(f"num_new must be >= 1, got {num_new}")
+    network.set_heads([grown_head(head, num_new) for head in network.heads()])
     return network

@@ -15,11 +15,13 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import Orientation, ResampleToMatch, ScaleIntensityRange, Spacing
 
-from .preprocessing_options import CHOICES, DEFAULT_OVERLAP, IntensityStep
+from . import nnunet_resampling
+from .preprocessing_options import CHOICES, DEFAULT_MIRRORING_AXES, DEFAULT_OVERLAP, IntensityStep
 
 # The settings only imported models change (preprocessing_options.py), with the values `ciss train` uses.
 OPTION_DEFAULTS: dict[str, Any] = {
     **{name: allowed[0] for name, allowed in CHOICES.items()}, "window_overlap": DEFAULT_OVERLAP, "intensity_before_resampling": False,
+    "window_mirroring_axes": DEFAULT_MIRRORING_AXES,
 }
 
 
@@ -44,6 +46,8 @@ class PreprocessingConfig:
     window_overlap: float = DEFAULT_OVERLAP
     window_blend: str = CHOICES["window_blend"][0]
     window_padding: str = CHOICES["window_padding"][0]
+    window_mirroring_axes: tuple[int, ...] = DEFAULT_MIRRORING_AXES
+    resampling: str = CHOICES["resampling"][0]
 
     def __post_init__(self) -> None:
         if (self.hu_window is None) == (not self.intensity):
@@ -56,7 +60,8 @@ class PreprocessingConfig:
         data |= {"patch_size": list(self.patch_size), "orientation": "RAS"}
         if self.intensity:
             data["intensity"] = [step.to_json() for step in self.intensity]
-        return data | {name: getattr(self, name) for name, default in OPTION_DEFAULTS.items() if getattr(self, name) != default}
+        options = {name: getattr(self, name) for name, default in OPTION_DEFAULTS.items() if getattr(self, name) != default}
+        return data | {name: list(value) if isinstance(value, tuple) else value for name, value in options.items()}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PreprocessingConfig:
@@ -66,8 +71,13 @@ class PreprocessingConfig:
             hu_window=None if window is None else tuple(float(v) for v in window),  # type: ignore[arg-type]
             patch_size=tuple(int(v) for v in data["patch_size"]),  # type: ignore[arg-type]
             intensity=tuple(IntensityStep.from_json(step) for step in data.get("intensity", ())),
-            **{name: type(default)(data.get(name, default)) for name, default in OPTION_DEFAULTS.items()},
+            **{name: _option(data.get(name, default), default) for name, default in OPTION_DEFAULTS.items()},
         )
+
+
+def _option(value: Any, default: Any) -> Any:
+    """A recorded option as the type of its default (JSON lists become tuples)."""
+    return tuple(int(v) for v in value) if isinstance(default, tuple) else type(default)(value)
 
 
 def as_meta_tensor(image: nib.Nifti1Image, data: np.ndarray | None = None) -> MetaTensor:
@@ -76,8 +86,28 @@ def as_meta_tensor(image: nib.Nifti1Image, data: np.ndarray | None = None) -> Me
     return MetaTensor(torch.as_tensor(np.ascontiguousarray(array))[None], affine=torch.as_tensor(image.affine, dtype=torch.float64))
 
 
+def _to_ras(tensor: MetaTensor) -> MetaTensor:
+    return Orientation(axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S")))(tensor)
+
+
+def _spacing(affine: torch.Tensor | np.ndarray) -> tuple[float, float, float]:
+    matrix = np.asarray(affine, dtype=np.float64)[:3, :3]
+    return tuple(float(v) for v in np.linalg.norm(matrix, axis=0))  # type: ignore[return-value]
+
+
+def _nnunet_resized(tensor: MetaTensor, config: PreprocessingConfig, order: int) -> MetaTensor:
+    """A RAS tensor resized to the spacing as nnU-Net resizes (nnunet_resampling.py), on the grid it lands on."""
+    current = _spacing(tensor.affine)
+    shape = nnunet_resampling.new_shape(tensor.shape[1:], current, config.spacing_mm)
+    array = nnunet_resampling.resample(np.asarray(tensor[0]), shape, current, config.spacing_mm, order)
+    affine = nnunet_resampling.resized_affine(np.asarray(tensor.affine), tuple(tensor.shape[1:]), shape)
+    return MetaTensor(torch.as_tensor(array, dtype=torch.float32)[None], affine=torch.as_tensor(affine, dtype=torch.float64))
+
+
 def _to_network_grid(tensor: MetaTensor, config: PreprocessingConfig, mode: str) -> MetaTensor:
-    tensor = Orientation(axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S")))(tensor)
+    tensor = _to_ras(tensor)
+    if config.resampling == "nnunet":
+        return _nnunet_resized(tensor, config, 0 if mode == "nearest" else 3)
     return Spacing(pixdim=config.spacing_mm, mode=mode, padding_mode="border" if mode == "nearest" else config.image_padding)(tensor)
 
 
@@ -102,6 +132,22 @@ def label_to_network(label: nib.Nifti1Image, data: np.ndarray, config: Preproces
     """Label map → (1, X, Y, Z) uint8 on the network grid (nearest neighbour)."""
     tensor = as_meta_tensor(label, data).float()
     return _to_network_grid(tensor, config, "nearest").to(torch.uint8)
+
+
+def label_from_logits_nnunet(logits: torch.Tensor, grid: MetaTensor, reference: nib.Nifti1Image) -> np.ndarray:
+    """nnU-Net's way back: each class's logits (C, X, Y, Z on ``grid``) resized linearly to the input's RAS grid,
+    then the argmax there (class by class, so memory stays three volumes of the input's size); uint8 on
+    ``reference``'s own grid."""
+    ras = _to_ras(MetaTensor(torch.zeros((1, *reference.shape[:3]), dtype=torch.uint8), affine=torch.as_tensor(reference.affine, dtype=torch.float64)))
+    shape, current, target = tuple(ras.shape[1:]), _spacing(grid.affine), _spacing(ras.affine)
+    best = np.full(shape, -np.inf)
+    label = np.zeros(shape, dtype=np.uint8)
+    for channel in range(logits.shape[0]):
+        values = nnunet_resampling.resample(np.asarray(logits[channel], dtype=np.float64), shape, current, target, order=1)
+        better = values > best
+        best[better], label[better] = values[better], channel
+    ras.set_array(torch.as_tensor(label)[None])
+    return label_to_input_grid(ras, reference)
 
 
 def label_to_input_grid(label: MetaTensor, reference: nib.Nifti1Image) -> np.ndarray:

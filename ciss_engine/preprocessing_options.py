@@ -24,10 +24,16 @@ INTENSITY_OPS: dict[str, tuple[str, dict[str, tuple[str, Any]]]] = {
 # Allowed values of the other settings; the first is what `ciss train` uses (and the default when not written).
 CHOICES: dict[str, tuple[str, ...]] = {
     "image_padding": ("zeros", "border", "reflection"),  # grid_sample padding when the CT is resampled
+    # grid: onto the spacing's grid anchored at the first voxel (linear); nnunet: nnU-Net's edge-aligned resize
+    # (cubic in, linear logits back before the argmax; nnunet_resampling.py), for models imported from nnU-Net.
+    "resampling": ("grid", "nnunet"),
     "window_blend": ("gaussian", "constant"),  # blending of overlapping sliding-window patches
     "window_padding": ("constant", "replicate", "reflect", "circular"),  # padding of a CT smaller than a patch
 }
 DEFAULT_OVERLAP = 0.5
+# Test-time mirroring: network-grid axes whose flips are averaged with the plain prediction (nnU-Net's
+# default for the axes a model was trained to mirror); none for bundles trained here (no mirroring augmentation).
+DEFAULT_MIRRORING_AXES: tuple[int, ...] = ()
 
 
 def _is_number(value: Any) -> bool:
@@ -103,6 +109,9 @@ def options_problem(preprocessing: dict[str, Any]) -> str | None:
             return f"ciss.preprocessing.{name} is {preprocessing[name]!r}, not one of {', '.join(allowed)}"
     if not isinstance(preprocessing.get("intensity_before_resampling", False), bool):
         return f"ciss.preprocessing.intensity_before_resampling is {preprocessing['intensity_before_resampling']!r}, not true or false"
+    axes = preprocessing.get("window_mirroring_axes", [])
+    if not (isinstance(axes, list) and all(a in (0, 1, 2) and not isinstance(a, bool) for a in axes) and len(set(axes)) == len(axes)):
+        return f"ciss.preprocessing.window_mirroring_axes is {axes!r}, not a list of distinct axes 0, 1, 2"
     overlap = preprocessing.get("window_overlap", DEFAULT_OVERLAP)
     if not (_is_number(overlap) and 0.0 <= overlap < 1.0):
         return f"ciss.preprocessing.window_overlap is {overlap!r}, not a fraction in [0, 1)"

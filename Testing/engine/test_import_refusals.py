@@ -1,13 +1,12 @@
 """``ciss import`` refuses what it cannot import safely or faithfully, naming the file, the entry and the fix,
 and never runs code from the model (planted payloads leave no trace)."""
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from ciss_test_helpers import run_cli
+from ciss_test_helpers import PicklePayload, run_cli
 from zoo_bundles import CHANNELS, inference_config, source_network, write_zoo_bundle
 
 from ciss_engine.errors import ExitCode, InputError
@@ -26,16 +25,6 @@ def _zoo(tmp_path: Path, *, config: dict | None = None, channels: list[str] | No
     return write_zoo_bundle(tmp_path / "zoo", config=config, channels=channels)
 
 
-class _Payload:
-    """Pickled, this creates a marker file when unpickled: if loading ever ran code, the marker would appear."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
 def test_a_folder_that_is_neither_format_is_refused(tmp_path, capsys):
     folder = tmp_path / "random"
     folder.mkdir()
@@ -48,15 +37,13 @@ def test_a_folder_that_is_neither_format_is_refused(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def test_nnunet_is_recognised_and_not_supported_yet(tmp_path):
+def test_nnunet_folders_are_told_apart_from_monai_bundles(tmp_path):
     results = tmp_path / "Dataset001" / "nnUNetTrainer__nnUNetPlans__3d_fullres"
     results.mkdir(parents=True)
     for name in ("plans.json", "dataset.json"):
         (results / name).write_text("{}")
-    for folder, requested in ((results.parent, "auto"), (results, "auto"), (tmp_path, "nnunet")):
-        with pytest.raises(InputError, match="nnU-Net models .* not supported yet") as caught:
-            detect_format_or_raise(folder, requested)
-        assert "MONAI bundles" in caught.value.hint
+    assert [detect_format_or_raise(folder, "auto") for folder in (results.parent, results)] == ["nnunet", "nnunet"]
+    assert detect_format_or_raise(_zoo(tmp_path), "auto") == "monai-bundle"
 
 
 def test_missing_weights_are_named(tmp_path):
@@ -84,7 +71,7 @@ def test_a_checkpoint_holding_its_weights_under_model_imports(tmp_path):
 def test_a_pickle_payload_in_the_weights_is_refused_and_never_runs(tmp_path):
     source = _zoo(tmp_path)
     marker = tmp_path / "payload_ran"
-    torch.save({"model": {"convInit.conv.weight": _Payload(marker)}}, source / "models" / "model.pt")
+    torch.save({"model": {"convInit.conv.weight": PicklePayload(marker)}}, source / "models" / "model.pt")
     with pytest.raises(InputError, match=r"refused to load .*: it holds posix\.system"):
         _import(source, tmp_path)
     assert not marker.exists()

@@ -8,27 +8,23 @@ history and model card, and the source's licence texts copied into ``docs/licenc
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import hashlib
 from pathlib import Path
 from typing import Any
 
-from ..bundle import STATUS_PUBLISHED, BundleVersion, write_version
+from ..bundle import BundleVersion
 from ..errors import InputError
 from ..events import EventSink
 from .monai_classes import registry_from_metadata_or_raise
 from .monai_config import ConfigReader, load_config_file_or_raise
 from .monai_network import load_source_weights_or_raise, network_from_source_or_raise, source_network_or_raise
 from .monai_transforms import source_preprocessing_or_raise
-from .new_bundle import check_output_or_raise, write_new_bundle
+from .imported_version import files_sha256, licence_files, write_imported_bundle
+from .new_bundle import check_output_or_raise
 
 FORMAT = "monai-bundle"
-VERSION = "1.0.0"
 INFERENCE_CONFIGS = ("configs/inference.json", "configs/inference.yaml", "configs/inference.yml")
 METADATA = "configs/metadata.json"
 WEIGHTS = "models/model.pt"
-LICENCE_PATTERNS = ("LICENSE*", "LICENCE*", "COPYING*", "docs/*licen[cs]e*", "docs/*LICEN[CS]E*")
-MAX_LICENCE_BYTES = 1 << 20
 # The mapped network may differ from MONAI's by float rounding only.
 PARITY_TOLERANCE = 1e-3
 STAGES = 4
@@ -56,24 +52,8 @@ def looks_like_monai_bundle(folder: Path) -> bool:
     return (folder / METADATA).is_file() and any((folder / name).is_file() for name in INFERENCE_CONFIGS)
 
 
-def _licence_files(root: Path) -> dict[str, Path]:
-    """The source's licence texts → their place in the new version (``docs/licences/<name>``)."""
-    found: dict[str, Path] = {}
-    for pattern in LICENCE_PATTERNS:
-        for path in sorted(root.glob(pattern)):
-            if path.is_file() and path.stat().st_size <= MAX_LICENCE_BYTES:
-                relative = path.relative_to(root).as_posix().replace("/", "_")
-                found.setdefault(f"versions/{VERSION}/docs/licences/{relative}", path)
-    return found
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _source_record(layout: MonaiBundleLayout, metadata: dict[str, Any], renamed: dict[str, str], licences: dict[str, Path]) -> dict[str, Any]:
     """What the bundle keeps about its origin (``ciss.source``; model card and history)."""
-    files = [layout.metadata, layout.inference, layout.weights]
     return {
         "format": FORMAT,
         "name": str(metadata.get("name", layout.root.name)),
@@ -82,7 +62,7 @@ def _source_record(layout: MonaiBundleLayout, metadata: dict[str, Any], renamed:
         "copyright": str(metadata.get("copyright", "")),
         "license": str(metadata.get("license", "")),
         "folder": str(layout.root.resolve()),
-        "files_sha256": {path.relative_to(layout.root).as_posix(): _sha256(path) for path in files},
+        "files_sha256": files_sha256(layout.root, [layout.metadata, layout.inference, layout.weights]),
         "channel_names": renamed,  # engine name → the source's name, where they differ
         "licence_files": sorted(licences),
     }
@@ -107,30 +87,13 @@ def import_monai_bundle(source: Path, output: Path, *, sink: EventSink) -> Bundl
     if difference > PARITY_TOLERANCE:
         raise InputError(f"the imported network's outputs differ from MONAI's SegResNet by {difference:.3g}", "this is a bug in the importer: please report it with the bundle's name")
     sink.progress("import", 3, STAGES)
-    licences = _licence_files(source)
+    licences = licence_files([source])
     record = _source_record(layout, metadata, renamed, licences)
-    settings = {
-        "status": STATUS_PUBLISHED, "step": 1, "network": network.config.to_json(), "feature_layer": "decoder_final",
-        "preprocessing": preprocessing.to_json(), "source": record, "parent_version": None,
-    }
-    history = [{
-        "version": VERSION, "step": 1, "kind": "import", "organs": registry.names,
-        "strategy": f"imported from {FORMAT} {record['name']} {record['version']}".strip(),
-        "source": {k: record[k] for k in ("format", "name", "version", "folder", "files_sha256")},
-        "notes": list(network.notes),
-        "metrics": {"max_logit_difference_to_source": difference},
-        "parent_version": None,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }]
-
-    def write(root: Path) -> None:
-        write_version(
-            root, version=VERSION, registry=registry, settings=settings, state_dict=mapped.state_dict(), prototypes={},
-            history=history, changelog={VERSION: f"imported from the MONAI bundle {record['name']} {record['version']}".rstrip()},
-            make_current=True,
-        )
-
-    version = write_new_bundle(output, write, licences)
+    version = write_imported_bundle(
+        output, registry=registry, network=network.config.to_json(), preprocessing=preprocessing.to_json(), source=record,
+        state_dict=mapped.state_dict(), notes=list(network.notes), metrics={"max_logit_difference_to_source": difference}, licences=licences,
+        description=f"imported from the MONAI bundle {record['name']} {record['version']}".rstrip(),
+    )
     sink.progress("import", STAGES, STAGES)
     for note in network.notes:
         sink.log(note)

@@ -87,10 +87,17 @@ def registry_from_metadata_or_raise(metadata: dict[str, Any], path: Path, out_ch
             f"{path}: channel_def names channels {sorted(channels)}, but the network's head has out_channels {out_channels} (channels 0-{out_channels - 1})",
             "channel_def must name every output channel of network_def exactly once; the metadata and the config come from different models",
         )
+    return registry_from_channels_or_raise(channels, path, "channel_def")
+
+
+def registry_from_channels_or_raise(channels: dict[int, Any], path: Path, field: str) -> tuple[ClassRegistry, dict[str, str]]:
+    """Output channel → source name (every channel 0..C-1, checked by the caller) → the registry, and engine
+    name → source name where they differ. ``field`` names where the file keeps the names, for the errors."""
+    out_channels = len(channels)
     if str(channels[0]).strip().lower() != BACKGROUND:
         raise InputError(
             f"{path}: channel 0 is {channels[0]!r}, not background",
-            "CISSegmentation needs the background as output channel 0 (as MONAI's segmentation bundles have it); this model's channels cannot be mapped",
+            "CISSegmentation needs the background as output channel 0 (as MONAI's and nnU-Net's segmentation models have it); this model's channels cannot be mapped",
         )
     names: dict[str, str] = {}
     organs = []
@@ -98,9 +105,9 @@ def registry_from_metadata_or_raise(metadata: dict[str, Any], path: Path, out_ch
         source = channels[channel]
         name = catalog_name(engine_name(str(source)))
         if not NAME_PATTERN.match(name):
-            raise InputError(f"{path}: channel {channel} is named {source!r}, which gives no usable organ name", "name each channel with letters, digits and _ in channel_def")
+            raise InputError(f"{path}: channel {channel} is named {source!r}, which gives no usable organ name", f"name each channel with letters, digits and _ in {field}")
         if name in names:
-            raise InputError(f"{path}: channels {names[name]!r} and {source!r} both become the organ {name!r}", "give the channels distinct names in channel_def")
+            raise InputError(f"{path}: channels {names[name]!r} and {source!r} both become the organ {name!r}", f"give the channels distinct names in {field}")
         names[name] = str(source)
         custom = name not in known_organ_names()
         organs.append(make_organ(name, channel, rgb=colour_of(name) if custom else None))

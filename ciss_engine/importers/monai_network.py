@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import pickle
-import re
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import torch
 
 from ..errors import InputError
 from ..network import NetworkConfig, SegmentationNetwork, build_network
+from .weights import fit_problem, unsafe_globals
 from .monai_config import ConfigReader, target_name
 
 SEGRESNET = "SegResNet"
@@ -126,16 +126,6 @@ def source_network_or_raise(reader: ConfigReader) -> SourceNetwork:
     return SourceNetwork(config=config, notes=tuple(notes))
 
 
-def _unsafe_globals(data: bytes, error: Exception) -> list[str]:
-    """The Python objects a checkpoint would import, found without unpickling it (torch's own scan, or its message
-    for checkpoints in the legacy format that the scan does not read)."""
-    try:
-        found = torch.serialization.get_unsafe_globals_in_checkpoint(io.BytesIO(data))
-    except Exception:  # legacy (non-zip) format
-        found = []
-    return found or re.findall(r"GLOBAL ([\w.]+)", str(error)) or ["an object that is not a tensor"]
-
-
 def load_source_weights_or_raise(path: Path) -> dict[str, torch.Tensor]:
     """``models/model.pt`` with ``torch.load(weights_only=True)``: a state dict, or a checkpoint holding one under
     ``model`` or ``state_dict``; a ``module.`` prefix (a model saved inside DistributedDataParallel) is dropped."""
@@ -149,7 +139,7 @@ def load_source_weights_or_raise(path: Path) -> dict[str, torch.Tensor]:
     try:
         loaded = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        raise InputError(f"refused to load {path}: it holds {', '.join(_unsafe_globals(data, error))}, outside the tensors-only allow-list", WEIGHTS_HINT) from error
+        raise InputError(f"refused to load {path}: it holds {', '.join(unsafe_globals(data, error))}, outside the tensors-only allow-list", WEIGHTS_HINT) from error
     except Exception as error:  # torch reports junk as RuntimeError, EOFError, ValueError…
         raise InputError(f"cannot read {path}: {error}", "the file is damaged or not a PyTorch checkpoint; download the bundle again") from error
     state = next((loaded[key] for key in ("model", "state_dict") if isinstance(loaded, dict) and isinstance(loaded.get(key), dict)), loaded)
@@ -158,14 +148,6 @@ def load_source_weights_or_raise(path: Path) -> dict[str, torch.Tensor]:
     if all(key.startswith("module.") for key in state):
         state = {key[len("module."):]: value for key, value in state.items()}
     return state
-
-
-def _fit_problem(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> str | None:
-    missing = [key for key in expected if key not in state]
-    unexpected = [key for key in state if key not in expected]
-    wrong = [f"{key} {tuple(state[key].shape)} instead of {tuple(value.shape)}" for key, value in expected.items() if key in state and state[key].shape != value.shape]
-    parts = [f"{label}: {', '.join(items[:3])}{' …' if len(items) > 3 else ''}" for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if items]
-    return "; ".join(parts) or None
 
 
 def engine_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -187,7 +169,7 @@ def network_from_source_or_raise(config: NetworkConfig, state: dict[str, torch.T
         spatial_dims=3, init_filters=config.init_filters, in_channels=config.in_channels, out_channels=config.out_channels,
         blocks_down=config.blocks_down, blocks_up=config.blocks_up,
     )
-    problem = _fit_problem(state, reference.state_dict())
+    problem = fit_problem(state, reference.state_dict())
     if problem:
         raise InputError(
             f"the weights in {weights_path} do not fit the network_def in {config_path} ({problem})",
