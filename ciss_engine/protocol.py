@@ -17,7 +17,7 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from .atomic import write_json_atomic
+from .atomic import staged_directory, write_json_atomic
 from .bundle import Bundle
 from .cancellation import CancelToken
 from .errors import InputError
@@ -94,6 +94,17 @@ def _step_labels(cases: Sequence[Case], classes: Sequence[int], folder: Path) ->
             nib.save(nib.Nifti1Image(kept, label.affine), str(path))
             pairs.append((case.image, path))
     return pairs
+
+
+def _copy_bundle(source: Path, target: Path) -> None:
+    """``source`` copied to ``target`` whole or not at all (a staging folder renamed into place)."""
+    with staged_directory(target) as staging:
+        shutil.copytree(source, staging, dirs_exist_ok=True)
+
+
+def _knows(bundle: Path, classes: Sequence[int]) -> bool:
+    """Whether the bundle's current version already segments every organ of a step."""
+    return {PAPER_ORGANS[v - 1] for v in classes} <= set(Bundle.open_or_raise(bundle).load().registry.names)
 
 
 def _organs(classes: Sequence[int]) -> list[tuple[str, int, None]]:
@@ -184,17 +195,21 @@ def run_protocol(request: ProtocolRequest, *, device: torch.device, sink: EventS
         for strategy in request.strategies:
             bundle = root / strategy
             if not (bundle / "bundle.json").exists():
-                shutil.copytree(base, bundle)
-                for index, classes in enumerate(steps[1:], start=2):
-                    pairs = _step_labels(request.train, classes, labels_root / f"step_{index}")
-                    sink.log(f"seed {seed}, {strategy}: step {index} learns {', '.join(PAPER_ORGANS[v - 1] for v in classes)}")
-                    learn = LearnRequest(
-                        bundle=bundle, organs=_organs(classes), images=[p[0] for p in pairs], labels=[p[1] for p in pairs],
-                        loop=LoopConfig(iterations=request.step_iterations, learning_rate=request.step_learning_rate),
-                        strategy=strategy, strategy_settings=request.strategy_settings.get(strategy, {}),
-                        batch_size=request.batch_size, seed=seed, accept_forgetting=True,
-                    )
-                    learn_step(learn, device=device, sink=quiet, cancel=cancel)
+                _copy_bundle(base, bundle)
+            for index, classes in enumerate(steps[1:], start=2):
+                # Resumes step by step: a run killed inside a step left the bundle without that step's organs
+                # (learn_step then resumes from its own checkpoint); a finished step is not learned twice.
+                if _knows(bundle, classes):
+                    continue
+                pairs = _step_labels(request.train, classes, labels_root / f"step_{index}")
+                sink.log(f"seed {seed}, {strategy}: step {index} learns {', '.join(PAPER_ORGANS[v - 1] for v in classes)}")
+                learn = LearnRequest(
+                    bundle=bundle, organs=_organs(classes), images=[p[0] for p in pairs], labels=[p[1] for p in pairs],
+                    loop=LoopConfig(iterations=request.step_iterations, learning_rate=request.step_learning_rate),
+                    strategy=strategy, strategy_settings=request.strategy_settings.get(strategy, {}),
+                    batch_size=request.batch_size, seed=seed, accept_forgetting=True,
+                )
+                learn_step(learn, device=device, sink=quiet, cancel=cancel)
             seed_results[strategy] = _scored_entry(bundle, request.test, steps, device)
             sink.metric(stage="protocol", seed=seed, strategy=strategy, old=seed_results[strategy]["old"], new=seed_results[strategy]["new"], all=seed_results[strategy]["all"])
         if request.run_offline:

@@ -1,5 +1,6 @@
 """``ciss protocol`` end to end on a tiny phantom: files, table, per-step label remapping."""
 import json
+import shutil
 
 import nibabel as nib
 import numpy as np
@@ -31,11 +32,19 @@ def test_old_new_all_means():
 
 def test_protocol_runs_strategies_and_offline_and_writes_reports(phantom_cohort, tmp_path, capsys):
     data = phantom_cohort[0].parent
-    code = run_cli(
+    arguments = (
         "protocol", "--protocol", "4-4", "--strategies", "pcdd,finetune", "--data", data, "--test-cases", "1", "--base-iterations", "2",
         "--step-iterations", "2", "--offline-iterations", "2", "--patch-size", "32", "--spacing", "6", "--init-filters", "8", "-o", tmp_path / "run", "--quiet",
     )
-    assert code == 0
+    assert run_cli(*arguments) == 0
+    # A run killed inside finetune's step left its bundle a copy of the base model: the re-run learns that step
+    # (it used to score the base model as finetune's result) and leaves pcdd's finished step alone.
+    seed_folder = tmp_path / "run" / "seed_0"
+    shutil.rmtree(seed_folder / "finetune")
+    shutil.copytree(seed_folder / "base", seed_folder / "finetune")
+    assert run_cli(*arguments) == 0
+    assert Bundle.open_or_raise(seed_folder / "finetune").versions() == ["1.0.0", "1.1.0"]
+    assert Bundle.open_or_raise(seed_folder / "pcdd").versions() == ["1.0.0", "1.1.0"]
     results = json.loads((tmp_path / "run" / "protocol.json").read_text())
     seed = results["seeds"]["0"]
     assert set(seed) == {"base", "pcdd", "finetune", "offline"}
