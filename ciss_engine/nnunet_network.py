@@ -11,9 +11,9 @@ the plans' ``transpose_forward``, so ``axes[k]`` names the engine axis that is t
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import inspect
-import json
 from typing import Any
 
 import torch
@@ -61,7 +61,7 @@ class NnUNetNetworkConfig:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> NnUNetNetworkConfig:
-        return cls(architecture=data["architecture"], arch_kwargs=json.loads(json.dumps(data["arch_kwargs"])),
+        return cls(architecture=data["architecture"], arch_kwargs=copy.deepcopy(data["arch_kwargs"]),
                    out_channels=int(data["out_channels"]), axes=tuple(int(a) for a in data["axes"]), in_channels=int(data["in_channels"]))  # type: ignore[arg-type]
 
     def downsampling(self) -> tuple[int, int, int]:
@@ -112,11 +112,12 @@ class NnUNetSegmentationNetwork(nn.Module):
         *first, last = decoder.stages[-1].convs
         for block in first:
             x = block(x)
-        modules = list(last.all_modules)
-        cut = modules.index(last.norm) + 1
-        features = nn.Sequential(*modules[:cut])(x)
-        activated = nn.Sequential(*modules[cut:])(features)
-        return self.classifier(activated), features
+        features = x
+        for module in last.all_modules:  # conv, dropout, norm (the tap), non-linearity
+            x = module(x)
+            if module is last.norm:
+                features = x
+        return self.classifier(x), features
 
     def forward_with_features(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and pre-activation features on the engine's axes (B, C|K, X, Y, Z)."""

@@ -46,7 +46,6 @@ class NnUNetCheckpoint:
 
 
 def load_checkpoint_or_raise(path: Path) -> NnUNetCheckpoint:
-    data = path.read_bytes()
     allowed = _allowed_globals()
     try:
         found = torch.serialization.get_unsafe_globals_in_checkpoint(path)
@@ -59,7 +58,7 @@ def load_checkpoint_or_raise(path: Path) -> NnUNetCheckpoint:
         with torch.serialization.safe_globals([(obj, name) for name, obj in allowed.items() if name in found]):
             loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch reports junk as RuntimeError, EOFError, UnpicklingError…
-        names = ", ".join(unsafe_globals(data, error))
+        names = ", ".join(unsafe_globals(path.read_bytes(), error))  # read again only to explain a failure
         raise InputError(f"cannot load {path}: {error} ({names})", WEIGHTS_HINT) from error
     weights = loaded.get("network_weights") if isinstance(loaded, dict) else None
     if not (isinstance(weights, dict) and weights and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items())):
