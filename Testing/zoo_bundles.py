@@ -1,7 +1,7 @@
 """Tiny MONAI Model Zoo bundles made in the tests: the zoo's folder layout and config structure
 (wholeBody_ct_segmentation's: network_def, preprocessing, SlidingWindowInferer, postprocessing, and the
-``$`` expressions the zoo writes for things the importer never reads), a small SegResNet with seeded random
-weights, and metadata.json with channel_def."""
+``$`` expressions the zoo writes for things the importer never reads), a small SegResNet, UNet, DynUNet or
+SwinUNETR with seeded random weights, and metadata.json with channel_def."""
 from __future__ import annotations
 
 import copy
@@ -10,16 +10,32 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from monai.networks.nets import SegResNet
+from monai.networks import nets
+from torch import nn
 
 # A SegResNet of 3 levels and 8 filters: a CT of 60³ voxels runs in a fraction of a second on one core.
 NETWORK_DEF = {"_target_": "SegResNet", "spatial_dims": 3, "in_channels": 1, "out_channels": 5, "init_filters": 8,
                "blocks_down": [1, 1, 1], "blocks_up": [1, 1], "dropout_prob": 0.2}
+# The other networks the importer reads, as small: a UNet with residual units and batch norm (spleen_ct_segmentation's
+# kind), a DynUNet with residual blocks and a deep-supervision head, a SwinUNETR of the smallest feature size.
+UNET_DEF = {"_target_": "UNet", "spatial_dims": 3, "in_channels": 1, "out_channels": 5, "channels": [4, 8, 16], "strides": [2, 2],
+            "num_res_units": 1, "norm": "batch"}
+DYNUNET_DEF = {"_target_": "DynUNet", "spatial_dims": 3, "in_channels": 1, "out_channels": 5, "kernel_size": [3, 3, 3], "strides": [1, 2, 2],
+               "upsample_kernel_size": [2, 2], "filters": [4, 8, 16], "res_block": True, "deep_supervision": True, "deep_supr_num": 1}
+SWIN_UNETR_DEF = {"_target_": "SwinUNETR", "spatial_dims": 3, "in_channels": 1, "out_channels": 5, "feature_size": 12, "depths": [1, 1, 1, 1],
+                  "num_heads": [1, 1, 1, 1], "window_size": 4}
+# The layer that outputs the classes, per network (sharpened in source_network).
+FINAL_LAYERS: dict[str, Any] = {
+    "SegResNet": lambda n: n.conv_final[2].conv,
+    "UNet": lambda n: n.model[2][1].conv.unit0.conv if n.num_res_units else n.model[2].conv,
+    "DynUNet": lambda n: n.output_block.conv.conv,
+    "SwinUNETR": lambda n: n.out.conv.conv,
+}
 CHANNELS = ["background", "spleen", "Right Kidney", "kidney_left", "Tumour Bed"]
 LICENCE = "Apache License, Version 2.0 (test bundle)\n"
 
 
-def inference_config(pixdim: float = 5.0, roi: int = 32) -> dict[str, Any]:
+def inference_config(pixdim: float = 5.0, roi: int | list[int] = 32, network_def: dict[str, Any] = NETWORK_DEF) -> dict[str, Any]:
     """The zoo's inference.json structure (wholeBody_ct_segmentation), scaled down."""
     return {
         "displayable_configs": {"highres": True, "sw_overlap": 0.25, "sw_batch_size": 1},
@@ -36,7 +52,7 @@ def inference_config(pixdim: float = 5.0, roi: int = 32) -> dict[str, Any]:
         "device": "$torch.device('cuda:0' if torch.cuda.is_available() else 'cpu')",
         "pixdim": f"$[{pixdim}, {pixdim}, {pixdim}] if @displayable_configs#highres else [{2 * pixdim}, {2 * pixdim}, {2 * pixdim}]",
         "modelname": "$'model.pt' if @displayable_configs#highres else 'model_lowres.pt'",
-        "network_def": copy.deepcopy(NETWORK_DEF),
+        "network_def": copy.deepcopy(network_def),
         "network": "$@network_def.to(@device)",
         "preprocessing": {
             "_target_": "Compose",
@@ -53,7 +69,7 @@ def inference_config(pixdim: float = 5.0, roi: int = 32) -> dict[str, Any]:
         "dataset": {"_target_": "Dataset", "data": "$[{'image': i} for i in @datalist]", "transform": "@preprocessing"},
         "dataloader": {"_target_": "DataLoader", "dataset": "@dataset", "batch_size": 1, "shuffle": False, "num_workers": 0},
         "inferer": {
-            "_target_": "SlidingWindowInferer", "roi_size": [roi, roi, roi], "sw_batch_size": "@displayable_configs#sw_batch_size",
+            "_target_": "SlidingWindowInferer", "roi_size": roi if isinstance(roi, list) else [roi, roi, roi], "sw_batch_size": "@displayable_configs#sw_batch_size",
             "overlap": "@displayable_configs#sw_overlap", "padding_mode": "replicate", "mode": "gaussian",
             "device": "$torch.device('cuda:0' if torch.cuda.is_available() else 'cpu')",
         },
@@ -107,13 +123,13 @@ def metadata(channels: list[str]) -> dict[str, Any]:
     }
 
 
-def source_network(network_def: dict[str, Any] = NETWORK_DEF, seed: int = 0) -> SegResNet:
-    """MONAI's own SegResNet of ``network_def``, with seeded random weights (the model a site would run)."""
+def source_network(network_def: dict[str, Any] = NETWORK_DEF, seed: int = 0) -> nn.Module:
+    """MONAI's own network of ``network_def``, with seeded random weights (the model a site would run)."""
     torch.manual_seed(seed)
     arguments = {k: v for k, v in network_def.items() if k != "_target_"}
-    network = SegResNet(**arguments).eval()
+    network = getattr(nets, network_def["_target_"])(**arguments).eval()
     with torch.no_grad():  # a sharper head: fewer near-ties between classes than at initialisation
-        network.conv_final[2].conv.weight.mul_(4.0)
+        FINAL_LAYERS[network_def["_target_"]](network).weight.mul_(4.0)
     return network
 
 
@@ -126,7 +142,7 @@ def write_zoo_bundle(folder: Path, *, config: dict[str, Any] | None = None, chan
     (folder / "configs" / "inference.json").write_text(json.dumps(config, indent=2))
     (folder / "configs" / "metadata.json").write_text(json.dumps(metadata(channels or CHANNELS), indent=2))
     network_def = config["network_def"] if isinstance(config.get("network_def"), dict) else NETWORK_DEF
-    if network_def.get("_target_") == "SegResNet":
+    if network_def.get("_target_") in FINAL_LAYERS:
         torch.save(source_network(network_def, seed).state_dict(), folder / "models" / "model.pt")
     (folder / "LICENSE").write_text(LICENCE)
     (folder / "docs" / "data_license.txt").write_text("Data: TotalSegmentator, CC BY 4.0 (test bundle)\n")

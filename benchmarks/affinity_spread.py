@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ciss_engine.api.settings import recorded_settings
 from ciss_engine.bundle import Bundle, semver_key
 from ciss_engine.imaging import load_volume_or_raise
 from ciss_engine.inference import load_network, sliding_window_outputs
@@ -68,7 +69,8 @@ def main() -> None:
     num_old = parent.registry.num_classes - 1
     preprocessing = PreprocessingConfig.from_json(new.settings["preprocessing"])
     old_network, new_network = load_network(parent, CPU), load_network(new, CPU)
-    space = new.settings.get("strategy", {}).get("affinity_features", "post_activation")
+    # As the step recorded it; older steps, and strategies without affinities, read as post-activation.
+    space = getattr(recorded_settings(new.settings["strategy"]), "affinity_features", "post_activation")
     parent_store, new_store = (FeaturePrototypes.from_tensors(v.load_prototypes()) for v in (parent, new))
 
     def space_of(store: FeaturePrototypes) -> torch.Tensor:

@@ -34,11 +34,11 @@ if [ "$mode" = validation ]; then
   run uniform uniform
   run mib mib
   run pcdd_dapd_x32 pcdd --setting pcdd.lambda_ll=0.04 --setting pcdd.lambda_lg=0.04
-  run pcdd_T0.3 pcdd --setting pcdd.temperature=0.3
+  run pcdd_T0.3 pcdd --setting pcdd.orcd_temperature=0.3 --setting pcdd.crcd_temperature=0.3
   run pcdd_summand_mib pcdd --setting pcdd.summand=mib
   run pcdd_post_activation pcdd --setting pcdd.affinity_features=post_activation
   run pcdd_crcd_background_stored pcdd --setting pcdd.crcd_background=stored
-  run pcdd_T0.1 pcdd --setting pcdd.temperature=0.1
+  run pcdd_T0.1 pcdd --setting pcdd.orcd_temperature=0.1 --setting pcdd.crcd_temperature=0.1
   run pcdd_agreement pcdd --setting pcdd.summand=agreement
   run pcdd_orcd3 pcdd --setting pcdd.lambda_orcd=3
   run pcdd_crcd3 pcdd --setting pcdd.lambda_crcd=3

@@ -34,8 +34,8 @@ run lr0.02_lambda1 --step-learning-rate 0.02 --setting pcdd.lambda_crcd=1 "${eq9
 run lr0.02_lambda_crcd3 --step-learning-rate 0.02 --setting pcdd.lambda_crcd=3 "${eq9[@]}"
 run lr0.02_lambda_crcd10 --step-learning-rate 0.02 --setting pcdd.lambda_crcd=10 "${eq9[@]}"
 run lr0.02_lambda10 --step-learning-rate 0.02 --setting pcdd.lambda_orcd=10 --setting pcdd.lambda_crcd=10 "${eq9[@]}"
-run lr0.02_lambda_crcd10_T5 --step-learning-rate 0.02 --setting pcdd.lambda_crcd=10 --setting pcdd.temperature=5 "${eq9[@]}"
-run lr0.02_lambda_crcd10_T0.1 --step-learning-rate 0.02 --setting pcdd.lambda_crcd=10 --setting pcdd.temperature=0.1 "${eq9[@]}"
+run lr0.02_lambda_crcd10_T5 --step-learning-rate 0.02 --setting pcdd.lambda_crcd=10 --setting pcdd.orcd_temperature=5 --setting pcdd.crcd_temperature=5 "${eq9[@]}"
+run lr0.02_lambda_crcd10_T0.1 --step-learning-rate 0.02 --setting pcdd.lambda_crcd=10 --setting pcdd.orcd_temperature=0.1 --setting pcdd.crcd_temperature=0.1 "${eq9[@]}"
 # (A row with crcd_weighting=per_voxel ran here; that setting was replaced by `summand`, see pcdd_calibration.sh.)
 run lr0.02_lambda_crcd10_mib_scale --step-learning-rate 0.02 --setting pcdd.lambda_crcd=10 --setting pcdd.crcd_mib_scale=true
 run lr0.02_mib --step-learning-rate 0.02 --strategies mib

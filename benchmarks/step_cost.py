@@ -3,7 +3,7 @@ patch and batch (``finetune``: CE + Dice, no old model), on the same data, one p
 distilling strategy with the old model run on every patch (``teacher=online``) and with its whole-CT
 outputs cropped from the cache (``teacher=cached``).
 
-Usage: python benchmarks/step_cost.py [--iterations 40] [--output benchmarks/output/step_cost]
+Usage: python benchmarks/step_cost.py [--iterations 40] [--init-filters 16] [--patch-size 64] [--output benchmarks/output/step_cost]
 Prints a markdown table (seconds per iteration, ratio, peak memory) and writes step_cost.json.
 """
 from __future__ import annotations
@@ -28,6 +28,8 @@ def ciss(*args: object) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--iterations", type=int, default=40)
+    parser.add_argument("--init-filters", type=int, default=16)
+    parser.add_argument("--patch-size", type=int, default=64)
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "output" / "step_cost")
     args = parser.parse_args()
     out = args.output
@@ -35,7 +37,8 @@ def main() -> None:
     ciss("phantom", "-o", out / "data", "--cases", "2", "--seed", "7")
     cases = [out / "data" / f"case_00{i}" for i in range(2)]
     ciss("train", "-i", cases[0] / "image.nii.gz", "-l", cases[0] / "label_seg8.nii.gz", "--organs", "spleen=1,kidney_right=2,kidney_left=3,gallbladder=4",
-         "--other-labels", "background", "-o", out / "base", "--iterations", "2")
+         "--other-labels", "background", "-o", out / "base", "--iterations", "2",
+         "--init-filters", args.init_filters, "--patch-size", args.patch_size)
     label = nib.load(str(cases[1] / "label_seg8.nii.gz"))
     data = np.asarray(label.dataobj)
     new = np.zeros_like(data)

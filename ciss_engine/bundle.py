@@ -292,6 +292,35 @@ class Bundle:
         return next_minor(self.versions()[-1])
 
 
+def describe_bundle(root: Path, version: str | None = None) -> dict[str, Any]:
+    """What ``ciss info``, the Slicer module and the studio show about a bundle (JSON-ready, no torch)."""
+    bundle = Bundle.open_or_raise(root)
+    current = bundle.current_version
+    shown = bundle.load(version)
+    versions = []
+    accepted = bundle.accepted_versions
+    for name in bundle.versions():
+        loaded = bundle.load(name)
+        versions.append(
+            {
+                "version": name,
+                "status": "current" if name == current else "accepted" if name in accepted else loaded.status,
+                "organs": loaded.registry.names,
+                "created": loaded.metadata.get("created"),
+                "parent_version": loaded.settings.get("parent_version"),
+            }
+        )
+    return {
+        "bundle": str(root),
+        "current": current,
+        "version": shown.version,
+        "versions": versions,
+        "classes": shown.registry.to_json()["classes"],
+        "preprocessing": shown.settings["preprocessing"],
+        "history": shown.history,
+    }
+
+
 def _point_at(root: Path, version: str) -> None:
     """Make ``version`` current in ``root/bundle.json`` (creating it for a new bundle), atomically."""
     pointer = root / "bundle.json"

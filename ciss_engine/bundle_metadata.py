@@ -5,6 +5,8 @@ import datetime
 from typing import Any
 
 from . import __version__
+from .monai_zoo_architecture import NETWORKS as MONAI_ZOO_NETWORKS
+from .monai_zoo_architecture import describe as describe_monai_zoo
 from .nnunet_architecture import describe as describe_nnunet
 from .preprocessing_options import describe_intensity
 from .registry import ClassRegistry
@@ -15,6 +17,8 @@ METADATA_SCHEMA = "https://github.com/Project-MONAI/MONAI-extra-test-data/releas
 def describe_network(network: dict[str, Any]) -> str:
     if network["name"] == "nnUNet":
         return describe_nnunet(network)
+    if network["name"] in MONAI_ZOO_NETWORKS:
+        return describe_monai_zoo(network)
     return f"{network['name']} (init_filters {network['init_filters']})"
 
 

@@ -8,17 +8,19 @@ that never fits, a string where a number belongs for a traceback. The bounds are
 """
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 from typing import Any
 
 from .errors import BundleError
+from . import monai_zoo_architecture as monai_zoo
+from .monai_zoo_architecture import is_int as _int_in
+from .monai_zoo_architecture import is_number as _number_in
 from .nnunet_architecture import arch_kwargs_problem, axes_problem, downsampling
 from .preprocessing_options import options_problem
 
 # network.SUPPORTED_NETWORKS, repeated here so that checking a bundle does not import torch.
-NETWORK_NAMES = ("SegResNet", "nnUNet")
+NETWORK_NAMES = ("SegResNet", "nnUNet", *monai_zoo.NETWORKS)
 MAX_INIT_FILTERS = 512
 MAX_BLOCKS_PER_LEVEL = 16
 LEVELS = (2, 6)  # SegResNet encoder levels (the engine writes 4)
@@ -28,14 +30,6 @@ PATCH_RANGE = (8, 512)
 SEMVER = re.compile(r"^\d+\.\d+\.\d+$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 DAMAGED_HINT = "the file is damaged or was edited by hand; restore the bundle from a backup or roll back to another version (ciss rollback)"
-
-
-def _int_in(value: Any, low: int, high: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
-
-
-def _number_in(value: Any, low: float, high: float) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and low <= value <= high
 
 
 def _list_of(value: Any, length: int | None, check: Any) -> bool:
@@ -62,6 +56,9 @@ def _network_problem(network: Any) -> str | None:
         return f"ciss.network.name is {network.get('name')!r}; this engine builds {', '.join(NETWORK_NAMES)}"
     if network["name"] == "nnUNet":
         return _nnunet_problem(network)
+    if network["name"] in monai_zoo.NETWORKS:
+        problem = monai_zoo.network_problem(network)
+        return f"ciss.network: {problem}" if problem else _classes_problem(network)
     filters = network.get("init_filters")
     if not _int_in(filters, 8, MAX_INIT_FILTERS) or filters % 8:
         return f"ciss.network.init_filters is {filters!r}, not a multiple of 8 up to {MAX_INIT_FILTERS}"
@@ -73,10 +70,12 @@ def _network_problem(network: Any) -> str | None:
     return _classes_problem(network)
 
 
-def _patch_multiples(network: dict[str, Any]) -> tuple[int, int, int]:
-    """What each patch axis must be a multiple of: the network's downsampling of that axis."""
+def patch_multiples(network: dict[str, Any]) -> tuple[int, int, int]:
+    """What each patch axis must be a multiple of: the network's downsampling of that axis (a checked ``ciss.network``)."""
     if network["name"] == "nnUNet":
         return downsampling(network["arch_kwargs"], network["axes"])
+    if network["name"] in monai_zoo.NETWORKS:
+        return monai_zoo.downsampling(network)
     step = 2 ** (len(network["blocks_down"]) - 1)  # SegResNet halves its grid once a level below the first
     return step, step, step
 
@@ -103,7 +102,7 @@ def _settings_problem(settings: Any) -> str | None:
     network_problem = _network_problem(settings.get("network"))
     if network_problem:
         return network_problem
-    problem = _preprocessing_problem(settings.get("preprocessing"), _patch_multiples(settings["network"]))
+    problem = _preprocessing_problem(settings.get("preprocessing"), patch_multiples(settings["network"]))
     hashes = settings.get("files_sha256")
     if problem is None and hashes is not None and not (isinstance(hashes, dict) and all(isinstance(h, str) and SHA256.match(h) for h in hashes.values())):
         problem = "ciss.files_sha256 is not a map of file names to SHA-256 digests"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Callable
 
 from . import __version__
 from .commands import COMMANDS, module_name
@@ -20,7 +21,8 @@ from .training.distributed import DistributedContext
 DISTRIBUTED_COMMANDS = ("train",)
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
+def add_progress_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--progress`` and ``--quiet``, which every command takes (the studio's own command too)."""
     parser.add_argument(
         "--progress",
         choices=[m.value for m in ProgressMode],
@@ -40,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f".commands.{module_name(name)}", __package__)
         sub = subparsers.add_parser(name, help=summary, description=summary)
         module.add_arguments(sub)
-        _add_common(sub)
+        add_progress_arguments(sub)
     return parser
 
 
@@ -60,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ciss {__version__}")
         return ExitCode.OK
     parser = build_parser()
+    if argv[:1] == ["studio"]:
+        parser.error("the studio has its own command: run `ciss-studio` (or `python -m ciss_studio`) with the same options")
     args = parser.parse_args(argv)
     if args.list_classes:
         _list_classes()
@@ -70,12 +74,18 @@ def main(argv: list[str] | None = None) -> int:
     launch = DistributedContext.from_environment()
     if launch.is_distributed and args.command not in DISTRIBUTED_COMMANDS:
         parser.error(f"torchrun started {launch.world_size} processes, but only `ciss train` runs distributed; run `ciss {args.command}` as one process")
-    # Under torchrun only rank 0 reports: one stream of events, one `done`; other ranks still print errors on stderr.
-    mode = ProgressMode.QUIET if args.quiet or not launch.is_main else ProgressMode(args.progress or ProgressMode.BAR)
-    sink = EventSink(mode)
     module = importlib.import_module(f".commands.{module_name(args.command)}", __package__)
+    # Under torchrun only rank 0 reports: one stream of events, one `done`; other ranks still print errors on stderr.
+    return run_command(module.run, args, argv, quiet=not launch.is_main)
+
+
+def run_command(run: Callable[[argparse.Namespace, EventSink], None], args: argparse.Namespace, argv: list[str], *,
+                program: str = "ciss", quiet: bool = False) -> int:
+    """Run a parsed command under the contract front ends rely on: errors become one ``error`` event and the
+    exit code of their kind, an unexpected one also a log file (crash.py)."""
+    sink = EventSink(ProgressMode.QUIET if args.quiet or quiet else ProgressMode(args.progress or ProgressMode.BAR))
     try:
-        module.run(args, sink)
+        run(args, sink)
     except CissError as error:
         sink.error(error.message, error.hint, exit_code=int(error.exit_code))
         return error.exit_code
@@ -83,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         sink.error("cancelled", "run again with --resume to continue from the last checkpoint", exit_code=int(ExitCode.CANCELLED))
         return ExitCode.CANCELLED
     except Exception as error:  # anything else is a bug or memory running out: one error event, the traceback in a log file
-        return report_unexpected_error(error, argv, sink)
+        return report_unexpected_error(error, argv, sink, program=program)
     return ExitCode.OK
 
 

@@ -80,18 +80,18 @@ def redacted(argv: list[str]) -> list[str]:
     return out
 
 
-def _write_log(error: BaseException, argv: list[str]) -> Path:
+def _write_log(error: BaseException, argv: list[str], program: str) -> Path:
     now = datetime.datetime.now()
     path = log_dir() / f"ciss-{now:%Y%m%d-%H%M%S}-{os.getpid()}.log"
     path.parent.mkdir(parents=True, exist_ok=True)
-    header = f"ciss {__version__}, Python {platform.python_version()} on {platform.platform()}\ncommand: ciss {' '.join(redacted(argv))}\ntime: {now.isoformat()}\n\n"
+    header = f"ciss {__version__}, Python {platform.python_version()} on {platform.platform()}\ncommand: {program} {' '.join(redacted(argv))}\ntime: {now.isoformat()}\n\n"
     path.write_text(header + "".join(traceback.format_exception(error)), encoding="utf-8")
     return path
 
 
-def report_unexpected_error(error: Exception, argv: list[str], sink: EventSink) -> int:
+def report_unexpected_error(error: Exception, argv: list[str], sink: EventSink, program: str = "ciss") -> int:
     """Report ``error`` as an ``error`` event (exit 1, or 7 when memory ran out) whose ``log`` field names the log
-    file; a full disk is no bug and writes no log (exit 5)."""
+    file (which names the command as ``program ARGV``); a full disk is no bug and writes no log (exit 5)."""
     full = disk_full_error(error)
     if full is not None:
         where = f" while writing {full.filename}" if full.filename else ""
@@ -100,7 +100,7 @@ def report_unexpected_error(error: Exception, argv: list[str], sink: EventSink) 
     summary = (str(error).strip().splitlines() or [""])[0][:300]
     message = f"{type(error).__name__}: {summary}" if summary else type(error).__name__
     try:
-        log: str | None = str(_write_log(error, argv))
+        log: str | None = str(_write_log(error, argv, program))
         evidence = f"the log {log}"
     except OSError as log_error:
         traceback.print_exception(error, file=sys.stderr)

@@ -10,6 +10,7 @@ to instantiate.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from typing import TYPE_CHECKING, Any, Union
@@ -20,10 +21,13 @@ from torch import nn
 
 from .errors import BundleError
 
+from .monai_zoo_architecture import NETWORKS as MONAI_ZOO_NETWORKS
+
 if TYPE_CHECKING:
+    from .monai_zoo_network import MonaiZooNetworkConfig, MonaiZooSegmentationNetwork
     from .nnunet_network import NnUNetNetworkConfig, NnUNetSegmentationNetwork
 
-SUPPORTED_NETWORKS = ("SegResNet", "nnUNet")
+SUPPORTED_NETWORKS = ("SegResNet", "nnUNet", *MONAI_ZOO_NETWORKS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,8 +61,8 @@ class NetworkConfig:
             raise BundleError(f"invalid network settings: {error}", "the bundle's configs/metadata.json is damaged; restore it from a backup or retrain") from error
 
 
-AnyNetworkConfig = Union["NetworkConfig", "NnUNetNetworkConfig"]
-AnyNetwork = Union["SegmentationNetwork", "NnUNetSegmentationNetwork"]
+AnyNetworkConfig = Union["NetworkConfig", "NnUNetNetworkConfig", "MonaiZooNetworkConfig"]
+AnyNetwork = Union["SegmentationNetwork", "NnUNetSegmentationNetwork", "MonaiZooSegmentationNetwork"]
 
 
 def check_network_config_or_raise(config: NetworkConfig) -> None:
@@ -132,7 +136,16 @@ def post_activation(features: torch.Tensor) -> torch.Tensor:
 
 
 def network_config_from_json(data: dict[str, Any]) -> AnyNetworkConfig:
-    """A bundle's ``ciss.network``: SegResNet (trained here, MONAI imports) or an imported nnU-Net."""
+    """A bundle's ``ciss.network``: SegResNet (trained here, MONAI imports), an imported nnU-Net, or an imported
+    MONAI UNet, DynUNet or SwinUNETR."""
+    if data.get("name") in MONAI_ZOO_NETWORKS:
+        from .monai_zoo_architecture import network_problem
+        from .monai_zoo_network import MonaiZooNetworkConfig
+
+        problem = network_problem(data)
+        if problem:
+            raise BundleError(f"unsupported {data['name']} network: {problem}", "the bundle comes from another tool or version; import the model again with `ciss import`")
+        return MonaiZooNetworkConfig.from_json(data)
     if data.get("name") == "nnUNet":
         from .nnunet_architecture import arch_kwargs_problem, axes_problem
         from .nnunet_network import NnUNetNetworkConfig, constructor_problem
@@ -151,28 +164,49 @@ def network_config_from_json(data: dict[str, Any]) -> AnyNetworkConfig:
 def build_network(config: AnyNetworkConfig) -> AnyNetwork:
     if isinstance(config, NetworkConfig):
         return SegmentationNetwork(config)
+    if config.name in MONAI_ZOO_NETWORKS:
+        from .monai_zoo_network import MonaiZooSegmentationNetwork
+
+        return MonaiZooSegmentationNetwork(config)  # type: ignore[arg-type]
     from .nnunet_network import NnUNetSegmentationNetwork
 
-    return NnUNetSegmentationNetwork(config)
+    return NnUNetSegmentationNetwork(config)  # type: ignore[arg-type]
 
 
-def grown_head(old: nn.Conv3d, num_new: int) -> nn.Conv3d:
+Conv = Union[nn.Conv3d, nn.ConvTranspose3d]
+
+
+def widened(old: Conv, num_new: int, background_shift: float) -> Conv:
+    """``old`` (a convolution or transposed convolution of any kernel) with ``num_new`` more output channels that
+    copy channel 0 (the background), whose bias and theirs are lowered by ``background_shift``."""
+    if old.groups != 1 or old.bias is None:
+        raise ValueError(f"cannot widen {old}: grouped or without bias")
+    axis = 1 if isinstance(old, nn.ConvTranspose3d) else 0  # where the output channels are in the weight
+    grown = copy.deepcopy(old)
+    with torch.no_grad():
+        weight = torch.cat([old.weight, old.weight.narrow(axis, 0, 1).repeat_interleave(num_new, axis)], axis)
+        bias = torch.cat([old.bias, old.bias[:1].expand(num_new)])
+        bias[0] -= background_shift
+        bias[old.out_channels :] -= background_shift
+    grown.weight = nn.Parameter(weight, requires_grad=old.weight.requires_grad)
+    grown.bias = nn.Parameter(bias, requires_grad=old.bias.requires_grad)
+    grown.out_channels = old.out_channels + num_new
+    return grown
+
+
+def grown_head(old: nn.Module, num_new: int) -> nn.Module:
     """``old`` with ``num_new`` more output classes, initialised as MiB does (METHOD.md §2).
 
     New-class weights copy the background weights; the background bias and the new biases become
     b₀ − log(|N| + 1), so the old background probability is split evenly over background and the new
     classes while every old-class probability stays exactly as it was: wherever the old model chose an
-    old organ, the grown model still does.
+    old organ, the grown model still does. A head of several layers (monai_zoo_network.ResidualClassBlock)
+    grows itself with its ``grown(num_new)``, to the same effect.
     """
-    grown = nn.Conv3d(old.in_channels, old.out_channels + num_new, kernel_size=1, bias=True).to(old.weight.device, old.weight.dtype)
-    with torch.no_grad():
-        grown.weight[: old.out_channels] = old.weight
-        grown.weight[old.out_channels :] = old.weight[0:1].expand(num_new, *old.weight.shape[1:])
-        background_bias = old.bias[0] - math.log(num_new + 1)
-        grown.bias[: old.out_channels] = old.bias
-        grown.bias[0] = background_bias
-        grown.bias[old.out_channels :] = background_bias
-    return grown
+    grow = getattr(old, "grown", None)
+    if callable(grow):
+        return grow(num_new)
+    return widened(old, num_new, math.log(num_new + 1))  # type: ignore[arg-type]
 
 
 def grow_classifier(network: AnyNetwork, num_new: int) -> AnyNetwork:

@@ -20,11 +20,11 @@ OP_NAMES: dict[str, tuple[str, ...]] = {
 RESERVED = ("input_channels", "num_classes", "deep_supervision")
 
 
-def _is_literal(value: Any) -> bool:
+def is_literal(value: Any) -> bool:
     if isinstance(value, list):
-        return all(_is_literal(v) for v in value)
+        return all(is_literal(v) for v in value)
     if isinstance(value, dict):
-        return all(isinstance(k, str) and _is_literal(v) for k, v in value.items())
+        return all(isinstance(k, str) and is_literal(v) for k, v in value.items())
     return value is None or isinstance(value, (bool, int, float, str))
 
 
@@ -37,7 +37,7 @@ def arch_kwargs_problem(architecture: Any, arch_kwargs: Any) -> str | None:
     """Why ``arch_kwargs`` cannot build ``architecture`` safely, or None."""
     if architecture not in ARCHITECTURES:
         return f"network {architecture!r} is not one of {', '.join(ARCHITECTURES)}"
-    if not isinstance(arch_kwargs, dict) or not _is_literal(arch_kwargs):
+    if not isinstance(arch_kwargs, dict) or not is_literal(arch_kwargs):
         return "the architecture's arguments are not literal values"
     for key, allowed in OP_NAMES.items():
         if op_name(arch_kwargs, key) not in allowed:

@@ -72,7 +72,7 @@ class EntropyThresholds:
 
 
 def fixed_thresholds(num_old: int, value: float) -> torch.Tensor:
-    """The same τ for every old class (flag ``pseudo_labels.fixed_threshold``); the per-class median
+    """The same τ for every old class (``ciss learn --fixed-threshold``); the per-class median
     of :class:`EntropyThresholds` is the default."""
     if not value > 0:
         raise ValueError(f"a fixed entropy threshold must be > 0, got {value}")

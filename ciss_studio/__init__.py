@@ -2,7 +2,7 @@
 
 The studio reuses the Slicer logic of the desktop module (``CISSegmentationLib``) on the scene of a
 trame-slicer app, and runs the engine as a separate process (``python -m ciss_engine … --progress
-jsonl``), so this process never imports torch. Start it with ``ciss studio`` (docs/studio.md).
+jsonl``), so this process never imports torch. Start it with ``ciss-studio`` (docs/studio.md).
 """
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ REFUSAL_PAGE = """<!doctype html>
 <body style="font-family: sans-serif; max-width: 40em; margin: 3em auto; line-height: 1.5">
 <h1 id="ciss-access-refused">CISS Studio: access token needed</h1>
 <p>{reason}</p>
-<p>Open the full address that <code>ciss studio</code> printed when it started: it ends in
+<p>Open the full address that <code>ciss-studio</code> printed when it started: it ends in
 <code>?token=&hellip;</code>. If someone else runs this studio, ask them for that address.</p>
 </body></html>
 """

@@ -20,7 +20,7 @@ from .access import TokenGate, address_with_token, is_loopback, resolve_token
 def port_in_use_error(host: str, port: int) -> InputError:
     return InputError(
         f"port {port} on {host} is already in use",
-        f"another program (perhaps another studio) listens there: stop it, or choose a free port, e.g. `ciss studio --port {port + 1}` "
+        f"another program (perhaps another studio) listens there: stop it, or choose a free port, e.g. `ciss-studio --port {port + 1}` "
         "(--port 0 picks any free port)",
     )
 
@@ -40,7 +40,7 @@ def check_port_or_raise(host: str, port: int) -> None:
 
 
 def prepare_environment() -> None:
-    """Settings that must precede trame and VTK: trame must not parse ``ciss studio``'s arguments as its own,
+    """Settings that must precede trame and VTK: trame must not parse ``ciss-studio``'s arguments as its own,
     and without a display VTK renders offscreen through EGL (Mesa on the CPU when there is no GPU)."""
     os.environ.setdefault("TRAME_ARGS", "")
     headless = not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))

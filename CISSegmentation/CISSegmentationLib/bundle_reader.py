@@ -54,7 +54,7 @@ class BundleInfo:
 
 def read_bundle_or_raise(path: Path | str | None, version: str | None = None) -> BundleInfo:
     """Read the bundle folder ``path`` (``version``: default the current one)."""
-    from ciss_engine.commands.info import describe_bundle
+    from ciss_engine.bundle import describe_bundle
 
     if not path or not str(path).strip():
         raise BundleError("no bundle chosen", "choose the bundle folder (it holds bundle.json and versions/) under Bundle")

@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from ciss_engine.commands.export import FORMATS as DICOM_FORMATS
+from ciss_engine.dicom import EXPORT_FORMATS as DICOM_FORMATS
 
 from .engine_location import ENGINE_PACKAGE, shipped_engine_dir_or_raise
 from .errors import EngineFailedError, EngineNotInstalledError

@@ -86,3 +86,16 @@ def test_versions_and_rollback_commands(tiny_bundle, tmp_path, capsys):
     assert run_cli("versions", "-b", tiny_bundle) == 0
     assert "* 1.0.0" in capsys.readouterr().out
     assert run_cli("rollback", "-b", tiny_bundle, "--to", "2.0.0", "--quiet") == ExitCode.BUNDLE_ERROR
+
+
+def test_old_studio_command_points_to_its_own_entry_point(capsys):
+    """`ciss studio` moved to `ciss-studio`: the usage error says where, instead of argparse's bare "invalid choice"."""
+    from ciss_engine.cli import main
+
+    try:
+        main(["studio", "--port", "8080"])
+    except SystemExit as stop:
+        assert stop.code == ExitCode.USAGE_ERROR
+    else:
+        raise AssertionError("`ciss studio` should stop with a usage error")
+    assert "ciss-studio" in capsys.readouterr().err

@@ -113,7 +113,7 @@ def test_argument_values_fail_at_parse_time_before_any_file_is_written(arguments
 def test_strategy_settings_of_protocol_are_checked_before_any_file_is_written(tmp_path):
     output = tmp_path / "protocol"
     result = _ciss("protocol", "--setting", "pcdd.lambda_x=1", "--data", "phantom", "-o", output, "--progress", "jsonl", state=tmp_path / "state")
-    assert result.returncode == ExitCode.INPUT_ERROR and "unknown setting pcdd.lambda_x" in _error_event(result)["message"]
+    assert result.returncode == ExitCode.INPUT_ERROR and "unknown setting 'lambda_x' of strategy pcdd" in _error_event(result)["message"]
     assert not output.exists()
 
 

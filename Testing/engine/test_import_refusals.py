@@ -121,8 +121,8 @@ def test_yaml_with_python_tags_is_not_loaded(tmp_path):
 
 
 @pytest.mark.parametrize("target, message", [
-    ("UNet", "the network UNet is not supported yet"),
-    ("monai.networks.nets.SwinUNETR", "the network monai.networks.nets.SwinUNETR is not supported yet"),
+    ("UNETR", "the network UNETR is not supported yet"),
+    ("monai.networks.nets.BasicUNet", "the network monai.networks.nets.BasicUNet is not supported yet"),
     ("my_site.models.Net", "is 'my_site.models.Net', not a network CISSegmentation imports"),
 ])
 def test_a_network_outside_the_list_is_refused(tmp_path, target, message):

@@ -6,13 +6,14 @@ from __future__ import annotations
 import pytest
 import torch
 
+from ciss_engine.api.settings import PcddSettings, parse_settings_or_raise
 from ciss_engine.losses import CurrentRegionDistillation, DualAlignedPrototypeDistillation, OldRegionDistillation
 from ciss_engine.losses.affinity_space import to_affinity_space
 from ciss_engine.prototypes import FeaturePrototypes
 from ciss_engine.pseudo_labels import region_masks
 from ciss_engine.strategies import STRATEGIES
-from ciss_engine.strategies.base import StepBatch, StepContext, parse_settings_or_raise
-from ciss_engine.strategies.pcdd import PcddSettings, PrototypeCalibratedDistillation
+from ciss_engine.strategies.base import StepBatch, StepContext
+from ciss_engine.strategies.pcdd import PrototypeCalibratedDistillation
 
 NUM_OLD, NUM_NEW, CHANNELS = 2, 2, 4
 
@@ -46,7 +47,7 @@ def _context() -> StepContext:
 
 
 def _parts(overrides: dict[str, str], batch: StepBatch | None = None, strategy: str = "pcdd") -> dict[str, torch.Tensor]:
-    settings = parse_settings_or_raise(STRATEGIES[strategy].settings_type, strategy, overrides)
+    settings = parse_settings_or_raise(strategy, overrides)
     return STRATEGIES[strategy](_context(), settings).supervised_terms(batch or _batch())
 
 
@@ -65,9 +66,29 @@ def test_crcd_mib_scale_is_on_by_default_and_scales_only_crcd():
         assert scaled[name].item() == pytest.approx(literal[name].item(), rel=1e-6)
 
 
+@pytest.mark.parametrize(("setting", "changed", "kept"), [("orcd_temperature", "orcd", "crcd"), ("crcd_temperature", "crcd", "orcd")])
+def test_each_temperature_reaches_its_own_loss_only(setting, changed, kept):
+    """Regression: one shared ``temperature`` made ``--setting orcd.temperature=0.1`` sharpen CRCD too."""
+    strategy = PrototypeCalibratedDistillation(_context(), parse_settings_or_raise("pcdd", {setting: "0.1"}))
+    losses = {"orcd": strategy._orcd, "crcd": strategy._crcd}
+    assert (losses[changed].temperature, losses[kept].temperature) == (0.1, 1.0)
+    batch = _batch()
+    sharp, default = _parts({setting: "0.1"}, batch), _parts({}, batch)
+    assert sharp[changed].item() != pytest.approx(default[changed].item(), rel=1e-3)
+    assert sharp[kept].item() == pytest.approx(default[kept].item(), rel=1e-6)
+
+
+def test_the_loss_settings_the_docstrings_advertise_reach_their_losses():
+    """Regression: ``crcd.mib_scale`` and ``dapd.background`` were advertised and refused; their names are now settings."""
+    settings = parse_settings_or_raise("pcdd", {"crcd_mib_scale": "false", "dapd_background": "sum_of_class_means", "lambda_ll": "0.5"})
+    strategy = PrototypeCalibratedDistillation(_context(), settings)
+    assert (strategy._crcd.mib_scale, strategy._dapd.background, strategy._dapd.lambda_ll) == (False, "sum_of_class_means", 0.5)
+    assert strategy._dapd.lambda_lg is None
+
+
 def _orcd(features: torch.Tensor, batch: StepBatch) -> float:
     stored = _context().stored_prototypes.pre.as_tensor()
-    orcd = OldRegionDistillation(temperature=PcddSettings.temperature)
+    orcd = OldRegionDistillation(temperature=PcddSettings.orcd_temperature)
     return PcddSettings.lambda_orcd * orcd(batch.logits_new, batch.logits_old, features, stored, batch.old_region).item()
 
 
@@ -79,7 +100,7 @@ def test_orcd_reads_the_old_models_features():
 
 
 def _crcd(prototypes: torch.Tensor, batch: StepBatch) -> float:
-    crcd = CurrentRegionDistillation(temperature=PcddSettings.temperature, mib_scale=True)
+    crcd = CurrentRegionDistillation(temperature=PcddSettings.crcd_temperature, mib_scale=True)
     return PcddSettings.lambda_crcd * crcd(batch.logits_new, batch.logits_old, batch.features_new, prototypes, batch.current_region).item()
 
 
@@ -115,7 +136,7 @@ def test_affinity_space_setting_changes_features_and_prototypes_together(space):
     batch = _batch()
     stored = _context().stored_prototypes.post.as_tensor()
     features, prototypes = to_affinity_space(batch.features_old, stored, space)
-    orcd = OldRegionDistillation(temperature=PcddSettings.temperature)
+    orcd = OldRegionDistillation(temperature=PcddSettings.orcd_temperature)
     expected = PcddSettings.lambda_orcd * orcd(batch.logits_new, batch.logits_old, features, prototypes, batch.old_region).item()
     assert _parts({"affinity_features": space}, batch)["orcd"].item() == pytest.approx(expected, rel=1e-5)
     assert expected != pytest.approx(_orcd(batch.features_old, batch), rel=1e-3)

@@ -3,11 +3,12 @@ model's outputs from the FROZEN OLD model, Ỹ from the old model's logits (not 
 running prototypes updated on Ỹ. Each check fails when that input is swapped for its look-alike."""
 import torch
 
+from ciss_engine.api.settings import PcddSettings
 from ciss_engine.network import NetworkConfig, build_network, grow_classifier
 from ciss_engine.prototypes import FeaturePrototypes, local_prototypes
 from ciss_engine.pseudo_labels import make_pseudo_labels
 from ciss_engine.strategies.base import StepContext
-from ciss_engine.strategies.pcdd import PcddSettings, PrototypeCalibratedDistillation
+from ciss_engine.strategies.pcdd import PrototypeCalibratedDistillation
 from ciss_engine.training.incremental import make_step_batch
 from ciss_engine.training.sampler import PatchBatch
 

@@ -3,6 +3,7 @@
 Used by the job-runner tests for what the real engine does only rarely or slowly: crash, ignore
 SIGTERM, leave a worker process behind. Modes:
   progress N SLEEP   N progress events, then done (exit 0)
+  blocked RELEASE    one progress event, then waits until the file RELEASE exists; done (exit 0)
   error              an error event with a hint (exit 3, like an input error)
   crash              a Python traceback and no event (exit 1)
   killed             dies by SIGKILL, as the kernel's OOM killer would
@@ -44,6 +45,12 @@ def main(argv: list[str]) -> int:
             time.sleep(sleep_s)
             emit("progress", stage="train", step=step, total=total, loss=round(1.0 / step, 4), eta_s=round((total - step) * sleep_s, 3))
         emit("checkpoint_saved", path="ckpt.pt", step=total)
+        emit("done", version="1.1.0")
+        return 0
+    if mode == "blocked":
+        emit("progress", stage="train", step=1, total=2)
+        while not Path(argv[1]).exists():
+            time.sleep(0.01)
         emit("done", version="1.1.0")
         return 0
     if mode == "error":

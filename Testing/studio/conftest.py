@@ -1,4 +1,4 @@
-"""Fixtures of the studio tests: the real ``ciss studio`` process, a real headless Chromium, a bundle copy.
+"""Fixtures of the studio tests: the real ``ciss-studio`` process, a real headless Chromium, a bundle copy.
 
 Screenshots go to ``test_artifacts/studio/`` (git-ignored) for people to look at; the tests check
 their pixels too. Without Chromium (``scripts/install_system_packages.sh`` installs it) the browser
@@ -50,7 +50,7 @@ def bundle_copy(tiny_bundle: Path, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def start_studio(request: pytest.FixtureRequest) -> Iterator[Callable[..., StudioProcess]]:
-    """Start ``ciss studio ARGS`` (``env``: extra environment variables) and stop it after the test (``launch_studio``)."""
+    """Start ``ciss-studio ARGS`` (``env``: extra environment variables) and stop it after the test (``launch_studio``)."""
     started: list[StudioProcess] = []
 
     def start(*args: str | Path, env: Mapping[str, str] | None = None) -> StudioProcess:

@@ -1,4 +1,4 @@
-"""The real ``ciss studio`` command in a child process, with its JSON-line events read on a thread."""
+"""The real ``ciss-studio`` command in a child process, with its JSON-line events read on a thread."""
 from __future__ import annotations
 
 import json
@@ -31,16 +31,16 @@ def studio_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def run_studio(*args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
-    """``ciss studio ARGS`` run to its end (for starts that must fail before serving)."""
-    return subprocess.run([sys.executable, "-m", "ciss_engine", "studio", *args], capture_output=True, text=True, env=studio_env(),
+    """``ciss-studio ARGS`` run to its end (for starts that must fail before serving)."""
+    return subprocess.run([sys.executable, "-m", "ciss_studio", *args], capture_output=True, text=True, env=studio_env(),
                           cwd=REPO_ROOT.parent, timeout=timeout_s)
 
 
 class StudioProcess:
-    """``python -m ciss_engine studio ARGS --progress jsonl``; ``url`` is known once it reported ``server_started``."""
+    """``python -m ciss_studio ARGS --progress jsonl``; ``url`` is known once it reported ``server_started``."""
 
     def __init__(self, *args: str | Path, log_path: Path, env: Mapping[str, str] | None = None) -> None:
-        command = [sys.executable, "-m", "ciss_engine", "studio", *[str(a) for a in args], "--progress", "jsonl"]
+        command = [sys.executable, "-m", "ciss_studio", *[str(a) for a in args], "--progress", "jsonl"]
         self.log_path = log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = log_path.open("w")
@@ -105,7 +105,7 @@ class StudioProcess:
 
 
 def launch_studio(name: str, *args: str | Path, env: Mapping[str, str] | None = None) -> StudioProcess:
-    """Start ``ciss studio ARGS`` on a free port with lossless PNG views (so colours can be checked exactly) and wait
+    """Start ``ciss-studio ARGS`` on a free port with lossless PNG views (so colours can be checked exactly) and wait
     until it serves; its log is ``ARTIFACTS/<name>.log``. A studio that fails to start is stopped before raising."""
     studio = StudioProcess(*args, "--port", "0", "--image-format", "png", log_path=ARTIFACTS / f"{name}.log", env=env)
     try:

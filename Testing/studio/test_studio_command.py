@@ -1,4 +1,4 @@
-"""``ciss studio`` without a browser: its flags, a port already in use, and a process free of torch."""
+"""``ciss-studio`` without a browser: its flags, a port already in use, and a process free of torch."""
 from __future__ import annotations
 
 import json
@@ -9,8 +9,8 @@ import sys
 import pytest
 from studio_process import REPO_ROOT, run_studio, studio_env
 
-from ciss_engine.cli import build_parser
 from ciss_engine.errors import ExitCode
+from ciss_studio.cli import build_parser
 
 # Builds the real app, opens a bundle and a CT, segments through the engine process, then lists heavy modules.
 NO_TORCH_SCRIPT = """
@@ -38,14 +38,14 @@ print(json.dumps({"results": list(app.context.session.results), "error": app.sta
 
 
 def test_defaults_serve_this_computer_only_on_port_8080():
-    args = build_parser().parse_args(["studio"])
+    args = build_parser().parse_args([])
     assert (args.host, args.port, args.bundle, args.ct, args.image_format, args.token) == ("127.0.0.1", 8080, None, None, "jpeg", None)
 
 
 @pytest.mark.parametrize("port", ["70000", "-1", "http"])
 def test_an_invalid_port_is_refused_saying_what_is_allowed(port, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        build_parser().parse_args(["studio", "--port", port])
+        build_parser().parse_args(["--port", port])
     assert exit_info.value.code == ExitCode.USAGE_ERROR
     assert "1 to 65535" in capsys.readouterr().err
 

@@ -19,7 +19,6 @@ COMMANDS: dict[str, str] = {
     "protocol": "Run the paper's class-incremental protocol (4-4, 4-2, 2-2, 4-1, 7-1) and compare strategies.",
     "phantom": "Write synthetic abdominal CTs with 8 organ labels.",
     "demo": "Build a base bundle and segment CTs end to end: a table and preview PNGs.",
-    "studio": "Serve the clinical workflow in a web browser: load, segment, paint a new organ, learn, compare, export.",
 }
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..dicom import EXPORT_FORMATS
 from ..errors import InputError
 from ..registry import ClassRegistry, OrganClass
 from .arguments import add_bundle_argument, comma_separated_choices
@@ -20,12 +21,11 @@ from .arguments import add_bundle_argument, comma_separated_choices
 if TYPE_CHECKING:
     from ..dicom.series import CtSeries
 
-FORMATS = ("rtstruct", "seg")
 OUTPUT_NAMES = {"rtstruct": "rtstruct.dcm", "seg": "seg.dcm"}
 
 
-# ``type=`` validator of ``--format``: a comma-separated subset of FORMATS.
-formats = comma_separated_choices(FORMATS, "format")
+# ``type=`` validator of ``--format``: a comma-separated subset of EXPORT_FORMATS.
+formats = comma_separated_choices(EXPORT_FORMATS, "format")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--series-uid", default=None, help="SeriesInstanceUID of the CT when the folder holds several series (default: the only series)")
     add_bundle_argument(parser, required=False)
     parser.add_argument("--classes", type=Path, default=None, help="a classes.json class registry, instead of --bundle (organs, colours and SNOMED CT codes)")
-    parser.add_argument("--format", type=formats, default=list(FORMATS), help="what to write, comma-separated: rtstruct (contours, for planning systems), seg (DICOM SEG) (default: rtstruct,seg)")
+    parser.add_argument("--format", type=formats, default=list(EXPORT_FORMATS), help="what to write, comma-separated: rtstruct (contours, for planning systems), seg (DICOM SEG) (default: rtstruct,seg)")
     parser.add_argument("--seg-type", choices=("binary", "labelmap"), default="binary", help="SEG segmentation type: binary (read by every DICOM SEG viewer, default) or labelmap (smaller; needs a viewer that knows the 2024 Label Map Segmentation IOD); no effect without seg in --format")
     parser.add_argument("--output", type=Path, required=True, help="output folder; rtstruct.dcm and seg.dcm are written (replaced) there")
 

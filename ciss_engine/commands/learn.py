@@ -4,12 +4,24 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..api.settings import STRATEGY_SETTINGS, settings_table
 from ..events import EventSink
 from ..training.loop_config import STANDARD_ITERATIONS, STEP_LEARNING_RATE
 from .arguments import add_schedule_arguments, loop_config_from, positive_float, positive_int, unit_fraction
 
 # Iterations per preset (benchmarks/RESULTS.md).
 PRESETS = {"quick": 150, "standard": STANDARD_ITERATIONS, "thorough": 1000}
+
+
+class ListSettings(argparse.Action):
+    """``--list-settings [STRATEGY]``: print a strategy's settings and exit, before the required arguments are asked for."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object, option_string: str | None = None) -> None:
+        strategy = values or namespace.strategy
+        if strategy not in STRATEGY_SETTINGS:
+            parser.error(f"unknown strategy {strategy!r}: choose one of {', '.join(STRATEGY_SETTINGS)}")
+        print(settings_table(str(strategy)))
+        parser.exit()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,10 +33,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("-i", "--images", nargs="+", required=True, help="CTs on which the new organs were annotated")
     parser.add_argument("-l", "--labels", nargs="+", required=True, help="label maps with ONLY the new organs (0 elsewhere, old organs unlabelled)")
-    parser.add_argument("--strategy", default="pcdd", help="pcdd (default), mib, plop, lwf or finetune")
+    parser.add_argument("--strategy", default="pcdd", help=f"one of {', '.join(STRATEGY_SETTINGS)} (default pcdd)")
     parser.add_argument(
         "--setting", action="append", default=[], metavar="NAME=VALUE",
-        help="a strategy setting, repeatable, e.g. --setting lambda_orcd=5 --setting temperature=0.1 (see README for the list)",
+        help="a setting of the strategy, repeatable, e.g. --setting lambda_orcd=5 --setting orcd_temperature=0.1 (--list-settings, docs/settings.md)",
+    )
+    parser.add_argument(
+        "--list-settings", action=ListSettings, nargs="?", choices=list(STRATEGY_SETTINGS), metavar="STRATEGY",
+        help="print the settings of STRATEGY (default: the --strategy given before it, else pcdd): values, default and why, then exit",
     )
     parser.add_argument("--preset", choices=sorted(PRESETS), default="standard", help=f"iteration budget: {PRESETS} (default standard)")
     parser.add_argument("--iterations", type=positive_int, default=None, help="iterations (overrides --preset)")
@@ -35,7 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_schedule_arguments(parser, learning_rate=STEP_LEARNING_RATE)
 
 
-def parse_settings_or_raise(items: list[str]) -> dict[str, str]:
+def setting_texts_or_raise(items: list[str]) -> dict[str, str]:
+    """NAME → VALUE of each ``--setting NAME=VALUE``, names as given: the step checks them against the strategy's."""
     from ..errors import InputError
 
     settings = {}
@@ -43,7 +60,7 @@ def parse_settings_or_raise(items: list[str]) -> dict[str, str]:
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
             raise InputError(f"invalid --setting {item!r}", "write settings as NAME=VALUE, e.g. --setting lambda_orcd=5")
-        settings[name.strip().split(".")[-1]] = value.strip()
+        settings[name.strip()] = value.strip()
     return settings
 
 
@@ -61,7 +78,7 @@ def run(args: argparse.Namespace, sink: EventSink) -> None:
         labels=[Path(p) for p in args.labels],
         loop=loop_config_from(args, iterations),
         strategy=args.strategy,
-        strategy_settings=parse_settings_or_raise(args.setting),
+        strategy_settings=setting_texts_or_raise(args.setting),
         batch_size=args.batch_size,
         seed=args.seed,
         fixed_threshold=args.fixed_threshold,

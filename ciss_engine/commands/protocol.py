@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..api.settings import STRATEGY_SETTINGS, parse_settings_or_raise
 from ..events import EventSink
 from ..training.loop_config import OFFLINE_ITERATIONS, STANDARD_ITERATIONS, STEP_LEARNING_RATE
 from .arguments import (
@@ -12,20 +13,29 @@ from .arguments import (
 
 
 def strategy_names(text: str) -> list[str]:
-    """``type=`` of ``--strategies``; the strategies (and torch) are imported only when ``protocol`` is parsed.
-    An empty list trains and scores only the base models (benchmarks share them between runs)."""
-    from ..strategies import STRATEGIES
-
-    return comma_separated_choices(tuple(STRATEGIES), "strategy", allow_empty=True)(text)
+    """``type=`` of ``--strategies``. An empty list trains and scores only the base models (benchmarks share them between runs)."""
+    return comma_separated_choices(tuple(STRATEGY_SETTINGS), "strategy", allow_empty=True)(text)
 
 
 def strategy_setting(text: str) -> tuple[str, str, str]:
-    """``type=`` of ``--setting``: ``STRATEGY.NAME=VALUE`` → (strategy, name, value)."""
+    """``type=`` of ``--setting``: ``STRATEGY.NAME=VALUE`` → (strategy, name, value); several strategies run, so
+    each setting names its own (``ciss learn`` runs one and takes plain ``NAME=VALUE``)."""
     key, sep, value = text.partition("=")
     strategy, dot, name = key.partition(".")
     if not (sep and dot and strategy.strip() and name.strip()):
         raise argparse.ArgumentTypeError(f"expected STRATEGY.NAME=VALUE, e.g. pcdd.lambda_orcd=5, got {text!r}")
     return strategy.strip(), name.strip(), value.strip()
+
+
+def settings_by_strategy_or_raise(items: list[tuple[str, str, str]]) -> dict[str, dict[str, str]]:
+    """``--setting`` values grouped by strategy, each checked against its strategy's settings (an InputError
+    before any data is written or trained on)."""
+    settings: dict[str, dict[str, str]] = {}
+    for strategy, name, value in items:
+        settings.setdefault(strategy, {})[name] = value
+    for strategy, values in settings.items():
+        parse_settings_or_raise(strategy, values)
+    return settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,15 +71,8 @@ def run(args: argparse.Namespace, sink: EventSink) -> None:
     from ..preprocessing import PreprocessingConfig
     from ..protocol import Case, ProtocolRequest, cases_in, run_protocol
     from ..protocol_report import markdown, write_reports
-    from ..strategies import STRATEGIES, parse_settings_or_raise
 
-    settings: dict[str, dict[str, str]] = {}
-    for strategy, name, value in args.setting:
-        settings.setdefault(strategy, {})[name] = value
-    for strategy, values in settings.items():  # checked before any data is written or trained on
-        if strategy not in STRATEGIES:
-            raise InputError(f"--setting names an unknown strategy {strategy!r}", f"choose one of {', '.join(STRATEGIES)}")
-        parse_settings_or_raise(STRATEGIES[strategy].settings_type, strategy, values)
+    settings = settings_by_strategy_or_raise(args.setting)
     output = ensure_writable_dir(Path(args.output))
     if args.data == "phantom":
         train = [Case(p / "image.nii.gz", p / "label_seg8.nii.gz") for p in write_cohort(output / "data" / "train", args.train_cases, 0)]

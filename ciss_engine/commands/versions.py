@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..bundle import describe_bundle
 from ..events import EventSink
-from .info import describe_bundle
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

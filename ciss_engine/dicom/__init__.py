@@ -7,6 +7,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+# What ``ciss export`` writes: RTSTRUCT contours (for planning systems) and DICOM SEG.
+EXPORT_FORMATS = ("rtstruct", "seg")
+
 _EXPORTS = {
     "CtSeries": "series",
     "DicomWarning": "series",

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..bundle import BundleVersion
+from ..bundle_schema import patch_multiples
 from ..errors import InputError
 from ..events import EventSink
 from .monai_classes import registry_from_metadata_or_raise
@@ -79,13 +80,13 @@ def import_monai_bundle(source: Path, output: Path, *, sink: EventSink) -> Bundl
     reader = ConfigReader.open_or_raise(layout.inference, source)
     network = source_network_or_raise(reader)
     registry, renamed = registry_from_metadata_or_raise(metadata, layout.metadata, network.config.out_channels)
-    preprocessing = source_preprocessing_or_raise(reader, len(network.config.blocks_down))
+    preprocessing = source_preprocessing_or_raise(reader, patch_multiples(network.config.to_json()))
     sink.progress("import", 1, STAGES)
     weights = load_source_weights_or_raise(layout.weights)
     sink.progress("import", 2, STAGES)
     mapped, difference = network_from_source_or_raise(network.config, weights, layout.weights, layout.inference)
     if difference > PARITY_TOLERANCE:
-        raise InputError(f"the imported network's outputs differ from MONAI's SegResNet by {difference:.3g}", "this is a bug in the importer: please report it with the bundle's name")
+        raise InputError(f"the imported network's outputs differ from MONAI's {network.config.name} by {difference:.3g}", "this is a bug in the importer: please report it with the bundle's name")
     sink.progress("import", 3, STAGES)
     licences = licence_files([source])
     record = _source_record(layout, metadata, renamed, licences)

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..errors import InputError
+from ..monai_zoo_architecture import is_int
 from ..preprocessing import PreprocessingConfig
 from ..preprocessing_options import CHOICES, IntensityStep
 from .monai_config import ConfigReader, target_name
@@ -151,8 +152,9 @@ class _PreprocessingBuilder:
             raise _not_reproduced(self.reader, where, f"({name}): {error}") from error
 
 
-def _sliding_window(reader: ConfigReader, levels: int) -> dict[str, Any]:
-    """The inferer's patch size, overlap, blending and padding."""
+def _sliding_window(reader: ConfigReader, multiples: tuple[int, int, int]) -> dict[str, Any]:
+    """The inferer's patch size, overlap, blending and padding; the patch a multiple of the network's downsampling
+    per axis (``multiples``), with at least two voxels on the network's coarsest level (a norm in training needs two)."""
     if not reader.has("inferer"):
         raise InputError(f"{reader.path} has no inferer", "CISSegmentation runs a model patch by patch; the bundle's inference config needs a SlidingWindowInferer")
     where, entry = reader.follow(reader.raw("inferer"), "inferer")
@@ -161,9 +163,12 @@ def _sliding_window(reader: ConfigReader, levels: int) -> dict[str, Any]:
     arguments = reader.arguments_or_raise(entry, where, read=SLIDING_WINDOW, ignored=SLIDING_WINDOW_IGNORED)
     roi = arguments["roi_size"]
     roi = [roi] * 3 if isinstance(roi, int) and not isinstance(roi, bool) else roi
-    step = 2 ** (levels - 1)
-    if not (isinstance(roi, list) and len(roi) == 3 and all(isinstance(v, int) and not isinstance(v, bool) and 8 <= v <= 512 and v % step == 0 for v in roi)):
-        raise _not_reproduced(reader, f"{where}::roi_size", f"is {arguments['roi_size']!r} (the engine needs three multiples of {step} in 8-512)")
+    if not (isinstance(roi, list) and len(roi) == 3 and all(is_int(v, 8, 512) and v % m == 0 for v, m in zip(roi, multiples))
+            and any(v > m for v, m in zip(roi, multiples))):
+        raise _not_reproduced(
+            reader, f"{where}::roi_size",
+            f"is {arguments['roi_size']!r} (the engine needs three multiples of {list(multiples)} in 8-512, one of them at least twice its multiple)",
+        )
     if arguments["sigma_scale"] != SLIDING_WINDOW["sigma_scale"] or arguments["cval"] != SLIDING_WINDOW["cval"]:
         raise _not_reproduced(reader, where, f"sets sigma_scale={arguments['sigma_scale']!r}, cval={arguments['cval']!r}")
     overlap = arguments["overlap"]
@@ -188,7 +193,7 @@ def _check_postprocessing(reader: ConfigReader) -> None:
             raise _not_reproduced(reader, where, f"({name}) sets {', '.join(changed)}")
 
 
-def source_preprocessing_or_raise(reader: ConfigReader, levels: int) -> PreprocessingConfig:
+def source_preprocessing_or_raise(reader: ConfigReader, multiples: tuple[int, int, int]) -> PreprocessingConfig:
     """What the engine must do to a CT to give the network what the source bundle gave it."""
     if not reader.has("preprocessing"):
         raise InputError(f"{reader.path} has no preprocessing", "a MONAI bundle's inference config lists its transforms as preprocessing")
@@ -206,5 +211,5 @@ def source_preprocessing_or_raise(reader: ConfigReader, levels: int) -> Preproce
     _check_postprocessing(reader)
     return PreprocessingConfig(
         hu_window=None, intensity=tuple(builder.intensity), intensity_before_resampling=builder.intensity_before_resampling,
-        **builder.spacing, **_sliding_window(reader, levels),
+        **builder.spacing, **_sliding_window(reader, multiples),
     )

@@ -55,6 +55,7 @@ class RegionCalibratedDistillation(nn.Module):
     class without a teacher, so only CRCD exposes it.
     """
 
+    # The loss's name in its settings (PCDD's ``orcd_temperature``): errors name the setting to change.
     flag_prefix = "calibrated_distillation"
 
     def __init__(
@@ -63,11 +64,11 @@ class RegionCalibratedDistillation(nn.Module):
     ) -> None:
         super().__init__()
         if not temperature > 0:
-            raise ValueError(f"{self.flag_prefix}.temperature must be > 0, got {temperature}")
+            raise ValueError(f"{self.flag_prefix}_temperature must be > 0, got {temperature}")
         if summand not in SUMMANDS:
-            raise ValueError(f"{self.flag_prefix}.summand must be one of {', '.join(SUMMANDS)}, got {summand!r}")
+            raise ValueError(f"summand must be one of {', '.join(SUMMANDS)}, got {summand!r}")
         if kl_direction not in KL_DIRECTIONS:
-            raise ValueError(f"{self.flag_prefix}.kl_direction must be one of {', '.join(KL_DIRECTIONS)}, got {kl_direction!r}")
+            raise ValueError(f"kl_direction must be one of {', '.join(KL_DIRECTIONS)}, got {kl_direction!r}")
         self.temperature = temperature
         self.include_background = include_background
         self.calibrated = calibrated

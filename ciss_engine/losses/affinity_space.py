@@ -11,7 +11,8 @@ from typing import Literal, get_args
 
 import torch
 
-AffinityFeatures = Literal["pre_activation", "post_activation", "centred"]
+from ..api.settings import AffinityFeatures
+
 AFFINITY_FEATURES = get_args(AffinityFeatures)
 
 

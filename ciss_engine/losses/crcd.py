@@ -18,11 +18,11 @@ class CurrentRegionDistillation(RegionCalibratedDistillation):
     organ: L = (1/|Mᵗ|)·Σ_{i∈Mᵗ} Σ_{c∈{0}∪O} aᵗ_{i,c}·d_{i,c}.
 
     Args:
-        temperature: T_a of the affinity softmax; the paper gives none, 1.0 [default] (flag
-            ``crcd.temperature``; 0.1 sharpens).
+        temperature: T_a of the affinity softmax; the paper gives none, 1.0 [default] (PCDD setting
+            ``crcd_temperature``; 0.1 sharpens).
         include_background: softmax over {0} ∪ S and sum over {0} ∪ O, background distilled too
-            [default True] (flag ``crcd.include_background``); False is the literal softmax over S and
-            sum over O.
+            [default True] (PCDD setting ``include_background``, shared with ORCD); False is the literal
+            softmax over S and sum over O.
         calibrated: affinity weights [default True]; False gives each class with a teacher the weight
             1/(number of such classes) and new classes none: the uniform baseline of the same summand,
             exactly MiB's unbiased KD on the region for ``summand="mib"`` (the ablation baseline "CRCD off").
@@ -30,8 +30,8 @@ class CurrentRegionDistillation(RegionCalibratedDistillation):
             looks like an old organ moves weight from d_{i,0} (which holds q₀) to −p_organ·log q_organ (which
             pulls q_organ up): sharp affinities let old organs spread into background (benchmarks/RESULTS.md,
             T_a = 0.1); the per-channel KL does not.
-        mib_scale: multiply the weights by (1+|S|)/(1+|O|) (flag ``crcd.mib_scale``; False here is Eq. 9 as
-            written, PCDD's setting ``crcd_mib_scale`` defaults to True). The softmax spreads a voxel's weight
+        mib_scale: multiply the weights by (1+|S|)/(1+|O|) (PCDD setting ``crcd_mib_scale``, default True;
+            False here is Eq. 9 as written). The softmax spreads a voxel's weight
             over the new classes too, so at flat affinities Eq. 9 is (1+|O|)/(1+|S|) of MiB's unbiased KD (5/9
             in a 4-4 step) and λ_crcd is not on MiB's scale; rescaled, flat affinities give exactly MiB's KD
             and the calibration only moves weight relative to it.

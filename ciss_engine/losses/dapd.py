@@ -1,14 +1,14 @@
 """DAPD: dual-aligned prototype distillation (PCDD Eqs. 10-12)."""
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import get_args
 
 import torch
 from torch import nn
 
+from ..api.settings import BackgroundMode
 from ..prototypes import local_prototypes
 
-BackgroundMode = Literal["mean_of_current_region", "sum_of_class_means"]
 BACKGROUND_MODES = get_args(BackgroundMode)
 
 
@@ -36,11 +36,11 @@ class DualAlignedPrototypeDistillation(nn.Module):
         num_old: |O|; labels 1..|O| are old classes.
         num_new: |N|; labels |O|+1..|O|+|N| are new classes, grouped with 0 as the background.
         lambda_ll: weight of the local-local term; None means 0.01/K (METHOD.md's starting point) with K the
-            feature channels (flag ``dapd.lambda_ll``).
-        lambda_lg: weight of the local-global term; None means 0.01/K (flag ``dapd.lambda_lg``).
+            feature channels (PCDD setting ``lambda_ll``).
+        lambda_lg: weight of the local-global term; None means 0.01/K (PCDD setting ``lambda_lg``).
         background: the current background prototype q̂₀: ``"mean_of_current_region"`` [default], the mean
             of Fᵗ over Ỹ ∈ {0} ∪ N; or ``"sum_of_class_means"``, the paper's literal form, the sum of the
-            means over Ỹ = 0 and over each present new class (flag ``dapd.background``).
+            means over Ỹ = 0 and over each present new class (PCDD setting ``dapd_background``).
     Shapes: features_new (B, K, D', H', W'), features_old (B, K, D', H', W'), pseudo_labels (B, D, H, W) long
         (downsampled by nearest neighbour if F is coarser; 255 ignored), global_prototypes (1+|O|, K)
         -> scalar (0 when no class of {0} ∪ O is present).
@@ -58,7 +58,7 @@ class DualAlignedPrototypeDistillation(nn.Module):
         if num_old < 1 or num_new < 1:
             raise ValueError(f"DAPD needs old and new classes, got num_old={num_old}, num_new={num_new}")
         if background not in BACKGROUND_MODES:
-            raise ValueError(f"dapd.background must be one of {BACKGROUND_MODES}, got {background!r}")
+            raise ValueError(f"dapd_background must be one of {BACKGROUND_MODES}, got {background!r}")
         for name, value in (("lambda_ll", lambda_ll), ("lambda_lg", lambda_lg)):
             if value is not None and value < 0:
                 raise ValueError(f"dapd.{name} must be ≥ 0, got {value}")

@@ -17,11 +17,11 @@ class OldRegionDistillation(RegionCalibratedDistillation):
     L = (1/|M^{t−1}|)·Σ_{i∈M^{t−1}} Σ_c a_{i,c}·d_{i,c}.
 
     Args:
-        temperature: T_a of the affinity softmax; the paper gives none, 1.0 [default] (flag
-            ``orcd.temperature``; 0.1 sharpens).
+        temperature: T_a of the affinity softmax; the paper gives none, 1.0 [default] (PCDD setting
+            ``orcd_temperature``; 0.1 sharpens).
         include_background: softmax and sum over {0} ∪ O, background distilled too [default True]
-            (flag ``orcd.include_background``); False is the literal c ∈ O, which leaves nothing to stop
-            old organs bleeding into background.
+            (PCDD setting ``include_background``, shared with CRCD); False is the literal c ∈ O, which leaves
+            nothing to stop old organs bleeding into background.
         calibrated: affinity weights [default True]; False gives each distilled class the weight
             1/(number of classes): the uniform baseline of the same summand, exactly MiB's unbiased KD on the
             region for ``summand="mib"`` (the ablation baseline "ORCD off").

@@ -8,20 +8,15 @@ so calibration changes how hard each class is held, never where the student is p
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal, get_args
+from typing import get_args
 
 import torch
 import torch.nn.functional as F
 
+from ..api.settings import KlDirection, Summand
 from .functional import check_logits, full_precision
 
-# "channel_kl": KL(Bern(p_c) ‖ Bern(q_c)) per channel [default]; "mib": −p_c·log q_c; "agreement": MiB's
-# summands, weighted per voxel by the teacher's agreement with the nearest prototype (affinity.py).
-Summand = Literal["channel_kl", "mib", "agreement"]
 SUMMANDS = get_args(Summand)
-# Which distribution comes first in the channel KL: the teacher's (its optimum is the teacher's mean) or
-# the student's (mode-seeking; the paper's notation KL(Ŝᵗ ‖ Ŝ^{t−1}) puts the student first).
-KlDirection = Literal["teacher_first", "student_first"]
 KL_DIRECTIONS = get_args(KlDirection)
 
 # Probabilities are clamped to [ε, 1 − ε] in float32 so that log(1 − q) stays finite.

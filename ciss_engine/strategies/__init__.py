@@ -1,7 +1,8 @@
-"""Incremental-step strategies by name; all run in one training loop (``training/incremental.py``)."""
+"""Incremental-step strategies by name; all run in one training loop (``training/incremental.py``).
+Their settings are declared, torch-free, in ``api/settings.py`` under the same names."""
 from __future__ import annotations
 
-from .base import StepBatch, StepContext, Strategy, StrategySettings, parse_settings_or_raise
+from .base import StepBatch, StepContext, Strategy
 from .finetune import FineTuning
 from .lwf import LearningWithoutForgetting
 from .mib import ModelingTheBackground
@@ -12,4 +13,4 @@ STRATEGIES: dict[str, type[Strategy]] = {
     cls.name: cls for cls in (PrototypeCalibratedDistillation, UniformDistillation, ModelingTheBackground, PseudoLabelling, LearningWithoutForgetting, FineTuning)
 }
 
-__all__ = ["STRATEGIES", "StepBatch", "StepContext", "Strategy", "StrategySettings", "parse_settings_or_raise"]
+__all__ = ["STRATEGIES", "StepBatch", "StepContext", "Strategy"]

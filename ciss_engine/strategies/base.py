@@ -1,19 +1,16 @@
-"""What every incremental-step strategy receives and returns, and its named, recorded settings."""
+"""What every incremental-step strategy receives and returns; its settings are declared in api/settings.py."""
 from __future__ import annotations
 
 import abc
 import dataclasses
-import typing
 from typing import Any, ClassVar, Literal
 
 import torch
 from monai.losses import DiceLoss
 
-from ..errors import BundleError, InputError
+from ..api.settings import CrcdBackground, StrategySettings, settings_record
+from ..errors import BundleError
 from ..prototypes import FeaturePrototypes, GlobalPrototypes
-
-
-CrcdBackground = Literal["running", "stored"]
 
 
 @dataclasses.dataclass
@@ -64,54 +61,10 @@ class StepBatch:
     current_region: torch.Tensor
 
 
-@dataclasses.dataclass(frozen=True)
-class StrategySettings:
-    """Base of each strategy's flags; every field is recorded in the bundle and settable with --setting."""
-
-    # Dice on the new organs' channels (all strategies alike, so comparisons stay fair): small organs
-    # get almost no gradient from voxel-averaged CE within a short CPU budget.
-    new_class_dice: float = 1.0
-    # Where the frozen old model's outputs on a patch come from: "cached" crops the maps of its one
-    # sliding-window pass over each whole CT (no old-model forward per iteration), "online" runs it on
-    # every patch (for CTs whose maps would not fit in memory); "auto" caches when they fit.
-    teacher: Literal["auto", "cached", "online"] = "auto"
-
-
-def parse_settings_or_raise(settings_type: type[StrategySettings], strategy: str, overrides: dict[str, str]) -> StrategySettings:
-    """Apply ``name=value`` overrides (from ``--setting strategy.name=value``) to the defaults, typed."""
-    fields = {f.name: f for f in dataclasses.fields(settings_type)}
-    hints = typing.get_type_hints(settings_type)
-    values: dict[str, Any] = {}
-    for name, text in overrides.items():
-        if name not in fields:
-            raise InputError(f"unknown setting {strategy}.{name}", f"settings of {strategy}: {', '.join(sorted(fields))}")
-        kind = hints[name]
-        if typing.get_origin(kind) is typing.Literal:
-            if text not in typing.get_args(kind):
-                raise InputError(f"invalid value {text!r} for setting {strategy}.{name}", f"choose one of {', '.join(typing.get_args(kind))}")
-            values[name] = text
-            continue
-        try:
-            if text.lower() in ("none", "null") and type(None) in typing.get_args(kind):
-                values[name] = None
-            elif kind is bool:
-                if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError(text)
-                values[name] = text.lower() in ("true", "1", "yes")
-            elif kind in (int, float, str):
-                values[name] = kind(text)
-            else:
-                values[name] = next(t(text) for t in typing.get_args(kind) if t is not type(None))
-        except (ValueError, StopIteration) as error:
-            raise InputError(f"invalid value {text!r} for setting {strategy}.{name}", f"expected {kind}") from error
-    return settings_type(**values)
-
-
 class Strategy(abc.ABC):
     """A way of learning new organs from new-organ labels only; subclasses combine the losses."""
 
-    name: ClassVar[str]
-    settings_type: ClassVar[type[StrategySettings]] = StrategySettings
+    name: ClassVar[str]  # its settings: api/settings.py, STRATEGY_SETTINGS[name]
     needs_old_model: ClassVar[bool] = True
     # Whether the loss reads the step's running new-organ prototypes (the loop only updates them then).
     uses_running_prototypes: ClassVar[bool] = False
@@ -122,7 +75,7 @@ class Strategy(abc.ABC):
         self._dice = DiceLoss(include_background=True, softmax=False, to_onehot_y=False)
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, **dataclasses.asdict(self.settings)}
+        return settings_record(self.name, self.settings)
 
     def new_class_dice(self, batch: StepBatch) -> torch.Tensor:
         """Soft Dice of the new organs' probabilities against their labels (complete for new organs)."""

@@ -1,19 +1,12 @@
 """LwF (Li & Hoiem 2017): plain CE plus knowledge distillation of the old classes' softmax."""
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 import torch.nn.functional as F
 
+from ..api.settings import LwfSettings
 from ..losses import LwfDistillation
-from .base import StepBatch, Strategy, StrategySettings
-
-
-@dataclasses.dataclass(frozen=True)
-class LwfSettings(StrategySettings):
-    lambda_kd: float = 10.0
-    temperature: float = 2.0
+from .base import StepBatch, Strategy
 
 
 class LearningWithoutForgetting(Strategy):
@@ -21,7 +14,6 @@ class LearningWithoutForgetting(Strategy):
     The CE still calls old organs background, which KD alone cannot fully undo (MiB's motivation)."""
 
     name = "lwf"
-    settings_type = LwfSettings
 
     def __init__(self, context, settings: LwfSettings) -> None:  # type: ignore[no-untyped-def]
         super().__init__(context, settings)

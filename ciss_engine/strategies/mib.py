@@ -1,17 +1,11 @@
 """MiB (Cermelli et al. CVPR 2020): unbiased CE + unbiased KD."""
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 
+from ..api.settings import MibSettings
 from ..losses import UnbiasedCrossEntropy, UnbiasedKnowledgeDistillation
-from .base import StepBatch, Strategy, StrategySettings
-
-
-@dataclasses.dataclass(frozen=True)
-class MibSettings(StrategySettings):
-    lambda_kd: float = 10.0
+from .base import StepBatch, Strategy
 
 
 class ModelingTheBackground(Strategy):
@@ -20,7 +14,6 @@ class ModelingTheBackground(Strategy):
     is matched by p₀ + Σ_N p (METHOD.md §3)."""
 
     name = "mib"
-    settings_type = MibSettings
 
     def __init__(self, context, settings: MibSettings) -> None:  # type: ignore[no-untyped-def]
         super().__init__(context, settings)

@@ -19,10 +19,11 @@ from typing import Any
 
 import torch
 
+from ..api.settings import StrategySettings, parse_settings_or_raise
 from ..bundle import STATUS_PUBLISHED, STATUS_REJECTED, Bundle, BundleVersion, write_version
 from ..bundle_lock import bundle_lock
 from ..cancellation import CancelToken
-from ..errors import BundleError, ForgettingRejected, InputError
+from ..errors import BundleError, ForgettingRejected
 from ..events import EventSink
 from ..forgetting_guard import GuardResult, check_forgetting
 from ..inference import load_network, sliding_window_outputs
@@ -31,8 +32,8 @@ from ..preprocessing import PreprocessingConfig
 from ..prototypes import FeaturePrototypes
 from ..pseudo_labels import make_pseudo_labels, region_masks
 from ..registry import ClassRegistry
-from ..strategies import STRATEGIES, StepBatch, StepContext, Strategy, parse_settings_or_raise
-from ..strategies.base import StrategySettings, total_loss
+from ..strategies import STRATEGIES, StepBatch, StepContext, Strategy
+from ..strategies.base import total_loss
 from .cases import case_sha256, prepare_cases
 from .checkpoint import ExtraState
 from .finished_runs import RUN_FINGERPRINT, version_written_by
@@ -55,7 +56,7 @@ class LearnRequest:
     labels: Sequence[Path]
     loop: LoopConfig
     strategy: str = "pcdd"
-    strategy_settings: dict[str, str] = dataclasses.field(default_factory=dict)
+    strategy_settings: dict[str, str] = dataclasses.field(default_factory=dict)  # NAME → text of --setting NAME=VALUE
     batch_size: int = 2
     seed: int = 0
     fixed_threshold: float | None = None
@@ -176,10 +177,8 @@ def learn_step(request: LearnRequest, *, device: torch.device, sink: EventSink, 
 
 
 def _learn_step_locked(request: LearnRequest, *, device: torch.device, sink: EventSink, cancel: CancelToken) -> tuple[BundleVersion, GuardResult]:
-    if request.strategy not in STRATEGIES:
-        raise InputError(f"unknown strategy {request.strategy!r}", f"choose one of {', '.join(STRATEGIES)}")
+    settings = parse_settings_or_raise(request.strategy, request.strategy_settings)
     strategy_type = STRATEGIES[request.strategy]
-    settings = parse_settings_or_raise(strategy_type.settings_type, request.strategy, request.strategy_settings)
     bundle = Bundle.open_or_raise(request.bundle)
     if request.resume and (finished := _finished_step(bundle, request, sink)) is not None:
         return finished

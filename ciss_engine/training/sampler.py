@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from monai.transforms import ClassesToIndices, RandCropByLabelClassesd, SpatialPad
+from monai.utils import convert_to_tensor
 
 from .augmentation import patch_augmentation
 from .cases import PreparedCase
@@ -86,8 +87,10 @@ class PatchSampler:
             if self._augment is not None:
                 self._augment.set_random_state(seed=int(rng.integers(2**31 - 1)))
                 patch = self._augment(patch)
-            images.append(torch.as_tensor(patch["image"]))
-            labels.append(torch.as_tensor(patch["label"])[0].long())
+            # Plain tensors: a MetaTensor sends every network op through MONAI's metadata tracking
+            # (measured 4-8 % of an iteration, benchmarks/RESULTS.md (h)) and torch.compile refuses it.
+            images.append(convert_to_tensor(patch["image"], track_meta=False))
+            labels.append(convert_to_tensor(patch["label"], track_meta=False)[0].long())
             if self._maps is not None:
-                maps.append(torch.as_tensor(patch["maps"]))
+                maps.append(convert_to_tensor(patch["maps"], track_meta=False))
         return PatchBatch(torch.stack(images).float(), torch.stack(labels), torch.stack(maps) if maps else None)

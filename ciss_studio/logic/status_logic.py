@@ -40,7 +40,7 @@ def describe_progress(progress: JobProgress) -> str:
 
 
 def internal_error(error: Exception) -> CissError:
-    return CissError(f"internal error of the studio: {error!r}", "report this with the studio's log (the terminal that runs `ciss studio`)")
+    return CissError(f"internal error of the studio: {error!r}", "report this with the studio's log (the terminal that runs `ciss-studio`)")
 
 
 class StatusLogic(PanelLogic[StatusState]):

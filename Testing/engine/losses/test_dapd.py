@@ -59,7 +59,7 @@ def test_batch_of_two_gathers_per_voxel_and_gradient_reaches_current_features_on
 
 
 def test_bad_arguments_raise():
-    with pytest.raises(ValueError, match="dapd.background"):
+    with pytest.raises(ValueError, match="dapd_background"):
         DualAlignedPrototypeDistillation(1, 1, background="sum")
     with pytest.raises(ValueError, match="lambda_ll"):
         DualAlignedPrototypeDistillation(1, 1, lambda_ll=-1.0)

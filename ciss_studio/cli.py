@@ -1,12 +1,18 @@
-"""``ciss studio``: the clinical workflow in a web browser (trame-slicer); see docs/studio.md.
+"""``ciss-studio`` (or ``python -m ciss_studio``): the clinical workflow in a web browser (trame-slicer); see docs/studio.md.
 
-The studio is imported inside ``run`` only: building the ``ciss`` parser must not load trame or VTK.
+The studio's own command, so that the engine never imports the studio; it reports errors and exit codes
+through the engine's command contract (``ciss_engine.cli.run_command``). trame and VTK are imported when
+the server starts, not when the arguments are parsed.
 """
 from __future__ import annotations
 
 import argparse
+import sys
 
-from ..events import EventSink
+from ciss_engine.cli import add_progress_arguments, run_command
+from ciss_engine.events import EventSink
+
+PROGRAM = "ciss-studio"
 
 
 def port_number(text: str) -> int:
@@ -20,7 +26,9 @@ def port_number(text: str) -> int:
     return value
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROGRAM, description="Serve the clinical workflow in a web browser: load, segment, paint a new organ, learn, compare, export.")
     parser.add_argument("-b", "--bundle", default=None, help="bundle folder to open at start (optional: it can be opened in the page)")
     parser.add_argument("--ct", default=None, help="CT to open at start: a NIfTI or NRRD file, or a DICOM series folder (optional)")
     parser.add_argument("--port", type=port_number, default=8080, help="TCP port to serve on (default 8080; 0 = any free port, printed at start)")
@@ -38,10 +46,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--image-format", choices=("jpeg", "png"), default="jpeg",
         help="how the views travel to the browser: jpeg (small, fast; default) or png (lossless, several times larger)",
     )
+    add_progress_arguments(parser)
+    return parser
 
 
-def run(args: argparse.Namespace, sink: EventSink) -> None:
-    from ciss_studio.serve import serve_studio
+def serve(args: argparse.Namespace, sink: EventSink) -> None:
+    from .serve import serve_studio
 
     serve_studio(bundle=args.bundle, ct=args.ct, host=args.host, port=args.port, image_format=args.image_format, sink=sink,
                  token=args.token)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    return run_command(serve, build_parser().parse_args(argv), argv, program=PROGRAM)

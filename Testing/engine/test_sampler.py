@@ -1,0 +1,59 @@
+"""PatchSampler on its own (training/sampler.py): each patch is centred on a class present in the case, drawn
+uniformly, or on background for ``background_share`` of the draws; the draws depend on (seed, iteration)
+alone, so a resumed run gets the very patches an uninterrupted one got."""
+from __future__ import annotations
+
+import pytest
+import torch
+from monai.data import MetaTensor
+
+from ciss_engine.training.cases import PreparedCase
+from ciss_engine.training.sampler import PatchSampler
+
+PATCH = (3, 3, 3)  # odd: the sampled voxel is the patch's centre
+NUM_CLASSES = 4  # class 3 is in no case
+
+
+def _case() -> PreparedCase:
+    """A large organ (class 1), a small one (class 2, 8 voxels) and background; the image is 10 × the label."""
+    label = torch.zeros((1, 16, 16, 16), dtype=torch.uint8)
+    label[0, 2:6, 2:6, 2:6] = 1
+    label[0, 9:11, 9:11, 9:11] = 2
+    return PreparedCase("case", MetaTensor(label.float() * 10), MetaTensor(label), "sha")
+
+
+def _sampler(seed: int = 0, background_share: float = 0.2, batch_size: int = 4) -> PatchSampler:
+    return PatchSampler([_case()], num_classes=NUM_CLASSES, patch_size=PATCH, batch_size=batch_size, seed=seed, background_share=background_share)
+
+
+@pytest.mark.parametrize("background_share", [0.2, 0.5])
+def test_each_present_class_gets_an_equal_share_and_background_its_own(background_share):
+    sampler = _sampler(background_share=background_share, batch_size=50)
+    batches = [sampler.batch(iteration) for iteration in range(4)]
+    centres = torch.cat([b.labels[:, 1, 1, 1] for b in batches])
+    shares = torch.bincount(centres, minlength=NUM_CLASSES).float() / len(centres)
+    organ_share = (1 - background_share) / 2
+    assert shares.tolist() == pytest.approx([background_share, organ_share, organ_share, 0.0], abs=0.1)  # 200 draws: 3 standard deviations
+    assert all(torch.equal(b.images[:, 0], b.labels.float() * 10) for b in batches), "image and label cropped alike"
+
+
+def test_the_same_seed_draws_the_same_patches_and_another_seed_others():
+    first, again, other = _sampler(seed=3), _sampler(seed=3), _sampler(seed=4)
+    for iteration in range(3):
+        assert torch.equal(first.batch(iteration).labels, again.batch(iteration).labels)
+        assert torch.equal(first.batch(iteration).images, again.batch(iteration).images)
+    assert not all(torch.equal(first.batch(i).labels, other.batch(i).labels) for i in range(3))
+
+
+def test_a_resumed_run_draws_what_the_uninterrupted_run_drew():
+    uninterrupted = _sampler(seed=5)
+    drawn = [uninterrupted.batch(iteration).labels for iteration in range(8)]
+    resumed = _sampler(seed=5)  # a new process that starts at iteration 6
+    assert [torch.equal(resumed.batch(i).labels, drawn[i]) for i in (6, 7, 6)] == [True, True, True]
+
+
+def test_patches_reach_the_network_as_plain_tensors():
+    """Cases are MetaTensors; their patches must not be: a MetaTensor sends every op of the forward and backward
+    through MONAI's metadata tracking, and torch.compile refuses it."""
+    batch = _sampler().batch(0)
+    assert [type(t) for t in (batch.images, batch.labels)] == [torch.Tensor, torch.Tensor]

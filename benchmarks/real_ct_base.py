@@ -1,0 +1,129 @@
+"""Benchmark (i): base models on the real CTs, as a site trains them (issue 14's goals).
+
+Three trainings with the same settings: on both real CTs (``ts_abdpelvis`` organs 1-4, ``chest_4x`` organs
+1-3; it has no gallbladder), and on each CT alone, scored on the other (transfer to another patient).
+Each model segments both CTs with ``ciss segment``; the table gives DSC per organ and the predicted organ
+voxels that lie more than ``--stray-mm`` from every labelled organ (1-8) of that CT: organs painted where
+there is no abdomen (the chest_4x CT reaches the neck and shoulders).
+
+With ``--step``, the model trained on both CTs then learns organs 5-8 from labels 5-8 only on both CTs with
+``ciss learn``'s defaults (the issue's real-CT step goal); the table adds every organ and each old organ's
+DSC after the step over its DSC before.
+
+Usage: python benchmarks/real_ct_base.py [-o DIR] [--runs both,ts_abdpelvis,chest_4x] [--step] [-- ciss train flags]
+A bundle already in DIR is reused (its training time is read from the .seconds file beside it).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from ciss_engine.bundle import Bundle  # noqa: E402
+
+DATA = Path(os.environ.get("CISS_DATA", ROOT.parent / "shared" / "data")) / "ct"
+ORGANS = {"spleen": 1, "kidney_right": 2, "kidney_left": 3, "gallbladder": 4}
+NEW_ORGANS = {"esophagus": 5, "pancreas": 6, "liver": 7, "stomach": 8}
+CTS = ("ts_abdpelvis", "chest_4x")
+
+
+def ciss(*args: object) -> None:
+    subprocess.run([sys.executable, "-m", "ciss_engine", *map(str, args), "--quiet"], check=True, cwd=ROOT)
+
+
+def timed_once(marker: Path, command: list[object]) -> float:
+    """Run a ciss command unless ``marker`` (its wall-clock seconds) says it already ran; the seconds."""
+    if not marker.exists():
+        began = time.perf_counter()
+        ciss(*command)
+        marker.write_text(f"{time.perf_counter() - began:.1f}")
+    return float(marker.read_text())
+
+
+def train(bundle: Path, cts: list[str], flags: list[str]) -> float:
+    return timed_once(bundle.parent / f"{bundle.name}.seconds", [
+        "train", "-i", *(DATA / ct / "image.nii.gz" for ct in cts), "-l", *(DATA / ct / "label_seg8.nii.gz" for ct in cts),
+        "--organs", ",".join(f"{name}={value}" for name, value in ORGANS.items()), "--other-labels", "background", "-o", bundle, *flags,
+    ])
+
+
+def learn_new_organs(bundle: Path, out: Path) -> float:
+    """Organs 5-8 from label maps that hold only them, on both CTs, with ciss learn's defaults."""
+    labels = []
+    for ct in CTS:
+        full = nib.load(str(DATA / ct / "label_seg8.nii.gz"))
+        data = np.asarray(full.dataobj)
+        labels.append(out / f"new_organs_{ct}.nii.gz")
+        nib.save(nib.Nifti1Image(np.where(np.isin(data, list(NEW_ORGANS.values())), data, 0).astype(np.uint8), full.affine), str(labels[-1]))
+    return timed_once(out / f"{bundle.name}.step.seconds", [
+        "learn", "-b", bundle, "--organ", ",".join(f"{name}={value}" for name, value in NEW_ORGANS.items()),
+        "-i", *(DATA / ct / "image.nii.gz" for ct in CTS), "-l", *labels, "--accept-forgetting",
+    ])
+
+
+def score(bundle: Path, version: str, ct: str, out: Path, stray_mm: float) -> dict[str, float]:
+    """DSC per organ of the version present in the CT's labels, and predicted organ voxels far from every labelled organ."""
+    prediction_path = out / f"{bundle.name}_{version}_{ct}.nii.gz"
+    ciss("segment", "-b", bundle, "--bundle-version", version, "-i", DATA / ct / "image.nii.gz", "-o", prediction_path, "--no-preview")
+    reference_image = nib.load(str(DATA / ct / "label_seg8.nii.gz"))
+    reference = np.asarray(reference_image.dataobj).astype(np.int64)
+    predicted = np.asarray(nib.load(str(prediction_path)).dataobj).astype(np.int64)
+    registry = Bundle(bundle).load(version).registry
+    scores: dict[str, float] = {}
+    for name, value in {**ORGANS, **NEW_ORGANS}.items():
+        if name not in registry.names:
+            continue
+        truth, guess = reference == value, predicted == registry.by_name(name).label
+        if truth.any():
+            scores[name] = float(2 * (truth & guess).sum() / (truth.sum() + guess.sum()))
+    spacing = reference_image.header.get_zooms()[:3]
+    distance = ndimage.distance_transform_edt(reference == 0, sampling=spacing)
+    scores["stray_voxels"] = float(((predicted > 0) & (distance > stray_mm)).sum())
+    return scores
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-o", "--output", type=Path, default=ROOT / "benchmarks" / "output" / "real_ct_base")
+    parser.add_argument("--runs", default="both," + ",".join(CTS), help="which trainings: both and/or single CT names")
+    parser.add_argument("--stray-mm", type=float, default=30.0)
+    parser.add_argument("--step", action="store_true", help="then learn organs 5-8 on the model trained on both CTs")
+    parser.add_argument("train_flags", nargs="*", help="after --: flags for ciss train (e.g. --iterations 1000)")
+    args = parser.parse_args()
+    args.output.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for run in args.runs.split(","):
+        cts = list(CTS) if run == "both" else [run]
+        bundle = args.output / f"base_{run}"
+        seconds = train(bundle, cts, args.train_flags)
+        results[run] = {"seconds": seconds, **{ct: score(bundle, "1.0.0", ct, args.output, args.stray_mm) for ct in CTS}}
+    if args.step:
+        bundle = args.output / "base_both"
+        seconds = learn_new_organs(bundle, args.output)
+        results["both, then step 5-8"] = {"seconds": seconds, **{ct: score(bundle, "1.1.0", ct, args.output, args.stray_mm) for ct in CTS}}
+    (args.output / "real_ct_base.json").write_text(json.dumps(results, indent=2))
+    organs = {**ORGANS, **NEW_ORGANS} if args.step else ORGANS
+    lines = [f"ciss train {' '.join(args.train_flags)}", "",
+             "| trained on | minutes | scored on | " + " | ".join(organs) + f" | organ voxels > {args.stray_mm:g} mm from any organ |",
+             "|---|---:|---|" + "---:|" * (len(organs) + 1)]
+    for run, result in results.items():
+        for ct in CTS:
+            before = results["both"][ct] if run.startswith("both, then") else {}
+            cells = [(f"{result[ct][name]:.2f}" + (f" ({result[ct][name] / before[name]:.2f} ×)" if before.get(name) else "")) if name in result[ct] else "–"
+                     for name in organs]
+            lines.append(f"| {run} | {result['seconds'] / 60:.1f} | {ct}{' (training CT)' if run.startswith('both') or run == ct else ''} | {' | '.join(cells)} | {result[ct]['stray_voxels']:.0f} |")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,256 @@
+"""Strategy settings, declared once: each strategy's settings dataclass, every field with its type,
+choices, default and a one-line why.
+
+``--setting`` parsing (``ciss learn``, ``ciss protocol``), ``ciss learn --list-settings``, what a bundle
+records of a step, the reading of older records and docs/settings.md are all made from these declarations,
+so a name cannot mean one thing on the command line and another in the loss. Names are flat and unique per
+strategy: a knob of one loss carries the loss's name (``orcd_temperature``, ``crcd_mib_scale``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import typing
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from ..errors import InputError
+
+# The per-class summand d that ORCD and CRCD weight (losses/summands.py): "channel_kl", KL(Bern(p_c) ‖ Bern(q_c))
+# per channel; "mib", −p_c·log q_c; "agreement", MiB's summands weighted per voxel by the teacher's agreement
+# with the nearest prototype (losses/affinity.py).
+Summand = Literal["channel_kl", "mib", "agreement"]
+# Which distribution comes first in the channel KL: the teacher's (its optimum is the teacher's mean) or
+# the student's (mode-seeking; the paper's notation KL(Ŝᵗ ‖ Ŝ^{t−1}) puts the student first).
+KlDirection = Literal["teacher_first", "student_first"]
+# The feature space of the affinities (losses/affinity_space.py).
+AffinityFeatures = Literal["pre_activation", "post_activation", "centred"]
+# CRCD's background prototype (StepContext.crcd_prototypes).
+CrcdBackground = Literal["running", "stored"]
+# DAPD's current background prototype (losses/dapd.py).
+BackgroundMode = Literal["mean_of_current_region", "sum_of_class_means"]
+# Where the frozen old model's outputs on a patch come from (training/incremental.py).
+TeacherSource = Literal["auto", "cached", "online"]
+
+_NOT_GIVEN: Any = object()
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
+
+
+def setting(default: Any, why: str, *, before: Any = _NOT_GIVEN, formerly: tuple[str, ...] = ()) -> Any:
+    """A settings field. ``before``: what steps recorded before the setting existed did (default: its
+    default); ``formerly``: names under which older bundles recorded it."""
+    return dataclasses.field(default=default, metadata={"why": why, "before": before, "formerly": formerly})
+
+
+@dataclasses.dataclass(frozen=True)
+class SettingSpec:
+    """One setting as the command line, the docs and the bundle record see it."""
+
+    name: str
+    type: type  # bool, int, float or str
+    default: Any
+    why: str
+    choices: tuple[str, ...] = ()
+    optional: bool = False  # "none" is a value too (the strategy then derives it)
+    before: Any = None  # the value of records written before the setting existed
+    formerly: tuple[str, ...] = ()
+
+    @property
+    def values(self) -> str:
+        """What the setting takes, in words (help, docs, error hints)."""
+        if self.choices:
+            text = f"one of {', '.join(self.choices)}"
+        else:
+            text = {bool: "true or false", int: "an integer", float: "a number"}.get(self.type, "text")
+        return f"{text} or none" if self.optional else text
+
+    def parse_or_raise(self, text: str, strategy: str) -> Any:
+        """The typed value of ``text``; an InputError naming the setting and what it takes otherwise."""
+        text = text.strip()
+        if self.optional and text.lower() in ("none", "null"):
+            return None
+        if self.choices:
+            if text in self.choices:
+                return text
+        elif self.type is bool:
+            if text.lower() in _TRUE + _FALSE:
+                return text.lower() in _TRUE
+        else:
+            try:
+                return self.type(text)
+            except ValueError:
+                pass
+        raise InputError(f"invalid value {text!r} for setting {self.name} of strategy {strategy}", f"{self.name} takes {self.values}")
+
+
+@dataclasses.dataclass(frozen=True)
+class StrategySettings:
+    """Settings every strategy takes; each field is recorded in the bundle and settable with --setting."""
+
+    new_class_dice: float = setting(
+        1.0, "weight of a soft Dice on the new organs (every strategy alike): small organs get almost no gradient from voxel-averaged CE")
+    # "cached" crops the maps of the old model's one sliding-window pass over each whole CT (no old-model forward
+    # per iteration); "online" runs it on every patch (CTs whose maps would not fit in memory).
+    teacher: TeacherSource = setting(
+        "auto", "where the old model's outputs come from: cached maps of each whole CT, online per patch, auto: cached when they fit "
+        "in a quarter of the free memory", before="online")
+
+
+@dataclasses.dataclass(frozen=True)
+class MibSettings(StrategySettings):
+    lambda_kd: float = setting(10.0, "weight of the unbiased KD (MiB's value)")
+
+
+@dataclasses.dataclass(frozen=True)
+class LwfSettings(StrategySettings):
+    lambda_kd: float = setting(10.0, "weight of the KD on the old channels")
+    temperature: float = setting(2.0, "temperature T of both KD softmaxes (LwF's value)")
+
+
+@dataclasses.dataclass(frozen=True)
+class PcddSettings(StrategySettings):
+    """Flags of METHOD.md §3; the [default] column of the spec is the default here."""
+
+    # METHOD.md's starting point is 10 for both (MiB's KD weight). ORCD averages over the old region only,
+    # so each of its voxels weighs |V|/|M| (~5-20) times more than in MiB's KD: λ_orcd = 10 lost old organs
+    # on the phantom validation split, 1 kept them. CRCD covers most voxels, like MiB's KD, and is the only
+    # term holding background where the unbiased CE lets old organs spread: at λ_crcd = 1 the real-CT step's
+    # spleen spread into background (85 % of its voxels), at 10 (MiB's scale) much less, for 0.013 All on
+    # the phantom validation split (benchmarks/RESULTS.md).
+    lambda_orcd: float = setting(1.0, "weight of ORCD; it averages over the old region only, where 10 (MiB's weight) lost old organs")
+    lambda_crcd: float = setting(10.0, "weight of CRCD, on MiB's scale: the term holding background where the unbiased CE lets old organs spread")
+    lambda_ll: float | None = setting(None, "weight of DAPD's local-local term; none: 0.01/K (K feature channels)")
+    lambda_lg: float | None = setting(None, "weight of DAPD's local-global term; none: 0.01/K (K feature channels)")
+    orcd_temperature: float = setting(1.0, "T_a of ORCD's affinity softmax (the paper gives none; 0.1 sharpens)", formerly=("temperature",))
+    crcd_temperature: float = setting(1.0, "T_a of CRCD's affinity softmax (the paper gives none; 0.1 sharpens)", formerly=("temperature",))
+    include_background: bool = setting(
+        True, "background in ORCD's and CRCD's affinity softmaxes and sums (d_0 = −p⁰ log q₀); false is the literal c ∈ O")
+    calibrated: bool = setting(True, "affinity weights; false weighs every class with a teacher alike (the uniform baseline of the same summand)")
+    # MiB's −p·log q moves the student's optimum to q ∝ a ⊙ p under uneven weights; the per-channel Bernoulli KL
+    # keeps it at the teacher for any affinity weights (METHOD.md §3, revised).
+    summand: Summand = setting(
+        "channel_kl", "per-class distillation summand: channel_kl keeps the optimum at the teacher for any weights, mib is −p·log q, "
+        "agreement weighs each voxel's MiB term", before="mib")
+    kl_direction: KlDirection = setting("teacher_first", "order of the channel KL: the teacher's first, or the student's (mode-seeking)")
+    # Post-activation cosines lie in [0, 1]: organ prototypes are nearly collinear there.
+    affinity_features: AffinityFeatures = setting(
+        "pre_activation", "where affinities are measured: the signed pre-activation tap, post_activation (cosines in [0, 1] cannot "
+        "separate organs) or centred on the prototypes' mean", before="post_activation")
+    crcd_background: CrcdBackground = setting(
+        "running", "CRCD's background prototype: this step's running one, or the stored one that still holds today's new organs",
+        before="stored")
+    # At Eq. 9's own scale the default T_a = 1 distilled the current region at 5/9 of MiB's strength in a 4-4 step;
+    # rescaled, the real-CT step kept 0.85/0.88/0.78 x of its old organs over three seeds instead of 0.72/0.78/0.66 x,
+    # and the phantom validation split moved from Old/New 0.336/0.358 to 0.347/0.347 (benchmarks/RESULTS.md).
+    crcd_mib_scale: bool = setting(
+        True, "CRCD's weights times (1+|S|)/(1+|O|), so flat affinities give exactly MiB's KD; false is Eq. 9 as written", before=False)
+    dapd_background: BackgroundMode = setting(
+        "mean_of_current_region", "DAPD's current background prototype: the mean over Ỹ ∈ {0} ∪ N, or sum_of_class_means (the paper's literal form)")
+    supervise_pseudo_labels: bool = setting(
+        False, "feed confident pseudo-labels Ỹ to the unbiased CE; METHOD.md's total loss puts it on the new labels Y only")
+
+
+@dataclasses.dataclass(frozen=True)
+class UniformSettings(PcddSettings):
+    """PCDD with flat affinity weights: the baseline against which the calibration's effect is measured."""
+
+    calibrated: bool = setting(False, "flat weights: PCDD − uniform is what the calibration buys; true makes this pcdd")
+
+
+# Every strategy by name (strategies/__init__.py holds their losses) with its settings.
+STRATEGY_SETTINGS: dict[str, type[StrategySettings]] = {
+    "pcdd": PcddSettings, "uniform": UniformSettings, "mib": MibSettings, "plop": StrategySettings, "lwf": LwfSettings,
+    "finetune": StrategySettings,
+}
+
+
+def settings_type_or_raise(strategy: str) -> type[StrategySettings]:
+    if strategy not in STRATEGY_SETTINGS:
+        raise InputError(f"unknown strategy {strategy!r}", f"choose one of {', '.join(STRATEGY_SETTINGS)}")
+    return STRATEGY_SETTINGS[strategy]
+
+
+@functools.cache
+def specs_of(settings_type: type[StrategySettings]) -> tuple[SettingSpec, ...]:
+    """The specs of a settings dataclass, in field order, from its annotations and ``setting`` metadata."""
+    hints = typing.get_type_hints(settings_type)
+    specs = []
+    for field in dataclasses.fields(settings_type):
+        kind, optional = hints[field.name], False
+        if type(None) in typing.get_args(kind):
+            kind, optional = next(t for t in typing.get_args(kind) if t is not type(None)), True
+        choices = typing.get_args(kind) if typing.get_origin(kind) is Literal else ()
+        before = field.metadata["before"]
+        specs.append(SettingSpec(
+            name=field.name, type=str if choices else kind, default=field.default, why=field.metadata["why"], choices=choices,
+            optional=optional, before=field.default if before is _NOT_GIVEN else before, formerly=field.metadata["formerly"],
+        ))
+    return tuple(specs)
+
+
+def _unknown_setting_hint(name: str, strategy: str, specs: Mapping[str, SettingSpec]) -> str:
+    renamed = [spec.name for spec in specs.values() if name in spec.formerly]
+    if renamed:
+        return f"{name} is now {' and '.join(renamed)}: set each by its own name"
+    # A dotted name is the old loss.name or strategy.name form: its underscored twin is often the setting.
+    close = difflib.get_close_matches(name.replace(".", "_"), list(specs), n=1)
+    guess = f"did you mean {close[0]}? " if close else ""
+    return f"{guess}settings of {strategy}: {', '.join(specs)} (`ciss learn --list-settings {strategy}` says what each does)"
+
+
+def parse_settings_or_raise(strategy: str, values: Mapping[str, str]) -> StrategySettings:
+    """The typed settings of ``strategy`` from NAME → text (``--setting NAME=VALUE``), the others at their defaults."""
+    settings_type = settings_type_or_raise(strategy)
+    specs = {spec.name: spec for spec in specs_of(settings_type)}
+    typed = {}
+    for name, text in values.items():
+        if name not in specs:
+            raise InputError(f"unknown setting {name!r} of strategy {strategy}", _unknown_setting_hint(name, strategy, specs))
+        typed[name] = specs[name].parse_or_raise(text, strategy)
+    return settings_type(**typed)
+
+
+def settings_record(strategy: str, settings: StrategySettings) -> dict[str, Any]:
+    """What a bundle records of a step's strategy (JSON-ready): its name and every setting."""
+    return {"name": strategy, **{spec.name: getattr(settings, spec.name) for spec in specs_of(type(settings))}}
+
+
+def recorded_settings(record: Mapping[str, Any]) -> StrategySettings:
+    """A ``settings_record``, also one of an older bundle, read back: a renamed setting from its former name
+    (``temperature`` → ``orcd_temperature`` and ``crcd_temperature``), one recorded before it existed at what
+    steps did then, one since removed (``crcd_weighting``) left out."""
+    settings_type = settings_type_or_raise(record["name"])
+    values = {}
+    for spec in specs_of(settings_type):
+        former = [name for name in spec.formerly if name in record]
+        values[spec.name] = record[spec.name] if spec.name in record else record[former[0]] if former else spec.before
+    return settings_type(**values)
+
+
+def _shown(value: Any) -> str:
+    return "none" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def settings_table(strategy: str) -> str:
+    """A strategy's settings as a Markdown table: what ``ciss learn --list-settings`` prints and docs/settings.md holds."""
+    rows = ["| setting | values | default | why |", "|---|---|---|---|"]
+    for spec in specs_of(settings_type_or_raise(strategy)):
+        cells = (f"`{spec.name}`", spec.values, f"`{_shown(spec.default)}`", spec.why)
+        rows.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join(rows)
+
+
+def settings_document() -> str:
+    """docs/settings.md, generated (Testing/engine/test_settings.py regenerates and compares it)."""
+    parts = [
+        "# Strategy settings",
+        "",
+        "Generated from `ciss_engine/api/settings.py`; do not edit (a test compares this page with the declarations).",
+        "`ciss learn --strategy NAME --setting SETTING=VALUE` changes one, `ciss protocol --setting STRATEGY.SETTING=VALUE`",
+        "one of a strategy among several; `ciss learn --list-settings NAME` prints a strategy's table. Every setting is",
+        "recorded in the bundle with the step.",
+    ]
+    for strategy in STRATEGY_SETTINGS:
+        parts += ["", f"## `{strategy}`", "", settings_table(strategy)]
+    return "\n".join(parts) + "\n"
