@@ -28,21 +28,21 @@ import io
 import json
 import logging
 import pickle
-import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from packaging.version import Version
+
 from .atomic import STAGING_PREFIX, json_bytes, output_error, staged_directory, temporary_glob, write_json_atomic
-from .bundle_schema import check_history_or_raise, check_metadata_or_raise, check_pointer_or_raise, check_prototypes_or_raise
+from .bundle_schema import SEMVER, check_history_or_raise, check_metadata_or_raise, check_pointer_or_raise, check_prototypes_or_raise
 from .errors import BundleError, InputError, OutputError
 from .fault_points import fault_point
 from .registry import ClassRegistry
 
 FORMAT = "ciss-bundle"
 FORMAT_VERSION = 1
-SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 STATUS_PUBLISHED = "published"
 STATUS_REJECTED = "rejected"
 # The files whose SHA-256 a version records (relative to its folder), and what ``check_files`` reports.
@@ -55,16 +55,17 @@ TAMPER_HINT = "the version's files are no longer those it was written with: rest
 LOG = logging.getLogger(__name__)
 
 
-def semver_key(version: str) -> tuple[int, int, int]:
-    match = SEMVER.match(version)
-    if not match:
+def semver_key(version: str) -> Version:
+    """``version`` for ordering (``packaging``); a bundle names versions ``MAJOR.MINOR.PATCH`` only, so "1.2" is refused."""
+    if not SEMVER.match(version):
         raise BundleError(f"invalid version {version!r}", "versions are semantic versions such as 1.2.0")
-    return tuple(int(g) for g in match.groups())  # type: ignore[return-value]
+    return Version(version)
 
 
 def next_minor(version: str) -> str:
-    major, minor, _ = semver_key(version)
-    return f"{major}.{minor + 1}.0"
+    """The version a learning step writes after ``version``: 1.2.3 → 1.3.0."""
+    parsed = semver_key(version)
+    return f"{parsed.major}.{parsed.minor + 1}.0"
 
 
 def sha256_of(path: Path) -> str:

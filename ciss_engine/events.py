@@ -13,6 +13,7 @@ import sys
 import time
 from typing import Any, TextIO
 
+from .api.events import Done, ErrorEvent, Event, Progress, WarningEvent
 from .errors import error_text
 
 
@@ -46,9 +47,10 @@ class EventSink:
         self._bars: dict[str, Any] = {}
         self._stage_started: dict[str, tuple[float, int]] = {}
 
-    def _emit(self, event: str, **fields: Any) -> None:
+    def emit(self, event: Event) -> None:
+        """Write ``event`` as one JSON line (jsonl mode only)."""
         if self.mode is ProgressMode.JSONL:
-            self.stdout.write(json.dumps(_clean({"event": event, **fields})) + "\n")
+            self.stdout.write(json.dumps(_clean(event.to_json())) + "\n")
             self.stdout.flush()
 
     def log(self, message: str) -> None:
@@ -71,7 +73,7 @@ class EventSink:
         if step < total and now - last_time < 1.0 and (step - last_step) * 100 < total:
             return
         self._last_emit[stage] = (now, step)
-        self._emit("progress", stage=stage, step=step, total=total, eta_s=None if eta is None else round(eta, 1), **fields)
+        self.emit(Progress(stage=stage, step=step, total=total, eta_s=None if eta is None else round(eta, 1), **fields))
 
     def _bar_update(self, stage: str, step: int, total: int, fields: dict[str, Any]) -> None:
         if not self.stderr.isatty():
@@ -93,25 +95,18 @@ class EventSink:
             bar.close()
         self._bars.clear()
 
-    def metric(self, **fields: Any) -> None:
-        self._emit("metric", **fields)
-
-    def emit(self, event: str, **fields: Any) -> None:
-        """A named event (``checkpoint_saved``, ``forgetting_guard``…) in jsonl mode."""
-        self._emit(event, **fields)
-
     def warning(self, message: str, hint: str, **fields: Any) -> None:
         """An input that can be used but deserves a look: a ``warning`` event and a log line."""
         self.log(f"warning: {message}\n  hint: {hint}")
-        self._emit("warning", message=message, hint=hint, **fields)
+        self.emit(WarningEvent(message=message, hint=hint, **fields))
 
-    def done(self, **fields: Any) -> None:
+    def done(self, result: Done) -> None:
         self._close_bars()
-        self._emit("done", **fields)
+        self.emit(result)
 
     def error(self, message: str, hint: str = "", **fields: Any) -> None:
         self._close_bars()
-        self._emit("error", message=message, hint=hint, **fields)
+        self.emit(ErrorEvent(message=message, hint=hint, **fields))
         if self.mode is not ProgressMode.JSONL:
             self.stderr.write(error_text(message, hint) + "\n")
             self.stderr.flush()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Callable
 
 import nibabel as nib
 import numpy as np
@@ -15,9 +14,6 @@ from .bundle import BundleVersion
 from .device import autocast, autocast_dtype
 from .network import AnyNetwork, build_network, network_config_from_json
 from .preprocessing import PreprocessingConfig, image_to_network, label_from_logits_nnunet, label_to_input_grid
-
-ProgressCallback = Callable[[int, int], None]
-
 
 def load_network(version: BundleVersion, device: torch.device) -> AnyNetwork:
     """The version's network with its weights, in eval mode on ``device``."""

@@ -17,6 +17,7 @@ import nibabel as nib
 import numpy as np
 import torch
 
+from .api.events import ProtocolMetric
 from .atomic import staged_directory, write_json_atomic
 from .bundle import Bundle
 from .cancellation import CancelToken
@@ -211,7 +212,7 @@ def run_protocol(request: ProtocolRequest, *, device: torch.device, sink: EventS
                 )
                 learn_step(learn, device=device, sink=quiet, cancel=cancel)
             seed_results[strategy] = _scored_entry(bundle, request.test, steps, device)
-            sink.metric(stage="protocol", seed=seed, strategy=strategy, old=seed_results[strategy]["old"], new=seed_results[strategy]["new"], all=seed_results[strategy]["all"])
+            sink.emit(ProtocolMetric(seed=seed, strategy=strategy, old=seed_results[strategy]["old"], new=seed_results[strategy]["new"], all=seed_results[strategy]["all"]))
         if request.run_offline:
             offline = root / OFFLINE
             if not (offline / "bundle.json").exists():

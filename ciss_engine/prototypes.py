@@ -6,7 +6,7 @@ calling ``view`` on the result mixes voxels and channels when B > 1, a known bug
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -128,20 +128,6 @@ class GlobalPrototypes:
         """Add one batch: features (B, K, D', H', W'), labels (B, D, H, W) with class ids 0..C-1."""
         self.update(*class_feature_sums(features, labels, self.num_classes))
 
-    def reset(self, class_ids: Iterable[int]) -> None:
-        """Forget classes, e.g. the background at the start of every step (it held today's new organs)."""
-        for class_id in class_ids:
-            self.means[class_id] = 0.0
-            self.counts[class_id] = 0
-
-    def grow(self, num_classes: int) -> None:
-        """Append empty rows for the new classes of a step; existing rows are kept."""
-        extra = num_classes - self.num_classes
-        if extra < 0:
-            raise ValueError(f"cannot shrink prototypes from {self.num_classes} to {num_classes} classes")
-        self.means = torch.cat([self.means, self.means.new_zeros(extra, self.channels)])
-        self.counts = torch.cat([self.counts, self.counts.new_zeros(extra)])
-
     def as_tensor(self, device: torch.device | str = "cpu") -> torch.Tensor:
         """The means as float32 (C, K) on ``device``, for affinities and losses."""
         return self.means.to(device=device, dtype=torch.float32)
@@ -206,11 +192,6 @@ class FeaturePrototypes:
 
     def spaces(self) -> tuple[GlobalPrototypes, ...]:
         return (self.post,) if self.pre is None else (self.post, self.pre)
-
-    def reset(self, class_ids: Iterable[int]) -> None:
-        class_ids = list(class_ids)
-        for store in self.spaces():
-            store.reset(class_ids)
 
     def copy_rows_from(self, other: FeaturePrototypes, rows: slice) -> None:
         """Take ``rows`` (means and counts, both spaces) from ``other``, e.g. the old organs' stored ones."""

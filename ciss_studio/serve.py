@@ -11,6 +11,7 @@ import os
 import socket
 import sys
 
+from ciss_engine.api.events import ServerStarted
 from ciss_engine.errors import InputError
 from ciss_engine.events import EventSink
 
@@ -87,7 +88,7 @@ def serve_studio(*, bundle: str | None, ct: str | None, host: str, port: int, im
         if gate is not None and not gate.installed:  # fail closed: never serve a network address unguarded
             raise RuntimeError("the studio's access-token check was not installed in its web server")
         url = address_with_token(browser_address(host, app.server.port), token)
-        sink.emit("server_started", url=url, host=host, port=app.server.port, token_required=gate is not None)
+        sink.emit(ServerStarted(url=url, host=host, port=app.server.port, token_required=gate is not None))
         sink.log(f"CISS Studio: open {url} in a web browser (Ctrl+C stops it)")
         if not is_loopback(host):
             sink.log("CISS Studio: plain HTTP carries the token and the images unencrypted: let others in through an "

@@ -58,7 +58,8 @@ class EngineLauncher:
 
     def job(self, *args: str | os.PathLike[str], callbacks: JobCallbacks | None = None, cancel_grace_s: float = 10.0) -> EngineJob:
         """An (unstarted) engine run of ``ciss ARGS`` with JSON-line progress."""
-        return EngineJob(self.command(*args), env=self.environment(), cwd=self.working_dir, callbacks=callbacks, cancel_grace_s=cancel_grace_s)
+        return EngineJob(self.command(*args), env=self.environment(), cwd=self.working_dir, callbacks=callbacks, cancel_grace_s=cancel_grace_s,
+                         engine_command=str(args[0]))
 
     def check_or_raise(self, timeout_s: float = 120.0) -> str:
         """Run ``ciss --version``; the version text, or an error saying how to install the engine."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import enum
-import json
 import queue
 import signal
 import subprocess
@@ -19,8 +18,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from ciss_engine.api.events import Done, ErrorEvent, Event, Progress, parse_event
 from ciss_engine.errors import ExitCode, error_text
 
 from .errors import EngineFailedError, EngineNotInstalledError
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 LOG_TAIL_LINES = 200
 PIPE_DRAIN_S = 5.0
+E = TypeVar("E", bound=Event)
 
 
 class JobState(enum.Enum):
@@ -41,48 +42,24 @@ class JobState(enum.Enum):
     REJECTED = "rejected by the forgetting guard"
 
 
-@dataclasses.dataclass(frozen=True)
-class JobEvent:
-    """One JSON object the engine wrote on stdout, e.g. ``{"event": "progress", "step": 3, ...}``."""
-
-    kind: str
-    data: dict[str, Any]
-
-    @classmethod
-    def from_line(cls, line: str) -> JobEvent | None:
-        """The event on ``line``, or None when the line is not a JSON event (then it is a log line)."""
-        try:
-            data = json.loads(line)
-        except ValueError:
-            return None
-        if not isinstance(data, dict) or not isinstance(data.get("event"), str):
-            return None
-        return cls(kind=data["event"], data=data)
+def describe_progress(progress: Progress) -> str:
+    """``train: 120/400, loss 0.412, about 1 min 35 s left``: the progress line of both front ends."""
+    parts = [f"{progress.stage}: {progress.step}/{progress.total}"]
+    if progress.loss is not None:
+        parts.append(f"loss {progress.loss:.3f}")
+    if progress.eta_s is not None:
+        parts.append(f"about {int(progress.eta_s // 60)} min {int(progress.eta_s % 60)} s left")
+    return ", ".join(parts)
 
 
-@dataclasses.dataclass(frozen=True)
-class JobProgress:
-    """A ``progress`` event: ``step`` of ``total`` in ``stage``, with an ETA when the engine has one."""
-
-    stage: str
-    step: int
-    total: int
-    eta_s: float | None = None
-    loss: float | None = None
-
-    @property
-    def fraction(self) -> float:
-        return min(1.0, self.step / self.total) if self.total > 0 else 0.0
-
-    @classmethod
-    def from_event(cls, event: JobEvent) -> JobProgress:
-        data = event.data
-        return cls(str(data.get("stage") or ""), int(data.get("step") or 0), int(data.get("total") or 0), data.get("eta_s"), data.get("loss"))
+def describe_event(event: Event) -> str:
+    """An event as one log line: ``checkpoint_saved: stage=train, iteration=100, path=…``."""
+    return f"{event.kind}: " + ", ".join(f"{key}={value}" for key, value in event.payload().items())
 
 
-def error_lines(error: dict[str, Any]) -> list[str]:
+def error_lines(error: ErrorEvent) -> list[str]:
     """An ``error`` event as the engine prints it on a terminal (in jsonl mode it is only an event, not on stderr)."""
-    return error_text(error.get("message") or "no message", error.get("hint") or "").splitlines()
+    return error_text(error.message or "no message", error.hint or "").splitlines()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,29 +72,30 @@ class JobResult:
 
     state: JobState
     exit_code: int | None
-    done: dict[str, Any] | None
-    error: dict[str, Any] | None
-    events: tuple[JobEvent, ...]
+    done: Done | None
+    error: ErrorEvent | None
+    events: tuple[Event, ...]
     log_tail: str
 
     @property
     def message(self) -> str:
-        if self.error and self.error.get("message"):
-            return str(self.error["message"])
+        if self.error and self.error.message:
+            return self.error.message
         if self.state is JobState.FAILED:
             return _crash_message(self.exit_code)
         return self.state.value
 
     @property
     def hint(self) -> str:
-        if self.error and self.error.get("hint"):
-            return str(self.error["hint"])
+        if self.error and self.error.hint:
+            return self.error.hint
         if self.state is JobState.FAILED:
             return "the engine's log (below) says what went wrong; run the same command in a terminal to reproduce it"
         return ""
 
-    def last_event(self, kind: str) -> JobEvent | None:
-        return next((e for e in reversed(self.events) if e.kind == kind), None)
+    def last_event(self, kind: type[E]) -> E | None:
+        """The last event of type ``kind`` (e.g. ``ForgettingGuard``)."""
+        return next((e for e in reversed(self.events) if isinstance(e, kind)), None)
 
     def to_error(self) -> EngineFailedError:
         """The outcome as an error to show: message, hint, and the log with the engine's error report."""
@@ -126,7 +104,10 @@ class JobResult:
 
 def _crash_message(exit_code: int | None) -> str:
     if exit_code is not None and exit_code < 0:
-        name = signal.Signals(-exit_code).name if -exit_code in signal.Signals._value2member_map_ else str(-exit_code)
+        try:
+            name = signal.Signals(-exit_code).name
+        except ValueError:  # a signal number this platform has no name for
+            name = str(-exit_code)
         reason = " (out of memory?)" if name == "SIGKILL" else ""
         return f"the engine crashed: killed by {name}{reason}"
     return f"the engine stopped with exit code {exit_code} and no error message"
@@ -136,8 +117,8 @@ def _crash_message(exit_code: int | None) -> str:
 class JobCallbacks:
     """What a front end wants to hear; every callback runs inside ``EngineJob.poll``."""
 
-    on_progress: Callable[[JobProgress], None] | None = None
-    on_event: Callable[[JobEvent], None] | None = None
+    on_progress: Callable[[Progress], None] | None = None
+    on_event: Callable[[Event], None] | None = None
     on_log: Callable[[str], None] | None = None
     on_finished: Callable[[JobResult], None] | None = None
 
@@ -150,8 +131,9 @@ class EngineJob:
     """
 
     def __init__(self, command: Sequence[str], *, env: dict[str, str] | None = None, cwd: str | None = None,
-                 callbacks: JobCallbacks | None = None, cancel_grace_s: float = 10.0) -> None:
+                 callbacks: JobCallbacks | None = None, cancel_grace_s: float = 10.0, engine_command: str | None = None) -> None:
         self.command = [str(part) for part in command]
+        self.engine_command = engine_command  # the ``ciss`` sub-command: it decides the keys of the done event
         self.env = env
         self.cwd = cwd
         self.callbacks = callbacks or JobCallbacks()
@@ -161,7 +143,7 @@ class EngineJob:
         self._process: subprocess.Popen[str] | None = None
         self._queue: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._threads: list[threading.Thread] = []
-        self._events: list[JobEvent] = []
+        self._events: list[Event] = []
         self._log_tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
         self._cancel_deadline: float | None = None
         self._descendants: dict[int, psutil.Process] = {}  # psutil is imported on cancel: it arrives with the engine
@@ -273,17 +255,17 @@ class EngineJob:
                 kind, line = self._queue.get_nowait()
             except queue.Empty:
                 return
-            event = JobEvent.from_line(line) if kind == "stdout" else None
+            event = parse_event(line, self.engine_command) if kind == "stdout" else None
             if event is None:
                 self._log_tail.append(line)
                 if self.callbacks.on_log:
                     self.callbacks.on_log(line)
                 continue
             self._events.append(event)
-            if event.kind == "error":
-                self._log_tail.extend(error_lines(event.data))
-            if event.kind == "progress" and self.callbacks.on_progress:
-                self.callbacks.on_progress(JobProgress.from_event(event))
+            if isinstance(event, ErrorEvent):
+                self._log_tail.extend(error_lines(event))
+            if isinstance(event, Progress) and self.callbacks.on_progress:
+                self.callbacks.on_progress(event)
             if self.callbacks.on_event:
                 self.callbacks.on_event(event)
 
@@ -291,8 +273,8 @@ class EngineJob:
         code = self._process.returncode
         if self._cancel_deadline is not None:
             self._kill_remembered()
-        done = next((e.data for e in reversed(self._events) if e.kind == "done"), None)
-        error = next((e.data for e in reversed(self._events) if e.kind == "error"), None)
+        done = next((e for e in reversed(self._events) if isinstance(e, Done)), None)
+        error = next((e for e in reversed(self._events) if isinstance(e, ErrorEvent)), None)
         if self._cancel_deadline is not None and code != ExitCode.OK:
             state = JobState.CANCELLED
         elif code == ExitCode.OK:

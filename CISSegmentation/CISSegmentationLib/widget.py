@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import qt
 import slicer
 
+from ciss_engine.api.events import Done, ErrorEvent, Event, ForgettingGuard, Progress
 from ciss_engine.registry import OrganClass
 
 from .bundle_reader import BundleInfo, catalog_rgb, known_organ_names, new_organ_or_raise, read_bundle_or_raise
@@ -20,7 +21,7 @@ from .dicom_export import DicomFormat, export_dicom_or_raise
 from .engine_commands import EngineLauncher
 from .errors import CissError, InputError
 from .install_logic import SlicerInstaller, missing_requirements_or_raise
-from .job_runner import EngineJob, JobCallbacks, JobEvent, JobProgress, JobResult, JobState
+from .job_runner import EngineJob, JobCallbacks, JobResult, JobState, describe_event, describe_progress
 from .segmentation_logic import TRAINING_ROLE
 from .terminology import organ_name_or_raise
 from .workflow_logic import LearnOutcome, SegmentOutcome, WorkflowLogic
@@ -203,22 +204,17 @@ class CISSegmentationPanel:
             self.job = None
         self._update_buttons()
 
-    def _on_progress(self, progress: JobProgress) -> None:
+    def _on_progress(self, progress: Progress) -> None:
         self.ui.progressBar.value = int(progress.fraction * 1000)
-        details = [f"{progress.stage}: {progress.step}/{progress.total}"]
-        if progress.loss is not None:
-            details.append(f"loss {progress.loss:.3f}")
-        if progress.eta_s is not None:
-            details.append(f"about {int(progress.eta_s // 60)} min {int(progress.eta_s % 60)} s left")
-        self.ui.progressLabel.text = ", ".join(details)
+        self.ui.progressLabel.text = describe_progress(progress)
 
-    def _on_event(self, event: JobEvent) -> None:
-        if event.kind not in ("progress", "done", "error"):  # metrics, checkpoints, the guard: worth a log line
-            self.ui.logTextEdit.appendPlainText(f"{event.kind}: " + ", ".join(f"{k}={v}" for k, v in event.data.items() if k != "event"))
-        if event.kind == "forgetting_guard":
-            agreement = ", ".join(f"{k} {v:.2f}" for k, v in event.data.get("agreement", {}).items())
-            verdict = "passed" if event.data.get("passed") else "REJECTED"
-            self.ui.guardLabel.text = f"Forgetting guard {verdict}: agreement with the old version {agreement} (threshold {event.data.get('threshold')})"
+    def _on_event(self, event: Event) -> None:
+        if not isinstance(event, (Progress, Done, ErrorEvent)):  # metrics, checkpoints, the guard: worth a log line
+            self.ui.logTextEdit.appendPlainText(describe_event(event))
+        if isinstance(event, ForgettingGuard):
+            agreement = ", ".join(f"{k} {v:.2f}" for k, v in event.agreement.items())
+            verdict = "passed" if event.passed else "REJECTED"
+            self.ui.guardLabel.text = f"Forgetting guard {verdict}: agreement with the old version {agreement} (threshold {event.threshold})"
 
     def _on_cancel_clicked(self) -> None:
         if self.job is not None:

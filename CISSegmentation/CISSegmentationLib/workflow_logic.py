@@ -13,8 +13,9 @@ import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from ciss_engine.api.events import ForgettingGuard, LearnDone, SegmentDone
 from ciss_engine.registry import OrganClass
 
 from .bundle_reader import BundleInfo, read_bundle_or_raise
@@ -46,7 +47,7 @@ class LearnOutcome:
     result: JobResult
     new_version: str | None
     previous_version: str
-    forgetting_guard: dict[str, Any] | None
+    forgetting_guard: ForgettingGuard | None
     training: TrainingFiles
 
     @property
@@ -104,7 +105,7 @@ class WorkflowLogic:
         def finished(result: JobResult) -> None:
             node, used = None, None
             if result.state is JobState.SUCCEEDED:
-                used = str(result.done.get("version")) if result.done and result.done.get("version") else version or bundle.current
+                used = result.done.version if isinstance(result.done, SegmentDone) else version or bundle.current
                 organs = read_bundle_or_raise(bundle.path, used).organs
                 node = self.segmentation_logic.import_label_map(output, volume_node, organs, name=f"{volume_node.GetName()} organs {used}",
                                                                 show_3d=show_3d, role=RESULT_ROLE)
@@ -132,11 +133,11 @@ class WorkflowLogic:
         training = self.training_set.write_or_raise(cases, names, folder)
 
         def finished(result: JobResult) -> None:
-            guard = result.last_event("forgetting_guard")
+            guard = result.last_event(ForgettingGuard)
             # A rejected step ends without a done event; its guard event names the version it wrote.
-            new_version = (result.done or {}).get("version") or (guard.data.get("version") if guard else None)
+            new_version = result.done.version if isinstance(result.done, LearnDone) else guard.version if guard else None
             if on_done:
-                on_done(LearnOutcome(result, new_version, bundle.current, guard.data if guard else None, training))
+                on_done(LearnOutcome(result, new_version, bundle.current, guard, training))
 
         args = learn_args(
             bundle=bundle.path, organs=[(o.name, o.rgb) for o in new_organs], images=training.images, labels=training.labels,

@@ -8,7 +8,7 @@ import pytest
 import torch
 from ciss_test_helpers import record_checksums
 
-from ciss_engine.bundle import STATUS_REJECTED, Bundle, load_version_or_raise, write_version
+from ciss_engine.bundle import STATUS_REJECTED, Bundle, load_version_or_raise, next_minor, semver_key, write_version
 from ciss_engine.errors import BundleError
 
 
@@ -119,6 +119,14 @@ def test_versions_rollback_and_rejected_versions(tiny_bundle, tmp_path):
         handle.set_current("1.2.0")
     with pytest.raises(BundleError, match="version 9.9.9 does not exist"):
         handle.load("9.9.9")
+
+
+def test_versions_order_as_numbers_and_the_next_is_the_next_minor():
+    assert sorted(["1.10.0", "1.9.0", "1.0.0", "2.0.0"], key=semver_key) == ["1.0.0", "1.9.0", "1.10.0", "2.0.0"]
+    assert next_minor("1.9.3") == "1.10.0"
+    for bad in ("1.2", "1.2.0rc1", "v1.2.0"):  # packaging would read these; a bundle's folders never use them
+        with pytest.raises(BundleError, match="invalid version"):
+            semver_key(bad)
 
 
 def test_a_failed_write_leaves_no_partial_version(tiny_bundle, tmp_path):

@@ -1,7 +1,18 @@
+import collections
+import re
+
 import pytest
+from pydicom.sr.codedict import codes
 
 from ciss_engine.errors import InputError
-from ciss_engine.registry import ClassRegistry, known_organ_names, make_organ, parse_organ_spec, parse_rgb
+from ciss_engine.registry import CATEGORY, ClassRegistry, Code, known_organ_names, make_organ, parse_organ_spec, parse_rgb
+
+# Codes of the catalog that differ from pydicom's dictionary on purpose, with the reason.
+DELIBERATE = {
+    # DICOM CID 7150 names 91723000 "Anatomical Structure"; 3D Slicer's General Anatomy terminology, which the desktop
+    # panel matches segments against (Testing/slicer_logic/test_segmentation_logic.py), uses 123037004 for it.
+    ("123037004", "Anatomical Structure"),
+}
 
 
 def test_paper_organs_are_known_with_snomed_codes():
@@ -12,6 +23,31 @@ def test_paper_organs_are_known_with_snomed_codes():
     assert make_organ("kidney_left", 1).modifier.meaning == "Left"
     assert make_organ("kidney_right", 1).type == make_organ("kidney_left", 1).type
     assert len(known_organ_names()) >= 25
+
+
+def _pydicom_names() -> dict[str, set[str]]:
+    """Every meaning pydicom gives each SNOMED CT code, in lower case, with the "(body structure)" tag and a
+    trailing "structure" dropped (pydicom lists "Urinary bladder structure (body structure)" beside "Bladder")."""
+    names: dict[str, set[str]] = collections.defaultdict(set)
+    for code in codes.SCT.concepts.values():
+        names[code.value].add(re.sub(r"( structure)?( \(body structure\))?$", "", code.meaning.lower()))
+    return names
+
+
+def test_catalog_snomed_codes_agree_with_pydicom_where_it_knows_them():
+    catalog = [make_organ(name, 1) for name in known_organ_names()]
+    used: list[Code] = [CATEGORY, *(organ.type for organ in catalog), *(organ.modifier for organ in catalog if organ.modifier)]
+    names, codes_of_name = _pydicom_names(), collections.defaultdict(set)
+    for value, meanings in names.items():
+        for meaning in meanings:
+            codes_of_name[meaning].add(value)
+    wrong = {
+        (code.code, code.meaning) for code in used
+        if (code.code in names and code.meaning.lower() not in names[code.code])  # a code pydicom knows, under another name
+        or (code.meaning.lower() in codes_of_name and code.code not in codes_of_name[code.meaning.lower()])  # a name, another code
+    }
+    assert all(code.scheme == "SCT" for code in used) and wrong == DELIBERATE
+    assert sum(code.code in names for code in used) > 0.9 * len(used)  # the check sees nearly every code
 
 
 def test_custom_organ_needs_a_colour_and_gets_a_private_code():

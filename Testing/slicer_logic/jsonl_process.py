@@ -44,7 +44,7 @@ def main(argv: list[str]) -> int:
         for step in range(1, total + 1):
             time.sleep(sleep_s)
             emit("progress", stage="train", step=step, total=total, loss=round(1.0 / step, 4), eta_s=round((total - step) * sleep_s, 3))
-        emit("checkpoint_saved", path="ckpt.pt", step=total)
+        emit("checkpoint_saved", stage="train", iteration=total, path="ckpt.pt")
         emit("done", version="1.1.0")
         return 0
     if mode == "blocked":

@@ -16,7 +16,8 @@ from ciss_engine.cli import build_parser
 from ciss_engine.registry import parse_organ_spec
 from CISSegmentationLib.engine_commands import EngineLauncher, export_args, learn_args, rollback_args, segment_args
 from CISSegmentationLib.errors import EngineFailedError, EngineNotInstalledError
-from CISSegmentationLib.job_runner import EngineJob, JobCallbacks, JobEvent, JobState
+from ciss_engine.api.events import TrainMetric, parse_event
+from CISSegmentationLib.job_runner import EngineJob, JobCallbacks, JobState
 
 SCRIPT = Path(__file__).with_name("jsonl_process.py")
 
@@ -49,16 +50,17 @@ def test_progress_events_reach_the_callbacks_in_order():
     assert [p.fraction for p in progress] == [0.25, 0.5, 0.75, 1.0]
     assert progress[1].loss == 0.5 and progress[0].eta_s == pytest.approx(0.03)
     assert [e.kind for e in events] == ["progress"] * 4 + ["checkpoint_saved", "done"]
-    assert result.done == {"event": "done", "version": "1.1.0"}
+    assert result.done.to_json() == {"event": "done", "version": "1.1.0"}
     assert "starting" in logs and "a stray line that is not JSON" in logs  # non-JSON stdout is log, not an event
     assert finished == [result]
 
 
 def test_event_parsing_accepts_only_json_objects_with_an_event_name():
-    assert JobEvent.from_line('{"event": "metric", "dsc": 0.8}') == JobEvent("metric", {"event": "metric", "dsc": 0.8})
-    assert JobEvent.from_line("100%|#####| 4/4") is None
-    assert JobEvent.from_line('["event", "done"]') is None
-    assert JobEvent.from_line('{"message": "no event key"}') is None
+    line = '{"event": "metric", "stage": "train", "seconds_per_iteration": 0.5, "peak_memory_mb": null}'
+    assert parse_event(line) == TrainMetric(seconds_per_iteration=0.5, peak_memory_mb=None)
+    assert parse_event("100%|#####| 4/4") is None
+    assert parse_event('["event", "done"]') is None
+    assert parse_event('{"message": "no event key"}') is None
 
 
 def test_poll_answers_while_the_process_waits_for_the_caller(tmp_path):
@@ -77,7 +79,7 @@ def test_poll_answers_while_the_process_waits_for_the_caller(tmp_path):
         result = job.wait(timeout_s=60)
     finally:
         safety.cancel()
-    assert result.state is JobState.SUCCEEDED and result.done == {"event": "done", "version": "1.1.0"}
+    assert result.state is JobState.SUCCEEDED and result.done.to_json() == {"event": "done", "version": "1.1.0"}
 
 
 def test_error_event_gives_message_and_hint():

@@ -13,6 +13,7 @@ import pytest
 from engine.dicom.synthetic_dicom import write_ct_series
 from slicer_logic_helpers import REPO_ROOT
 
+from ciss_engine.errors import ExitCode
 from CISSegmentationLib.bundle_reader import new_organ_or_raise, read_bundle_or_raise
 from CISSegmentationLib.engine_commands import EngineLauncher, export_args
 from CISSegmentationLib.errors import BundleError, InputError
@@ -61,7 +62,7 @@ def test_segment_all_organs_gives_one_named_coloured_segmentation(phantom, self_
     spleen = segmentation.GetSegment(segmentation.GetSegmentIdBySegmentName("spleen"))
     assert color_to_rgb(spleen.GetColor()) == bundle.registry.by_name("spleen").rgb
     assert "78961009" in spleen.GetTerminology()  # SNOMED CT Spleen
-    engine_labels = np.asarray(nib.load(str(outcome.result.done["output"])).dataobj)
+    engine_labels = np.asarray(nib.load(outcome.result.done.output).dataobj)
     in_scene = self_test.workflow.segmentation_logic.label_array(node, ct, {o.name: o.label for o in bundle.organs})
     assert np.array_equal(in_scene, engine_labels)  # what Slicer shows is exactly what the engine wrote
 
@@ -131,7 +132,7 @@ def test_whole_workflow_adds_the_new_organ(phantom, self_test, tmp_path):
     assert not summary["before"].segmentation_node.GetSegmentation().GetSegmentIdBySegmentName(NEW_ORGAN)  # ... without the strokes
     # The new version's result holds the new organ too, but only the painted training segmentation is a case.
     assert [case.segmentation_node for case in self_test.workflow.training_set.find_cases([NEW_ORGAN])] == [summary["training"]]
-    assert set(summary["learned"].forgetting_guard["agreement"]) == {"spleen", "kidney_right", "kidney_left"}
+    assert set(summary["learned"].forgetting_guard.agreement) == {"spleen", "kidney_right", "kidney_left"}
     exported = nib.load(str(summary["exported"]))
     assert set(np.unique(np.asarray(exported.dataobj)).tolist()) <= {0, 1, 2, 3, 4}
     # Rejecting the step afterwards is a rollback to the version before it.
@@ -158,8 +159,8 @@ def test_step_rejected_by_the_guard_stays_out_of_use_until_accepted_as_it_is(pha
         engine_options=["--guard-threshold", "1.0"], on_done=outcomes.append,  # agreement 1.0 = unchanged: any learning fails it
     )
     result = job.start().wait(timeout_s=600)
-    assert result.state is JobState.REJECTED and result.exit_code == 6 and outcomes[0].is_rejected
-    assert outcomes[0].forgetting_guard["passed"] is False and result.message
+    assert result.state is JobState.REJECTED and result.exit_code == ExitCode.FORGETTING_REJECTED and outcomes[0].is_rejected
+    assert outcomes[0].forgetting_guard.passed is False and result.message
     assert outcomes[0].new_version == "1.1.0"
     after = read_bundle_or_raise(learning_copy)
     assert after.current == "1.0.0" and after.version_info("1.1.0").status == "rejected"
@@ -167,7 +168,7 @@ def test_step_rejected_by_the_guard_stays_out_of_use_until_accepted_as_it_is(pha
     refused = self_test.workflow.rollback_job(bundle=after, version="1.1.0").start().wait(timeout_s=300)
     assert refused.state is JobState.FAILED and "rejected by the forgetting guard" in refused.message and "--accept-forgetting" in refused.hint
     accepted = self_test.workflow.rollback_job(bundle=after, version="1.1.0", accept_forgetting=True).start().wait(timeout_s=300)
-    assert accepted.state is JobState.SUCCEEDED and accepted.done["previous"] == "1.0.0"
+    assert accepted.state is JobState.SUCCEEDED and accepted.done.previous == "1.0.0"
     now = read_bundle_or_raise(learning_copy)
     assert now.current == "1.1.0" and json.loads((learning_copy / "bundle.json").read_text())["accepted_versions"] == ["1.1.0"]
     assert [v.version for v in now.versions] == ["1.0.0", "1.1.0"]  # accepted as saved: no second learning run
@@ -186,7 +187,7 @@ def test_dicom_export_arguments_run_on_the_real_engine(phantom, tmp_path):
     args = export_args(labels=labels, ct=series.folder, bundle=phantom.bundle, output=output, version="1.0.0")
     result = LAUNCHER.job(*args).start().wait(timeout_s=300)
     assert result.state is JobState.SUCCEEDED, result.log_tail
-    assert result.done["outputs"] == {"rtstruct": str(output / "rtstruct.dcm"), "seg": str(output / "seg.dcm")}
+    assert result.done.outputs == {"rtstruct": str(output / "rtstruct.dcm"), "seg": str(output / "seg.dcm")}
     rtstruct, seg = pydicom.dcmread(output / "rtstruct.dcm"), pydicom.dcmread(output / "seg.dcm")
     referenced = rtstruct.ReferencedFrameOfReferenceSequence[0].RTReferencedStudySequence[0].RTReferencedSeriesSequence[0]
     assert referenced.SeriesInstanceUID == series.series_uid == seg.ReferencedSeriesSequence[0].SeriesInstanceUID

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..api.events import DemoDone
 from ..events import EventSink
 from .arguments import add_device_argument, add_network_arguments, non_negative_int, positive_int
 
@@ -38,4 +39,4 @@ def run(args: argparse.Namespace, sink: EventSink) -> None:
     )
     with cancel_on_signals(CancelToken()) as cancel:
         report = run_demo(settings, sink=sink, cancel=cancel)
-    sink.done(output=str(args.output), versions=report["versions"], forgetting_guard=report["forgetting_guard"])
+    sink.done(DemoDone(output=str(args.output), versions=report["versions"], forgetting_guard=report["forgetting_guard"]))

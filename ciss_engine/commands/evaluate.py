@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..api.events import EvaluateDone, EvaluateMetric
 from ..events import EventSink
 from .arguments import add_bundle_argument, add_device_argument
 
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace, sink: EventSink) -> None:
         organs = [(registry.by_name(n).label, n) for n in value_of]
         case_name = f"{index:02d} {Path(image_path).parent.name}/{Path(image_path).name}"
         cases[case_name] = score_case(predicted, remapped, organs, image.header.get_zooms()[:3])
-        sink.metric(stage="evaluate", case=case_name, scores=cases[case_name])
+        sink.emit(EvaluateMetric(case=case_name, scores=cases[case_name]))
     sink.progress("evaluate", len(args.images), len(args.images))
     summary = summarise(cases)
     report = {"bundle": str(args.bundle), "version": version.version, "cases": cases, **summary}
@@ -69,5 +70,5 @@ def run(args: argparse.Namespace, sink: EventSink) -> None:
     table = markdown_table(cases, summary)
     write_text_atomic(output / "scores.md", table)
     sink.log(table)
-    sink.done(output=str(output), mean_dsc=summary["mean_dsc"], per_organ=summary["per_organ"])
+    sink.done(EvaluateDone(output=str(output), mean_dsc=summary["mean_dsc"], per_organ=summary["per_organ"]))
 

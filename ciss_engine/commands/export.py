@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..api.events import ExportDone
 from ..dicom import EXPORT_FORMATS
 from ..errors import InputError
 from ..registry import ClassRegistry, OrganClass
@@ -95,5 +96,5 @@ def run(args: argparse.Namespace, sink: Any) -> None:
     series, label = label_map_for_series(args.labels, args.ct, series_uid=args.series_uid, sink=sink)
     written = write_dicom_objects(label, series, organs, formats=args.format, output=args.output, seg_type=args.seg_type, sink=sink, labels=args.labels)
     sink.log(f"wrote {', '.join(map(str, written.values()))}")
-    sink.done(outputs={name: str(path) for name, path in written.items()}, series_uid=series.series_uid,
-              frame_of_reference_uid=series.frame_of_reference_uid)
+    sink.done(ExportDone(outputs={name: str(path) for name, path in written.items()}, series_uid=series.series_uid,
+                          frame_of_reference_uid=series.frame_of_reference_uid))

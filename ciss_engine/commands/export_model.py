@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..api.events import ExportModelDone
 from ..events import EventSink
 
 
@@ -24,4 +25,4 @@ def run(args: argparse.Namespace, sink: EventSink) -> None:
     export_nnunet_model(version, args.output)
     sink.log(f"nnU-Net model written: {args.output} (version {version.version}, {len(version.registry)} organs); "
              f"run it with nnUNetv2_predict_from_modelfolder -m {args.output} -f {version.settings['source']['nnunet']['fold']} -i IN -o OUT")
-    sink.done(output=str(args.output), version=version.version, organs=version.registry.names)
+    sink.done(ExportModelDone(output=str(args.output), version=version.version, organs=version.registry.names))

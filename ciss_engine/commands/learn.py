@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..api.events import LearnDone
 from ..api.settings import STRATEGY_SETTINGS, settings_table
 from ..events import EventSink
 from ..training.loop_config import STANDARD_ITERATIONS, STEP_LEARNING_RATE
@@ -90,4 +91,4 @@ def run(args: argparse.Namespace, sink: EventSink) -> None:
     with cancel_on_signals(CancelToken()) as cancel:
         version, guard = learn_step(request, device=resolve_device(args.device), sink=sink, cancel=cancel)
     sink.log(f"version {version.version} is current: {', '.join(version.registry.names)}")
-    sink.done(bundle=str(args.bundle), version=version.version, organs=version.registry.names, forgetting_guard=guard.to_json())
+    sink.done(LearnDone(bundle=str(args.bundle), version=version.version, organs=version.registry.names, forgetting_guard=guard.to_json()))

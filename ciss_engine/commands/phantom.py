@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..api.events import PhantomDone
 from ..events import EventSink
 from .arguments import float_triple, non_negative_int, positive_int
 
@@ -64,6 +65,6 @@ def run(args: argparse.Namespace, sink: EventSink) -> None:
     # Unset grid options fall back to generate_case's defaults, the ones the help text states.
     grid = {name: value for name, value in (("shape", args.shape), ("spacing", args.spacing)) if value is not None}
     folders = write_cohort(args.output, args.cases, args.seed, on_case_written=on_case_written, oblique_degrees=args.oblique, **grid)
-    sink.done(
+    sink.done(PhantomDone(
         output=str(args.output), cases=[str(folder) for folder in folders], seeds=[case_seed(args.seed, i) for i in range(args.cases)]
-    )
+    ))

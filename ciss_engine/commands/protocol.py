@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..api.events import ProtocolDone
 from ..api.settings import STRATEGY_SETTINGS, parse_settings_or_raise
 from ..events import EventSink
 from ..training.loop_config import OFFLINE_ITERATIONS, STANDARD_ITERATIONS, STEP_LEARNING_RATE
@@ -95,4 +96,4 @@ def run(args: argparse.Namespace, sink: EventSink) -> None:
         results = run_protocol(request, device=resolve_device(args.device), sink=sink, cancel=cancel)
     files = write_reports(results, output)
     sink.log(markdown(results))
-    sink.done(output=str(output), files=[str(f) for f in files])
+    sink.done(ProtocolDone(output=str(output), files=[str(f) for f in files]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..api.events import RollbackDone
 from ..events import EventSink
 
 
@@ -22,4 +23,4 @@ def run(args: argparse.Namespace, sink: EventSink) -> None:
         previous = bundle.current_version
         bundle.set_current(args.target, accept_rejected=args.accept_forgetting)
     sink.log(f"current version of {args.bundle}: {previous} -> {args.target}")
-    sink.done(bundle=str(args.bundle), version=args.target, previous=previous)
+    sink.done(RollbackDone(bundle=str(args.bundle), version=args.target, previous=previous))

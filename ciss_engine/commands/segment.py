@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..api.events import SegmentDone
 from ..events import EventSink
 from .arguments import add_bundle_argument, add_device_argument, comma_separated_choices
 
@@ -77,4 +78,4 @@ def run(args: argparse.Namespace, sink: EventSink) -> None:
         written += exported.values()
     for organ, volume in result.volumes_ml.items():
         sink.log(f"  {organ:24s} {volume:10.1f} mL")
-    sink.done(output=str(output), version=version.version, volumes_ml=result.volumes_ml, files=[str(p) for p in written])
+    sink.done(SegmentDone(output=str(output), version=version.version, volumes_ml=result.volumes_ml, files=[str(p) for p in written]))

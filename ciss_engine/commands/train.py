@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..api.events import TrainDone
 from ..cancellation import CancelToken, cancel_on_signals
 from ..errors import InputError
 from ..events import EventSink
@@ -68,4 +69,4 @@ def run(args: argparse.Namespace, sink: EventSink) -> None:
     with process_group(distributed, resolve_device(args.device)) as device, cancel_on_signals(CancelToken()) as cancel:
         version = train_base_bundle(request, device=device, sink=sink, cancel=cancel, distributed=distributed)
     sink.log(f"bundle written: {request.output} (version {version.version})")
-    sink.done(bundle=str(request.output), version=version.version, organs=version.registry.names)
+    sink.done(TrainDone(bundle=str(request.output), version=version.version, organs=version.registry.names))

@@ -9,6 +9,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ..api.events import VerifyDone
 from ..events import EventSink
 
 # A version's verdict is ok, changed or missing (bundle.FILE_*, the worst of its files), or one of these:
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace, sink: EventSink) -> None:
         detail = "written before checksums: cannot be checked" if result["status"] == UNVERIFIED else result["message"] or ""
         sink.log(f"{result['version']:8s} {result['status']:10s} {detail}".rstrip())
     failed = [r for r in results if r["status"] not in INTACT_STATES]
-    sink.done(bundle=str(args.bundle), intact=not failed, versions=results)
+    sink.done(VerifyDone(bundle=str(args.bundle), intact=not failed, versions=results))
     if failed:
         raise BundleError(
             f"{len(failed)} of {len(results)} versions of {args.bundle} are not intact: "

@@ -8,9 +8,6 @@ from torch import nn
 from ..prototypes import IGNORE_INDEX
 from .functional import full_precision
 
-REDUCTIONS = ("mean", "sum", "none")
-
-
 class UnbiasedCrossEntropy(nn.Module):
     """Unbiased cross-entropy (MiB, Cermelli et al. CVPR 2020, "unbiased cross-entropy"; METHOD.md §3).
 
@@ -24,22 +21,18 @@ class UnbiasedCrossEntropy(nn.Module):
     Args:
         num_old: |O|, the number of old foreground classes (channels 1..|O|).
         ignore_index: label of voxels without a loss, 255.
-        reduction: ``"mean"`` over non-ignored voxels (0 if none), ``"sum"``, or ``"none"`` for the
-            per-voxel loss (B, D, H, W) with 0 at ignored voxels (for strategies that weight voxels).
+    Returns the mean over non-ignored voxels (0 if none).
     Shapes: logits (B, 1+|S|, D, H, W) ordered [0, O, N], labels (B, D, H, W) long in 0..|S| or ignore_index.
     Raises:
         ValueError: on a bad argument, or a label outside 0..|S| that is not ignore_index.
     """
 
-    def __init__(self, num_old: int, ignore_index: int = IGNORE_INDEX, reduction: str = "mean") -> None:
+    def __init__(self, num_old: int, ignore_index: int = IGNORE_INDEX) -> None:
         super().__init__()
         if num_old < 0:
             raise ValueError(f"num_old must be ≥ 0, got {num_old}")
-        if reduction not in REDUCTIONS:
-            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
         self.num_old = num_old
         self.ignore_index = ignore_index
-        self.reduction = reduction
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         num_channels = logits.shape[1]
@@ -54,8 +47,4 @@ class UnbiasedCrossEntropy(nn.Module):
             log_p_label = log_p.gather(1, torch.where(valid, labels, 0).long().unsqueeze(1)).squeeze(1)
             log_p_background = torch.logsumexp(log_p[:, : self.num_old + 1], dim=1)
             loss = -torch.where(labels == 0, log_p_background, log_p_label) * valid
-        if self.reduction == "none":
-            return loss
-        if self.reduction == "sum":
-            return loss.sum()
         return loss.sum() / valid.sum().clamp(min=1)

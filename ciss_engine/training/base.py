@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from monai.losses import DiceCELoss
 
+from ..api.events import TrainMetric
 from ..atomic import ensure_writable_dir, remove_empty_folders
 from ..bundle import STATUS_PUBLISHED, Bundle, BundleVersion, write_version
 from ..bundle_lock import bundle_lock
@@ -178,7 +179,7 @@ def _train_base_bundle_locked(
             make_current=True,
         )
         shutil.rmtree(work_dir, ignore_errors=True)
-        sink.metric(stage="train", seconds_per_iteration=result.seconds_per_iteration, peak_memory_mb=result.peak_memory_mb)
+        sink.emit(TrainMetric(seconds_per_iteration=result.seconds_per_iteration, peak_memory_mb=result.peak_memory_mb))
         return version
 
     return distributed.run_on_main(publish)

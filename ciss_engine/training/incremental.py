@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from ..api.events import ForgettingGuard, GradientShares
 from ..api.settings import StrategySettings, parse_settings_or_raise
 from ..bundle import STATUS_PUBLISHED, STATUS_REJECTED, Bundle, BundleVersion, write_version
 from ..bundle_lock import bundle_lock
@@ -216,7 +217,7 @@ def _learn_step_locked(request: LearnRequest, *, device: torch.device, sink: Eve
         if iteration % GRADIENT_SHARE_EVERY == 0:
             measured = gradient_shares(terms, shared_parameters(network))
             shares.add(measured)
-            sink.emit("gradient_shares", stage="learn", iteration=iteration, shares={k: round(v, 4) for k, v in measured.items()})
+            sink.emit(GradientShares(stage="learn", iteration=iteration, shares={k: round(v, 4) for k, v in measured.items()}))
         return total_loss(terms)
 
     def restore_step_state(saved: dict[str, torch.Tensor]) -> None:
@@ -248,7 +249,7 @@ def _learn_step_locked(request: LearnRequest, *, device: torch.device, sink: Eve
         step_data.old_predictions, new_predictions, [(o.label, o.name) for o in parent.registry.organs],
         threshold=request.guard_threshold, new_organ_masks=[c.label.as_tensor()[0] > num_old for c in cases],
     )
-    sink.emit("forgetting_guard", version=version, **guard.to_json())
+    sink.emit(ForgettingGuard(version=version, **guard.to_json()))
     status = STATUS_PUBLISHED if guard.passed or request.accept_forgetting else STATUS_REJECTED
     written = _write_step_version(
         request=request, root=bundle.root, parent=parent, version=version, step=step, registry=registry, network=network,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from ..api.events import CheckpointSaved
 from ..cancellation import CancelToken
 from ..device import autocast, autocast_dtype
 from ..errors import Cancelled
@@ -91,7 +92,7 @@ def run_training_loop(
     def checkpoint(at: int) -> None:
         extra = extra_state.save() if extra_state is not None else None
         distributed.run_on_main(lambda: save_checkpoint(work_dir, network=network, optimizer=optimizer, iteration=at, fingerprint=fingerprint, extra=extra))
-        sink.emit("checkpoint_saved", stage=stage, iteration=at, path=str(work_dir))
+        sink.emit(CheckpointSaved(stage=stage, iteration=at, path=str(work_dir)))
 
     started = time.perf_counter()
     iteration = start

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from trame_server import Server
 
+from ciss_engine.api.events import ExportDone
 from CISSegmentationLib.bundle_reader import read_bundle_or_raise
 from CISSegmentationLib.engine_commands import export_args
 from CISSegmentationLib.errors import InputError, OutputError
@@ -53,8 +54,8 @@ class ExportLogic(PanelLogic[ExportState]):
         self._status.start(job, title="Writing DICOM RTSTRUCT and SEG", command="export")
 
     def _on_dicom_exported(self, result: JobResult) -> None:
-        if result.state is JobState.SUCCEEDED and result.done:
-            written = ", ".join(str(path) for path in (result.done.get("outputs") or {}).values())
+        if result.state is JobState.SUCCEEDED and isinstance(result.done, ExportDone):
+            written = ", ".join(result.done.outputs.values())
             self.data.exported += f"; {written}"
             self._status.show_message("DICOM RTSTRUCT and SEG written")
 

@@ -6,10 +6,9 @@ step can still be rejected here: that rolls the bundle back to the previous vers
 """
 from __future__ import annotations
 
-from typing import Any
-
 from trame_server import Server
 
+from ciss_engine.api.events import ForgettingGuard
 from CISSegmentationLib.errors import InputError
 from CISSegmentationLib.job_runner import JobCallbacks, JobResult, JobState
 from CISSegmentationLib.workflow_logic import LearnOutcome
@@ -23,19 +22,18 @@ from .segment_logic import SegmentLogic
 from .status_logic import StatusLogic
 
 
-def describe_guard(guard: dict[str, Any] | None, *, published: bool) -> str:
+def describe_guard(guard: ForgettingGuard | None, *, published: bool) -> str:
     """``Forgetting guard passed: agreement with the old version on the old organs: spleen 0.97, … (threshold 0.9).``"""
     if not guard:
         return "The engine reported no forgetting-guard result."
-    if guard.get("passed"):
+    if guard.passed:
         verdict = "passed"
     elif published:
         verdict = "failed, and the new version was published because you accepted the forgetting"
     else:
         verdict = "REJECTED the new version"
-    agreement = guard.get("agreement") or {}
-    scores = ", ".join(f"{organ} {value:.2f}" if value is not None else f"{organ} (not found by the old version)" for organ, value in agreement.items())
-    threshold = f" (threshold {guard['threshold']})" if guard.get("threshold") is not None else ""
+    scores = ", ".join(f"{organ} {value:.2f}" if value is not None else f"{organ} (not found by the old version)" for organ, value in guard.agreement.items())
+    threshold = f" (threshold {guard.threshold})" if guard.threshold is not None else ""
     return f"Forgetting guard {verdict}: agreement with the old version on the old organs: {scores or 'not reported'}{threshold}."
 
 

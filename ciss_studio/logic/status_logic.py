@@ -16,9 +16,10 @@ from typing import Any
 from trame_server import Server
 from trame_server.utils.asynchronous import create_task
 
+from ciss_engine.api.events import Done, Event, JobFinished, JobStarted, Progress
 from ciss_engine.errors import error_text
 from CISSegmentationLib.errors import CissError, InputError
-from CISSegmentationLib.job_runner import EngineJob, JobCallbacks, JobEvent, JobProgress, JobResult, JobState
+from CISSegmentationLib.job_runner import EngineJob, JobCallbacks, JobResult, JobState, describe_event, describe_progress
 
 from ..ui.status_ui import StatusState, StatusUI
 from .context import StudioContext
@@ -27,16 +28,6 @@ from .panel_logic import PanelLogic
 POLL_S = 0.1
 LOG_LINES = 80
 logger = logging.getLogger(__name__)
-
-
-def describe_progress(progress: JobProgress) -> str:
-    """``train: 120/400, loss 0.412, about 1 min 35 s left``."""
-    parts = [f"{progress.stage}: {progress.step}/{progress.total}"]
-    if progress.loss is not None:
-        parts.append(f"loss {progress.loss:.3f}")
-    if progress.eta_s is not None:
-        parts.append(f"about {int(progress.eta_s // 60)} min {int(progress.eta_s % 60)} s left")
-    return ", ".join(parts)
 
 
 def internal_error(error: Exception) -> CissError:
@@ -104,7 +95,7 @@ class StatusLogic(PanelLogic[StatusState]):
         self.data.log = "\n".join(self._log)
         self.show_message("")
         if self.context.sink is not None:
-            self.context.sink.emit("job_started", command=command, title=title)
+            self.context.sink.emit(JobStarted(command=command, title=title))
         create_task(self._poll_until_done(job))
 
     def shutdown(self, grace_s: float = 20.0) -> None:
@@ -136,13 +127,13 @@ class StatusLogic(PanelLogic[StatusState]):
             self.data.is_busy = False
         return running
 
-    def _on_progress(self, progress: JobProgress) -> None:
+    def _on_progress(self, progress: Progress) -> None:
         self.data.progress = round(100.0 * progress.fraction, 1)
         self.data.detail = describe_progress(progress)
 
-    def _on_event(self, event: JobEvent) -> None:
-        if event.kind not in ("progress", "done"):  # errors, metrics, checkpoints, the guard: one log line each
-            self._on_log(f"{event.kind}: " + ", ".join(f"{k}={v}" for k, v in event.data.items() if k != "event"))
+    def _on_event(self, event: Event) -> None:
+        if not isinstance(event, (Progress, Done)):  # errors, metrics, checkpoints, the guard: one log line each
+            self._on_log(describe_event(event))
 
     def _on_log(self, line: str) -> None:
         self._log.append(line)
@@ -154,8 +145,8 @@ class StatusLogic(PanelLogic[StatusState]):
         elif result.state is JobState.CANCELLED:
             self.show_message(f"{title}: cancelled; the bundle is unchanged")
         if self.context.sink is not None:
-            self.context.sink.emit("job_finished", command=command, state=result.state.name.lower(), message=result.message,
-                                   exit_code=result.exit_code)
+            self.context.sink.emit(JobFinished(command=command, state=result.state.name.lower(), message=result.message,
+                                               exit_code=result.exit_code))
             self.context.sink.log(f"{title}: {result.state.value}")
 
     def _on_cancel_clicked(self) -> None:
