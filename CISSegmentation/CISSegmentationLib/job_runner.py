@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ciss_engine.api.events import Done, ErrorEvent, Event, Progress, parse_event
+from ciss_engine.api.events import Done, ErrorEvent, Event, ForgettingGuard, Progress, parse_event
 from ciss_engine.errors import ExitCode, error_text
 
 from .errors import EngineFailedError, EngineNotInstalledError
@@ -55,6 +55,23 @@ def describe_progress(progress: Progress) -> str:
 def describe_event(event: Event) -> str:
     """An event as one log line: ``checkpoint_saved: stage=train, iteration=100, path=…``."""
     return f"{event.kind}: " + ", ".join(f"{key}={value}" for key, value in event.payload().items())
+
+
+def describe_guard(guard: ForgettingGuard | None, *, published: bool) -> str:
+    """The guard line of both front ends; an old organ the old version never found has no agreement (None).
+
+    ``Forgetting guard passed: agreement with the old version on the old organs: spleen 0.97, … (threshold 0.9).``"""
+    if not guard:
+        return "The engine reported no forgetting-guard result."
+    if guard.passed:
+        verdict = "passed"
+    elif published:
+        verdict = "failed, and the new version was published because you accepted the forgetting"
+    else:
+        verdict = "REJECTED the new version"
+    scores = ", ".join(f"{organ} {value:.2f}" if value is not None else f"{organ} (not found by the old version)" for organ, value in guard.agreement.items())
+    threshold = f" (threshold {guard.threshold})" if guard.threshold is not None else ""
+    return f"Forgetting guard {verdict}: agreement with the old version on the old organs: {scores or 'not reported'}{threshold}."
 
 
 def error_lines(error: ErrorEvent) -> list[str]:

@@ -21,7 +21,7 @@ from .dicom_export import DicomFormat, export_dicom_or_raise
 from .engine_commands import EngineLauncher
 from .errors import CissError, InputError
 from .install_logic import SlicerInstaller, missing_requirements_or_raise
-from .job_runner import EngineJob, JobCallbacks, JobResult, JobState, describe_event, describe_progress
+from .job_runner import EngineJob, JobCallbacks, JobResult, JobState, describe_event, describe_guard, describe_progress
 from .segmentation_logic import TRAINING_ROLE
 from .terminology import organ_name_or_raise
 from .workflow_logic import LearnOutcome, SegmentOutcome, WorkflowLogic
@@ -212,9 +212,7 @@ class CISSegmentationPanel:
         if not isinstance(event, (Progress, Done, ErrorEvent)):  # metrics, checkpoints, the guard: worth a log line
             self.ui.logTextEdit.appendPlainText(describe_event(event))
         if isinstance(event, ForgettingGuard):
-            agreement = ", ".join(f"{k} {v:.2f}" for k, v in event.agreement.items())
-            verdict = "passed" if event.passed else "REJECTED"
-            self.ui.guardLabel.text = f"Forgetting guard {verdict}: agreement with the old version {agreement} (threshold {event.threshold})"
+            self.ui.guardLabel.text = describe_guard(event, published=False)
 
     def _on_cancel_clicked(self) -> None:
         if self.job is not None:

@@ -16,8 +16,8 @@ from ciss_engine.cli import build_parser
 from ciss_engine.registry import parse_organ_spec
 from CISSegmentationLib.engine_commands import EngineLauncher, export_args, learn_args, rollback_args, segment_args
 from CISSegmentationLib.errors import EngineFailedError, EngineNotInstalledError
-from ciss_engine.api.events import TrainMetric, parse_event
-from CISSegmentationLib.job_runner import EngineJob, JobCallbacks, JobState
+from ciss_engine.api.events import ForgettingGuard, TrainMetric, parse_event
+from CISSegmentationLib.job_runner import EngineJob, JobCallbacks, JobState, describe_guard
 
 SCRIPT = Path(__file__).with_name("jsonl_process.py")
 
@@ -183,3 +183,11 @@ def test_rollback_and_export_arguments_follow_the_engine_contract(tmp_path):
     for wrong in ([], ["nifti"]):
         with pytest.raises(ValueError, match="rtstruct, seg"):
             export_args(labels=tmp_path, ct=tmp_path, bundle=tmp_path, output=tmp_path, formats=wrong)
+
+
+def test_the_guard_line_of_both_front_ends_names_an_organ_the_old_version_never_found():
+    """The desktop panel formatted every agreement as a number and failed on an organ the old version missed (None)."""
+    guard = ForgettingGuard(version="1.1.0", passed=False, threshold=0.9, agreement={"spleen": 0.971, "gallbladder": None}, failing_organs=["gallbladder"])
+    line = describe_guard(guard, published=False)
+    assert "REJECTED" in line and "spleen 0.97" in line and "gallbladder (not found by the old version)" in line
+    assert "failed, and the new version was published" in describe_guard(guard, published=True)

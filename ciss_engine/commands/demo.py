@@ -12,8 +12,6 @@ from .arguments import add_device_argument, add_network_arguments, non_negative_
 # there a 64³ iteration of the 16-filter network takes 4.2 s, a 48³ one of the 8-filter network 0.5 s.
 DEMO_BASE_ITERATIONS = 400
 DEMO_STEP_ITERATIONS = 250
-DEMO_PATCH_SIZE = 48
-DEMO_INIT_FILTERS = 8
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--iterations", type=positive_int, default=DEMO_BASE_ITERATIONS, help=f"base training iterations (default {DEMO_BASE_ITERATIONS}; timings in the README's Measured results)")
     parser.add_argument("--step-iterations", type=positive_int, default=DEMO_STEP_ITERATIONS, help=f"iterations of the step that adds the new organs (default {DEMO_STEP_ITERATIONS})")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="random seed >= 0 (default 0)")
-    add_network_arguments(parser, patch_size=DEMO_PATCH_SIZE, init_filters=DEMO_INIT_FILTERS)
+    add_network_arguments(parser)
     add_device_argument(parser)
 
 

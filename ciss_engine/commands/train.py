@@ -9,7 +9,7 @@ from ..cancellation import CancelToken, cancel_on_signals
 from ..errors import InputError
 from ..events import EventSink
 from ..registry import parse_organ_spec
-from ..training.loop_config import STANDARD_ITERATIONS, LoopConfig
+from ..training.loop_config import BASE_ITERATIONS, LoopConfig
 from .arguments import add_network_arguments, add_schedule_arguments, loop_config_from, positive_int
 
 
@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--other-labels", choices=["error", "background"], default="error",
         help="label values not listed in --organs: error (default) or background (keep only the listed organs)",
     )
-    parser.add_argument("--iterations", type=positive_int, default=STANDARD_ITERATIONS, help=f"training iterations (default {STANDARD_ITERATIONS}; timings in the README's Measured results)")
+    parser.add_argument("--iterations", type=positive_int, default=BASE_ITERATIONS, help=f"training iterations (default {BASE_ITERATIONS}; timings in the README's Measured results)")
     add_network_arguments(parser)
     add_schedule_arguments(parser, learning_rate=LoopConfig.learning_rate)
 

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from trame_server import Server
 
-from ciss_engine.api.events import ForgettingGuard
 from CISSegmentationLib.errors import InputError
-from CISSegmentationLib.job_runner import JobCallbacks, JobResult, JobState
+from CISSegmentationLib.job_runner import JobCallbacks, JobResult, JobState, describe_guard
 from CISSegmentationLib.workflow_logic import LearnOutcome
 
 from ..ui.learn_ui import LearnState, LearnUI
@@ -20,21 +19,6 @@ from .data_logic import DataLogic
 from .panel_logic import PanelLogic
 from .segment_logic import SegmentLogic
 from .status_logic import StatusLogic
-
-
-def describe_guard(guard: ForgettingGuard | None, *, published: bool) -> str:
-    """``Forgetting guard passed: agreement with the old version on the old organs: spleen 0.97, … (threshold 0.9).``"""
-    if not guard:
-        return "The engine reported no forgetting-guard result."
-    if guard.passed:
-        verdict = "passed"
-    elif published:
-        verdict = "failed, and the new version was published because you accepted the forgetting"
-    else:
-        verdict = "REJECTED the new version"
-    scores = ", ".join(f"{organ} {value:.2f}" if value is not None else f"{organ} (not found by the old version)" for organ, value in guard.agreement.items())
-    threshold = f" (threshold {guard.threshold})" if guard.threshold is not None else ""
-    return f"Forgetting guard {verdict}: agreement with the old version on the old organs: {scores or 'not reported'}{threshold}."
 
 
 def iterations_or_raise(text: str) -> int | None:
