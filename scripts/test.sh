@@ -5,7 +5,9 @@ cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
 bash scripts/install_system_packages.sh
 set +e
-.venv/bin/python -m pytest Testing "$@"
+# One worker per core, a test file per worker (module fixtures stay shared): the tests run one math thread
+# per process (Testing/conftest.py), so two workers keep 2 cores busy where one left them half idle.
+.venv/bin/python -m pytest Testing -n auto --dist loadfile "$@"
 code=$?
 set -e
 if [ "$code" -eq 5 ]; then
