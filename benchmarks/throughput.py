@@ -21,7 +21,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -34,7 +34,7 @@ from ciss_engine.events import EventSink  # noqa: E402
 from ciss_engine.network import NetworkConfig, build_network  # noqa: E402
 from ciss_engine.preprocessing import PreprocessingConfig  # noqa: E402
 from ciss_engine.training.cases import prepare_cases  # noqa: E402
-from ciss_engine.training.sampler import PatchSampler  # noqa: E402
+from ciss_engine.training.sampler import PatchBatch, PatchSampler  # noqa: E402
 
 DATA = Path(os.environ.get("CISS_DATA", ROOT.parent / "shared" / "data"))
 Step = Callable[[int], None]
@@ -45,13 +45,14 @@ def make_step(network: torch.nn.Module, sampler: PatchSampler, *, prefetch: bool
     optimizer = torch.optim.SGD(network.parameters(), lr=0.01, momentum=0.9, nesterov=True)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     pool = ThreadPoolExecutor(max_workers=1) if prefetch else None
-    pending: dict[int, object] = {}
+    ahead: dict[int, Future] = {}  # at most one: the next iteration's patches, being drawn
 
-    def batch(iteration: int):
+    def batch(iteration: int) -> PatchBatch:
         if pool is None:
             return sampler.batch(iteration)
-        future = pending.pop(iteration, None) or pool.submit(sampler.batch, iteration)
-        pending[iteration + 1] = pool.submit(sampler.batch, iteration + 1)
+        future = ahead.pop(iteration, None) or pool.submit(sampler.batch, iteration)
+        ahead.clear()  # a jump to another iteration (the next round) leaves nothing stale behind
+        ahead[iteration + 1] = pool.submit(sampler.batch, iteration + 1)
         return future.result()
 
     def step(iteration: int) -> None:
