@@ -41,6 +41,7 @@ import math
 from typing import Any
 
 import torch
+from monai.networks.layers import SkipConnection
 from torch import nn
 from torch.nn import functional
 
@@ -162,18 +163,42 @@ class MonaiZooSegmentationNetwork(nn.Module):
     def num_classes(self) -> int:
         return self.config.out_channels
 
+    def _encoder_stages(self) -> list[nn.Module]:
+        """The encoder's blocks, finest first, the bottleneck last: whose outputs stage-wise losses read."""
+        if self.config.name == "SwinUNETR":
+            return [self.net.encoder1, self.net.encoder2, self.net.encoder3, self.net.encoder4, self.net.encoder10]
+        if self.config.name == "DynUNet":
+            return [self.net.input_block, *self.net.downsamples, self.net.bottleneck]
+        stages, block = [], self.net.model  # UNet: Sequential(down, SkipConnection(deeper), up), nested
+        while isinstance(block, nn.Sequential) and len(block) == 3 and isinstance(block[1], SkipConnection):
+            stages.append(block[0])
+            block = block[1].submodule
+        return [*stages, block]
+
     def forward_with_features(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and the tap (the final layer's input), both on the logits' grid (B, C|K, X, Y, Z)."""
+        return self._forward(image, with_stages=False)[:2]
+
+    def forward_with_stages(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """Logits, the tap and the encoder stages' outputs (finest first), from one pass."""
+        return self._forward(image, with_stages=True)
+
+    def _forward(self, image: torch.Tensor, *, with_stages: bool) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         tapped: list[torch.Tensor] = []
-        handle = self._final_layer().register_forward_pre_hook(lambda _layer, inputs: tapped.append(inputs[0]))
+        stages: dict[int, torch.Tensor] = {}
+        handles = [self._final_layer().register_forward_pre_hook(lambda _layer, inputs: tapped.append(inputs[0]))]
+        if with_stages:
+            handles += [module.register_forward_hook(lambda _layer, _inputs, output, at=index: stages.__setitem__(at, output))
+                        for index, module in enumerate(self._encoder_stages())]
         try:
             logits = self.net(image)
         finally:
-            handle.remove()
+            for handle in handles:
+                handle.remove()
         features = tapped[-1]
         if features.shape[2:] != logits.shape[2:]:  # UNet: the tap is strides[0] times coarser
             features = functional.interpolate(features, size=logits.shape[2:], mode="nearest")
-        return logits, features
+        return logits, features, [stages[index] for index in sorted(stages)]
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.net(image)

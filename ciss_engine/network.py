@@ -113,10 +113,15 @@ class SegmentationNetwork(nn.Module):
 
     def forward_with_features(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and the pre-activation features F (the classifier reads ``post_activation(F)``)."""
-        decoded, _ = self.encode_decode(image)
+        return self.forward_with_stages(image)[:2]
+
+    def forward_with_stages(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """Logits, features F and the encoder stages (finest first, the bottleneck last): what stage-wise
+        feature losses (CiNuSeg's class anchors) read, from the same single pass."""
+        decoded, stages = self.encode_decode(image)
         norm, activation = self.feature_head
         features = norm(decoded)
-        return self.classifier(activation(features)), features
+        return self.classifier(activation(features)), features, stages
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.forward_with_features(image)[0]

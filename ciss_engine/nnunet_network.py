@@ -121,8 +121,13 @@ class NnUNetSegmentationNetwork(nn.Module):
 
     def forward_with_features(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and pre-activation features on the engine's axes (B, C|K, X, Y, Z)."""
-        logits, features = self._decode(self.unet.encoder(image.permute(self.model_axis_order)))
-        return logits.permute(self.engine_axis_order), features.permute(self.engine_axis_order)
+        return self.forward_with_stages(image)[:2]
+
+    def forward_with_stages(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """Logits, features and the encoder's stages (nnU-Net's skips, finest first), all on the engine's axes."""
+        skips = self.unet.encoder(image.permute(self.model_axis_order))
+        logits, features = self._decode(skips)
+        return logits.permute(self.engine_axis_order), features.permute(self.engine_axis_order), [s.permute(self.engine_axis_order) for s in skips]
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.forward_with_features(image)[0]

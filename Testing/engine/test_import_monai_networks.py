@@ -119,6 +119,24 @@ def test_the_tap_is_the_final_layers_input_and_growth_keeps_old_logits(network_d
     rebuilt.load_state_dict(network.state_dict())  # every copy of every head grew: DynUNet holds its deep-supervision heads twice
 
 
+# Channels of each encoder stage, finest first, the bottleneck last (SwinUNETR's encoder10 holds 16 × feature_size).
+STAGE_CHANNELS = {"unet": [4, 8, 16], "dynunet": [4, 8, 16], "swin_unetr": [12, 12, 24, 48, 192], "plain_unet": [4, 8, 16]}
+
+
+@pytest.mark.parametrize("name", WIRING)
+def test_encoder_stages_are_read_from_the_same_pass_finest_first(name):
+    network, _ = _imported(WIRING[name])
+    image = torch.randn(1, 1, 64, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        logits, features, stages = network.forward_with_stages(image)
+        expected_logits, expected_features = network.forward_with_features(image)
+    torch.testing.assert_close(logits, expected_logits)
+    torch.testing.assert_close(features, expected_features)
+    assert [s.shape[1] for s in stages] == STAGE_CHANNELS[name]
+    sizes = [s.shape[2:].numel() for s in stages]
+    assert sizes == sorted(sizes, reverse=True) and sizes[-1] < sizes[0]
+
+
 def test_a_recorded_network_outside_the_allow_list_is_refused_when_a_bundle_is_read(tmp_path):
     version = import_monai_bundle(write_zoo_bundle(tmp_path / "zoo", config=inference_config(network_def=UNET_DEF)), tmp_path / "out", sink=QUIET)
     metadata = copy.deepcopy(version.metadata)

@@ -132,6 +132,13 @@ def test_feature_tap_is_the_norm_output_whose_activation_feeds_the_final_convolu
     assert features.shape[1] == network.feature_channels == network.classifier.in_channels
     assert bool((features < 0).any())  # before the non-linearity
     torch.testing.assert_close(logits, expected)
+    with torch.no_grad():
+        staged_logits, _, stages = network.forward_with_stages(image)
+        skips = network.unet.encoder(image.permute(engine_to_model))
+    torch.testing.assert_close(staged_logits, logits)
+    assert len(stages) == len(skips) > 1
+    for stage, skip in zip(stages, skips):  # nnU-Net's skips, on the engine's axes
+        torch.testing.assert_close(stage, skip.permute(network.engine_axis_order))
 
 
 def test_learn_grows_every_head_and_the_export_runs_in_nnunet(imported, phantom_cohort, tmp_path):

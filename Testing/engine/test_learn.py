@@ -94,6 +94,20 @@ def test_every_strategy_runs_in_the_same_loop(bundle, phantom_cohort, step_label
     assert Bundle.open_or_raise(bundle).load().settings["strategy"]["name"] == strategy
 
 
+def test_cinuseg_learns_with_its_own_terms_and_refuses_the_cached_teacher(bundle, phantom_cohort, step_labels, capsys):
+    arguments = ["learn", "-b", bundle, "--organ", "pancreas,liver", "-i", *_images(phantom_cohort), "-l", *step_labels, "--strategy", "cinuseg"]
+    assert run_cli(*arguments, "--setting", "teacher=cached", *STEP_ARGS) == ExitCode.INPUT_ERROR
+    err = capsys.readouterr().err
+    assert "reads the old model's encoder stages" in err and "teacher at auto" in err
+    assert Bundle.open_or_raise(bundle).versions() == ["1.0.0"]
+    assert run_cli(*arguments, "--setting", "trade_off_threshold=0.5", "--accept-forgetting", *STEP_ARGS) == 0
+    version = Bundle.open_or_raise(bundle).load()
+    assert version.settings["strategy"]["name"] == "cinuseg" and version.settings["strategy"]["trade_off_threshold"] == 0.5
+    assert version.settings["strategy"]["hard_negative_confidence"] == 0.7
+    shares = version.history[-1]["gradient_shares"]
+    assert set(shares) == {"unbiased_ce", "drr", "unbiased_kd", "anchor_consistency", "dice_new"}
+
+
 def test_forgetting_guard_rejects_and_keeps_the_parent_current(bundle, phantom_cohort, step_labels, capsys):
     code = run_cli("learn", "-b", bundle, "--organ", "pancreas,liver", "-i", *_images(phantom_cohort), "-l", *step_labels, "--guard-threshold", "1.0", "--strategy", "finetune", *STEP_ARGS)
     assert code == ExitCode.FORGETTING_REJECTED

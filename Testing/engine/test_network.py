@@ -18,6 +18,21 @@ def test_pre_activation_features_feed_the_classifier_through_its_relu_at_full_re
     torch.testing.assert_close(features, network.feature_head[0](network.encode_decode(image)[0]))
 
 
+def test_encoder_stages_come_from_the_same_pass_finest_first_bottleneck_last():
+    torch.manual_seed(0)
+    network = build_network(NetworkConfig(init_filters=8, out_channels=5)).eval()
+    image = torch.randn(1, 1, 32, 32, 32)
+    with torch.no_grad():
+        logits, features, stages = network.forward_with_stages(image)
+        expected_logits, expected_features = network.forward_with_features(image)
+        encoded = network.backbone.encode(image)[1]
+    torch.testing.assert_close(logits, expected_logits)
+    torch.testing.assert_close(features, expected_features)
+    assert [tuple(s.shape[1:]) for s in stages] == [(8, 32, 32, 32), (16, 16, 16, 16), (32, 8, 8, 8), (64, 4, 4, 4)]
+    for stage, reference in zip(stages, encoded):
+        torch.testing.assert_close(stage, reference)
+
+
 def test_head_growth_keeps_old_predictions_and_splits_background():
     torch.manual_seed(0)
     network = build_network(NetworkConfig(init_filters=8, out_channels=5)).eval()

@@ -158,10 +158,24 @@ class UniformSettings(PcddSettings):
     calibrated: bool = setting(False, "flat weights: PCDD − uniform is what the calibration buys; true makes this pcdd")
 
 
+@dataclasses.dataclass(frozen=True)
+class CinusegSettings(StrategySettings):
+    """CiNuSeg's weights and thresholds (METHOD.md §6); the paper's values where it gives them."""
+
+    lambda_kd: float = setting(10.0, "weight of MiB's unbiased KD (CiNuSeg's PKD, at MiB's weight)")
+    lambda_acl: float = setting(1.0, "weight of the anchor consistency of the old organs over the encoder stages (ACL)")
+    lambda_drr: float = setting(1.0, "weight of FGL + BGL on the new organs' voxels (DRR)")
+    hard_negative_confidence: float = setting(0.7, "τ: a new-organ voxel the old model gives an old organ above this is a hard negative")
+    hard_negative_weight: float = setting(0.1, "ω: hard negatives weigh 1 + ω in the supervised loss")
+    trade_off_threshold: float = setting(0.7, "σ: a patch whose Ỹ is more than this share new organ (of old + new) is rebalanced")
+    trade_off_old_scale: float = setting(10.0, "α_o: the retention losses' factor on such a patch")
+    trade_off_new_scale: float = setting(0.5, "α_n: the learning losses' factor on such a patch")
+
+
 # Every strategy by name (strategies/__init__.py holds their losses) with its settings.
 STRATEGY_SETTINGS: dict[str, type[StrategySettings]] = {
-    "pcdd": PcddSettings, "uniform": UniformSettings, "mib": MibSettings, "plop": StrategySettings, "lwf": LwfSettings,
-    "finetune": StrategySettings,
+    "pcdd": PcddSettings, "uniform": UniformSettings, "mib": MibSettings, "cinuseg": CinusegSettings, "plop": StrategySettings,
+    "lwf": LwfSettings, "finetune": StrategySettings,
 }
 
 

@@ -28,6 +28,14 @@ def masked_voxel_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.
     return (values * mask).sum() / mask.sum().clamp(min=1.0)
 
 
+def per_patch_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of per-voxel ``values`` (B, D, H, W) over ``mask`` within each patch -> (B,); 0 for a patch whose mask is empty."""
+    if mask.shape != values.shape:
+        raise ValueError(f"mask {tuple(mask.shape)} must have the voxel shape {tuple(values.shape)}")
+    mask = mask.to(values.dtype)
+    return (values * mask).flatten(1).sum(1) / mask.flatten(1).sum(1).clamp(min=1.0)
+
+
 def check_logits(logits_new: torch.Tensor, logits_old: torch.Tensor, num_old: int) -> None:
     """Raise ValueError unless logits_new is (B, 1+|S|, *V) and logits_old is (B, 1+|O|, *V) with |S| ≥ |O|."""
     if logits_old.shape[1] != num_old + 1:

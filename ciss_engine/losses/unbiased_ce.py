@@ -35,6 +35,12 @@ class UnbiasedCrossEntropy(nn.Module):
         self.ignore_index = ignore_index
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        loss, valid = self.voxel_losses(logits, labels)
+        return loss.sum() / valid.sum().clamp(min=1)
+
+    def voxel_losses(self, logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The loss of every voxel (B, D, H, W) float32, 0 where ignored, and the non-ignored voxels (bool):
+        for losses that weigh voxels or patches unevenly (CiNuSeg's hard negatives and trade-off)."""
         num_channels = logits.shape[1]
         if num_channels < self.num_old + 1 or logits.shape[:1] + logits.shape[2:] != labels.shape:
             raise ValueError(f"logits {tuple(logits.shape)} and labels {tuple(labels.shape)} must be (B, 1+|S|, *V) "
@@ -47,4 +53,4 @@ class UnbiasedCrossEntropy(nn.Module):
             log_p_label = log_p.gather(1, torch.where(valid, labels, 0).long().unsqueeze(1)).squeeze(1)
             log_p_background = torch.logsumexp(log_p[:, : self.num_old + 1], dim=1)
             loss = -torch.where(labels == 0, log_p_background, log_p_label) * valid
-        return loss.sum() / valid.sum().clamp(min=1)
+        return loss, valid

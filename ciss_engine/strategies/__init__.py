@@ -3,6 +3,7 @@ Their settings are declared, torch-free, in ``api/settings.py`` under the same n
 from __future__ import annotations
 
 from .base import StepBatch, StepContext, Strategy
+from .cinuseg import ClassIncrementalNucleiSegmentation
 from .finetune import FineTuning
 from .lwf import LearningWithoutForgetting
 from .mib import ModelingTheBackground
@@ -10,7 +11,8 @@ from .pcdd import PrototypeCalibratedDistillation, UniformDistillation
 from .plop import PseudoLabelling
 
 STRATEGIES: dict[str, type[Strategy]] = {
-    cls.name: cls for cls in (PrototypeCalibratedDistillation, UniformDistillation, ModelingTheBackground, PseudoLabelling, LearningWithoutForgetting, FineTuning)
+    cls.name: cls for cls in (PrototypeCalibratedDistillation, UniformDistillation, ModelingTheBackground, ClassIncrementalNucleiSegmentation,
+                              PseudoLabelling, LearningWithoutForgetting, FineTuning)
 }
 
 __all__ = ["STRATEGIES", "StepBatch", "StepContext", "Strategy"]

@@ -59,6 +59,9 @@ class StepBatch:
     pseudo_labels: torch.Tensor
     old_region: torch.Tensor
     current_region: torch.Tensor
+    # Each model's encoder stages (finest first), for strategies with needs_encoder_stages only.
+    stages_new: list[torch.Tensor] | None = None
+    stages_old: list[torch.Tensor] | None = None
 
 
 class Strategy(abc.ABC):
@@ -68,6 +71,9 @@ class Strategy(abc.ABC):
     needs_old_model: ClassVar[bool] = True
     # Whether the loss reads the step's running new-organ prototypes (the loop only updates them then).
     uses_running_prototypes: ClassVar[bool] = False
+    # Whether the loss reads both models' encoder stages: the old model then runs on every patch (the cached
+    # teacher holds only its logits and features).
+    needs_encoder_stages: ClassVar[bool] = False
 
     def __init__(self, context: StepContext, settings: StrategySettings) -> None:
         self.context = context

@@ -24,7 +24,7 @@ from ..api.settings import StrategySettings, parse_settings_or_raise
 from ..bundle import STATUS_PUBLISHED, STATUS_REJECTED, Bundle, BundleVersion, write_version
 from ..bundle_lock import bundle_lock
 from ..cancellation import CancelToken
-from ..errors import BundleError, ForgettingRejected
+from ..errors import BundleError, ForgettingRejected, InputError
 from ..events import EventSink
 from ..forgetting_guard import GuardResult, check_forgetting
 from ..inference import load_network, sliding_window_outputs
@@ -108,8 +108,16 @@ def _fingerprint(request: LearnRequest, parent_version: str | None, data: list[s
 TEACHER_MEMORY_SHARE = 0.25
 
 
-def _teacher_is_cached(choice: str, needed_bytes: int, sink: EventSink) -> bool:
-    """``cached``/``online`` as asked; ``auto`` caches when the maps take at most a quarter of the free memory."""
+def _teacher_is_cached(strategy: type[Strategy], choice: str, needed_bytes: int, sink: EventSink) -> bool:
+    """``cached``/``online`` as asked; ``auto`` caches when the maps take at most a quarter of the free memory.
+    A strategy that reads the old model's encoder stages runs it on every patch: the cache holds no stages."""
+    if not strategy.needs_old_model:
+        return False
+    if strategy.needs_encoder_stages:
+        if choice == "cached":
+            raise InputError(f"{strategy.name} reads the old model's encoder stages on every patch; the cached teacher holds only its logits and features",
+                             "leave the setting teacher at auto, or set it to online")
+        return False
     if choice != "auto":
         return choice == "cached"
     import psutil
@@ -138,19 +146,25 @@ def make_step_batch(
     or computed), Ỹ from the old model, the regions; updates the step's running prototypes on Ỹ."""
     num_old = strategy.context.num_old
     labels = batch.labels
+    stages_new = stages_old = None
     # Losses and prototypes run in float32: cast once here rather than in every loss.
-    logits_new, features_new = (t.float() for t in network.forward_with_features(batch.images))
-    if strategy.needs_old_model:
-        logits_old, features_old = old_model_outputs(batch, old_network, num_old)
-        pseudo = make_pseudo_labels(labels, logits_old, thresholds.to(labels.device), num_old)
+    if strategy.needs_encoder_stages:
+        logits_new, features_new, stages_new = network.forward_with_stages(batch.images)
+        with torch.no_grad():
+            logits_old, features_old, stages_old = old_network.forward_with_stages(batch.images)
+        logits_new, features_new, logits_old, features_old = (t.float() for t in (logits_new, features_new, logits_old, features_old))
     else:
-        logits_old = features_old = None
-        pseudo = labels
+        logits_new, features_new = (t.float() for t in network.forward_with_features(batch.images))
+        if strategy.needs_old_model:
+            logits_old, features_old = old_model_outputs(batch, old_network, num_old)
+        else:
+            logits_old = features_old = None
+    pseudo = make_pseudo_labels(labels, logits_old, thresholds.to(labels.device), num_old) if strategy.needs_old_model else labels
     if strategy.uses_running_prototypes:
         strategy.context.running_prototypes.update_from_batch(features_new, running_prototype_labels(pseudo, num_old))
     old_region, current_region = region_masks(pseudo, num_old)
     return StepBatch(labels=labels, logits_new=logits_new, features_new=features_new, logits_old=logits_old, features_old=features_old,  # type: ignore[arg-type]
-                     pseudo_labels=pseudo, old_region=old_region, current_region=current_region)
+                     pseudo_labels=pseudo, old_region=old_region, current_region=current_region, stages_new=stages_new, stages_old=stages_old)
 
 
 def _stored_prototypes(
@@ -197,7 +211,7 @@ def _learn_step_locked(request: LearnRequest, *, device: torch.device, sink: Eve
     old_network = load_network(parent, device).requires_grad_(False)
     stored_prototypes, settings = _stored_prototypes(parent, settings, sink, lambda: bootstrap_prototypes(
         old_network, cases, patch_size=preprocessing.patch_size, device=device, sink=sink))
-    cached_teacher = strategy_type.needs_old_model and _teacher_is_cached(settings.teacher, teacher_map_bytes(cases, num_old, old_network.feature_channels), sink)
+    cached_teacher = _teacher_is_cached(strategy_type, settings.teacher, teacher_map_bytes(cases, num_old, old_network.feature_channels), sink)
     step_data = analyse_step_cases(
         old_network, cases, num_old=num_old, num_new=num_new, patch_size=preprocessing.patch_size, device=device,
         fixed_threshold=request.fixed_threshold, sink=sink, keep_teacher=cached_teacher,
