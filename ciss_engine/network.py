@@ -111,12 +111,25 @@ class SegmentationNetwork(nn.Module):
         skips = list(reversed(stages))
         return self.backbone.decode(x, skips), stages
 
-    def forward_with_features(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits and the pre-activation features F (the classifier reads ``post_activation(F)``)."""
-        decoded, _ = self.encode_decode(image)
+    def _head(self, decoded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         norm, activation = self.feature_head
         features = norm(decoded)
         return self.classifier(activation(features)), features
+
+    def forward_with_features(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and the pre-activation features F (the classifier reads ``post_activation(F)``)."""
+        decoded, _ = self.encode_decode(image)
+        return self._head(decoded)
+
+    def forward_with_bottleneck(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and the coarsest encoder stage (B, init_filters·2^(stages−1), D/2^(stages−1), …): what
+        Dual-Alignment aligns (METHOD.md §6)."""
+        decoded, stages = self.encode_decode(image)
+        return self._head(decoded)[0], stages[-1]
+
+    def bottleneck(self, image: torch.Tensor) -> torch.Tensor:
+        """The coarsest encoder stage alone (the replay buffer's vectors), without running the decoder."""
+        return self.backbone.encode(image)[0]
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.forward_with_features(image)[0]
