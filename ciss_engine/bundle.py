@@ -6,7 +6,8 @@ BUNDLE/versions/<semver>/configs/metadata.json   MONAI metadata + "ciss" section
                         configs/classes.json     class registry
                         models/model.pt          state dict, loaded with weights_only=True
                         models/prototypes.safetensors
-                        (metadata.json's ciss.files_sha256 holds the SHA-256 of both model files)
+                        models/replay_buffer.safetensors (domain steps only: replay_buffer.py)
+                        (metadata.json's ciss.files_sha256 holds the SHA-256 of the model files)
                         docs/history.json        lineage of every step up to this version
                         docs/README.md           model card
 ```
@@ -31,7 +32,7 @@ import pickle
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from packaging.version import Version
 
@@ -41,12 +42,15 @@ from .errors import BundleError, InputError, OutputError
 from .fault_points import fault_point
 from .registry import ClassRegistry
 
+if TYPE_CHECKING:
+    from .replay_buffer import ReplayBuffer
+
 FORMAT = "ciss-bundle"
 FORMAT_VERSION = 1
 STATUS_PUBLISHED = "published"
 STATUS_REJECTED = "rejected"
 # The files whose SHA-256 a version records (relative to its folder), and what ``check_files`` reports.
-CHECKSUMMED_FILES = ("models/model.pt", "models/prototypes.safetensors")
+CHECKSUMMED_FILES = ("models/model.pt", "models/prototypes.safetensors", "models/replay_buffer.safetensors")
 FILE_OK, FILE_CHANGED, FILE_MISSING = "ok", "changed", "missing"
 # The version being published (its folder renamed into place, bundle.json not yet switched to it).
 PUBLISHING_NAME = ".publishing.json"
@@ -122,6 +126,10 @@ class BundleVersion:
         return self.path / "models" / "prototypes.safetensors"
 
     @property
+    def replay_buffer_path(self) -> Path:
+        return self.path / "models" / "replay_buffer.safetensors"
+
+    @property
     def recorded_sha256(self) -> dict[str, str] | None:
         """SHA-256 of the model files when the version was written; None for versions older than checksums."""
         return self.settings.get("files_sha256")
@@ -171,21 +179,33 @@ class BundleVersion:
             raise BundleError(f"{self.model_path} is not a state dict", "a bundle holds a plain state dict saved with torch.save(model.state_dict())")
         return state
 
-    def load_prototypes(self) -> dict[str, Any]:
-        """Global prototypes, voxel counts and per-class τ as tensors (safetensors: no code)."""
+    def _load_safetensors(self, path: Path, what: str) -> dict[str, Any]:
+        """The tensors of a checksummed safetensors file (no code runs); {} when the version has none."""
         from safetensors import SafetensorError
         from safetensors.torch import load
 
-        if not self.prototypes_path.is_file():
-            if self._relative(self.prototypes_path) in (self.recorded_sha256 or {}):
-                raise BundleError(f"prototypes are missing: {self.prototypes_path}", TAMPER_HINT)
+        if not path.is_file():
+            if self._relative(path) in (self.recorded_sha256 or {}):
+                raise BundleError(f"{what} are missing: {path}", TAMPER_HINT)
             return {}
         try:
-            tensors = load(self._read_verified(self.prototypes_path))
+            return load(self._read_verified(path))
         except SafetensorError as error:
-            raise BundleError(f"cannot read prototypes {self.prototypes_path}: {error}", "the file is damaged; restore the bundle from a backup or roll back") from error
-        check_prototypes_or_raise(tensors, self.registry.num_classes, self.prototypes_path)
+            raise BundleError(f"cannot read {what} {path}: {error}", "the file is damaged; restore the bundle from a backup or roll back") from error
+
+    def load_prototypes(self) -> dict[str, Any]:
+        """Global prototypes, voxel counts and per-class τ as tensors (safetensors: no code)."""
+        tensors = self._load_safetensors(self.prototypes_path, "prototypes")
+        if tensors:
+            check_prototypes_or_raise(tensors, self.registry.num_classes, self.prototypes_path)
         return tensors
+
+    def load_replay_buffer(self) -> ReplayBuffer | None:
+        """The replay buffer of a domain step (replay_buffer.py), checked; None for a version without one."""
+        from .replay_buffer import ReplayBuffer
+
+        tensors = self._load_safetensors(self.replay_buffer_path, "replay buffer vectors")
+        return ReplayBuffer.from_tensors_or_raise(tensors, num_classes=self.registry.num_classes, path=self.replay_buffer_path) if tensors else None
 
 
 def load_version_or_raise(path: Path) -> BundleVersion:
@@ -395,8 +415,10 @@ def write_version(
     history: list[dict[str, Any]],
     changelog: dict[str, str],
     make_current: bool,
+    replay_buffer: dict[str, Any] | None = None,
 ) -> BundleVersion:
     """Write a complete version into ``root/versions/<version>`` atomically; optionally make it current.
+    ``replay_buffer``: a domain step's feature vectors (replay_buffer.py), as tensors.
 
     The model files are serialised first, so metadata.json can record their SHA-256 (``ciss.files_sha256``).
     A write that fails (a full disk: exit 5) leaves the bundle as it was."""
@@ -412,6 +434,8 @@ def write_version(
     files = {"models/model.pt": buffer.getvalue()}
     if prototypes:
         files["models/prototypes.safetensors"] = save({k: v.detach().cpu().contiguous() for k, v in prototypes.items()})
+    if replay_buffer:
+        files["models/replay_buffer.safetensors"] = save({k: v.detach().cpu().contiguous() for k, v in replay_buffer.items()})
     hashes = {name: hashlib.sha256(data).hexdigest() for name, data in files.items() if name in CHECKSUMMED_FILES}
     metadata = build_metadata(version=version, registry=registry, settings={**settings, "files_sha256": hashes}, changelog=changelog)
     files |= {

@@ -70,7 +70,8 @@ def _add_new_organs(data: DemoData, bundle_dir: Path, settings: DemoSettings, de
     A version the guard rejects is still scored (that is the point of showing the verdict); it stays
     non-current in the bundle, as it would for a site.
     """
-    from .training.incremental import LearnRequest, learn_step, learn_work_dir
+    from .training.incremental import LearnRequest, learn_step
+    from .training.step_common import learn_work_dir
     from .training.loop_config import STEP_LEARNING_RATE, LoopConfig
 
     bundle = Bundle.open_or_raise(bundle_dir)

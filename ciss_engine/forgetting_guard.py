@@ -32,6 +32,29 @@ class GuardResult:
         return {"passed": self.passed, "threshold": self.threshold, "agreement": self.agreement, "failing_organs": self.failing_organs}
 
 
+def pooled_dsc(
+    references: Sequence[torch.Tensor],
+    predictions: Sequence[torch.Tensor],
+    organs: Sequence[tuple[int, str]],
+    *,
+    left_out: Sequence[torch.Tensor] | None = None,
+) -> dict[str, float | None]:
+    """DSC per organ pooled over the cases (intersections and sizes summed first), outside ``left_out`` (bool,
+    one per case); None for an organ the references never hold."""
+    if left_out is None:
+        left_out = [torch.zeros_like(reference, dtype=torch.bool) for reference in references]
+    scores: dict[str, float | None] = {}
+    for label, name in organs:
+        intersection = reference_voxels = predicted_voxels = 0
+        for reference, prediction, outside in zip(references, predictions, left_out):
+            reference_mask, predicted_mask = (reference == label) & ~outside, (prediction == label) & ~outside
+            intersection += int((reference_mask & predicted_mask).sum())
+            reference_voxels += int(reference_mask.sum())
+            predicted_voxels += int(predicted_mask.sum())
+        scores[name] = round(2.0 * intersection / (reference_voxels + predicted_voxels), 4) if reference_voxels else None
+    return scores
+
+
 def check_forgetting(
     old_predictions: Sequence[torch.Tensor],
     new_predictions: Sequence[torch.Tensor],
@@ -42,15 +65,4 @@ def check_forgetting(
 ) -> GuardResult:
     """Agreement DSC per old organ between the parent's and the new model's masks, outside the
     voxels labelled as new organs (``new_organ_masks``, bool, one per CT; None compares every voxel)."""
-    if new_organ_masks is None:
-        new_organ_masks = [torch.zeros_like(old, dtype=torch.bool) for old in old_predictions]
-    agreement: dict[str, float | None] = {}
-    for label, name in old_organs:
-        intersection = parent_voxels = new_voxels = 0
-        for old, new, labelled_new in zip(old_predictions, new_predictions, new_organ_masks):
-            old_mask, new_mask = (old == label) & ~labelled_new, (new == label) & ~labelled_new
-            intersection += int((old_mask & new_mask).sum())
-            parent_voxels += int(old_mask.sum())
-            new_voxels += int(new_mask.sum())
-        agreement[name] = round(2.0 * intersection / (parent_voxels + new_voxels), 4) if parent_voxels else None
-    return GuardResult(threshold=threshold, agreement=agreement)
+    return GuardResult(threshold=threshold, agreement=pooled_dsc(old_predictions, new_predictions, old_organs, left_out=new_organ_masks))

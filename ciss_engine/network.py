@@ -117,11 +117,15 @@ class SegmentationNetwork(nn.Module):
 
     def forward_with_stages(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """Logits, features F and the encoder stages (finest first, the bottleneck last): what stage-wise
-        feature losses (CiNuSeg's class anchors) read, from the same single pass."""
+        feature losses (CiNuSeg's class anchors, Dual-Alignment's bottleneck) read, from the same single pass."""
         decoded, stages = self.encode_decode(image)
         norm, activation = self.feature_head
         features = norm(decoded)
         return self.classifier(activation(features)), features, stages
+
+    def bottleneck(self, image: torch.Tensor) -> torch.Tensor:
+        """The coarsest encoder stage alone (the replay buffer's vectors), without running the decoder."""
+        return self.backbone.encode(image)[0]
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.forward_with_features(image)[0]

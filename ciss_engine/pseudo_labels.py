@@ -112,3 +112,22 @@ def region_masks(
     old_region = (pseudo_labels >= 1) & (pseudo_labels <= num_old)
     current_region = ~old_region & (pseudo_labels != ignore_index)
     return old_region, current_region
+
+
+def partial_label_targets(
+    labels: torch.Tensor, logits_old: torch.Tensor, thresholds: torch.Tensor, unlabelled: torch.Tensor, ignore_index: int = IGNORE_INDEX
+) -> torch.Tensor:
+    """Ỹ of a domain step, whose labels cover only some organs (``ciss adapt``): the label where it is not 0;
+    elsewhere, where the old model's argmax is an organ this step has no labels for, that organ if the old model
+    is confident (u < τ_c) and ignored if not (it may be that organ or background); else background, since the
+    labelled organs' labels are complete.
+
+    Shapes: labels (B, D, H, W) long (class ids of the bundle), logits_old (B, C, D, H, W) over every class,
+        thresholds (C−1,), unlabelled (C,) bool, True for organs without labels in this step -> Ỹ (B, D, H, W).
+    """
+    prediction, entropy = old_model_entropy(logits_old)
+    per_class = torch.cat([thresholds.new_full((1,), float("-inf")), thresholds]).to(entropy.device, torch.float32)
+    without_labels = unlabelled.to(prediction.device)[prediction]
+    confident = entropy < per_class[prediction]
+    guess = torch.where(without_labels, torch.where(confident, prediction, ignore_index), 0).to(labels.dtype)
+    return torch.where(labels != 0, labels, guess)

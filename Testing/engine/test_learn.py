@@ -14,7 +14,8 @@ from ciss_engine.bundle import Bundle
 from ciss_engine.cancellation import CancelToken
 from ciss_engine.errors import BundleError, Cancelled, ExitCode
 from ciss_engine.events import EventSink, ProgressMode
-from ciss_engine.training.incremental import LearnRequest, learn_step, learn_work_dir
+from ciss_engine.training.incremental import LearnRequest, learn_step
+from ciss_engine.training.step_common import learn_work_dir
 from ciss_engine.training.loop_config import LoopConfig
 
 STEP_ARGS = ["--iterations", "3", "--batch-size", "1", "--quiet"]

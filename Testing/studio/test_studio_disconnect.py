@@ -13,7 +13,7 @@ from studio_browser import Browser
 from studio_pages import AXIAL, add_and_paint_organ, open_studio, shoot_views
 
 from ciss_engine.bundle import Bundle
-from ciss_engine.training.incremental import learn_work_dir
+from ciss_engine.training.step_common import learn_work_dir
 
 
 def published_files(bundle: Path) -> dict[str, str]:

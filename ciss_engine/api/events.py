@@ -208,6 +208,15 @@ class LearnDone(TrainDone):
 
 
 @typed_payload
+class AdaptDone(LearnDone):
+    """A domain step: the guard on the organs without labels, each labelled organ's DSC against the step's labels
+    before and after (``{"before": …, "after": …}``), and the replay vectors per class the version stores."""
+
+    labelled_dsc: dict[str, dict[str, float | None]]
+    replay_buffer: dict[str, int]
+
+
+@typed_payload
 class ImportDone(TrainDone):
     source: str
 
@@ -313,7 +322,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
 METRIC_BY_STAGE: dict[str, type[Metric]] = {"train": TrainMetric, "evaluate": EvaluateMetric, "protocol": ProtocolMetric}
 # The done payload of each ``ciss`` command (the sub-command's name, as on the command line).
 DONE_BY_COMMAND: dict[str, type[Done]] = {
-    "train": TrainDone, "learn": LearnDone, "import": ImportDone, "rollback": RollbackDone, "verify": VerifyDone,
+    "train": TrainDone, "learn": LearnDone, "adapt": AdaptDone, "import": ImportDone, "rollback": RollbackDone, "verify": VerifyDone,
     "segment": SegmentDone, "export": ExportDone, "evaluate": EvaluateDone, "export-model": ExportModelDone,
     "protocol": ProtocolDone, "demo": DemoDone, "phantom": PhantomDone,
 }

@@ -172,10 +172,27 @@ class CinusegSettings(StrategySettings):
     trade_off_new_scale: float = setting(0.5, "α_n: the learning losses' factor on such a patch")
 
 
+# The kernel of Dual-Alignment's HSIC (losses/hsic.py).
+HsicKernel = Literal["linear", "gaussian"]
+
+
+@dataclasses.dataclass(frozen=True)
+class DualAlignmentSettings(StrategySettings):
+    """Dual-Alignment Knowledge Retention (METHOD.md §6), domain steps only (``ciss adapt``); the λ are not yet
+    measured here: both terms are 1 − nHSIC in [0, 1], on the scale of the Dice."""
+
+    kernel: HsicKernel = setting("linear", "HSIC's kernel: linear (CKA) or gaussian with the median-distance bandwidth")
+    lambda_cna: float = setting(1.0, "weight of CNA: the bottleneck of the current model aligned with the previous model's on the same patch")
+    lambda_cra: float = setting(1.0, "weight of CRA: the current bottleneck aligned, class by class, with the replay buffer's vectors")
+    embedding_size: int = setting(64, "width of the trainable feature mapping before HSIC (not exported: inference never runs it)")
+    buffer_per_class: int = setting(200, "replay vectors kept per class in the bundle: a few hundred bottleneck vectors, no voxels")
+    aligned_rows: int = setting(256, "most paired rows per HSIC term and iteration: its Gram matrices grow with the square")
+
+
 # Every strategy by name (strategies/__init__.py holds their losses) with its settings.
 STRATEGY_SETTINGS: dict[str, type[StrategySettings]] = {
     "pcdd": PcddSettings, "uniform": UniformSettings, "mib": MibSettings, "cinuseg": CinusegSettings, "plop": StrategySettings,
-    "lwf": LwfSettings, "finetune": StrategySettings,
+    "lwf": LwfSettings, "finetune": StrategySettings, "dual_alignment": DualAlignmentSettings,
 }
 
 

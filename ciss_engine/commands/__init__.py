@@ -12,6 +12,7 @@ COMMANDS: dict[str, str] = {
     "train": "Train a base bundle on fully labelled CTs.",
     "import": "Make a bundle from a model a site already runs (an nnU-Net v2 model, or a MONAI bundle with a SegResNet).",
     "learn": "Add new organs to a bundle from CTs labelled only for the new organs.",
+    "adapt": "Adapt a bundle's organs to a new site's CTs (another scanner), labelled for all or some of them.",
     "segment": "Segment all organs of a bundle on a CT.",
     "export": "Write a label map made on a DICOM CT as DICOM RTSTRUCT and SEG that reference it.",
     "export-model": "Write a bundle imported from nnU-Net, grown or not, back as an nnU-Net v2 model folder.",

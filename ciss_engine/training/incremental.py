@@ -6,13 +6,9 @@ user accepts the drop). The parent version is never modified.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import datetime
-import hashlib
-import json
-import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +20,7 @@ from ..api.settings import StrategySettings, parse_settings_or_raise
 from ..bundle import STATUS_PUBLISHED, STATUS_REJECTED, Bundle, BundleVersion, write_version
 from ..bundle_lock import bundle_lock
 from ..cancellation import CancelToken
-from ..errors import BundleError, ForgettingRejected, InputError
+from ..errors import InputError
 from ..events import EventSink
 from ..forgetting_guard import GuardResult, check_forgetting
 from ..inference import load_network, sliding_window_outputs
@@ -37,13 +33,14 @@ from ..strategies import STRATEGIES, StepBatch, StepContext, Strategy
 from ..strategies.base import total_loss
 from .cases import case_sha256, prepare_cases
 from .checkpoint import ExtraState
-from .finished_runs import RUN_FINGERPRINT, version_written_by
+from .finished_runs import RUN_FINGERPRINT
 from .gradient_shares import GRADIENT_SHARE_EVERY, ShareAverage, gradient_shares, shared_parameters
 from .loop import LoopResult, run_training_loop
 from .loop_config import LoopConfig
 from .prototype_bootstrap import bootstrap_prototypes, bootstrap_record
 from .prototype_pass import compute_global_prototypes
 from .sampler import PatchBatch, PatchSampler
+from .step_common import finished_step, learn_run_dir, parent_or_raise, rejected, remove_run_checkpoints, run_fingerprint
 from .step_data import analyse_step_cases, running_prototype_labels, teacher_map_bytes
 
 
@@ -67,29 +64,6 @@ class LearnRequest:
     parent_version: str | None = None
 
 
-def learn_work_dir(bundle: Path) -> Path:
-    """Checkpoints of unfinished steps: inside the bundle root but outside ``versions/``, one folder a run."""
-    return Path(bundle) / ".learn-work"
-
-
-def learn_run_dir(bundle: Path, fingerprint: str) -> Path:
-    """The checkpoint folder of one run, keyed by its fingerprint (parent, data, settings): two runs never
-    share a checkpoint, and ``--resume`` with the same arguments finds its own."""
-    return learn_work_dir(bundle) / fingerprint[:16]
-
-
-def _parent_or_raise(bundle: Bundle, requested: str | None) -> BundleVersion:
-    current = bundle.current_version
-    if requested is not None and requested != current:
-        status = bundle.load(requested).status
-        why = "was rejected by the forgetting guard" if status == STATUS_REJECTED else f"is not the current version ({current})"
-        raise BundleError(f"cannot learn from version {requested}: it {why}", f"learn from the current version, or make {requested} current first with `ciss rollback --to {requested}`")
-    parent = bundle.load(current)
-    if parent.status == STATUS_REJECTED:
-        raise BundleError(f"the current version {current} is marked rejected", "roll back to a published version first")
-    return parent
-
-
 def _fingerprint(request: LearnRequest, parent_version: str | None, data: list[str]) -> str:
     settings = {
         "parent": parent_version,
@@ -101,7 +75,7 @@ def _fingerprint(request: LearnRequest, parent_version: str | None, data: list[s
         "fixed_threshold": request.fixed_threshold,
         "data": data,
     }
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+    return run_fingerprint(settings)
 
 
 # The cached teacher may take at most this share of the memory available when the step starts.
@@ -194,10 +168,13 @@ def learn_step(request: LearnRequest, *, device: torch.device, sink: EventSink, 
 def _learn_step_locked(request: LearnRequest, *, device: torch.device, sink: EventSink, cancel: CancelToken) -> tuple[BundleVersion, GuardResult]:
     settings = parse_settings_or_raise(request.strategy, request.strategy_settings)
     strategy_type = STRATEGIES[request.strategy]
+    if not issubclass(strategy_type, Strategy):
+        raise InputError(f"strategy {request.strategy} adapts the bundle's organs to a new site's CTs; it adds no organ",
+                         f"run `ciss adapt -b {request.bundle} -i CT… -l LABEL… --strategy {request.strategy}`, or learn organs with --strategy pcdd")
     bundle = Bundle.open_or_raise(request.bundle)
     if request.resume and (finished := _finished_step(bundle, request, sink)) is not None:
         return finished
-    parent = _parent_or_raise(bundle, request.parent_version)
+    parent = parent_or_raise(bundle, request.parent_version)
     version = bundle.next_version()
     step = int(parent.settings.get("step", 1)) + 1
     registry = parent.registry.with_new_organs([(name, rgb) for name, _, rgb in request.organs], step=step, version=version)
@@ -271,37 +248,15 @@ def _learn_step_locked(request: LearnRequest, *, device: torch.device, sink: Eve
         gradient_shares=shares.mean(),
         data=[c.sha256 for c in cases], fingerprint=fingerprint,
     )
-    shutil.rmtree(work_dir, ignore_errors=True)
-    with contextlib.suppress(OSError):
-        learn_work_dir(bundle.root).rmdir()  # only when no other run left a checkpoint to resume
+    remove_run_checkpoints(bundle.root, fingerprint)
     if status == STATUS_REJECTED:
-        raise _rejected(version, parent.version, guard)
+        raise rejected(version, parent.version, guard)
     return written, guard
-
-
-def _rejected(version: str, parent_version: str, guard: GuardResult) -> ForgettingRejected:
-    return ForgettingRejected(
-        f"version {version} was saved as rejected: old organs changed on the step's CTs ({', '.join(f'{n} {guard.agreement[n]:.2f}' for n in guard.failing_organs)} < {guard.threshold})",
-        f"version {parent_version} stays current. Learn again (more iterations, other settings), or pass --accept-forgetting to accept the drop knowingly",
-    )
 
 
 def _finished_step(bundle: Bundle, request: LearnRequest, sink: EventSink) -> tuple[BundleVersion, GuardResult] | None:
-    """``--resume`` of a step that had written its version when it was stopped: that version and its verdict,
-    its checkpoints removed (finished_runs.py); None when the step is still to be done."""
     data = [case_sha256(image, label) for image, label in zip(request.images, request.labels)]
-    written = version_written_by(bundle, lambda parent: _fingerprint(request, parent, data))
-    if written is None:
-        return None
-    shutil.rmtree(learn_run_dir(bundle.root, _fingerprint(request, written.settings["parent_version"], data)), ignore_errors=True)
-    with contextlib.suppress(OSError):
-        learn_work_dir(bundle.root).rmdir()
-    sink.log(f"this step had already written version {written.version} when it was stopped")
-    recorded = written.settings["forgetting_guard"]
-    guard = GuardResult(threshold=recorded["threshold"], agreement=recorded["agreement"])
-    if written.status == STATUS_REJECTED:
-        raise _rejected(written.version, written.settings["parent_version"], guard)
-    return written, guard
+    return finished_step(bundle, lambda parent: _fingerprint(request, parent, data), sink)
 
 
 def _write_step_version(

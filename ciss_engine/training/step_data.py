@@ -9,7 +9,7 @@ themselves in bf16: the cached teacher, cropped with each patch instead of runni
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -52,9 +52,11 @@ def analyse_step_cases(
     fixed_threshold: float | None,
     sink: EventSink,
     keep_teacher: bool = False,
+    targets: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> StepData:
     """Run the old model once over every case; sets each case's ``sampling_label`` to Ỹ; with
-    ``keep_teacher`` the returned data holds the old model's outputs for the cached teacher."""
+    ``keep_teacher`` the returned data holds the old model's outputs for the cached teacher. ``targets``
+    (labels, logits, τ) -> Ỹ: a domain step's partial-label Ỹ instead of the class-incremental one."""
     outputs = []
     estimator = EntropyThresholds(num_old)
     for index, case in enumerate(cases):
@@ -72,7 +74,7 @@ def analyse_step_cases(
     for case, (logits, features) in zip(cases, outputs):
         labels = case.label.as_tensor().long()
         case.sampling_label = case.label.clone()
-        pseudo = make_pseudo_labels(labels, logits, thresholds, num_old)
+        pseudo = targets(labels, logits, thresholds) if targets else make_pseudo_labels(labels, logits, thresholds, num_old)
         case.sampling_label.set_array(pseudo.to(torch.uint8))
         prototypes.update_from_batch(features, running_prototype_labels(pseudo, num_old))
         predictions.append(logits[0].argmax(0).to(torch.uint8))

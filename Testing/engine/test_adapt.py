@@ -1,0 +1,168 @@
+"""``ciss adapt``: a domain step end to end on phantom CTs of another "scanner" (HU offset, scale and noise):
+the version, its replay buffer, the guard, resume, and the refusals."""
+import json
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from ciss_test_helpers import cancelling_sink, record_checksums, run_cli
+from safetensors.torch import load_file, save_file
+
+from ciss_engine.api.events import AdaptDone, parse_event
+from ciss_engine.bundle import Bundle
+from ciss_engine.cancellation import CancelToken
+from ciss_engine.errors import Cancelled, ExitCode
+from ciss_engine.events import EventSink, ProgressMode
+from ciss_engine.training.adapt import AdaptRequest, adapt_step
+from ciss_engine.training.loop_config import LoopConfig
+from ciss_engine.training.step_common import learn_work_dir
+
+STEP_ARGS = ["--iterations", "3", "--batch-size", "1", "--setting", "buffer_per_class=20", "--accept-forgetting"]
+LABELLED = [("spleen", 1), ("kidney_right", 2)]  # seg8 values; kidney_left and gallbladder get no labels
+BOTTLENECK = 64  # 8 filters doubled at 3 downsamplings
+
+
+@pytest.fixture()
+def bundle(tiny_bundle, tmp_path):
+    copy = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, copy)
+    return copy
+
+
+@pytest.fixture()
+def site(phantom_cohort, tmp_path):
+    """Two phantom CTs as another scanner shows them (HU x 1.1 + 40, noise σ 15) and labels of two organs only."""
+    rng = np.random.default_rng(0)
+    images, labels = [], []
+    for index, case in enumerate(phantom_cohort[2:4]):
+        ct = nib.load(str(case / "image.nii.gz"))
+        data = np.asarray(ct.dataobj, dtype=np.float32) * 1.1 + 40 + rng.normal(0, 15, ct.shape)
+        images.append(tmp_path / f"site_ct_{index}.nii.gz")
+        nib.save(nib.Nifti1Image(data.astype(np.float32), ct.affine), str(images[-1]))
+        seg = nib.load(str(case / "label_seg8.nii.gz"))
+        kept = np.where(np.isin(np.asarray(seg.dataobj), [1, 2]), np.asarray(seg.dataobj), 0).astype(np.uint8)
+        labels.append(tmp_path / f"site_label_{index}.nii.gz")
+        nib.save(nib.Nifti1Image(kept, seg.affine), str(labels[-1]))
+    return images, labels
+
+
+def _organs() -> str:
+    return ",".join(f"{name}={value}" for name, value in LABELLED)
+
+
+def test_adapt_writes_a_domain_version_with_its_replay_buffer(bundle, site, capsys):
+    images, labels = site
+    code = run_cli("adapt", "-b", bundle, "-i", *images, "-l", *labels, "--organs", _organs(), *STEP_ARGS, "--progress", "jsonl")
+    assert code == 0
+    out = capsys.readouterr()
+    done = parse_event(out.out.strip().splitlines()[-1], "adapt")
+    assert isinstance(done, AdaptDone) and done.version == "1.1.0" and done.extra == {}
+    assert set(done.labelled_dsc) == {"spleen", "kidney_right"} and set(done.labelled_dsc["spleen"]) == {"before", "after"}
+    assert set(done.forgetting_guard["agreement"]) == {"kidney_left", "gallbladder"}  # the guard keeps the organs without labels
+    assert "drawn from the parent model on this step's CTs" in out.err
+    handle = Bundle.open_or_raise(bundle)
+    version, parent = handle.load(), handle.load("1.0.0")
+    assert handle.current_version == "1.1.0" and version.registry.names == parent.registry.names
+    step = version.history[-1]
+    assert step["kind"] == "domain" and step["organs"] == [] and step["labelled_organs"] == ["spleen", "kidney_right"]
+    assert step["labelled_dsc"] == done.labelled_dsc and step["forgetting_guard"] == done.forgetting_guard
+    assert step["strategy"] == "dual_alignment" and step["strategy_settings"]["buffer_per_class"] == 20
+    assert set(step["losses"]) == {"ce", "dice", "cna", "cra"} and version.settings["parent_version"] == "1.0.0"
+    # The buffer: tensors only, per-class vectors and their classes, no voxels or positions; checksummed like the weights.
+    path = version.path / "models" / "replay_buffer.safetensors"
+    tensors = load_file(str(path))
+    assert set(tensors) == {"replay_vectors", "replay_classes"}
+    vectors, classes = tensors["replay_vectors"], tensors["replay_classes"]
+    assert vectors.shape == (classes.numel(), BOTTLENECK) and bool(vectors.isfinite().all())
+    assert torch.bincount(classes).max() <= 20 and step["replay_buffer"] == done.replay_buffer
+    assert sum(step["replay_buffer"].values()) == classes.numel() and "background" in step["replay_buffer"]
+    assert "models/replay_buffer.safetensors" in version.recorded_sha256
+    loaded = version.load_replay_buffer()
+    assert torch.equal(loaded.vectors, vectors) and torch.equal(loaded.classes, classes)
+    # The feature mappings were trained but not exported: the weights fit the plain segmentation network.
+    assert set(version.load_state_dict()) == set(parent.load_state_dict())
+    assert not learn_work_dir(bundle).exists()
+
+
+def test_the_buffer_is_read_from_the_parent_version(bundle, site):
+    """A parent that stores a buffer hands it to the step: its (recognisable) rows reach the new version's buffer."""
+    parent_dir = bundle / "versions" / "1.0.0"
+    classes = torch.arange(5).repeat_interleave(20)
+    save_file({"replay_vectors": torch.full((100, BOTTLENECK), 7.0) + classes[:, None].float(), "replay_classes": classes},
+              str(parent_dir / "models" / "replay_buffer.safetensors"))
+    record_checksums(parent_dir)
+    images, labels = site
+    lines = []
+
+    class Log(EventSink):
+        def log(self, message: str) -> None:
+            lines.append(message)
+
+    request = AdaptRequest(bundle=bundle, images=images, labels=labels, organs=LABELLED, loop=LoopConfig(iterations=2), batch_size=1,
+                           strategy_settings={"buffer_per_class": "20"}, accept_forgetting=True)
+    result = adapt_step(request, device=torch.device("cpu"), sink=Log(ProgressMode.QUIET), cancel=CancelToken())
+    assert any("replay buffer version 1.0.0's 100 bottleneck vectors" in line for line in lines)
+    stored = result.version.load_replay_buffer()
+    from_parent = (stored.vectors == 7.0 + stored.classes[:, None].float()).all(1)
+    assert 0 < int(from_parent.sum()) < stored.classes.numel()  # merged: part the parent's, part this site's
+
+
+def test_adapt_with_finetune_stores_no_buffer(bundle, site):
+    images, labels = site
+    assert run_cli("adapt", "-b", bundle, "-i", *images, "-l", *labels, "--organs", _organs(), "--strategy", "finetune",
+                   "--iterations", "2", "--batch-size", "1", "--accept-forgetting", "--quiet") == 0
+    version = Bundle.open_or_raise(bundle).load()
+    assert version.history[-1]["replay_buffer"] == {} and version.load_replay_buffer() is None
+    assert set(version.history[-1]["losses"]) == {"ce", "dice"}
+
+
+def test_cancel_then_resume_finishes_the_step_from_its_checkpoint(bundle, site):
+    images, labels = site
+    request = AdaptRequest(bundle=bundle, images=images, labels=labels, organs=LABELLED, loop=LoopConfig(iterations=4, checkpoint_every=100),
+                           batch_size=1, strategy_settings={"buffer_per_class": "10"}, accept_forgetting=True)
+    token = CancelToken()
+    with pytest.raises(Cancelled):
+        adapt_step(request, device=torch.device("cpu"), sink=cancelling_sink(token, stage="adapt", step=2), cancel=token)
+    assert Bundle.open_or_raise(bundle).versions() == ["1.0.0"] and len(list(learn_work_dir(bundle).glob("*/checkpoint.pt"))) == 1
+    resumed = AdaptRequest(**{**request.__dict__, "resume": True})
+    result = adapt_step(resumed, device=torch.device("cpu"), sink=EventSink(ProgressMode.QUIET), cancel=CancelToken())
+    assert result.version.version == "1.1.0" and not learn_work_dir(bundle).exists()
+    again = adapt_step(resumed, device=torch.device("cpu"), sink=EventSink(ProgressMode.QUIET), cancel=CancelToken())
+    assert again.version.version == "1.1.0" and again.labelled_dsc == result.labelled_dsc  # finished: reported, not redone
+
+
+def test_learn_refuses_dual_alignment(bundle, site, capsys):
+    images, labels = site
+    assert run_cli("learn", "-b", bundle, "--organ", "pancreas", "-i", images[0], "-l", labels[0], "--strategy", "dual_alignment", "--quiet") == ExitCode.INPUT_ERROR
+    err = capsys.readouterr().err
+    assert "adds no organ" in err and "ciss adapt" in err
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--organs", "pancreas=1"], "pancreas are not in the bundle"),
+    (["--organs", "spleen=1"], "holds values [2]"),  # kidney_right's voxels have no organ
+    (["--organs", "spleen"], "write NAME=VALUE"),
+    (["--strategy", "pcdd"], "'pcdd' is not a domain strategy"),
+    (["--setting", "lambda_kd=1"], "unknown setting 'lambda_kd' of strategy dual_alignment"),
+])
+def test_adapt_refuses_bad_input_with_a_hint(bundle, site, capsys, extra, message):
+    images, labels = site
+    assert run_cli("adapt", "-b", bundle, "-i", *images, "-l", *labels, *(["--organs", _organs()] if "--organs" not in extra else []), *extra,
+                   "--iterations", "1", "--quiet") == ExitCode.INPUT_ERROR
+    assert message in capsys.readouterr().err
+    assert Bundle.open_or_raise(bundle).versions() == ["1.0.0"]
+
+
+def test_a_damaged_buffer_is_named(bundle, site):
+    from ciss_engine.errors import BundleError
+
+    parent_dir = bundle / "versions" / "1.0.0"
+    save_file({"replay_vectors": torch.zeros(3, BOTTLENECK), "replay_classes": torch.tensor([0, 1, 99])}, str(parent_dir / "models" / "replay_buffer.safetensors"))
+    record_checksums(parent_dir)
+    with pytest.raises(BundleError, match="replay_buffer.safetensors is damaged: its class ids"):
+        Bundle.open_or_raise(bundle).load().load_replay_buffer()
+    assert json.loads((parent_dir / "configs" / "metadata.json").read_text())["ciss"]["files_sha256"]["models/replay_buffer.safetensors"]
+    assert Path(parent_dir / "models" / "replay_buffer.safetensors").is_file()

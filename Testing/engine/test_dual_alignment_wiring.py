@@ -1,0 +1,139 @@
+"""What one iteration of a domain step feeds Dual-Alignment (training/adapt.py, make_domain_batch, and
+strategies/dual_alignment.py): CNA gets the FROZEN previous model's bottleneck, CRA the replay buffer's vectors,
+Ỹ comes from the previous model's logits. Each check fails when that input is swapped for its look-alike."""
+import pytest
+import torch
+
+from ciss_engine.api.settings import DualAlignmentSettings
+from ciss_engine.losses.hsic import HsicAlignment
+from ciss_engine.network import NetworkConfig, build_network
+from ciss_engine.pseudo_labels import partial_label_targets
+from ciss_engine.replay_buffer import ReplayBuffer
+from ciss_engine.strategies.alignment_blocks import bottleneck_classes, pair_by_class, pair_positions
+from ciss_engine.strategies.domain import DomainContext
+from ciss_engine.strategies.dual_alignment import DualAlignment
+from ciss_engine.training.adapt import make_domain_batch
+from ciss_engine.training.sampler import PatchBatch
+
+CLASSES, FILTERS = 3, 8
+BOTTLENECK = FILTERS * 8  # SegResNet's 4 stages double the width 3 times
+UNLABELLED = torch.tensor([False, False, True])  # organ 1 labelled, organ 2 pseudo-labelled
+THRESHOLDS = torch.full((CLASSES - 1,), 10.0)  # every organ argmax is confident: Ỹ depends on whose logits
+
+
+def _networks():
+    torch.manual_seed(0)
+    old = build_network(NetworkConfig(init_filters=FILTERS, out_channels=CLASSES)).eval()
+    torch.manual_seed(1)  # a current model that has drifted far from the previous one
+    return old, build_network(NetworkConfig(init_filters=FILTERS, out_channels=CLASSES)).eval()
+
+
+def _patch() -> PatchBatch:
+    labels = torch.zeros(2, 32, 32, 32, dtype=torch.long)
+    labels[:, 4:20, 4:20, 4:20] = 1
+    return PatchBatch(torch.randn(2, 1, 32, 32, 32, generator=torch.Generator().manual_seed(2)), labels)
+
+
+def _buffer(seed: int) -> ReplayBuffer:
+    generator = torch.Generator().manual_seed(seed)
+    classes = torch.arange(CLASSES).repeat_interleave(12)
+    return ReplayBuffer(torch.randn(classes.numel(), BOTTLENECK, generator=generator) + classes[:, None].float(), classes)
+
+
+def _strategy(buffer: ReplayBuffer | None) -> DualAlignment:
+    torch.manual_seed(3)
+    context = DomainContext(num_classes=CLASSES, labelled=[1], bottleneck_channels=BOTTLENECK, buffer=buffer)
+    return DualAlignment(context, DualAlignmentSettings())
+
+
+def test_the_previous_bottleneck_and_the_targets_come_from_the_frozen_previous_model():
+    old, current = _networks()
+    patch = _patch()
+    with torch.no_grad():
+        batch = make_domain_batch(patch, current, old, THRESHOLDS, UNLABELLED)
+        old_logits, _, stages = old.forward_with_stages(patch.images)
+        old_bottleneck = stages[-1]
+        new_logits, _, stages = current.forward_with_stages(patch.images)
+        new_bottleneck = stages[-1]
+    torch.testing.assert_close(batch.bottleneck_old, old_bottleneck)
+    torch.testing.assert_close(batch.bottleneck_new, new_bottleneck)
+    assert batch.bottleneck_new.shape == (2, BOTTLENECK, 4, 4, 4) and not torch.allclose(old_bottleneck, new_bottleneck)
+    expected = partial_label_targets(patch.labels, old_logits, THRESHOLDS, UNLABELLED)
+    assert torch.equal(batch.targets, expected) and not torch.equal(expected, partial_label_targets(patch.labels, new_logits, THRESHOLDS, UNLABELLED))
+
+
+def test_cna_aligns_with_the_previous_bottleneck_not_with_itself():
+    old, current = _networks()
+    strategy = _strategy(None)
+    with torch.no_grad():
+        batch = make_domain_batch(_patch(), current, old, THRESHOLDS, UNLABELLED)
+        torch.manual_seed(4)
+        cna = strategy.cna(batch)
+        torch.manual_seed(4)
+        mine, theirs = pair_positions(batch.bottleneck_new, batch.bottleneck_old, strategy.settings.aligned_rows)
+        expected = HsicAlignment()(strategy.blocks["cna"](mine), theirs)
+        torch.manual_seed(4)
+        mine, _ = pair_positions(batch.bottleneck_new, batch.bottleneck_new, strategy.settings.aligned_rows)
+        against_itself = HsicAlignment()(strategy.blocks["cna"](mine), mine)
+    torch.testing.assert_close(cna, expected)
+    assert float(cna) > float(against_itself) + 0.05
+
+
+def test_cra_pairs_the_current_bottleneck_with_the_buffer_class_by_class():
+    old, current = _networks()
+    buffer = _buffer(5)
+    strategy = _strategy(buffer)
+    with torch.no_grad():
+        batch = make_domain_batch(_patch(), current, old, THRESHOLDS, UNLABELLED)
+        classes = bottleneck_classes(batch.targets, batch.bottleneck_new)
+        torch.manual_seed(6)
+        cra = strategy.cra(batch)
+        torch.manual_seed(6)
+        mine, buffered = pair_by_class(batch.bottleneck_new, classes, buffer, strategy.settings.aligned_rows)
+        expected = HsicAlignment()(strategy.blocks["cra"](mine), buffered)
+        torch.manual_seed(6)
+        as_buffer = ReplayBuffer(batch.bottleneck_new.movedim(1, -1).reshape(-1, BOTTLENECK), classes.reshape(-1))
+        mine, from_current = pair_by_class(batch.bottleneck_new, classes, as_buffer, strategy.settings.aligned_rows)
+        with_current_features = HsicAlignment()(strategy.blocks["cra"](mine), from_current)
+    torch.testing.assert_close(cra, expected)
+    assert not torch.isclose(cra, with_current_features, atol=1e-3)
+    for class_id in torch.unique(classes).tolist():  # row i of both sides has the same class
+        assert class_id in buffer.classes.tolist()
+
+
+def test_cra_is_zero_without_a_buffer_or_with_one_class_and_the_terms_are_weighted():
+    old, current = _networks()
+    with torch.no_grad():
+        batch = make_domain_batch(_patch(), current, old, THRESHOLDS, UNLABELLED)
+    assert float(_strategy(None).cra(batch)) == 0.0
+    only_background = ReplayBuffer(torch.randn(5, BOTTLENECK), torch.zeros(5, dtype=torch.long))
+    assert float(_strategy(only_background).cra(batch)) == 0.0
+    strategy = _strategy(_buffer(5))
+    terms = strategy.weighted_terms(make_domain_batch(_patch(), current, old, THRESHOLDS, UNLABELLED))
+    assert set(terms) == {"ce", "dice", "cna", "cra"} and all(t.requires_grad for t in terms.values())
+
+
+def test_the_feature_mappings_are_not_part_of_the_segmentation_network():
+    _, current = _networks()
+    strategy = _strategy(_buffer(5))
+    exported = set(current.state_dict())
+    assert not any(key.startswith(("cna", "cra")) for key in exported)
+    assert sum(p.numel() for p in strategy.blocks.parameters()) > 0
+
+
+@pytest.mark.parametrize(("name", "value"), [("embedding_size", 0), ("buffer_per_class", 0), ("aligned_rows", 2)])
+def test_settings_out_of_range_are_refused(name, value):
+    from ciss_engine.errors import InputError
+
+    with pytest.raises(InputError, match=name):
+        DualAlignment(DomainContext(CLASSES, [1], BOTTLENECK, None), DualAlignmentSettings(**{name: value}))
+
+
+def test_partial_label_targets_ignore_unconfident_organs_without_labels():
+    labels = torch.tensor([[0, 0, 0, 1]])
+    logits = torch.tensor([[[5.0, 0.0, 0.0, 0.0], [0.0, 5.0, 0.0, 0.0], [0.0, 0.0, 0.3, 9.0]]])  # argmax 0, 1, 2 (unsure), 2
+    thresholds = torch.tensor([0.5, 0.5])
+    # background stays 0; organ 1 has labels: the old model's 1 is background here; organ 2 unsure: ignored; a label wins
+    assert partial_label_targets(labels, logits, thresholds, UNLABELLED).tolist() == [[0, 0, 255, 1]]
+    confident = torch.tensor([[[0.0], [0.0], [9.0]]])
+    assert partial_label_targets(torch.zeros(1, 1, dtype=torch.long), confident, thresholds, UNLABELLED).tolist() == [[2]]

@@ -1,0 +1,79 @@
+"""``ciss adapt``: a domain step, the bundle's own organs adapted to a new site's CTs."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..api.events import AdaptDone
+from ..errors import InputError
+from ..events import EventSink
+from ..training.loop_config import STEP_LEARNING_RATE
+from .arguments import add_schedule_arguments, loop_config_from, positive_float, positive_int, unit_fraction
+from .learn import PRESETS, setting_texts_or_raise
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-b", "--bundle", required=True, help="bundle folder; its current version is the parent of the new one")
+    parser.add_argument("-i", "--images", nargs="+", required=True, help="CTs of the new site (scanner)")
+    parser.add_argument("-l", "--labels", nargs="+", required=True, help="label maps, one per CT: all organs of the bundle or only some (0 elsewhere)")
+    parser.add_argument(
+        "--organ", "--organs", dest="organs", default=None,
+        help="the organs the label maps hold, as NAME=VALUE separated by commas (VALUE: the organ's value in the label files); "
+        "only the bundle's own organs; default: every organ of the bundle at its label id. Organs not listed are pseudo-labelled "
+        "by the parent where it is confident and kept by the forgetting guard",
+    )
+    parser.add_argument("--strategy", default="dual_alignment",
+                        help="dual_alignment (HSIC alignment to the previous model and a stored feature buffer; default) or finetune (the labels alone)")
+    parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting of the strategy, repeatable, e.g. --setting lambda_cna=2 (`ciss learn --list-settings dual_alignment`, docs/settings.md)")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="standard", help=f"iteration budget: {PRESETS} (default standard)")
+    parser.add_argument("--iterations", type=positive_int, default=None, help="iterations (overrides --preset)")
+    parser.add_argument("--fixed-threshold", type=positive_float, default=None, help="one entropy threshold τ for the pseudo-labelled organs instead of the per-class median")
+    parser.add_argument("--guard-threshold", type=unit_fraction, default=0.9, help="forgetting guard: minimum agreement DSC per organ without labels (default 0.90)")
+    parser.add_argument("--accept-forgetting", action="store_true", help="make the new version current even if the forgetting guard fails")
+    parser.add_argument("--from-version", default=None, help="parent version (must be the current one; default current)")
+    add_schedule_arguments(parser, learning_rate=STEP_LEARNING_RATE)
+
+
+def parse_labelled_organs_or_raise(text: str | None) -> list[tuple[str, int]] | None:
+    """``NAME=VALUE,…`` as (name, value) pairs; None (every organ at its id) when not given."""
+    if text is None:
+        return None
+    organs = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = item.partition("=")
+        if not sep or not value.strip().isdigit() or not 1 <= int(value) <= 255:
+            raise InputError(f"invalid organ {item!r} in --organs", "write NAME=VALUE with VALUE 1-255, the organ's value in the label files, e.g. --organs liver=1,spleen=2")
+        organs.append((name.strip(), int(value)))
+    values = [value for _, value in organs]
+    if not organs or len(set(values)) != len(values):
+        raise InputError(f"--organs {text!r} names no organ or gives two organs one value", "give each labelled organ its own value, e.g. --organs liver=1,spleen=2")
+    return organs
+
+
+def run(args: argparse.Namespace, sink: EventSink) -> None:
+    from ..cancellation import CancelToken, cancel_on_signals
+    from ..device import resolve_device
+    from ..training.adapt import AdaptRequest, adapt_step
+
+    request = AdaptRequest(
+        bundle=Path(args.bundle),
+        images=[Path(p) for p in args.images],
+        labels=[Path(p) for p in args.labels],
+        loop=loop_config_from(args, args.iterations or PRESETS[args.preset]),
+        organs=parse_labelled_organs_or_raise(args.organs),
+        strategy=args.strategy,
+        strategy_settings=setting_texts_or_raise(args.setting),
+        batch_size=args.batch_size,
+        seed=args.seed,
+        fixed_threshold=args.fixed_threshold,
+        guard_threshold=args.guard_threshold,
+        accept_forgetting=args.accept_forgetting,
+        resume=args.resume,
+        parent_version=args.from_version,
+    )
+    with cancel_on_signals(CancelToken()) as cancel:
+        result = adapt_step(request, device=resolve_device(args.device), sink=sink, cancel=cancel)
+    sink.log(f"version {result.version.version} is current: {', '.join(result.version.registry.names)} adapted")
+    sink.done(AdaptDone(bundle=str(args.bundle), version=result.version.version, organs=result.version.registry.names, forgetting_guard=result.guard.to_json(),
+                        labelled_dsc=result.labelled_dsc, replay_buffer=result.replay_buffer))

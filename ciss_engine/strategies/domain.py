@@ -1,0 +1,71 @@
+"""What a domain-step strategy (``ciss adapt``: the same organs, a new site's CTs) receives and returns."""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from monai.losses import DiceLoss
+from torch import nn
+
+from ..api.settings import StrategySettings, settings_record
+from ..prototypes import IGNORE_INDEX
+from ..replay_buffer import ReplayBuffer
+
+
+@dataclasses.dataclass
+class DomainBatch:
+    """One batch of a domain step: Ỹ (partial labels plus the old model's confident organs, 255 ignored), the
+    current model's logits and bottleneck, and the FROZEN previous model's bottleneck on the same patch."""
+
+    targets: torch.Tensor
+    logits_new: torch.Tensor
+    bottleneck_new: torch.Tensor
+    bottleneck_old: torch.Tensor
+
+
+@dataclasses.dataclass(frozen=True)
+class DomainContext:
+    """What a domain step knows besides the batch."""
+
+    num_classes: int
+    labelled: Sequence[int]  # class ids with labels in this step
+    bottleneck_channels: int
+    buffer: ReplayBuffer | None  # the parent version's (or drawn from the parent model at the start)
+
+
+class DomainStrategy:
+    """Domain-incremental baseline: CE on Ỹ + new_class_dice·Dice of the labelled organs, no retention term.
+    Organs without labels learn only where the old model was confident (Ỹ); ``finetune`` of ``ciss adapt``."""
+
+    name: ClassVar[str] = "finetune"
+    # Whether the step keeps a replay buffer for the loss (and stores one in the version).
+    uses_replay_buffer: ClassVar[bool] = False
+
+    def __init__(self, context: DomainContext, settings: StrategySettings) -> None:
+        self.context = context
+        self.settings = settings
+        self._dice = DiceLoss(include_background=True, softmax=False, to_onehot_y=False)
+        # The trainable blocks besides the network (none here); trained with it, never exported.
+        self.blocks = nn.ModuleDict()
+
+    def describe(self) -> dict[str, Any]:
+        return settings_record(self.name, self.settings)
+
+    def labelled_dice(self, batch: DomainBatch) -> torch.Tensor:
+        """Soft Dice of the labelled organs' probabilities against Ỹ, ignored voxels left out of both."""
+        labelled = list(self.context.labelled)
+        valid = (batch.targets != IGNORE_INDEX)[:, None].float()
+        probabilities = batch.logits_new.float().softmax(1)[:, labelled] * valid
+        targets = torch.stack([batch.targets == c for c in labelled], 1).float()
+        return self._dice(probabilities, targets)
+
+    def supervised_terms(self, batch: DomainBatch) -> dict[str, torch.Tensor]:
+        return {"ce": F.cross_entropy(batch.logits_new.float(), batch.targets, ignore_index=IGNORE_INDEX),
+                "dice": self.settings.new_class_dice * self.labelled_dice(batch)}
+
+    def weighted_terms(self, batch: DomainBatch) -> dict[str, torch.Tensor]:
+        """Every weighted term of the loss (they sum to it)."""
+        return self.supervised_terms(batch)

@@ -1,0 +1,53 @@
+"""Dual-Alignment Knowledge Retention (continual learning across sites, 2025), for 3D SegResNet domain steps."""
+from __future__ import annotations
+
+import torch
+
+from ..api.settings import DualAlignmentSettings
+from ..errors import InputError
+from ..losses.hsic import HsicAlignment
+from .alignment_blocks import FeatureMapping, bottleneck_classes, pair_by_class, pair_positions, voxel_rows
+from .domain import DomainBatch, DomainContext, DomainStrategy
+
+
+class DualAlignment(DomainStrategy):
+    """Domain-incremental with a feature buffer: one site adapts the bundle's organs to its own scanner.
+
+    L = CE(Ỹ) + new_class_dice·Dice(labelled organs) + λ_cna·CNA + λ_cra·CRA, with Ỹ the step's labels plus the
+    old model's confident predictions of the organs without labels (the rest of those ignored).
+    CNA = 1 − nHSIC(φ(bottleneck of the current model), bottleneck of the frozen previous model), same voxels of
+    the same patch; CRA = 1 − nHSIC(ψ(current bottleneck vectors), replay-buffer vectors), paired by class.
+    φ and ψ are the trainable feature mappings (alignment_blocks.py), not part of the exported network.
+    """
+
+    name = "dual_alignment"
+    uses_replay_buffer = True
+
+    def __init__(self, context: DomainContext, settings: DualAlignmentSettings) -> None:  # type: ignore[override]
+        super().__init__(context, settings)
+        for name in ("embedding_size", "buffer_per_class"):
+            if getattr(settings, name) < 1:
+                raise InputError(f"setting {name} of dual_alignment must be >= 1, got {getattr(settings, name)}", f"pass --setting {name}=64 or more")
+        if settings.aligned_rows < 4:
+            raise InputError(f"setting aligned_rows of dual_alignment must be >= 4, got {settings.aligned_rows}", "pass --setting aligned_rows=256")
+        self.blocks["cna"] = FeatureMapping(context.bottleneck_channels, settings.embedding_size)
+        self.blocks["cra"] = FeatureMapping(context.bottleneck_channels, settings.embedding_size)
+        self._alignment = HsicAlignment(settings.kernel)
+
+    def cna(self, batch: DomainBatch) -> torch.Tensor:
+        """Current-to-previous alignment on the patch's bottleneck cells."""
+        current, previous = pair_positions(batch.bottleneck_new.float(), batch.bottleneck_old.float(), self.settings.aligned_rows)
+        return self._alignment(self.blocks["cna"](current), previous)
+
+    def cra(self, batch: DomainBatch) -> torch.Tensor:
+        """Current-to-replay alignment; 0 when the patch and the buffer share fewer than two classes."""
+        buffer = self.context.buffer
+        bottleneck = batch.bottleneck_new.float()
+        pairs = None if buffer is None else pair_by_class(bottleneck, bottleneck_classes(batch.targets, bottleneck), buffer, self.settings.aligned_rows)
+        if pairs is None:
+            return voxel_rows(bottleneck).sum() * 0.0  # keeps the term (and its gradient share) in every iteration's log
+        current, buffered = pairs
+        return self._alignment(self.blocks["cra"](current), buffered)
+
+    def weighted_terms(self, batch: DomainBatch) -> dict[str, torch.Tensor]:
+        return {**self.supervised_terms(batch), "cna": self.settings.lambda_cna * self.cna(batch), "cra": self.settings.lambda_cra * self.cra(batch)}

@@ -1,0 +1,77 @@
+"""What every step on a bundle's current version shares (``ciss learn`` and ``ciss adapt``): the parent it
+starts from, the run's fingerprint and checkpoint folder, the verdict of a run that had finished when stopped,
+and the error of a version the forgetting guard rejected."""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..bundle import STATUS_REJECTED, Bundle, BundleVersion
+from ..errors import BundleError, ForgettingRejected
+from ..events import EventSink
+from ..forgetting_guard import GuardResult
+from .finished_runs import version_written_by
+
+
+def learn_work_dir(bundle: Path) -> Path:
+    """Checkpoints of unfinished steps: inside the bundle root but outside ``versions/``, one folder a run."""
+    return Path(bundle) / ".learn-work"
+
+
+def learn_run_dir(bundle: Path, fingerprint: str) -> Path:
+    """The checkpoint folder of one run, keyed by its fingerprint (parent, data, settings): two runs never
+    share a checkpoint, and ``--resume`` with the same arguments finds its own."""
+    return learn_work_dir(bundle) / fingerprint[:16]
+
+
+def run_fingerprint(fields: dict[str, Any]) -> str:
+    """SHA-256 of a run's JSON-ready defining fields (parent, data, settings)."""
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+def remove_run_checkpoints(bundle: Path, fingerprint: str) -> None:
+    """A finished run's checkpoint folder, and the work folder when no other run left one to resume."""
+    shutil.rmtree(learn_run_dir(bundle, fingerprint), ignore_errors=True)
+    with contextlib.suppress(OSError):
+        learn_work_dir(bundle).rmdir()
+
+
+def parent_or_raise(bundle: Bundle, requested: str | None, *, action: str = "learn") -> BundleVersion:
+    """The current version, which a step must start from (``requested`` may only name it)."""
+    current = bundle.current_version
+    if requested is not None and requested != current:
+        status = bundle.load(requested).status
+        why = "was rejected by the forgetting guard" if status == STATUS_REJECTED else f"is not the current version ({current})"
+        raise BundleError(f"cannot {action} from version {requested}: it {why}", f"{action} from the current version, or make {requested} current first with `ciss rollback --to {requested}`")
+    parent = bundle.load(current)
+    if parent.status == STATUS_REJECTED:
+        raise BundleError(f"the current version {current} is marked rejected", "roll back to a published version first")
+    return parent
+
+
+def rejected(version: str, parent_version: str, guard: GuardResult, *, action: str = "Learn") -> ForgettingRejected:
+    return ForgettingRejected(
+        f"version {version} was saved as rejected: old organs changed on the step's CTs ({', '.join(f'{n} {guard.agreement[n]:.2f}' for n in guard.failing_organs)} < {guard.threshold})",
+        f"version {parent_version} stays current. {action} again (more iterations, other settings), or pass --accept-forgetting to accept the drop knowingly",
+    )
+
+
+def finished_step(bundle: Bundle, fingerprint_of: Callable[[str | None], str], sink: EventSink, *, action: str = "Learn") -> tuple[BundleVersion, GuardResult] | None:
+    """``--resume`` of a step that had written its version when it was stopped: that version and its verdict,
+    its checkpoints removed (finished_runs.py); None when the step is still to be done. ``fingerprint_of(parent)``
+    is the run's fingerprint had it started from that parent."""
+    written = version_written_by(bundle, fingerprint_of)
+    if written is None:
+        return None
+    remove_run_checkpoints(bundle.root, fingerprint_of(written.settings["parent_version"]))
+    sink.log(f"this step had already written version {written.version} when it was stopped")
+    recorded = written.settings["forgetting_guard"]
+    guard = GuardResult(threshold=recorded["threshold"], agreement=recorded["agreement"])
+    if written.status == STATUS_REJECTED:
+        raise rejected(written.version, written.settings["parent_version"], guard, action=action)
+    return written, guard
