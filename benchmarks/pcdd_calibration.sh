@@ -4,8 +4,10 @@
 # three seeds, pcdd against its `uniform` twin (calibration off, same summand: PCDD − uniform is what the
 # calibration buys), mib and finetune, every strategy in its own process from the same base models.
 # Network for 2 CPU cores: 8 filters, 48³ patches, 4 mm grid; base 400 iterations, steps 200.
-# Usage: [SEEDS=0,1,2] [STRATEGIES="pcdd uniform mib finetune"] bash benchmarks/pcdd_calibration.sh validation|test
-#        [OUTPUT] [STEP_ITERATIONS] [-- extra protocol flags]   (SEEDS and STRATEGIES: test mode only)
+# PROTOCOL=4-1 runs the five-step protocol from the same base models (its steps each learn one organ), in
+# OUTPUT/test_4-1 (test mode).
+# Usage: [SEEDS=0,1,2] [STRATEGIES="pcdd uniform mib finetune"] [PROTOCOL=4-4|4-1] bash benchmarks/pcdd_calibration.sh
+#        validation|test [OUTPUT] [STEP_ITERATIONS] [-- extra protocol flags]   (SEEDS, STRATEGIES, PROTOCOL: test mode only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:?validation or test}"; out="${2:-benchmarks/output/pcdd_calibration}"; step_iterations="${3:-200}"
@@ -17,16 +19,18 @@ network=(--spacing 4 --patch-size 48 --init-filters 8)
 [ "$mode" = validation ] && seeds=0 || seeds="${SEEDS:-0,1,2}"
 [ -d "$out/data/train" ] || ciss phantom -o "$out/data/train" --cases 8 --seed 0
 [ -d "$out/data/held_out_$held_out" ] || ciss phantom -o "$out/data/held_out_$held_out" --cases 4 --seed "$held_out"
-data=(--data "$out/data/train" --test-data "$out/data/held_out_$held_out"); out="$out/$mode"
-# The base models, once per seed: every strategy starts from the same ones.
-ciss protocol --protocol 4-4 --strategies "" "${data[@]}" --seeds "$seeds" "${network[@]}" --base-iterations 400 --no-offline -o "$out/base" "$@"
+data=(--data "$out/data/train" --test-data "$out/data/held_out_$held_out")
+protocol="${PROTOCOL:-4-4}"
+# The base models, once per seed: every strategy of either protocol starts from the same ones.
+ciss protocol --protocol 4-4 --strategies "" "${data[@]}" --seeds "$seeds" "${network[@]}" --base-iterations 400 --no-offline -o "$out/$mode/base" "$@"
+if [ "$protocol" = 4-4 ]; then out="$out/$mode"; else out="$out/${mode}_$protocol"; mkdir -p "$out"; ln -sfn ../$mode/base "$out/base"; fi
 run() {  # NAME STRATEGY [--setting STRATEGY.NAME=VALUE ...]: one process, the shared bases copied in
   local name=$1 strategy=$2; shift 2
   for seed in ${seeds//,/ }; do
     mkdir -p "$out/$name/seed_$seed"
     [ -d "$out/$name/seed_$seed/base" ] || cp -r "$out/base/seed_$seed/base" "$out/$name/seed_$seed/base"
   done
-  ciss protocol --protocol 4-4 --strategies "$strategy" "${data[@]}" --seeds "$seeds" "${network[@]}" --base-iterations 400 \
+  ciss protocol --protocol "$protocol" --strategies "$strategy" "${data[@]}" --seeds "$seeds" "${network[@]}" --base-iterations 400 \
     --step-iterations "$step_iterations" --no-offline -o "$out/$name" "$@"
 }
 if [ "$mode" = validation ]; then

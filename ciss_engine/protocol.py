@@ -80,7 +80,7 @@ def cases_in(folder: Path) -> list[Case]:
     return found
 
 
-def _step_labels(cases: Sequence[Case], classes: Sequence[int], folder: Path) -> list[tuple[Path, Path]]:
+def step_labels(cases: Sequence[Case], classes: Sequence[int], folder: Path) -> list[tuple[Path, Path]]:
     """Label files keeping only ``classes`` (renumbered 1..n in order); cases without any are left out."""
     folder.mkdir(parents=True, exist_ok=True)
     pairs = []
@@ -97,7 +97,7 @@ def _step_labels(cases: Sequence[Case], classes: Sequence[int], folder: Path) ->
     return pairs
 
 
-def _copy_bundle(source: Path, target: Path) -> None:
+def copy_bundle(source: Path, target: Path) -> None:
     """``source`` copied to ``target`` whole or not at all (a staging folder renamed into place)."""
     with staged_directory(target) as staging:
         shutil.copytree(source, staging, dirs_exist_ok=True)
@@ -108,16 +108,16 @@ def _knows(bundle: Path, classes: Sequence[int]) -> bool:
     return {PAPER_ORGANS[v - 1] for v in classes} <= set(Bundle.open_or_raise(bundle).load().registry.names)
 
 
-def _organs(classes: Sequence[int]) -> list[tuple[str, int, None]]:
+def organs_of(classes: Sequence[int]) -> list[tuple[str, int, None]]:
     return [(PAPER_ORGANS[value - 1], index, None) for index, value in enumerate(classes, start=1)]
 
 
-def score_bundle(bundle: Path, cases: Sequence[Case], device: torch.device) -> dict[str, Any]:
-    """DSC per case and organ (paper ids mapped by organ name) of the bundle's current version, and where
+def score_bundle(bundle: Path, cases: Sequence[Case], device: torch.device, version_name: str | None = None) -> dict[str, Any]:
+    """DSC per case and organ (paper ids mapped by organ name) of the bundle's current version (or ``version_name``), and where
     each predicted organ's voxels lie: ``confusion[predicted organ][reference organ or "background"]``,
     voxel counts summed over the cases. A DSC drop can be a lost organ or an organ spreading into other
     tissue; only the second shows as predicted voxels on background or on another organ."""
-    version = Bundle.open_or_raise(bundle).load()
+    version = Bundle.open_or_raise(bundle).load(version_name)
     segmenter = Segmenter(version, device)
     scores = {}
     reference_names = ("background", *PAPER_ORGANS)
@@ -139,25 +139,24 @@ def score_bundle(bundle: Path, cases: Sequence[Case], device: torch.device) -> d
     return {"scores": scores, "confusion": confusion}
 
 
-def _train_from_scratch(
-    request: ProtocolRequest, classes: Sequence[int], labels_folder: Path, output: Path, iterations: int, seed: int,
-    *, device: torch.device, cancel: CancelToken,
+def train_from_scratch(
+    cases: Sequence[Case], classes: Sequence[int], labels_folder: Path, output: Path, iterations: int, seed: int,
+    *, preprocessing: PreprocessingConfig, init_filters: int, batch_size: int, device: torch.device, cancel: CancelToken,
 ) -> None:
-    """A bundle trained from scratch on ``classes`` of the training cases: the base model or the offline bound."""
-    pairs = _step_labels(request.train, classes, labels_folder)
+    """A bundle trained from scratch on ``classes`` of ``cases``: the base model or the offline bound."""
+    pairs = step_labels(cases, classes, labels_folder)
     train_base_bundle(
         BaseTrainingRequest(
-            images=[p[0] for p in pairs], labels=[p[1] for p in pairs], organs=_organs(classes), output=output,
-            loop=LoopConfig(iterations=iterations), preprocessing=request.preprocessing,
-            init_filters=request.init_filters, batch_size=request.batch_size, seed=seed,
+            images=[p[0] for p in pairs], labels=[p[1] for p in pairs], organs=organs_of(classes), output=output,
+            loop=LoopConfig(iterations=iterations), preprocessing=preprocessing, init_filters=init_filters, batch_size=batch_size, seed=seed,
         ),
         device=device, sink=EventSink("quiet"), cancel=cancel,
     )
 
 
-def _scored_entry(bundle: Path, cases: Sequence[Case], steps: Sequence[Sequence[int]], device: torch.device) -> dict[str, Any]:
+def scored_entry(bundle: Path, cases: Sequence[Case], steps: Sequence[Sequence[int]], device: torch.device, version_name: str | None = None) -> dict[str, Any]:
     """A model's entry in protocol.json: its scores and confusion, with Old/New/All over ``steps``."""
-    scored = score_bundle(bundle, cases, device)
+    scored = score_bundle(bundle, cases, device, version_name)
     return {**scored, **old_new_all(scored["scores"], steps)}
 
 
@@ -178,6 +177,10 @@ def old_new_all(scores: dict[str, dict[str, float]], steps: Sequence[Sequence[in
     return {"old": mean(old), "new": mean(new), "all": mean(old + new), "per_organ": per_organ}
 
 
+def _network(request: ProtocolRequest) -> dict[str, Any]:
+    return {"preprocessing": request.preprocessing, "init_filters": request.init_filters, "batch_size": request.batch_size}
+
+
 def run_protocol(request: ProtocolRequest, *, device: torch.device, sink: EventSink, cancel: CancelToken) -> dict[str, Any]:
     if request.protocol not in PROTOCOLS:
         raise InputError(f"unknown protocol {request.protocol!r}", f"choose one of {', '.join(PROTOCOLS)}")
@@ -191,34 +194,34 @@ def run_protocol(request: ProtocolRequest, *, device: torch.device, sink: EventS
         base = root / "base"
         if not (base / "bundle.json").exists():
             sink.log(f"seed {seed}: base model on {', '.join(PAPER_ORGANS[v - 1] for v in steps[0])}")
-            _train_from_scratch(request, steps[0], labels_root / "step_1", base, request.base_iterations, seed, device=device, cancel=cancel)
-        seed_results["base"] = _scored_entry(base, request.test, steps[:1], device)
+            train_from_scratch(request.train, steps[0], labels_root / "step_1", base, request.base_iterations, seed, **_network(request), device=device, cancel=cancel)
+        seed_results["base"] = scored_entry(base, request.test, steps[:1], device)
         for strategy in request.strategies:
             bundle = root / strategy
             if not (bundle / "bundle.json").exists():
-                _copy_bundle(base, bundle)
+                copy_bundle(base, bundle)
             for index, classes in enumerate(steps[1:], start=2):
                 # Resumes step by step: a run killed inside a step left the bundle without that step's organs
                 # (learn_step then resumes from its own checkpoint); a finished step is not learned twice.
                 if _knows(bundle, classes):
                     continue
-                pairs = _step_labels(request.train, classes, labels_root / f"step_{index}")
+                pairs = step_labels(request.train, classes, labels_root / f"step_{index}")
                 sink.log(f"seed {seed}, {strategy}: step {index} learns {', '.join(PAPER_ORGANS[v - 1] for v in classes)}")
                 learn = LearnRequest(
-                    bundle=bundle, organs=_organs(classes), images=[p[0] for p in pairs], labels=[p[1] for p in pairs],
+                    bundle=bundle, organs=organs_of(classes), images=[p[0] for p in pairs], labels=[p[1] for p in pairs],
                     loop=LoopConfig(iterations=request.step_iterations, learning_rate=request.step_learning_rate),
                     strategy=strategy, strategy_settings=request.strategy_settings.get(strategy, {}),
                     batch_size=request.batch_size, seed=seed, accept_forgetting=True,
                 )
                 learn_step(learn, device=device, sink=quiet, cancel=cancel)
-            seed_results[strategy] = _scored_entry(bundle, request.test, steps, device)
+            seed_results[strategy] = scored_entry(bundle, request.test, steps, device)
             sink.emit(ProtocolMetric(seed=seed, strategy=strategy, old=seed_results[strategy]["old"], new=seed_results[strategy]["new"], all=seed_results[strategy]["all"]))
         if request.run_offline:
             offline = root / OFFLINE
             if not (offline / "bundle.json").exists():
                 every = tuple(v for step in steps for v in step)
-                _train_from_scratch(request, every, labels_root / "offline", offline, request.offline_iterations, seed, device=device, cancel=cancel)
-            seed_results[OFFLINE] = _scored_entry(offline, request.test, steps, device)
+                train_from_scratch(request.train, every, labels_root / "offline", offline, request.offline_iterations, seed, **_network(request), device=device, cancel=cancel)
+            seed_results[OFFLINE] = scored_entry(offline, request.test, steps, device)
         results["seeds"][str(seed)] = seed_results
         write_json_atomic(request.output / "protocol.json", results)
     return results

@@ -1,6 +1,8 @@
 """What one iteration of a domain step feeds Dual-Alignment (training/adapt.py, make_domain_batch, and
 strategies/dual_alignment.py): CNA gets the FROZEN previous model's bottleneck, CRA the replay buffer's vectors,
 Ỹ comes from the previous model's logits. Each check fails when that input is swapped for its look-alike."""
+import dataclasses
+
 import pytest
 import torch
 
@@ -137,3 +139,21 @@ def test_partial_label_targets_ignore_unconfident_organs_without_labels():
     assert partial_label_targets(labels, logits, thresholds, UNLABELLED).tolist() == [[0, 0, 255, 1]]
     confident = torch.tensor([[[0.0], [0.0], [9.0]]])
     assert partial_label_targets(torch.zeros(1, 1, dtype=torch.long), confident, thresholds, UNLABELLED).tolist() == [[2]]
+
+
+def test_the_domain_distillation_baseline_distils_the_previous_models_logits():
+    from ciss_engine.api.settings import MibSettings
+    from ciss_engine.losses import UnbiasedKnowledgeDistillation
+    from ciss_engine.strategies.domain import DomainDistillation
+
+    old, current = _networks()
+    patch = _patch()
+    with torch.no_grad():
+        batch = make_domain_batch(patch, current, old, THRESHOLDS, UNLABELLED)
+        torch.testing.assert_close(batch.logits_old, old(patch.images))
+    context = DomainContext(num_classes=CLASSES, labelled=[1], bottleneck_channels=BOTTLENECK, buffer=None)
+    strategy = DomainDistillation(context, MibSettings(lambda_kd=2.0))
+    kd = strategy.weighted_terms(batch)["kd"]
+    torch.testing.assert_close(kd, 2.0 * UnbiasedKnowledgeDistillation()(batch.logits_new, batch.logits_old))
+    # Against the current model's own logits the KD is its entropy: not what the previous model says.
+    assert not torch.allclose(kd, strategy.weighted_terms(dataclasses.replace(batch, logits_old=batch.logits_new))["kd"])

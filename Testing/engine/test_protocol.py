@@ -11,12 +11,12 @@ from ciss_test_helpers import run_cli
 from ciss_engine.bundle import Bundle
 from ciss_engine.imaging import load_volume_or_raise
 from ciss_engine.inference import Segmenter
-from ciss_engine.protocol import PROTOCOLS, Case, _step_labels, cases_in, old_new_all, score_bundle
+from ciss_engine.protocol import PROTOCOLS, Case, cases_in, old_new_all, score_bundle, step_labels
 from ciss_engine.protocol_report import where_old_organs_lie
 
 
 def test_step_labels_keep_only_the_step_organs_renumbered(phantom_cohort, tmp_path):
-    pairs = _step_labels(cases_in(phantom_cohort[0].parent)[:1], (5, 6), tmp_path)
+    pairs = step_labels(cases_in(phantom_cohort[0].parent)[:1], (5, 6), tmp_path)
     data = np.asarray(nib.load(str(pairs[0][1])).dataobj)
     source = np.asarray(nib.load(str(phantom_cohort[0] / "label_seg8.nii.gz")).dataobj)
     assert set(np.unique(data)) == {0, 1, 2}

@@ -13,6 +13,10 @@ from .arguments import (
 )
 
 
+# The strategies the domain protocol compares by default: the baseline, distillation, and the buffer's alignment.
+DOMAIN_STRATEGIES_COMPARED = ("finetune", "mib", "dual_alignment")
+
+
 def strategy_names(text: str) -> list[str]:
     """``type=`` of ``--strategies``. An empty list trains and scores only the base models (benchmarks share them between runs)."""
     return comma_separated_choices(tuple(STRATEGY_SETTINGS), "strategy", allow_empty=True)(text)
@@ -40,8 +44,10 @@ def settings_by_strategy_or_raise(items: list[tuple[str, str, str]]) -> dict[str
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--protocol", default="4-4", choices=["4-4", "4-2", "2-2", "4-1", "7-1"], help="class split (default 4-4)")
-    parser.add_argument("--strategies", type=strategy_names, default="pcdd,mib,finetune", help="comma-separated strategies (default pcdd,mib,finetune; \"\" for the base models only); the offline upper bound runs unless --no-offline")
+    parser.add_argument("--protocol", default="4-4", choices=["4-4", "4-2", "2-2", "4-1", "7-1", "domain"],
+                        help="class split (default 4-4), or domain: organs 1-4 adapted to phantom sites 2 and 3 (other scanners) in sequence")
+    parser.add_argument("--strategies", type=strategy_names, default=None, help="comma-separated strategies (default pcdd,mib,finetune; for domain "
+                        f"{','.join(DOMAIN_STRATEGIES_COMPARED)}; \"\" for the base models only); the offline upper bound of class splits runs unless --no-offline")
     parser.add_argument(
         "--data", required=True,
         help="folder of training cases (<case>/image.nii.gz + label_seg8.nii.gz with the paper's ids 1-8), or 'phantom' to generate them",
@@ -75,6 +81,9 @@ def run(args: argparse.Namespace, sink: EventSink) -> None:
 
     settings = settings_by_strategy_or_raise(args.setting)
     output = ensure_writable_dir(Path(args.output))
+    if args.protocol == "domain":
+        _run_domain(args, settings, output, sink)
+        return
     if args.data == "phantom":
         train = [Case(p / "image.nii.gz", p / "label_seg8.nii.gz") for p in write_cohort(output / "data" / "train", args.train_cases, 0)]
         test = [Case(p / "image.nii.gz", p / "label_seg8.nii.gz") for p in write_cohort(output / "data" / "test", args.test_cases, 1)]
@@ -87,7 +96,7 @@ def run(args: argparse.Namespace, sink: EventSink) -> None:
                 raise InputError(f"{args.data} has {len(cases)} cases, too few to hold out {args.test_cases}", "pass --test-data or a smaller --test-cases")
             train, test = cases[: -args.test_cases], cases[-args.test_cases :]
     request = ProtocolRequest(
-        protocol=args.protocol, strategies=args.strategies, train=train, test=test, output=output,
+        protocol=args.protocol, strategies=args.strategies if args.strategies is not None else ["pcdd", "mib", "finetune"], train=train, test=test, output=output,
         seeds=args.seeds, base_iterations=args.base_iterations, step_iterations=args.step_iterations,
         offline_iterations=args.offline_iterations, preprocessing=PreprocessingConfig(spacing_mm=args.spacing, patch_size=args.patch_size),
         init_filters=args.init_filters, step_learning_rate=args.step_learning_rate, strategy_settings=settings, run_offline=not args.no_offline,
@@ -97,3 +106,32 @@ def run(args: argparse.Namespace, sink: EventSink) -> None:
     files = write_reports(results, output)
     sink.log(markdown(results))
     sink.done(ProtocolDone(output=str(output), files=[str(f) for f in files]))
+
+
+def _run_domain(args: argparse.Namespace, settings: dict[str, dict[str, str]], output: Path, sink: EventSink) -> None:
+    """The domain-incremental protocol on phantom sites (scanner_sites.py): --data phantom, or a folder of cases as site 1 shows them."""
+    from ..cancellation import CancelToken, cancel_on_signals
+    from ..device import resolve_device
+    from ..domain_protocol import DomainProtocolRequest, run_domain_protocol
+    from ..errors import InputError
+    from ..phantom import write_cohort
+    from ..preprocessing import PreprocessingConfig
+    from ..protocol import cases_in
+    from ..scanner_sites import SITES
+
+    if args.data == "phantom":
+        train, test = write_cohort(output / "data" / "cohort" / "train", args.train_cases, 0), write_cohort(output / "data" / "cohort" / "test", args.test_cases, 1)
+    elif args.test_data:
+        train, test = [c.image.parent for c in cases_in(Path(args.data))], [c.image.parent for c in cases_in(Path(args.test_data))]
+    else:
+        raise InputError("the domain protocol needs held-out cases of its own", "pass --test-data DIR, or --data phantom")
+    strategies = args.strategies if args.strategies is not None else list(DOMAIN_STRATEGIES_COMPARED)
+    request = DomainProtocolRequest(
+        strategies=strategies, sites=SITES, train=train, test=test, output=output, seeds=args.seeds, base_iterations=args.base_iterations,
+        step_iterations=args.step_iterations, preprocessing=PreprocessingConfig(spacing_mm=args.spacing, patch_size=args.patch_size),
+        init_filters=args.init_filters, step_learning_rate=args.step_learning_rate, strategy_settings=settings,
+    )
+    with cancel_on_signals(CancelToken()) as cancel:
+        run_domain_protocol(request, device=resolve_device(args.device), sink=sink, cancel=cancel)
+    sink.log((output / "protocol.md").read_text(encoding="utf-8"))
+    sink.done(ProtocolDone(output=str(output), files=[str(output / "protocol.json"), str(output / "protocol.md")]))

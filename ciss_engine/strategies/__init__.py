@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .base import StepBatch, StepContext, Strategy
 from .cinuseg import ClassIncrementalNucleiSegmentation
-from .domain import DomainStrategy
+from .domain import DomainDistillation, DomainStrategy
 from .dual_alignment import DualAlignment
 from .finetune import FineTuning
 from .lwf import LearningWithoutForgetting
@@ -17,8 +17,8 @@ STRATEGIES: dict[str, type[Strategy] | type[DomainStrategy]] = {
                               PseudoLabelling, LearningWithoutForgetting, FineTuning)
 }
 # Domain steps (`ciss adapt`: the same organs, a new site's CTs); `ciss learn` refuses them. Their finetune is
-# the domain baseline, CE and Dice on the step's partial labels (strategies/domain.py).
-DOMAIN_STRATEGIES: dict[str, type[DomainStrategy]] = {"dual_alignment": DualAlignment, "finetune": DomainStrategy}
+# the domain baseline, CE and Dice on the step's partial labels, and mib adds the previous model's KD (strategies/domain.py).
+DOMAIN_STRATEGIES: dict[str, type[DomainStrategy]] = {"dual_alignment": DualAlignment, "mib": DomainDistillation, "finetune": DomainStrategy}
 STRATEGIES["dual_alignment"] = DualAlignment
 
 __all__ = ["DOMAIN_STRATEGIES", "STRATEGIES", "StepBatch", "StepContext", "Strategy"]

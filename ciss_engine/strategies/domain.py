@@ -11,6 +11,7 @@ from monai.losses import DiceLoss
 from torch import nn
 
 from ..api.settings import StrategySettings, settings_record
+from ..losses import UnbiasedKnowledgeDistillation
 from ..prototypes import IGNORE_INDEX
 from ..replay_buffer import ReplayBuffer
 
@@ -24,6 +25,7 @@ class DomainBatch:
     logits_new: torch.Tensor
     bottleneck_new: torch.Tensor
     bottleneck_old: torch.Tensor
+    logits_old: torch.Tensor  # the frozen previous model's, over the same classes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,3 +71,18 @@ class DomainStrategy:
     def weighted_terms(self, batch: DomainBatch) -> dict[str, torch.Tensor]:
         """Every weighted term of the loss (they sum to it)."""
         return self.supervised_terms(batch)
+
+
+class DomainDistillation(DomainStrategy):
+    """The domain step's distillation baseline (``mib`` of ``ciss adapt``): CE on Ỹ + Dice + λ_kd·KD of the
+    frozen previous model on every voxel. With the same classes before and after, MiB's unbiased KD is the
+    plain KD of the softmax (nothing is merged into the background), so this is MiB's retention term."""
+
+    name = "mib"
+
+    def __init__(self, context: DomainContext, settings: StrategySettings) -> None:
+        super().__init__(context, settings)
+        self._kd = UnbiasedKnowledgeDistillation()
+
+    def weighted_terms(self, batch: DomainBatch) -> dict[str, torch.Tensor]:
+        return {**self.supervised_terms(batch), "kd": self.settings.lambda_kd * self._kd(batch.logits_new, batch.logits_old)}  # type: ignore[attr-defined]

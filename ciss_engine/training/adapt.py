@@ -109,7 +109,8 @@ def make_domain_batch(
         logits_old, _, stages_old = old_network.forward_with_stages(batch.images)
     targets = partial_label_targets(batch.labels, logits_old.float(), thresholds.to(batch.labels.device), unlabelled)
     logits_new, _, stages_new = network.forward_with_stages(batch.images)
-    return DomainBatch(targets=targets, logits_new=logits_new.float(), bottleneck_new=stages_new[-1].float(), bottleneck_old=stages_old[-1].float())
+    return DomainBatch(targets=targets, logits_new=logits_new.float(), bottleneck_new=stages_new[-1].float(), bottleneck_old=stages_old[-1].float(),
+                       logits_old=logits_old.float())
 
 
 def draw_replay_buffer(
