@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "by the parent where it is confident and kept by the forgetting guard",
     )
     parser.add_argument("--strategy", default="dual_alignment",
-                        help="dual_alignment (HSIC alignment to the previous model and a stored feature buffer; default) or finetune (the labels alone)")
+                        help="dual_alignment (HSIC alignment to the previous model and a stored feature buffer; default), mib (the previous model's KD) or finetune (the labels alone)")
     parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
                         help="a setting of the strategy, repeatable, e.g. --setting lambda_cna=2 (`ciss learn --list-settings dual_alignment`, docs/settings.md)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="standard", help=f"iteration budget: {PRESETS} (default standard)")
