@@ -59,6 +59,41 @@ def test_cancel_leaves_checkpoint_and_no_bundle_then_resume_matches_uninterrupte
     assert not work_dir_for(tmp_path / "split").exists()
 
 
+def test_the_learning_rate_decays_as_nnunets_poly_schedule_and_resumes_where_it_stopped(tmp_path, phantom_cohort):
+    """The schedule is PyTorch's PolynomialLR, checkpointed: lr_t = lr · (1 − t/T)^0.9 before and after a resume."""
+    rates: dict[str, list[float]] = {"whole": [], "split": []}
+
+    class RecordingSink(EventSink):
+        def __init__(self, run: str, cancel_at: int | None = None, token: CancelToken | None = None) -> None:
+            super().__init__(ProgressMode.QUIET)
+            self.run, self.cancel_at, self.token = run, cancel_at, token
+
+        def progress(self, stage, step, total, **fields):
+            if stage == "train" and "lr" in fields:
+                rates[self.run].append(fields["lr"])
+                if self.cancel_at is not None and step >= self.cancel_at:
+                    self.token.cancel()
+
+    device = torch.device("cpu")
+    train_base_bundle(_request(phantom_cohort, tmp_path / "whole"), device=device, sink=RecordingSink("whole"), cancel=CancelToken())
+    config = LoopConfig()
+    assert rates["whole"] == pytest.approx([config.learning_rate * (1 - t / 6) ** config.poly_power for t in range(6)], rel=1e-6)
+    token = CancelToken()
+    with pytest.raises(Cancelled):
+        train_base_bundle(_request(phantom_cohort, tmp_path / "split"), device=device, sink=RecordingSink("split", 3, token), cancel=token)
+    train_base_bundle(_request(phantom_cohort, tmp_path / "split", resume=True), device=device, sink=RecordingSink("split"), cancel=CancelToken())
+    assert rates["split"] == rates["whole"]
+
+
+def test_a_checkpoint_without_its_schedule_is_refused_with_the_fix(tmp_path):
+    from ciss_engine.training.checkpoint import CHECKPOINT_NAME, load_checkpoint_or_raise
+
+    torch.save({"model": {}, "optimizer": {}, "iteration": 3, "fingerprint": "f", "extra": {}}, tmp_path / CHECKPOINT_NAME)
+    with pytest.raises(InputError, match="older CISSegmentation") as caught:
+        load_checkpoint_or_raise(tmp_path, fingerprint="f")
+    assert "without --resume" in caught.value.hint
+
+
 def test_resume_with_other_settings_is_refused(tmp_path, phantom_cohort):
     token = CancelToken()
     with pytest.raises(Cancelled):

@@ -27,11 +27,13 @@ class ExtraState:
 
 
 def save_checkpoint(
-    work_dir: Path, *, network: torch.nn.Module, optimizer: torch.optim.Optimizer, iteration: int, fingerprint: str, extra: dict[str, torch.Tensor] | None = None,
+    work_dir: Path, *, network: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler, iteration: int,
+    fingerprint: str, extra: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     # Plain tensors only (MONAI's MetaTensor would not load with weights_only=True).
     plain = {name: tensor.detach().cpu().as_subclass(torch.Tensor) for name, tensor in (extra or {}).items()}
-    state = {"model": network.state_dict(), "optimizer": optimizer.state_dict(), "iteration": iteration, "fingerprint": fingerprint, "extra": plain}
+    state = {"model": network.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "iteration": iteration,
+             "fingerprint": fingerprint, "extra": plain}
     buffer = io.BytesIO()  # serialised in memory: a full disk then fails in Python's write, as a clear OSError
     torch.save(state, buffer)
     return write_bytes_atomic(Path(work_dir) / CHECKPOINT_NAME, buffer.getvalue())
@@ -47,6 +49,9 @@ def load_checkpoint_or_raise(work_dir: Path, *, fingerprint: str) -> dict[str, A
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as error:
         raise InputError(f"cannot read checkpoint {path}: {error}", f"delete {path} and run without --resume") from error
+    if "scheduler" not in state:
+        raise InputError(f"checkpoint {path} was written by an older CISSegmentation, without its learning-rate schedule",
+                         f"delete {work_dir} and run without --resume")
     if state.get("fingerprint") != fingerprint:
         raise InputError(
             f"checkpoint {path} belongs to a run with other data or settings",

@@ -1,7 +1,7 @@
 """The iteration loop shared by base training and incremental steps.
 
 It owns what every step needs and no step should rewrite: SGD with Nesterov momentum and poly
-decay, autocast (bf16 on capable CPUs, AMP on CUDA), gradient clipping, progress events,
+decay (PyTorch's PolynomialLR, checkpointed), autocast (bf16 on capable CPUs, AMP on CUDA), gradient clipping, progress events,
 checkpoints every ``checkpoint_every`` iterations and on cancel, and exact resume. What is learned
 comes from the ``loss_fn`` a strategy passes in.
 """
@@ -43,8 +43,9 @@ def make_optimizer(network: torch.nn.Module, config: LoopConfig) -> torch.optim.
     raise ValueError(f"unknown optimizer {config.optimizer!r}; use sgd or adamw")
 
 
-def _poly_lr(config: LoopConfig, iteration: int) -> float:
-    return config.learning_rate * (1.0 - iteration / config.iterations) ** config.poly_power
+def make_scheduler(optimizer: torch.optim.Optimizer, config: LoopConfig) -> torch.optim.lr_scheduler.PolynomialLR:
+    """nnU-Net's poly decay, lr · (1 − t/T)^power, stepped once an iteration; its state is checkpointed."""
+    return torch.optim.lr_scheduler.PolynomialLR(optimizer, total_iters=config.iterations, power=config.poly_power)
 
 
 def run_training_loop(
@@ -71,11 +72,13 @@ def run_training_loop(
     A resume without a checkpoint (the run was stopped before its first one) starts from the beginning.
     """
     optimizer = make_optimizer(network, config)
+    scheduler = make_scheduler(optimizer, config)
     start = 0
     state = load_checkpoint_or_raise(work_dir, fingerprint=fingerprint) if resume else None
     if state is not None:
         network.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
         if extra_state is not None and state.get("extra"):
             extra_state.restore(state["extra"])
         start = int(state["iteration"])
@@ -91,7 +94,8 @@ def run_training_loop(
 
     def checkpoint(at: int) -> None:
         extra = extra_state.save() if extra_state is not None else None
-        distributed.run_on_main(lambda: save_checkpoint(work_dir, network=network, optimizer=optimizer, iteration=at, fingerprint=fingerprint, extra=extra))
+        distributed.run_on_main(lambda: save_checkpoint(
+            work_dir, network=network, optimizer=optimizer, scheduler=scheduler, iteration=at, fingerprint=fingerprint, extra=extra))
         sink.emit(CheckpointSaved(stage=stage, iteration=at, path=str(work_dir)))
 
     started = time.perf_counter()
@@ -100,8 +104,6 @@ def run_training_loop(
         if distributed.any_rank(cancel.is_cancelled, device):
             checkpoint(iteration)
             raise Cancelled(f"{stage} cancelled at iteration {iteration} of {config.iterations}", "run the same command again with --resume to continue")
-        for group in optimizer.param_groups:
-            group["lr"] = _poly_lr(config, iteration)
         batch = sampler.batch(iteration).to(device)
         torch.manual_seed(iteration_seed(sampler.seed, iteration))
         optimizer.zero_grad(set_to_none=True)
@@ -112,7 +114,9 @@ def run_training_loop(
         torch.nn.utils.clip_grad_norm_(network.parameters(), config.grad_clip)
         scaler.step(optimizer)
         scaler.update()
-        sink.progress(stage, iteration + 1, config.iterations, loss=float(loss.detach()), lr=optimizer.param_groups[0]["lr"])
+        learning_rate = optimizer.param_groups[0]["lr"]
+        scheduler.step()
+        sink.progress(stage, iteration + 1, config.iterations, loss=float(loss.detach()), lr=learning_rate)
         if (iteration + 1) % config.checkpoint_every == 0 and iteration + 1 < config.iterations:
             checkpoint(iteration + 1)
     done = max(config.iterations - start, 1)
