@@ -50,10 +50,16 @@ def timed_once(marker: Path, command: list[object]) -> float:
     return float(marker.read_text())
 
 
+def labelled_organs(cts: list[str]) -> dict[str, int]:
+    """The base organs labelled in at least one of ``cts`` (chest_4x has no gallbladder)."""
+    present = set().union(*(np.unique(np.asarray(nib.load(str(DATA / ct / "label_seg8.nii.gz")).dataobj)).tolist() for ct in cts))
+    return {name: value for name, value in ORGANS.items() if value in present}
+
+
 def train(bundle: Path, cts: list[str], flags: list[str]) -> float:
     return timed_once(bundle.parent / f"{bundle.name}.seconds", [
         "train", "-i", *(DATA / ct / "image.nii.gz" for ct in cts), "-l", *(DATA / ct / "label_seg8.nii.gz" for ct in cts),
-        "--organs", ",".join(f"{name}={value}" for name, value in ORGANS.items()), "--other-labels", "background", "-o", bundle, *flags,
+        "--organs", ",".join(f"{name}={value}" for name, value in labelled_organs(cts).items()), "--other-labels", "background", "-o", bundle, *flags,
     ])
 
 
