@@ -39,6 +39,14 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, phantom_cohort: list[P
     return output
 
 
+@pytest.fixture()
+def bundle(tiny_bundle: Path, tmp_path: Path) -> Path:
+    """A copy of the tiny bundle that a test may change (learn, adapt, lock, roll back)."""
+    import shutil
+
+    return Path(shutil.copytree(tiny_bundle, tmp_path / "bundle"))
+
+
 @pytest.fixture(scope="session")
 def python_executable() -> str:
     return sys.executable

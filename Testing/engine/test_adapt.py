@@ -1,7 +1,6 @@
 """``ciss adapt``: a domain step end to end on phantom CTs of another "scanner" (HU offset, scale and noise):
 the version, its replay buffer, the guard, resume, and the refusals."""
 import json
-import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -23,13 +22,6 @@ from ciss_engine.training.step_common import learn_work_dir
 STEP_ARGS = ["--iterations", "3", "--batch-size", "1", "--setting", "buffer_per_class=20", "--accept-forgetting"]
 LABELLED = [("spleen", 1), ("kidney_right", 2)]  # seg8 values; kidney_left and gallbladder get no labels
 BOTTLENECK = 64  # 8 filters doubled at 3 downsamplings
-
-
-@pytest.fixture()
-def bundle(tiny_bundle, tmp_path):
-    copy = tmp_path / "bundle"
-    shutil.copytree(tiny_bundle, copy)
-    return copy
 
 
 @pytest.fixture()

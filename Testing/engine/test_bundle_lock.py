@@ -6,12 +6,10 @@ conflicts between two open files of one process too, so a lock held by the test 
 another writer."""
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -30,11 +28,6 @@ def _ciss(*args: object, timeout: float = 120) -> subprocess.CompletedProcess:
 
 def _last_event(result: subprocess.CompletedProcess) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
-
-
-@pytest.fixture()
-def bundle(tiny_bundle, tmp_path):
-    return Path(shutil.copytree(tiny_bundle, tmp_path / "bundle"))
 
 
 @pytest.fixture()

@@ -1,7 +1,6 @@
 """``ciss learn``: a class-incremental step end to end, its bad inputs, cancel/resume and the guard."""
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -38,13 +37,6 @@ def _tree_hash(folder: Path) -> str:
         if path.is_file():
             digest.update(path.name.encode() + path.read_bytes())
     return digest.hexdigest()
-
-
-@pytest.fixture()
-def bundle(tiny_bundle, tmp_path):
-    copy = tmp_path / "bundle"
-    shutil.copytree(tiny_bundle, copy)
-    return copy
 
 
 @pytest.fixture()

@@ -2,14 +2,11 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ..api.events import AdaptDone
 from ..errors import InputError
 from ..events import EventSink
-from ..training.loop_config import STEP_LEARNING_RATE
-from .arguments import add_schedule_arguments, loop_config_from, positive_float, positive_int, unit_fraction
-from .learn import PRESETS, setting_texts_or_raise
+from .learn import PRESETS, add_step_arguments, step_request_fields
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,13 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="dual_alignment (HSIC alignment to the previous model and a stored feature buffer; default), mib (the previous model's KD) or finetune (the labels alone)")
     parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
                         help="a setting of the strategy, repeatable, e.g. --setting lambda_cna=2 (`ciss learn --list-settings dual_alignment`, docs/settings.md)")
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="standard", help=f"iteration budget: {PRESETS} (default standard)")
-    parser.add_argument("--iterations", type=positive_int, default=None, help="iterations (overrides --preset)")
-    parser.add_argument("--fixed-threshold", type=positive_float, default=None, help="one entropy threshold τ for the pseudo-labelled organs instead of the per-class median")
-    parser.add_argument("--guard-threshold", type=unit_fraction, default=0.9, help="forgetting guard: minimum agreement DSC per organ without labels (default 0.90)")
-    parser.add_argument("--accept-forgetting", action="store_true", help="make the new version current even if the forgetting guard fails")
-    parser.add_argument("--from-version", default=None, help="parent version (must be the current one; default current)")
-    add_schedule_arguments(parser, learning_rate=STEP_LEARNING_RATE)
+    add_step_arguments(parser, kept="organ without labels")
 
 
 def parse_labelled_organs_or_raise(text: str | None) -> list[tuple[str, int]] | None:
@@ -56,22 +47,7 @@ def run(args: argparse.Namespace, sink: EventSink) -> None:
     from ..device import resolve_device
     from ..training.adapt import AdaptRequest, adapt_step
 
-    request = AdaptRequest(
-        bundle=Path(args.bundle),
-        images=[Path(p) for p in args.images],
-        labels=[Path(p) for p in args.labels],
-        loop=loop_config_from(args, args.iterations or PRESETS[args.preset]),
-        organs=parse_labelled_organs_or_raise(args.organs),
-        strategy=args.strategy,
-        strategy_settings=setting_texts_or_raise(args.setting),
-        batch_size=args.batch_size,
-        seed=args.seed,
-        fixed_threshold=args.fixed_threshold,
-        guard_threshold=args.guard_threshold,
-        accept_forgetting=args.accept_forgetting,
-        resume=args.resume,
-        parent_version=args.from_version,
-    )
+    request = AdaptRequest(organs=parse_labelled_organs_or_raise(args.organs), **step_request_fields(args, args.iterations or PRESETS[args.preset]))
     with cancel_on_signals(CancelToken()) as cancel:
         result = adapt_step(request, device=resolve_device(args.device), sink=sink, cancel=cancel)
     sink.log(f"version {result.version.version} is current: {', '.join(result.version.registry.names)} adapted")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from ..api.events import LearnDone
 from ..api.settings import STRATEGY_SETTINGS, settings_table
@@ -43,13 +44,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--list-settings", action=ListSettings, nargs="?", choices=list(STRATEGY_SETTINGS), metavar="STRATEGY",
         help="print the settings of STRATEGY (default: the --strategy given before it, else pcdd): values, default and why, then exit",
     )
+    add_step_arguments(parser, kept="old organ")
+
+
+def add_step_arguments(parser: argparse.ArgumentParser, *, kept: str) -> None:
+    """The budget, pseudo-label, guard and schedule options of a step on a bundle (``learn`` and ``adapt``);
+    ``kept``: what the pseudo-labels and the guard hold (an old organ, an organ without labels)."""
     parser.add_argument("--preset", choices=sorted(PRESETS), default="standard", help=f"iteration budget: {PRESETS} (default standard)")
     parser.add_argument("--iterations", type=positive_int, default=None, help="iterations (overrides --preset)")
-    parser.add_argument("--fixed-threshold", type=positive_float, default=None, help="one entropy threshold τ for all old organs instead of the per-class median")
-    parser.add_argument("--guard-threshold", type=unit_fraction, default=0.9, help="forgetting guard: minimum agreement DSC per old organ (default 0.90)")
+    parser.add_argument("--fixed-threshold", type=positive_float, default=None, help=f"one entropy threshold τ for every {kept} instead of the per-class median")
+    parser.add_argument("--guard-threshold", type=unit_fraction, default=0.9, help=f"forgetting guard: minimum agreement DSC per {kept} (default 0.90)")
     parser.add_argument("--accept-forgetting", action="store_true", help="make the new version current even if the forgetting guard fails")
     parser.add_argument("--from-version", default=None, help="parent version (must be the current one; default current)")
     add_schedule_arguments(parser, learning_rate=STEP_LEARNING_RATE)
+
+
+def step_request_fields(args: argparse.Namespace, iterations: int) -> dict[str, Any]:
+    """The fields of a step request (training/step_common.StepRequest) that ``ciss learn`` and ``ciss adapt`` read alike."""
+    return {
+        "bundle": Path(args.bundle), "images": [Path(p) for p in args.images], "labels": [Path(p) for p in args.labels],
+        "loop": loop_config_from(args, iterations), "strategy": args.strategy, "strategy_settings": setting_texts_or_raise(args.setting),
+        "batch_size": args.batch_size, "seed": args.seed, "fixed_threshold": args.fixed_threshold, "guard_threshold": args.guard_threshold,
+        "accept_forgetting": args.accept_forgetting, "resume": args.resume, "parent_version": args.from_version,
+    }
 
 
 def setting_texts_or_raise(items: list[str]) -> dict[str, str]:
@@ -72,22 +89,7 @@ def run(args: argparse.Namespace, sink: EventSink) -> None:
     from .train import parse_organs_or_raise
 
     iterations = args.iterations or PRESETS[args.preset]
-    request = LearnRequest(
-        bundle=Path(args.bundle),
-        organs=parse_organs_or_raise(args.organs),
-        images=[Path(p) for p in args.images],
-        labels=[Path(p) for p in args.labels],
-        loop=loop_config_from(args, iterations),
-        strategy=args.strategy,
-        strategy_settings=setting_texts_or_raise(args.setting),
-        batch_size=args.batch_size,
-        seed=args.seed,
-        fixed_threshold=args.fixed_threshold,
-        guard_threshold=args.guard_threshold,
-        accept_forgetting=args.accept_forgetting,
-        resume=args.resume,
-        parent_version=args.from_version,
-    )
+    request = LearnRequest(organs=parse_organs_or_raise(args.organs), **step_request_fields(args, iterations))
     with cancel_on_signals(CancelToken()) as cancel:
         version, guard = learn_step(request, device=resolve_device(args.device), sink=sink, cancel=cancel)
     sink.log(f"version {version.version} is current: {', '.join(version.registry.names)}")

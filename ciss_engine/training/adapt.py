@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import datetime
 import functools
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,33 +37,19 @@ from ..strategies.base import total_loss
 from ..strategies.domain import DomainBatch, DomainContext, DomainStrategy
 from .bottleneck_pass import bottleneck_rows
 from .cases import PreparedCase, case_sha256, prepare_cases
-from .finished_runs import RUN_FINGERPRINT
 from .loop import LoopResult, run_training_loop
-from .loop_config import LoopConfig
 from .prototype_pass import compute_global_prototypes
 from .sampler import PatchBatch, PatchSampler
-from .step_common import finished_step, learn_run_dir, parent_or_raise, rejected, remove_run_checkpoints, run_fingerprint
+from .step_common import StepRequest, finished_step, step_record, learn_run_dir, parent_or_raise, rejected, remove_run_checkpoints, run_fingerprint
 from .step_data import analyse_step_cases
 
 
-@dataclasses.dataclass(frozen=True)
-class AdaptRequest:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AdaptRequest(StepRequest):
     """Everything ``ciss adapt`` needs, keyword-built."""
 
-    bundle: Path
-    images: Sequence[Path]
-    labels: Sequence[Path]
-    loop: LoopConfig
     organs: Sequence[tuple[str, int]] | None = None  # labelled organ, its value in the label files; None: every organ at its id
     strategy: str = "dual_alignment"
-    strategy_settings: dict[str, str] = dataclasses.field(default_factory=dict)
-    batch_size: int = 2
-    seed: int = 0
-    fixed_threshold: float | None = None
-    guard_threshold: float = 0.9
-    accept_forgetting: bool = False
-    resume: bool = False
-    parent_version: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -255,14 +240,7 @@ def _write_adapt_version(
 ) -> BundleVersion:
     """The step's version folder: adapted network, prototypes with τ, the buffer, lineage (kind "domain")."""
     buffer_sizes = buffer.class_sizes(["background", *parent.registry.names]) if buffer is not None else {}
-    settings = {
-        **parent.settings,
-        "status": status,
-        "strategy": strategy,
-        "training": {**dataclasses.asdict(request.loop), "batch_size": request.batch_size, "seed": request.seed, RUN_FINGERPRINT: fingerprint},
-        "forgetting_guard": guard.to_json(),
-        "parent_version": parent.version,
-    }
+    settings, entry = step_record(request, parent=parent, status=status, strategy=strategy, guard=guard, fingerprint=fingerprint)
     history = parent.history + [{
         "version": version,
         "step": parent.settings.get("step", 1),
@@ -270,17 +248,11 @@ def _write_adapt_version(
         "organs": [],
         "labelled_organs": list(labelled_dsc),
         "data_sha256": data,
-        "iterations": request.loop.iterations,
-        "strategy": strategy["name"],
-        "strategy_settings": strategy,
+        **entry,
         "losses": result.last_losses,
         "labelled_dsc": labelled_dsc,
         "replay_buffer": buffer_sizes,
         "metrics": {"seconds_per_iteration": result.seconds_per_iteration, "peak_memory_mb": result.peak_memory_mb},
-        "forgetting_guard": guard.to_json(),
-        "status": status,
-        "parent_version": parent.version,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }]
     changelog = {**parent.metadata.get("changelog", {}), version: f"domain step: adapted {', '.join(labelled_dsc) or 'no organ'} to {len(data)} CT(s) of a new site ({strategy['name']}, {status})"}
     return write_version(

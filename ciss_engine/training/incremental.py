@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import datetime
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,35 +32,21 @@ from ..strategies import STRATEGIES, StepBatch, StepContext, Strategy
 from ..strategies.base import total_loss
 from .cases import case_sha256, prepare_cases
 from .checkpoint import ExtraState
-from .finished_runs import RUN_FINGERPRINT
 from .gradient_shares import GRADIENT_SHARE_EVERY, ShareAverage, gradient_shares, shared_parameters
 from .loop import LoopResult, run_training_loop
-from .loop_config import LoopConfig
 from .prototype_bootstrap import bootstrap_prototypes, bootstrap_record
 from .prototype_pass import compute_global_prototypes
 from .sampler import PatchBatch, PatchSampler
-from .step_common import finished_step, learn_run_dir, parent_or_raise, rejected, remove_run_checkpoints, run_fingerprint
+from .step_common import StepRequest, finished_step, step_record, learn_run_dir, parent_or_raise, rejected, remove_run_checkpoints, run_fingerprint
 from .step_data import analyse_step_cases, running_prototype_labels, teacher_map_bytes
 
 
-@dataclasses.dataclass(frozen=True)
-class LearnRequest:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LearnRequest(StepRequest):
     """Everything ``ciss learn`` needs, keyword-built."""
 
-    bundle: Path
     organs: Sequence[tuple[str, int, tuple[int, int, int] | None]]  # name, value in the label files, colour
-    images: Sequence[Path]
-    labels: Sequence[Path]
-    loop: LoopConfig
     strategy: str = "pcdd"
-    strategy_settings: dict[str, str] = dataclasses.field(default_factory=dict)  # NAME → text of --setting NAME=VALUE
-    batch_size: int = 2
-    seed: int = 0
-    fixed_threshold: float | None = None
-    guard_threshold: float = 0.9
-    accept_forgetting: bool = False
-    resume: bool = False
-    parent_version: str | None = None
 
 
 def _fingerprint(request: LearnRequest, parent_version: str | None, data: list[str]) -> str:
@@ -279,38 +264,24 @@ def _write_step_version(
     fingerprint: str,
 ) -> BundleVersion:
     """The step's version folder: grown network, prototypes with τ, lineage, guard verdict, status."""
-    settings = {
-        **parent.settings,
-        "status": status,
-        "step": step,
-        "network": network.config.to_json(),
-        "strategy": strategy,
+    settings, entry = step_record(request, parent=parent, status=status, strategy=strategy, guard=guard, fingerprint=fingerprint)
+    settings.update({
+        "step": step, "network": network.config.to_json(),
         "pseudo_labels": {"thresholds": "fixed" if request.fixed_threshold is not None else "per_class_median", "fixed_threshold": request.fixed_threshold},
-        "training": {**dataclasses.asdict(request.loop), "batch_size": request.batch_size, "seed": request.seed, RUN_FINGERPRINT: fingerprint},
-        "forgetting_guard": guard.to_json(),
-        "parent_version": parent.version,
-    }
-    history = parent.history + [
-        {
-            "version": version,
-            "step": step,
-            "kind": "incremental",
-            "organs": [name for name, _, _ in request.organs],
-            "data_sha256": data,
-            "iterations": request.loop.iterations,
-            "strategy": strategy["name"],
-            "strategy_settings": strategy,
-            "losses": result.last_losses,
-            # Mean share of each weighted term in the gradient norm on the shared parameters (gradient_shares.py).
-            "gradient_shares": gradient_shares,
-            "metrics": {"seconds_per_iteration": result.seconds_per_iteration, "peak_memory_mb": result.peak_memory_mb, **{f"agreement_{k}": v for k, v in guard.agreement.items() if v is not None}},
-            "forgetting_guard": guard.to_json(),
-            "status": status,
-            **bootstrap_record(parent),
-            "parent_version": parent.version,
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        }
-    ]
+    })
+    history = parent.history + [{
+        "version": version,
+        "step": step,
+        "kind": "incremental",
+        "organs": [name for name, _, _ in request.organs],
+        "data_sha256": data,
+        **entry,
+        "losses": result.last_losses,
+        # Mean share of each weighted term in the gradient norm on the shared parameters (gradient_shares.py).
+        "gradient_shares": gradient_shares,
+        "metrics": {"seconds_per_iteration": result.seconds_per_iteration, "peak_memory_mb": result.peak_memory_mb, **{f"agreement_{k}": v for k, v in guard.agreement.items() if v is not None}},
+        **bootstrap_record(parent),
+    }]
     changelog = {**parent.metadata.get("changelog", {}), version: f"step {step}: added {', '.join(n for n, _, _ in request.organs)} ({strategy['name']}, {status})"}
     return write_version(
         root, version=version, registry=registry, settings=settings, state_dict=network.state_dict(),

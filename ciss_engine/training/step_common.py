@@ -4,10 +4,12 @@ and the error of a version the forgetting guard rejected."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import datetime
 import hashlib
 import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,28 @@ from ..bundle import STATUS_REJECTED, Bundle, BundleVersion
 from ..errors import BundleError, ForgettingRejected
 from ..events import EventSink
 from ..forgetting_guard import GuardResult
-from .finished_runs import version_written_by
+from .finished_runs import RUN_FINGERPRINT, version_written_by
+from .loop_config import LoopConfig
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class StepRequest:
+    """What ``ciss learn`` and ``ciss adapt`` both take: the bundle, the step's CTs and labels, the schedule,
+    the strategy with its ``--setting`` texts, and how the forgetting guard and a resume behave."""
+
+    bundle: Path
+    images: Sequence[Path]
+    labels: Sequence[Path]
+    loop: LoopConfig
+    strategy: str
+    strategy_settings: dict[str, str] = dataclasses.field(default_factory=dict)  # NAME → text of --setting NAME=VALUE
+    batch_size: int = 2
+    seed: int = 0
+    fixed_threshold: float | None = None
+    guard_threshold: float = 0.9
+    accept_forgetting: bool = False
+    resume: bool = False
+    parent_version: str | None = None
 
 
 def learn_work_dir(bundle: Path) -> Path:
@@ -75,3 +98,28 @@ def finished_step(bundle: Bundle, fingerprint_of: Callable[[str | None], str], s
     if written.status == STATUS_REJECTED:
         raise rejected(written.version, written.settings["parent_version"], guard, action=action)
     return written, guard
+
+
+def step_record(
+    request: StepRequest, *, parent: BundleVersion, status: str, strategy: dict[str, Any], guard: GuardResult, fingerprint: str,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What every step writes: its settings over the parent's, and the fields of its history entry (``version``,
+    ``step``, ``kind``, ``organs``, data and what is particular to the step are added by the caller)."""
+    settings = {
+        **parent.settings,
+        "status": status,
+        "strategy": strategy,
+        "training": {**dataclasses.asdict(request.loop), "batch_size": request.batch_size, "seed": request.seed, RUN_FINGERPRINT: fingerprint},
+        "forgetting_guard": guard.to_json(),
+        "parent_version": parent.version,
+    }
+    entry = {
+        "iterations": request.loop.iterations,
+        "strategy": strategy["name"],
+        "strategy_settings": strategy,
+        "forgetting_guard": guard.to_json(),
+        "status": status,
+        "parent_version": parent.version,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    return settings, entry
