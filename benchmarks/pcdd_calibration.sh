@@ -46,6 +46,7 @@ if [ "$mode" = validation ]; then
   run pcdd_agreement pcdd --setting pcdd.summand=agreement
   run pcdd_orcd3 pcdd --setting pcdd.lambda_orcd=3
   run pcdd_crcd3 pcdd --setting pcdd.lambda_crcd=3
+  run pcdd_new_class_ce pcdd --setting pcdd.new_class_ce=1
 else
   for strategy in ${STRATEGIES:-pcdd uniform mib finetune}; do run "$strategy" "$strategy"; done
 fi

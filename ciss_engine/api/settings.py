@@ -90,6 +90,9 @@ class StrategySettings:
 
     new_class_dice: float = setting(
         1.0, "weight of a soft Dice on the new organs (every strategy alike): small organs get almost no gradient from voxel-averaged CE")
+    new_class_ce: float = setting(
+        0.0, "weight of −log p of the labelled new organ averaged over the new organs' voxels only (CiNuSeg's FGL, for every strategy): "
+        "a small organ's voxels are not averaged away with the background")
     # "cached" crops the maps of the old model's one sliding-window pass over each whole CT (no old-model forward
     # per iteration); "online" runs it on every patch (CTs whose maps would not fit in memory).
     teacher: TeacherSource = setting(

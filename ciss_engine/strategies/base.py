@@ -10,6 +10,7 @@ from monai.losses import DiceLoss
 
 from ..api.settings import CrcdBackground, StrategySettings, settings_record
 from ..errors import BundleError
+from ..losses.representation_regularisation import foreground_and_background_terms
 from ..prototypes import FeaturePrototypes, GlobalPrototypes
 
 
@@ -95,10 +96,12 @@ class Strategy(abc.ABC):
         """The learning and retention terms of this strategy by name, each already weighted (they sum to the loss)."""
 
     def weighted_terms(self, batch: StepBatch) -> dict[str, torch.Tensor]:
-        """Every term of the loss, weighted, Dice on the new organs included: what gradient shares are taken of."""
+        """Every term of the loss, weighted, Dice (and CE, when weighted) on the new organs included: what gradient shares are taken of."""
         terms = self.supervised_terms(batch)
         if self.settings.new_class_dice > 0:
             terms["dice_new"] = self.settings.new_class_dice * self.new_class_dice(batch)
+        if self.settings.new_class_ce > 0:
+            terms["ce_new"] = self.settings.new_class_ce * foreground_and_background_terms(batch.logits_new, batch.labels, self.context.num_old)[0].mean()
         return terms
 
     def loss(self, batch: StepBatch) -> tuple[torch.Tensor, dict[str, float]]:

@@ -11,6 +11,7 @@ from monai.losses import DiceLoss
 from torch import nn
 
 from ..api.settings import StrategySettings, settings_record
+from ..errors import InputError
 from ..losses import UnbiasedKnowledgeDistillation
 from ..prototypes import IGNORE_INDEX
 from ..replay_buffer import ReplayBuffer
@@ -47,6 +48,8 @@ class DomainStrategy:
     uses_replay_buffer: ClassVar[bool] = False
 
     def __init__(self, context: DomainContext, settings: StrategySettings) -> None:
+        if settings.new_class_ce > 0:
+            raise InputError("new_class_ce weighs new organs, and a domain step adds none", "leave new_class_ce at 0 for ciss adapt")
         self.context = context
         self.settings = settings
         self._dice = DiceLoss(include_background=True, softmax=False, to_onehot_y=False)
