@@ -17,6 +17,7 @@ from ciss_engine.api.events import Done, ErrorEvent, Event, ForgettingGuard, Pro
 from ciss_engine.registry import OrganClass
 
 from .bundle_reader import BundleInfo, catalog_rgb, known_organ_names, new_organ_or_raise, read_bundle_or_raise
+from .can_apply import Action, PanelState, missing_for
 from .dicom_export import DicomFormat, export_dicom_or_raise
 from .engine_commands import EngineLauncher
 from .errors import CissError, InputError
@@ -53,6 +54,13 @@ class CISSegmentationPanel:
         self.latest: dict[str, vtkMRMLSegmentationNode] = {}  # CT node ID → latest result on it
         self.new_organs: list[OrganClass] = []  # added with "Add new organ", not learned yet
         self.last_learn: LearnOutcome | None = None
+        self.engine_ready = False
+        # Each action's button, and its tooltip as the UI file words it (a disabled one adds what is missing).
+        self.action_buttons = {
+            Action.INSTALL: ui.installButton, Action.SEGMENT: ui.segmentButton, Action.ADD_ORGAN: ui.addOrganButton,
+            Action.LEARN: ui.learnButton, Action.ROLLBACK: ui.rollbackButton, Action.EXPORT: ui.exportButton,
+        }
+        self.tooltips = {action: button.toolTip for action, button in self.action_buttons.items()}
         self.timer = qt.QTimer()
         self.timer.setInterval(POLL_MS)
         self.timer.timeout.connect(self._on_timer)
@@ -81,6 +89,7 @@ class CISSegmentationPanel:
         ):
             button.clicked.connect(self._guarded(handler))
         self.ui.bundlePathLineEdit.currentPathChanged.connect(self._on_bundle_path_changed)
+        self.ui.inputVolumeSelector.currentNodeChanged.connect(lambda _node: self._update_buttons())
         self.ui.newOrganNameComboBox.currentTextChanged.connect(self._on_new_organ_name_changed)
 
     def _guarded(self, action: Callable[[], None]) -> Callable[[], None]:
@@ -102,13 +111,17 @@ class CISSegmentationPanel:
     # --- engine and bundle ------------------------------------------------------------------
     def _check_engine(self) -> None:
         """Say in the Engine section whether the engine runs and which packages it still lacks."""
+        self.engine_ready = False
         try:
             version = self.launcher.check_or_raise()
             missing = missing_requirements_or_raise(self.launcher, SlicerInstaller(self.launcher).requirements)
         except CissError as error:
             self.ui.engineStatusLabel.text = f"{error.message}\n{error.hint}"
             self.ui.engineCollapsibleButton.collapsed = False
+            self._update_buttons()
             return
+        self.engine_ready = not missing
+        self._update_buttons()
         if missing:
             self.ui.engineStatusLabel.text = f"{version}: needs {', '.join(missing)}. Click Install engine (once, needs internet)."
             self.ui.engineCollapsibleButton.collapsed = False
@@ -133,6 +146,7 @@ class CISSegmentationPanel:
         self.ui.versionsTableWidget.setRowCount(0)
         self.ui.bundleVersionComboBox.clear()
         if not self.parameters.bundle_path:
+            self._update_buttons()
             return
         try:
             self.bundle = read_bundle_or_raise(self.parameters.bundle_path, version)
@@ -220,9 +234,18 @@ class CISSegmentationPanel:
             self.ui.progressLabel.text = "Cancelling: the engine saves a checkpoint and stops"
 
     def _update_buttons(self) -> None:
+        """Each action's button enabled when it can run; a disabled one's tooltip says what is missing (can_apply.py)."""
         busy = self.job is not None and self.job.is_running
-        for button in (self.ui.segmentButton, self.ui.learnButton, self.ui.rollbackButton, self.ui.addOrganButton, self.ui.installButton):
-            button.enabled = not busy
+        volume = self.ui.inputVolumeSelector.currentNode()
+        state = PanelState(
+            busy=busy, engine_ready=self.engine_ready, bundle_loaded=self.bundle is not None, ct_chosen=volume is not None,
+            new_organs=len(self.new_organs), result_on_ct=volume is not None and volume.GetID() in self.latest,
+            versions=len(self.bundle.versions) if self.bundle is not None else 0,
+        )
+        for action, button in self.action_buttons.items():
+            missing = missing_for(action, state)
+            button.enabled = missing is None
+            button.toolTip = self.tooltips[action] if missing is None else f"{self.tooltips[action]}\n\nNot now: {missing}."
         self.ui.cancelButton.enabled = busy
 
     # --- segment ----------------------------------------------------------------------------
@@ -242,6 +265,7 @@ class CISSegmentationPanel:
         volume = outcome.volume_node
         previous = self.latest.get(volume.GetID())
         self.latest[volume.GetID()] = outcome.segmentation_node
+        self._update_buttons()
         self.ui.segmentsTableView.setSegmentationNode(outcome.segmentation_node)
         slicer.util.setSliceViewerLayers(background=volume, fit=True)
         if previous is not None and self.last_learn is not None and outcome.version == self.last_learn.new_version:
@@ -290,6 +314,7 @@ class CISSegmentationPanel:
         self._fill_table(self.ui.trainingSetTableWidget, [
             [case.volume_name, case.segmentation_name, ", ".join(f"{name} {count}" for name, count in case.counts.items())] for case in summary
         ])
+        self._update_buttons()
 
     # --- learn, accept, reject --------------------------------------------------------------
     def _on_learn_clicked(self) -> None:

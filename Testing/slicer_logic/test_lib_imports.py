@@ -9,7 +9,7 @@ import pytest
 from slicer_logic_helpers import REPO_ROOT
 
 QT_FREE_MODULES = [
-    "bundle_reader", "dicom_export", "engine_commands", "engine_location", "errors", "install_logic", "job_runner", "parameters",
+    "bundle_reader", "can_apply", "dicom_export", "engine_commands", "engine_location", "errors", "install_logic", "job_runner", "parameters",
     "segmentation_logic", "self_test", "terminology", "training_set", "volume_io", "workflow_logic",
 ]
 
