@@ -75,7 +75,7 @@ def test_learn_adds_organs_in_a_new_version_and_keeps_the_parent(bundle, phantom
     assert prototypes["counts"][5:].min() > 0
     # Each weighted term's share of the gradient on the shared parameters, recorded for the step.
     shares = step["gradient_shares"]
-    assert set(shares) == {"unbiased_ce", "orcd", "crcd", "dapd", "dice_new"} and sum(shares.values()) == pytest.approx(1, abs=1e-3)
+    assert set(shares) == {"unbiased_ce", "orcd", "crcd", "dapd", "dice_new", "ce_new"} and sum(shares.values()) == pytest.approx(1, abs=1e-3)
     assert _tree_hash(bundle / "versions" / "1.0.0") == parent_hash
     assert not learn_work_dir(bundle).exists()
 
