@@ -125,7 +125,7 @@ def test_the_supervised_loss_reads_the_new_labels_and_weights_the_old_models_har
 def test_every_strategy_can_weigh_the_new_organs_own_ce_over_their_voxels():
     """``new_class_ce`` (StrategySettings): FGL of the new labels, for any strategy; off by default."""
     from ciss_engine.api.settings import MibSettings
-    from ciss_engine.losses.representation_regularisation import foreground_and_background_terms
+    from ciss_engine.losses.representation_regularisation import new_organ_ce
     from ciss_engine.strategies.mib import ModelingTheBackground
 
     labels, pseudo = _labels_and_pseudo(0.25)
@@ -133,7 +133,7 @@ def test_every_strategy_can_weigh_the_new_organs_own_ce_over_their_voxels():
     context = StepContext(NUM_OLD, NUM_NEW, FeaturePrototypes.empty(1 + NUM_OLD, CHANNELS), FeaturePrototypes.empty(1 + NUM_OLD + NUM_NEW, CHANNELS))
     assert "ce_new" not in ModelingTheBackground(context, MibSettings()).weighted_terms(batch)
     terms = ModelingTheBackground(context, MibSettings(new_class_ce=2.0)).weighted_terms(batch)
-    expected = foreground_and_background_terms(batch.logits_new, batch.labels, NUM_OLD)[0].mean()
+    expected = new_organ_ce(batch.logits_new, batch.labels, NUM_OLD).mean()
     torch.testing.assert_close(terms["ce_new"], 2.0 * expected)
     # The pseudo-labels' old organs are not new organs: the term reads the step's labels.
-    assert not torch.allclose(expected, foreground_and_background_terms(batch.logits_new, batch.pseudo_labels, 0)[0].mean())
+    assert not torch.allclose(expected, new_organ_ce(batch.logits_new, batch.pseudo_labels, 0).mean())

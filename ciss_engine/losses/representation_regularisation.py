@@ -29,13 +29,18 @@ def hard_negatives(labels: torch.Tensor, logits_old: torch.Tensor, num_old: int,
     return new_organ_voxels(labels, num_old) & (old_organ_probability > confidence)
 
 
-def foreground_and_background_terms(logits_new: torch.Tensor, labels: torch.Tensor, num_old: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """FGL and BGL per patch, each (B,) float32, over the patch's new-organ voxels (0 in a patch without any).
-
-    Shapes: logits_new (B, 1+|S|, D, H, W) ordered [0, O, N], labels (B, D, H, W) holding only new organs."""
+def new_organ_ce(logits_new: torch.Tensor, labels: torch.Tensor, num_old: int) -> torch.Tensor:
+    """FGL per patch (B,) float32: −log p of each voxel's new organ, averaged over the patch's new-organ voxels
+    (0 in a patch without any). Shapes: logits_new (B, 1+|S|, D, H, W) ordered [0, O, N], labels (B, D, H, W)."""
     on_new = new_organ_voxels(labels, num_old)
     with full_precision(logits_new):
         log_p = F.log_softmax(logits_new.float(), dim=1)
-        own = -log_p.gather(1, torch.where(on_new, labels, 0).long().unsqueeze(1)).squeeze(1)
-        claimed = log_p[:, : num_old + 1].exp().square().sum(dim=1)
-        return per_patch_mean(own, on_new), per_patch_mean(claimed, on_new)
+        return per_patch_mean(-log_p.gather(1, torch.where(on_new, labels, 0).long().unsqueeze(1)).squeeze(1), on_new)
+
+
+def background_claim(logits_new: torch.Tensor, labels: torch.Tensor, num_old: int) -> torch.Tensor:
+    """BGL per patch (B,) float32: Σ_{c∈{0}∪O} p_c² averaged over the patch's new-organ voxels (0 without any)."""
+    on_new = new_organ_voxels(labels, num_old)
+    with full_precision(logits_new):
+        claimed = F.softmax(logits_new.float(), dim=1)[:, : num_old + 1].square().sum(dim=1)
+        return per_patch_mean(claimed, on_new)

@@ -10,7 +10,7 @@ from monai.losses import DiceLoss
 
 from ..api.settings import CrcdBackground, StrategySettings, settings_record
 from ..errors import BundleError
-from ..losses.representation_regularisation import foreground_and_background_terms
+from ..losses.representation_regularisation import new_organ_ce
 from ..prototypes import FeaturePrototypes, GlobalPrototypes
 
 
@@ -101,7 +101,7 @@ class Strategy(abc.ABC):
         if self.settings.new_class_dice > 0:
             terms["dice_new"] = self.settings.new_class_dice * self.new_class_dice(batch)
         if self.settings.new_class_ce > 0:
-            terms["ce_new"] = self.settings.new_class_ce * foreground_and_background_terms(batch.logits_new, batch.labels, self.context.num_old)[0].mean()
+            terms["ce_new"] = self.settings.new_class_ce * new_organ_ce(batch.logits_new, batch.labels, self.context.num_old).mean()
         return terms
 
     def loss(self, batch: StepBatch) -> tuple[torch.Tensor, dict[str, float]]:

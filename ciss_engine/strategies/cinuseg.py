@@ -8,7 +8,7 @@ from ..api.settings import CinusegSettings
 from ..losses import UnbiasedCrossEntropy, unbiased_distillation_terms
 from ..losses.class_anchors import anchor_consistency
 from ..losses.functional import per_patch_mean
-from ..losses.representation_regularisation import foreground_and_background_terms, hard_negatives
+from ..losses.representation_regularisation import background_claim, hard_negatives, new_organ_ce
 from ..losses.trade_off import trade_off_scales
 from .base import StepBatch, Strategy
 
@@ -39,7 +39,7 @@ class ClassIncrementalNucleiSegmentation(Strategy):
         hard = hard_negatives(batch.labels, batch.logits_old, num_old, settings.hard_negative_confidence)
         # NS: the hard negatives' extra weight on top of a plain per-patch mean over the labelled voxels.
         ce = per_patch_mean(voxel_ce * (1.0 + settings.hard_negative_weight * hard), valid)
-        foreground, background = foreground_and_background_terms(batch.logits_new, batch.labels, num_old)
+        foreground, background = new_organ_ce(batch.logits_new, batch.labels, num_old), background_claim(batch.logits_new, batch.labels, num_old)
         kd = unbiased_distillation_terms(batch.logits_new, batch.logits_old, num_old).mean(dim=1).flatten(1).mean(1)
         anchors = anchor_consistency(batch.stages_new, batch.stages_old, batch.pseudo_labels, num_old)
         return {

@@ -40,7 +40,7 @@ from .cases import PreparedCase, case_sha256, prepare_cases
 from .loop import LoopResult, run_training_loop
 from .prototype_pass import compute_global_prototypes
 from .sampler import PatchBatch, PatchSampler
-from .step_common import StepRequest, finished_step, step_record, learn_run_dir, parent_or_raise, rejected, remove_run_checkpoints, run_fingerprint
+from .step_common import StepRequest, finished_step, learn_run_dir, parent_or_raise, rejected, remove_run_checkpoints, run_fingerprint, step_record
 from .step_data import analyse_step_cases
 
 

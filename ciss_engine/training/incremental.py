@@ -37,7 +37,7 @@ from .loop import LoopResult, run_training_loop
 from .prototype_bootstrap import bootstrap_prototypes, bootstrap_record
 from .prototype_pass import compute_global_prototypes
 from .sampler import PatchBatch, PatchSampler
-from .step_common import StepRequest, finished_step, step_record, learn_run_dir, parent_or_raise, rejected, remove_run_checkpoints, run_fingerprint
+from .step_common import StepRequest, finished_step, learn_run_dir, parent_or_raise, rejected, remove_run_checkpoints, run_fingerprint, step_record
 from .step_data import analyse_step_cases, running_prototype_labels, teacher_map_bytes
 
 
@@ -70,12 +70,7 @@ TEACHER_MEMORY_SHARE = 0.25
 def _teacher_is_cached(strategy: type[Strategy], choice: str, needed_bytes: int, sink: EventSink) -> bool:
     """``cached``/``online`` as asked; ``auto`` caches when the maps take at most a quarter of the free memory.
     A strategy that reads the old model's encoder stages runs it on every patch: the cache holds no stages."""
-    if not strategy.needs_old_model:
-        return False
-    if strategy.needs_encoder_stages:
-        if choice == "cached":
-            raise InputError(f"{strategy.name} reads the old model's encoder stages on every patch; the cached teacher holds only its logits and features",
-                             "leave the setting teacher at auto, or set it to online")
+    if not strategy.needs_old_model or strategy.needs_encoder_stages:
         return False
     if choice != "auto":
         return choice == "cached"
@@ -156,6 +151,9 @@ def _learn_step_locked(request: LearnRequest, *, device: torch.device, sink: Eve
     if not issubclass(strategy_type, Strategy):
         raise InputError(f"strategy {request.strategy} adapts the bundle's organs to a new site's CTs; it adds no organ",
                          f"run `ciss adapt -b {request.bundle} -i CT… -l LABEL… --strategy {request.strategy}`, or learn organs with --strategy pcdd")
+    if strategy_type.needs_encoder_stages and settings.teacher == "cached":
+        raise InputError(f"{request.strategy} reads the old model's encoder stages on every patch; the cached teacher holds only its logits and features",
+                         "leave the setting teacher at auto, or set it to online")
     bundle = Bundle.open_or_raise(request.bundle)
     if request.resume and (finished := _finished_step(bundle, request, sink)) is not None:
         return finished

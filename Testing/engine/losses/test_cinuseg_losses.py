@@ -7,7 +7,7 @@ import torch
 
 from ciss_engine.losses import UnbiasedCrossEntropy
 from ciss_engine.losses.class_anchors import anchor_consistency, class_anchors
-from ciss_engine.losses.representation_regularisation import foreground_and_background_terms, hard_negatives
+from ciss_engine.losses.representation_regularisation import background_claim, hard_negatives, new_organ_ce
 from ciss_engine.losses.trade_off import trade_off_scales
 
 from .voxel_tensors import features_from_vectors, logits_from_probabilities, voxel_labels
@@ -69,10 +69,10 @@ def test_hard_negatives_are_new_organ_voxels_the_old_model_gives_to_an_old_organ
 def test_foreground_and_background_terms_by_hand():
     # Current model over {0, spleen, liver(new)}: voxel 0 liver, voxel 1 liver, voxel 2 background (not counted).
     logits = logits_from_probabilities([0.2, 0.2, 0.6], [0.5, 0.1, 0.4], [0.9, 0.05, 0.05])
-    foreground, background = foreground_and_background_terms(logits, voxel_labels(2, 2, 0), num_old=1)
+    foreground, background = (term(logits, voxel_labels(2, 2, 0), num_old=1) for term in (new_organ_ce, background_claim))
     torch.testing.assert_close(foreground, torch.tensor([-(math.log(0.6) + math.log(0.4)) / 2]))
     torch.testing.assert_close(background, torch.tensor([((0.2**2 + 0.2**2) + (0.5**2 + 0.1**2)) / 2]))
-    none_new = foreground_and_background_terms(logits, voxel_labels(0, 0, IGNORE), num_old=1)
+    none_new = [term(logits, voxel_labels(0, 0, IGNORE), num_old=1) for term in (new_organ_ce, background_claim)]
     assert [float(t) for t in none_new] == [0.0, 0.0]
 
 
