@@ -18,7 +18,7 @@ fi
 . .venv/bin/activate
 
 stamp=.venv/.ciss-installed
-want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+want="$(cat pyproject.toml scripts/setup_env.sh | sha256sum | cut -d' ' -f1)"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
@@ -27,5 +27,11 @@ python -m pip install --quiet --upgrade pip
 if ! python -c "import torch" 2>/dev/null; then
   python -m pip install --quiet "$TORCH_CPU_PIN"
 fi
-python -m pip install --quiet -e ".[studio,test]"
+# The torch now installed is a constraint for everything else: a dependency that wants another torch (timm's
+# torchvision, through dynamic-network-architectures, follows the newest torch) must take the version that
+# fits this one, instead of replacing the CPU build with a multi-GB CUDA build of a newer torch.
+constraints="$(mktemp)"
+trap 'rm -f "$constraints"' EXIT
+python -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > "$constraints"
+python -m pip install --quiet -e ".[studio,test]" -c "$constraints"
 echo "$want" > "$stamp"
