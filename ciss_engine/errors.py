@@ -65,6 +65,12 @@ class ForgettingRejected(CissError):
     exit_code = ExitCode.FORGETTING_REJECTED
 
 
+class TrainingDiverged(CissError):
+    """The gradient stayed NaN or infinite for many iterations in a row: the settings (learning rate) do not fit."""
+
+    exit_code = ExitCode.INPUT_ERROR
+
+
 class Cancelled(CissError):
     """The run was cancelled by SIGINT/SIGTERM; a resumable checkpoint was left."""
 

@@ -1,5 +1,5 @@
-"""PatchSampler on its own (training/sampler.py): each patch is centred on a class present in the case, drawn
-uniformly, or on background for ``background_share`` of the draws; the draws depend on (seed, iteration)
+"""PatchSampler on its own (training/sampler.py): each patch is centred on a class present in any case, drawn
+uniformly, in a case that holds it, or on background for ``background_share`` of the draws; the draws depend on (seed, iteration)
 alone, so a resumed run gets the very patches an uninterrupted one got."""
 from __future__ import annotations
 
@@ -35,6 +35,16 @@ def test_each_present_class_gets_an_equal_share_and_background_its_own(backgroun
     organ_share = (1 - background_share) / 2
     assert shares.tolist() == pytest.approx([background_share, organ_share, organ_share, 0.0], abs=0.1)  # 200 draws: 3 standard deviations
     assert all(torch.equal(b.images[:, 0], b.labels.float() * 10) for b in batches), "image and label cropped alike"
+
+
+def test_an_organ_labelled_in_one_case_of_two_gets_the_share_of_any_other():
+    """The class is drawn before the case: drawn per case, the small organ (only in the first case) got half."""
+    without_small = _case()
+    without_small.label.as_tensor()[without_small.label.as_tensor() == 2] = 0
+    sampler = PatchSampler([_case(), without_small], num_classes=NUM_CLASSES, patch_size=PATCH, batch_size=50, seed=0, background_share=0.2)
+    centres = torch.cat([sampler.batch(iteration).labels[:, 1, 1, 1] for iteration in range(4)])
+    shares = torch.bincount(centres, minlength=NUM_CLASSES).float() / len(centres)
+    assert shares.tolist() == pytest.approx([0.2, 0.4, 0.4, 0.0], abs=0.1)
 
 
 def test_the_same_seed_draws_the_same_patches_and_another_seed_others():

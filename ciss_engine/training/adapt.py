@@ -168,6 +168,7 @@ def _adapt_step_locked(request: AdaptRequest, *, device: torch.device, sink: Eve
     result = run_training_loop(
         network=nn.ModuleDict({"network": network, "blocks": strategy.blocks}), loss_fn=loss_fn, sampler=sampler, config=request.loop, device=device,
         work_dir=learn_run_dir(bundle.root, fingerprint), fingerprint=fingerprint, resume=request.resume, sink=sink, cancel=cancel, stage="adapt",
+        patch_network=network,
     )
     new_predictions = [
         sliding_window_outputs(network, c.image[None], patch_size=preprocessing.patch_size, device=device)[0][0].argmax(0).to(torch.uint8) for c in cases
