@@ -6,8 +6,10 @@
 # Network for 2 CPU cores: 8 filters, 48³ patches, 4 mm grid; base 400 iterations, steps 200.
 # PROTOCOL=4-1 runs the five-step protocol from the same base models (its steps each learn one organ), in
 # OUTPUT/test_4-1 (test mode).
-# Usage: [SEEDS=0,1,2] [STRATEGIES="pcdd uniform mib finetune"] [PROTOCOL=4-4|4-1] bash benchmarks/pcdd_calibration.sh
-#        validation|test [OUTPUT] [STEP_ITERATIONS] [-- extra protocol flags]   (SEEDS, STRATEGIES, PROTOCOL: test mode only)
+# Usage: [SEEDS=0,1,2] [STRATEGIES="pcdd uniform mib finetune"] [ROWS="pcdd uniform"] [PROTOCOL=4-4|4-1]
+#        bash benchmarks/pcdd_calibration.sh validation|test [OUTPUT] [STEP_ITERATIONS] [-- extra protocol flags]
+# SEEDS: both modes (validation defaults to seed 0, test to 0,1,2); STRATEGIES, PROTOCOL: test mode; ROWS: the
+# validation rows to run (default: all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:?validation or test}"; out="${2:-benchmarks/output/pcdd_calibration}"; step_iterations="${3:-200}"
@@ -16,7 +18,7 @@ ciss() { .venv/bin/python -m ciss_engine "$@" --quiet; }
 network=(--spacing 4 --patch-size 48 --init-filters 8)
 # Training cases: cohort seed 0 (as benchmark (a)); validation cases: cohort seed 3; test cases: cohort seed 1.
 [ "$mode" = validation ] && held_out=3 || held_out=1
-[ "$mode" = validation ] && seeds=0 || seeds="${SEEDS:-0,1,2}"
+[ "$mode" = validation ] && seeds="${SEEDS:-0}" || seeds="${SEEDS:-0,1,2}"
 [ -d "$out/data/train" ] || ciss phantom -o "$out/data/train" --cases 8 --seed 0
 [ -d "$out/data/held_out_$held_out" ] || ciss phantom -o "$out/data/held_out_$held_out" --cases 4 --seed "$held_out"
 data=(--data "$out/data/train" --test-data "$out/data/held_out_$held_out")
@@ -26,6 +28,7 @@ ciss protocol --protocol 4-4 --strategies "" "${data[@]}" --seeds "$seeds" "${ne
 if [ "$protocol" = 4-4 ]; then out="$out/$mode"; else out="$out/${mode}_$protocol"; mkdir -p "$out"; ln -sfn ../$mode/base "$out/base"; fi
 run() {  # NAME STRATEGY [--setting STRATEGY.NAME=VALUE ...]: one process, the shared bases copied in
   local name=$1 strategy=$2; shift 2
+  [ -z "${ROWS:-}" ] || [[ " $ROWS " == *" $name "* ]] || return 0
   for seed in ${seeds//,/ }; do
     mkdir -p "$out/$name/seed_$seed"
     [ -d "$out/$name/seed_$seed/base" ] || cp -r "$out/base/seed_$seed/base" "$out/$name/seed_$seed/base"
