@@ -101,7 +101,9 @@ def test_cinuseg_learns_with_its_own_terms_and_refuses_the_cached_teacher(bundle
     assert set(shares) == {"unbiased_ce", "drr", "unbiased_kd", "anchor_consistency", "dice_new"}
 
 
-def test_forgetting_guard_rejects_and_keeps_the_parent_current(bundle, phantom_cohort, step_labels, capsys):
+def test_forgetting_guard_rejects_and_keeps_the_parent_current(painted_bundle, phantom_cohort, step_labels, capsys):
+    """The painting bundle's old organs are in every result, so a finetune step has something to forget."""
+    bundle = painted_bundle
     code = run_cli("learn", "-b", bundle, "--organ", "pancreas,liver", "-i", *_images(phantom_cohort), "-l", *step_labels, "--guard-threshold", "1.0", "--strategy", "finetune", *STEP_ARGS)
     assert code == ExitCode.FORGETTING_REJECTED
     err = capsys.readouterr().err

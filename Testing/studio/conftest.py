@@ -43,9 +43,10 @@ def shots(request: pytest.FixtureRequest) -> Path:
 
 
 @pytest.fixture
-def bundle_copy(tiny_bundle: Path, tmp_path: Path) -> Path:
-    """A private copy of the tiny bundle: a Learn step adds versions to it."""
-    return Path(shutil.copytree(tiny_bundle, tmp_path / "bundle"))
+def bundle_copy(painting_bundle: Path, tmp_path: Path) -> Path:
+    """A private copy of the painting bundle (every organ in every result: the views have organs to draw); a Learn step
+    adds versions to it."""
+    return Path(shutil.copytree(painting_bundle, tmp_path / "bundle"))
 
 
 @pytest.fixture

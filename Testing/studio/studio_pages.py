@@ -26,7 +26,7 @@ COMPARE_VIEWS = {OLD_VIEW: "Red", NEW_VIEW: "Compare"}
 # test_studio_views pins these against the studio's own slice nodes.
 SLICE_NORMALS = {"Red": (2, 1), "Green": (1, 1), "Yellow": (0, -1), "Compare": (2, 1)}
 VOXEL_CENTRE_TOLERANCE = 1e-3  # in voxels: the views show voxel centres (trame-slicer snaps them there)
-MIN_OUTLINE_PIXELS = 20  # a voxel of an organ cut by the slice draws an outline of ~50 pixels at the tests' zoom
+MIN_OUTLINE_PIXELS = 10  # a voxel of an organ cut by the slice draws an outline of 14 (a small view) to ~50 pixels
 STRAY_PIXELS = 5  # an organ's exact colour where it is not: allows a coincidental blend or two
 
 

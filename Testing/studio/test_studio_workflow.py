@@ -2,8 +2,8 @@
 
 One studio and one page for the whole workflow, as a clinician would use it. Each step is checked in
 the page's state and in the views' pixels: a view must draw, in the organ's colour, every organ that
-the result (exported through the page) holds on the slice the view shows, and no other. The tiny test
-bundle's organs are whatever a few iterations give (they vary with the CPU's bf16 arithmetic), so every
+the result (exported through the page) holds on the slice the view shows, and no other. The test bundle
+paints every organ by construction (painting_bundle.py), where is this machine's arithmetic's, so every
 check follows this run's exported result, never an atlas or an earlier run; the slice views are first
 moved to the slices where that result holds the most organs. Screenshots are kept under test_artifacts/studio/.
 """
