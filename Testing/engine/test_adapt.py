@@ -158,3 +158,20 @@ def test_a_damaged_buffer_is_named(bundle, site):
         Bundle.open_or_raise(bundle).load().load_replay_buffer()
     assert json.loads((parent_dir / "configs" / "metadata.json").read_text())["ciss"]["files_sha256"]["models/replay_buffer.safetensors"]
     assert Path(parent_dir / "models" / "replay_buffer.safetensors").is_file()
+
+
+def test_the_guard_rejects_an_adapt_that_forgets_and_the_parent_stays_current(painted_bundle, site, capsys):
+    """The painting bundle's organs without labels (kidney_left, gallbladder) are in every result, so a finetune
+    step moves them and a guard that accepts no change rejects it: exit 6, the version kept as rejected."""
+    images, labels = site
+    code = run_cli("adapt", "-b", painted_bundle, "-i", *images, "-l", *labels, "--organs", _organs(), "--strategy", "finetune",
+                   "--iterations", "2", "--batch-size", "1", "--guard-threshold", "1.0", "--quiet")
+    assert code == ExitCode.FORGETTING_REJECTED
+    err = capsys.readouterr().err
+    assert "saved as rejected" in err and "--accept-forgetting" in err
+    handle = Bundle.open_or_raise(painted_bundle)
+    assert handle.current_version == "1.0.0" and handle.load("1.1.0").status == "rejected"
+    guard = handle.load("1.1.0").history[-1]["forgetting_guard"]
+    assert guard["passed"] is False and set(guard["agreement"]) == {"kidney_left", "gallbladder"}
+    assert run_cli("rollback", "-b", painted_bundle, "--to", "1.1.0", "--accept-forgetting", "--quiet") == 0
+    assert handle.current_version == "1.1.0"
