@@ -37,6 +37,8 @@ from ..strategies.base import total_loss
 from ..strategies.domain import DomainBatch, DomainContext, DomainStrategy
 from .bottleneck_pass import bottleneck_rows
 from .cases import PreparedCase, case_sha256, prepare_cases
+from .checkpoint import ExtraState
+from .gradient_shares import ShareRecorder
 from .loop import LoopResult, run_training_loop
 from .prototype_pass import compute_global_prototypes
 from .sampler import PatchBatch, PatchSampler
@@ -158,8 +160,12 @@ def _adapt_step_locked(request: AdaptRequest, *, device: torch.device, sink: Eve
     sampler = PatchSampler(cases, num_classes=registry.num_classes, patch_size=preprocessing.patch_size, batch_size=request.batch_size, seed=request.seed,
                            augment=request.loop.augmentation)
 
+    shares = ShareRecorder(network, sink, stage="adapt")
+
     def loss_fn(batch: PatchBatch, iteration: int) -> tuple[torch.Tensor, dict[str, float]]:
-        return total_loss(strategy.weighted_terms(make_domain_batch(batch, network, old_network, step_data.thresholds, unlabelled)))
+        terms = strategy.weighted_terms(make_domain_batch(batch, network, old_network, step_data.thresholds, unlabelled))
+        shares.observe(terms, iteration)
+        return total_loss(terms)
 
     names = {organ.label: organ.name for organ in registry.organs}
     sink.log(f"adapting {', '.join(names[c] for c in labelled)} (labelled) and {len(registry) - len(labelled)} organ(s) without labels "
@@ -168,7 +174,7 @@ def _adapt_step_locked(request: AdaptRequest, *, device: torch.device, sink: Eve
     result = run_training_loop(
         network=nn.ModuleDict({"network": network, "blocks": strategy.blocks}), loss_fn=loss_fn, sampler=sampler, config=request.loop, device=device,
         work_dir=learn_run_dir(bundle.root, fingerprint), fingerprint=fingerprint, resume=request.resume, sink=sink, cancel=cancel, stage="adapt",
-        patch_network=network,
+        extra_state=ExtraState(save=shares.average.to_tensors, restore=shares.average.restore), patch_network=network,
     )
     new_predictions = [
         sliding_window_outputs(network, c.image[None], patch_size=preprocessing.patch_size, device=device)[0][0].argmax(0).to(torch.uint8) for c in cases
@@ -192,7 +198,7 @@ def _adapt_step_locked(request: AdaptRequest, *, device: torch.device, sink: Eve
     written = _write_adapt_version(
         request=request, root=bundle.root, version=version, parent=parent, network=network, prototypes=_adapted_prototypes(network, cases, parent, preprocessing, device, sink),
         thresholds=step_data.thresholds, guard=guard, status=status, result=result, strategy=strategy.describe(), labelled_dsc=labelled_dsc,
-        buffer=stored_buffer, data=[c.sha256 for c in cases], fingerprint=fingerprint,
+        buffer=stored_buffer, data=[c.sha256 for c in cases], gradient_shares=shares.average.mean(), fingerprint=fingerprint,
     )
     remove_run_checkpoints(bundle.root, fingerprint)
     if status == STATUS_REJECTED:
@@ -237,6 +243,7 @@ def _write_adapt_version(
     labelled_dsc: dict[str, dict[str, float | None]],
     buffer: ReplayBuffer | None,
     data: list[str],
+    gradient_shares: dict[str, float],
     fingerprint: str,
 ) -> BundleVersion:
     """The step's version folder: adapted network, prototypes with τ, the buffer, lineage (kind "domain")."""
@@ -251,6 +258,7 @@ def _write_adapt_version(
         "data_sha256": data,
         **entry,
         "losses": result.last_losses,
+        "gradient_shares": gradient_shares,  # as a class-incremental step's (gradient_shares.py)
         "labelled_dsc": labelled_dsc,
         "replay_buffer": buffer_sizes,
         "metrics": {"seconds_per_iteration": result.seconds_per_iteration, "peak_memory_mb": result.peak_memory_mb},

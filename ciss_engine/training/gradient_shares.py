@@ -11,6 +11,9 @@ from collections.abc import Iterable
 
 import torch
 
+from ..api.events import GradientShares
+from ..events import EventSink
+
 # Measured every this many iterations of a step (and at its first); the mean of the measurements is recorded.
 GRADIENT_SHARE_EVERY = 25
 
@@ -58,3 +61,20 @@ class ShareAverage:
 
     def mean(self) -> dict[str, float]:
         return {name: round(total / max(self.measurements, 1), 4) for name, total in self._sums.items()}
+
+
+class ShareRecorder:
+    """What a step does with the shares: measures them every ``GRADIENT_SHARE_EVERY`` iterations on the network's
+    shared parameters, emits each measurement as an event, and keeps their mean (checkpointed with the step)."""
+
+    def __init__(self, network: torch.nn.Module, sink: EventSink, stage: str) -> None:
+        self.parameters = shared_parameters(network)
+        self.sink, self.stage = sink, stage
+        self.average = ShareAverage()
+
+    def observe(self, terms: dict[str, torch.Tensor], iteration: int) -> None:
+        if iteration % GRADIENT_SHARE_EVERY:
+            return
+        measured = gradient_shares(terms, self.parameters)
+        self.average.add(measured)
+        self.sink.emit(GradientShares(stage=self.stage, iteration=iteration, shares={k: round(v, 4) for k, v in measured.items()}))

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from ..api.events import ForgettingGuard, GradientShares
+from ..api.events import ForgettingGuard
 from ..api.settings import StrategySettings, parse_settings_or_raise
 from ..bundle import STATUS_PUBLISHED, STATUS_REJECTED, Bundle, BundleVersion, write_version
 from ..bundle_lock import bundle_lock
@@ -32,7 +32,7 @@ from ..strategies import STRATEGIES, StepBatch, StepContext, Strategy
 from ..strategies.base import total_loss
 from .cases import case_sha256, prepare_cases
 from .checkpoint import ExtraState
-from .gradient_shares import GRADIENT_SHARE_EVERY, ShareAverage, gradient_shares, shared_parameters
+from .gradient_shares import ShareRecorder
 from .loop import LoopResult, run_training_loop
 from .prototype_bootstrap import bootstrap_prototypes, bootstrap_record
 from .prototype_pass import compute_global_prototypes
@@ -184,20 +184,17 @@ def _learn_step_locked(request: LearnRequest, *, device: torch.device, sink: Eve
         cases, num_classes=registry.num_classes, patch_size=preprocessing.patch_size, batch_size=request.batch_size, seed=request.seed,
         maps=step_data.teacher_maps, augment=request.loop.augmentation,
     )
-    shares = ShareAverage()
+    shares = ShareRecorder(network, sink, stage="learn")
 
     def loss_fn(batch: PatchBatch, iteration: int) -> tuple[torch.Tensor, dict[str, float]]:
         terms = strategy.weighted_terms(make_step_batch(batch, network, old_network, strategy, step_data.thresholds))
-        if iteration % GRADIENT_SHARE_EVERY == 0:
-            measured = gradient_shares(terms, shared_parameters(network))
-            shares.add(measured)
-            sink.emit(GradientShares(stage="learn", iteration=iteration, shares={k: round(v, 4) for k, v in measured.items()}))
+        shares.observe(terms, iteration)
         return total_loss(terms)
 
     def restore_step_state(saved: dict[str, torch.Tensor]) -> None:
         """What a checkpoint holds besides weights: the running prototypes and the gradient-share sums."""
         context.running_prototypes = FeaturePrototypes.from_tensors(saved)
-        shares.restore(saved)
+        shares.average.restore(saved)
 
     sink.log(f"learning {', '.join(n for n, _, _ in request.organs)} on {len(cases)} CT(s) with {request.strategy}, "
              f"{request.loop.iterations} iterations on {device}; parent version {parent.version}"
@@ -205,7 +202,7 @@ def _learn_step_locked(request: LearnRequest, *, device: torch.device, sink: Eve
     result = run_training_loop(
         network=network, loss_fn=loss_fn, sampler=sampler, config=request.loop, device=device, work_dir=work_dir,
         fingerprint=fingerprint, resume=request.resume, sink=sink, cancel=cancel, stage="learn",
-        extra_state=ExtraState(save=lambda: {**context.running_prototypes.to_tensors(), **shares.to_tensors()}, restore=restore_step_state),
+        extra_state=ExtraState(save=lambda: {**context.running_prototypes.to_tensors(), **shares.average.to_tensors()}, restore=restore_step_state),
     )
     final = compute_global_prototypes(
         network, [(c.image, c.sampling_label) for c in cases], num_classes=registry.num_classes,
@@ -228,7 +225,7 @@ def _learn_step_locked(request: LearnRequest, *, device: torch.device, sink: Eve
     written = _write_step_version(
         request=request, root=bundle.root, parent=parent, version=version, step=step, registry=registry, network=network,
         prototypes=final, thresholds=step_data.thresholds, guard=guard, status=status, result=result, strategy=strategy.describe(),
-        gradient_shares=shares.mean(),
+        gradient_shares=shares.average.mean(),
         data=[c.sha256 for c in cases], fingerprint=fingerprint,
     )
     remove_run_checkpoints(bundle.root, fingerprint)
