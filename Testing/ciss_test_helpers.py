@@ -56,6 +56,21 @@ def record_checksums(version_dir: Path) -> None:
     path.write_text(json.dumps(metadata))
 
 
+def logging_sink():
+    """A quiet sink that keeps the log lines it is given (``.lines``), for tests of what a run says."""
+    from ciss_engine.events import EventSink, ProgressMode
+
+    class LoggingSink(EventSink):
+        def __init__(self) -> None:
+            super().__init__(ProgressMode.QUIET)
+            self.lines: list[str] = []
+
+        def log(self, message: str) -> None:
+            self.lines.append(message)
+
+    return LoggingSink()
+
+
 def cancelling_sink(token, *, stage: str, step: int):
     """A quiet sink that cancels ``token`` once ``stage`` reports ``step`` (a user pressing Cancel)."""
     from ciss_engine.events import EventSink, ProgressMode

@@ -5,24 +5,16 @@ from __future__ import annotations
 
 import pytest
 import torch
+from ciss_test_helpers import logging_sink
 from monai.data import MetaTensor
 
 from ciss_engine.cancellation import CancelToken
 from ciss_engine.errors import ExitCode, TrainingDiverged
-from ciss_engine.events import EventSink, ProgressMode
+from ciss_engine.events import EventSink
 from ciss_engine.training.cases import PreparedCase
 from ciss_engine.training.loop import MAX_NON_FINITE_IN_A_ROW, run_training_loop
 from ciss_engine.training.loop_config import LoopConfig
 from ciss_engine.training.sampler import PatchBatch, PatchSampler
-
-
-class LoggingSink(EventSink):
-    def __init__(self) -> None:
-        super().__init__(ProgressMode.QUIET)
-        self.lines: list[str] = []
-
-    def log(self, message: str) -> None:
-        self.lines.append(message)
 
 
 def _train(tmp_path, network: torch.nn.Module, bad_iterations: set[int], iterations: int, sink: EventSink) -> list[torch.Tensor]:
@@ -52,7 +44,7 @@ def _network() -> torch.nn.Module:
 
 
 def test_an_iteration_with_a_nan_gradient_changes_no_weight_and_the_run_goes_on(tmp_path):
-    sink, network, first = LoggingSink(), _network(), _network()
+    sink, network, first = logging_sink(), _network(), _network()
     before_third = _train(tmp_path, network, {2}, iterations=3, sink=sink)
     assert not all(torch.equal(a, b) for a, b in zip(before_third, first.parameters())), "the first two iterations trained"
     assert all(torch.equal(a, b) for a, b in zip(network.parameters(), before_third)), "the NaN third changed nothing"
@@ -62,13 +54,13 @@ def test_an_iteration_with_a_nan_gradient_changes_no_weight_and_the_run_goes_on(
 def test_a_gradient_nan_in_every_iteration_stops_the_run_with_the_fix_and_the_first_weights(tmp_path):
     network, first = _network(), _network()
     with pytest.raises(TrainingDiverged, match=f"in {MAX_NON_FINITE_IN_A_ROW} iterations in a row") as caught:
-        _train(tmp_path, network, set(range(100)), iterations=100, sink=LoggingSink())
+        _train(tmp_path, network, set(range(100)), iterations=100, sink=logging_sink())
     assert "--learning-rate" in caught.value.hint and caught.value.exit_code == ExitCode.INPUT_ERROR
     assert all(torch.equal(a, b) for a, b in zip(network.parameters(), first.parameters()))
 
 
 def test_good_iterations_between_bad_ones_reset_the_count(tmp_path):
     """Every other iteration NaN for longer than the limit: never that many in a row, so the run finishes."""
-    sink = LoggingSink()
+    sink = logging_sink()
     _train(tmp_path, _network(), set(range(0, 4 * MAX_NON_FINITE_IN_A_ROW, 2)), iterations=4 * MAX_NON_FINITE_IN_A_ROW, sink=sink)
     assert len(sink.lines) == 2 * MAX_NON_FINITE_IN_A_ROW

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from ciss_test_helpers import logging_sink
 
 from ciss_engine.device import autocast_dtype
 from ciss_engine.network import NetworkConfig, build_network
@@ -50,23 +51,14 @@ def test_a_16_voxel_patch_trains_the_same_weights_twice(tmp_path):
     from ciss_engine.training.base import BaseTrainingRequest, train_base_bundle
     from ciss_engine.bundle import Bundle
     from ciss_engine.cancellation import CancelToken
-    from ciss_engine.events import EventSink, ProgressMode
     from ciss_engine.phantom import write_cohort
     from ciss_engine.preprocessing import PreprocessingConfig
     from ciss_engine.training.loop_config import LoopConfig
 
-    class LoggingSink(EventSink):
-        def __init__(self) -> None:
-            super().__init__(ProgressMode.QUIET)
-            self.lines: list[str] = []
-
-        def log(self, message: str) -> None:
-            self.lines.append(message)
-
     case = write_cohort(tmp_path / "cohort", 1, 0, shape=(40, 40, 32), spacing=(8.0, 8.0, 8.0))[0]
     weights, sinks = [], []
     for name in ("a", "b"):
-        sink = LoggingSink()
+        sink = logging_sink()
         request = BaseTrainingRequest(
             images=[case / "image.nii.gz"], labels=[case / "label_seg8.nii.gz"], organs=[("spleen", 1, None), ("liver", 7, None)],
             output=tmp_path / name, loop=LoopConfig(iterations=3, checkpoint_every=100),
