@@ -93,12 +93,11 @@ def run_training_loop(
         sink.log(f"resuming {stage} at iteration {start} of {config.iterations}")
     elif resume:
         sink.log(f"no checkpoint of this run in {work_dir}: {stage} starts from the beginning")
-    network.to(device)
+    network.to(device).train()
     dtype = _dtype(patch_network or network, sampler, start, device, config, sink)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype is torch.float16)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    network.to(device).train()
     losses: dict[str, float] = {}
     non_finite_in_a_row = 0
 
