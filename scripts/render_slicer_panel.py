@@ -62,7 +62,7 @@ def fill_example(panel: QWidget, classes: list[dict]) -> None:
     progress.setFormat("learn 248/400, 1 min 40 s left")
     panel.findChild(QLabel, "guardLabel").setText("Forgetting guard: waiting for the step to finish")
     panel.findChild(QLabel, "engineStatusLabel").setText("Engine ready: ciss 0.1.0 (torch 2.13.0, CPU)")
-    panel.findChild(QPlainTextEdit, "logTextEdit").setPlainText("learning pancreas on 2 CT(s) with pcdd, 400 iterations on cpu; parent version 1.0.0")
+    panel.findChild(QPlainTextEdit, "logTextEdit").setPlainText("learning pancreas on 2 CT(s) with uniform, 400 iterations on cpu; parent version 1.0.0")
     for name in ("segmentsTableView", "logTextEdit"):
         panel.findChild(QWidget, name).setMaximumHeight(90)
 

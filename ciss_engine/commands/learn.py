@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ..api.events import LearnDone
-from ..api.settings import STRATEGY_SETTINGS, settings_table
+from ..api.settings import DEFAULT_STRATEGY, STRATEGY_SETTINGS, settings_table
 from ..events import EventSink
 from ..training.loop_config import STANDARD_ITERATIONS, STEP_LEARNING_RATE
 from .arguments import add_schedule_arguments, loop_config_from, positive_float, positive_int, unit_fraction
@@ -35,14 +35,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("-i", "--images", nargs="+", required=True, help="CTs on which the new organs were annotated")
     parser.add_argument("-l", "--labels", nargs="+", required=True, help="label maps with ONLY the new organs (0 elsewhere, old organs unlabelled)")
-    parser.add_argument("--strategy", default="pcdd", help=f"one of {', '.join(STRATEGY_SETTINGS)} (default pcdd)")
+    parser.add_argument("--strategy", default=DEFAULT_STRATEGY, help=f"one of {', '.join(STRATEGY_SETTINGS)} (default {DEFAULT_STRATEGY}: best on validation data)")
     parser.add_argument(
         "--setting", action="append", default=[], metavar="NAME=VALUE",
         help="a setting of the strategy, repeatable, e.g. --setting lambda_orcd=5 --setting orcd_temperature=0.1 (--list-settings, docs/settings.md)",
     )
     parser.add_argument(
         "--list-settings", action=ListSettings, nargs="?", choices=list(STRATEGY_SETTINGS), metavar="STRATEGY",
-        help="print the settings of STRATEGY (default: the --strategy given before it, else pcdd): values, default and why, then exit",
+        help=f"print the settings of STRATEGY (default: the --strategy given before it, else {DEFAULT_STRATEGY}): values, default and why, then exit",
     )
     add_step_arguments(parser, kept="old organ")
 

@@ -15,6 +15,8 @@ from .arguments import (
 
 # The strategies the domain protocol compares by default: the baseline, distillation, and the buffer's alignment.
 DOMAIN_STRATEGIES_COMPARED = ("finetune", "mib", "dual_alignment")
+# The default strategy, PCDD beside it (PCDD − uniform is what the calibration buys), MiB and the forgetting floor.
+CLASS_STRATEGIES_COMPARED = ("uniform", "pcdd", "mib", "finetune")
 
 
 def strategy_names(text: str) -> list[str]:
@@ -46,7 +48,7 @@ def settings_by_strategy_or_raise(items: list[tuple[str, str, str]]) -> dict[str
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--protocol", default="4-4", choices=["4-4", "4-2", "2-2", "4-1", "7-1", "domain"],
                         help="class split (default 4-4), or domain: organs 1-4 adapted to phantom sites 2 and 3 (other scanners) in sequence")
-    parser.add_argument("--strategies", type=strategy_names, default=None, help="comma-separated strategies (default pcdd,mib,finetune; for domain "
+    parser.add_argument("--strategies", type=strategy_names, default=None, help=f"comma-separated strategies (default {','.join(CLASS_STRATEGIES_COMPARED)}; for domain "
                         f"{','.join(DOMAIN_STRATEGIES_COMPARED)}; \"\" for the base models only); the offline upper bound of class splits runs unless --no-offline")
     parser.add_argument(
         "--data", required=True,
@@ -96,7 +98,7 @@ def run(args: argparse.Namespace, sink: EventSink) -> None:
                 raise InputError(f"{args.data} has {len(cases)} cases, too few to hold out {args.test_cases}", "pass --test-data or a smaller --test-cases")
             train, test = cases[: -args.test_cases], cases[-args.test_cases :]
     request = ProtocolRequest(
-        protocol=args.protocol, strategies=args.strategies if args.strategies is not None else ["pcdd", "mib", "finetune"], train=train, test=test, output=output,
+        protocol=args.protocol, strategies=args.strategies if args.strategies is not None else list(CLASS_STRATEGIES_COMPARED), train=train, test=test, output=output,
         seeds=args.seeds, base_iterations=args.base_iterations, step_iterations=args.step_iterations,
         offline_iterations=args.offline_iterations, preprocessing=PreprocessingConfig(spacing_mm=args.spacing, patch_size=args.patch_size),
         init_filters=args.init_filters, step_learning_rate=args.step_learning_rate, strategy_settings=settings, run_offline=not args.no_offline,

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from ..api.events import ForgettingGuard
-from ..api.settings import StrategySettings, parse_settings_or_raise
+from ..api.settings import DEFAULT_STRATEGY, StrategySettings, parse_settings_or_raise
 from ..bundle import STATUS_PUBLISHED, STATUS_REJECTED, Bundle, BundleVersion, write_version
 from ..bundle_lock import bundle_lock
 from ..cancellation import CancelToken
@@ -46,7 +46,7 @@ class LearnRequest(StepRequest):
     """Everything ``ciss learn`` needs, keyword-built."""
 
     organs: Sequence[tuple[str, int, tuple[int, int, int] | None]]  # name, value in the label files, colour
-    strategy: str = "pcdd"
+    strategy: str = DEFAULT_STRATEGY
 
 
 def _fingerprint(request: LearnRequest, parent_version: str | None, data: list[str]) -> str:
@@ -150,7 +150,7 @@ def _learn_step_locked(request: LearnRequest, *, device: torch.device, sink: Eve
     strategy_type = STRATEGIES[request.strategy]
     if not issubclass(strategy_type, Strategy):
         raise InputError(f"strategy {request.strategy} adapts the bundle's organs to a new site's CTs; it adds no organ",
-                         f"run `ciss adapt -b {request.bundle} -i CT… -l LABEL… --strategy {request.strategy}`, or learn organs with --strategy pcdd")
+                         f"run `ciss adapt -b {request.bundle} -i CT… -l LABEL… --strategy {request.strategy}`, or learn organs with --strategy {DEFAULT_STRATEGY}")
     if strategy_type.needs_encoder_stages and settings.teacher == "cached":
         raise InputError(f"{request.strategy} reads the old model's encoder stages on every patch; the cached teacher holds only its logits and features",
                          "leave the setting teacher at auto, or set it to online")
