@@ -69,6 +69,7 @@ class ProtocolRequest:
     batch_size: int = 2
     step_learning_rate: float = STEP_LEARNING_RATE
     run_offline: bool = True
+    amp: bool = True  # bf16 on capable CPUs, mixed precision on CUDA; false: float32 (measures what bf16 costs)
     strategy_settings: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
 
 
@@ -141,14 +142,14 @@ def score_bundle(bundle: Path, cases: Sequence[Case], device: torch.device, vers
 
 def train_from_scratch(
     cases: Sequence[Case], classes: Sequence[int], labels_folder: Path, output: Path, iterations: int, seed: int,
-    *, preprocessing: PreprocessingConfig, init_filters: int, batch_size: int, device: torch.device, cancel: CancelToken,
+    *, preprocessing: PreprocessingConfig, init_filters: int, batch_size: int, device: torch.device, cancel: CancelToken, amp: bool = True,
 ) -> None:
     """A bundle trained from scratch on ``classes`` of ``cases``: the base model or the offline bound."""
     pairs = step_labels(cases, classes, labels_folder)
     train_base_bundle(
         BaseTrainingRequest(
             images=[p[0] for p in pairs], labels=[p[1] for p in pairs], organs=organs_of(classes), output=output,
-            loop=LoopConfig(iterations=iterations), preprocessing=preprocessing, init_filters=init_filters, batch_size=batch_size, seed=seed,
+            loop=LoopConfig(iterations=iterations, amp=amp), preprocessing=preprocessing, init_filters=init_filters, batch_size=batch_size, seed=seed,
         ),
         device=device, sink=EventSink("quiet"), cancel=cancel,
     )
@@ -178,7 +179,7 @@ def old_new_all(scores: dict[str, dict[str, float]], steps: Sequence[Sequence[in
 
 
 def _network(request: ProtocolRequest) -> dict[str, Any]:
-    return {"preprocessing": request.preprocessing, "init_filters": request.init_filters, "batch_size": request.batch_size}
+    return {"preprocessing": request.preprocessing, "init_filters": request.init_filters, "batch_size": request.batch_size, "amp": request.amp}
 
 
 def run_protocol(request: ProtocolRequest, *, device: torch.device, sink: EventSink, cancel: CancelToken) -> dict[str, Any]:
@@ -209,7 +210,7 @@ def run_protocol(request: ProtocolRequest, *, device: torch.device, sink: EventS
                 sink.log(f"seed {seed}, {strategy}: step {index} learns {', '.join(PAPER_ORGANS[v - 1] for v in classes)}")
                 learn = LearnRequest(
                     bundle=bundle, organs=organs_of(classes), images=[p[0] for p in pairs], labels=[p[1] for p in pairs],
-                    loop=LoopConfig(iterations=request.step_iterations, learning_rate=request.step_learning_rate),
+                    loop=LoopConfig(iterations=request.step_iterations, learning_rate=request.step_learning_rate, amp=request.amp),
                     strategy=strategy, strategy_settings=request.strategy_settings.get(strategy, {}),
                     batch_size=request.batch_size, seed=seed, accept_forgetting=True,
                 )

@@ -1,65 +1,59 @@
-"""DICOM exports of a result in desktop Slicer: DICOM SEG (Slicer's DICOM module) and RTSTRUCT (SlicerRT).
+"""The desktop panel's side of a DICOM export: where a CT's DICOM files are, and Slicer's DICOM database.
 
-Both exporters reference the CT's DICOM instances, so the CT must have been loaded from DICOM (its
-subject-hierarchy item carries the series UIDs). The segment terminology set from the bundle's
-SNOMED CT codes becomes the coded segment type in both objects.
+The RTSTRUCT and SEG themselves are written by the engine (``WorkflowLogic.dicom_export_job``), as in the
+studio, so both front ends give the same files for the same result. A CT loaded through Slicer's DICOM module
+keeps its instance UIDs in the subject hierarchy; Slicer's DICOM database knows each instance's file.
 """
 from __future__ import annotations
 
-import enum
+import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import InputError
 
 if TYPE_CHECKING:
-    from slicer import vtkMRMLScalarVolumeNode, vtkMRMLScene, vtkMRMLSegmentationNode
+    from slicer import vtkMRMLScalarVolumeNode, vtkMRMLScene
+
+INSTANCE_UIDS_ATTRIBUTE = "DICOM.instanceUIDs"  # set on the volume's item by Slicer's DICOM scalar volume plugin
 
 
-class DicomFormat(enum.Enum):
-    SEG = "DICOM SEG"
-    RTSTRUCT = "DICOM RTSTRUCT"
-
-
-def _exporter_or_raise(dicom_format: DicomFormat):
-    """The DICOM plugin that writes ``dicom_format``; RTSTRUCT needs the SlicerRT extension."""
-    if dicom_format is DicomFormat.SEG:
-        import DICOMSegmentationPlugin
-
-        return DICOMSegmentationPlugin.DICOMSegmentationPluginClass()
-    try:
-        import DicomRtImportExportPlugin
-    except ImportError as error:
-        raise InputError(
-            "RTSTRUCT export needs the SlicerRT extension",
-            "install SlicerRT from the Extensions Manager (View → Extensions Manager), restart Slicer, then export again",
-        ) from error
-    return DicomRtImportExportPlugin.DicomRtImportExportPluginClass()
-
-
-def export_dicom_or_raise(scene: vtkMRMLScene, segmentation_node: vtkMRMLSegmentationNode, volume_node: vtkMRMLScalarVolumeNode,
-                          folder: Path, dicom_format: DicomFormat) -> Path:
-    """Write ``segmentation_node`` as ``dicom_format`` referencing the DICOM CT ``volume_node`` into ``folder``."""
+def series_files_or_raise(scene: vtkMRMLScene, volume_node: vtkMRMLScalarVolumeNode) -> list[Path]:
+    """The DICOM files ``volume_node`` was loaded from, as Slicer's DICOM database lists them."""
     import slicer
 
     hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
-    volume_item = hierarchy.GetItemByDataNode(volume_node)
-    if not hierarchy.GetItemUID(volume_item, "DICOM"):
-        raise InputError(
-            f"CT {volume_node.GetName()!r} was not loaded from DICOM, so a {dicom_format.value} cannot reference it",
-            "load the CT through the DICOM module (or export a NIfTI label map instead)",
-        )
-    segmentation_item = hierarchy.GetItemByDataNode(segmentation_node)
-    # The exporters look for the referenced series in the same study as the segmentation.
-    hierarchy.SetItemParent(segmentation_item, hierarchy.GetItemParent(volume_item))
-    exporter = _exporter_or_raise(dicom_format)
-    exportables = exporter.examineForExport(segmentation_item)
-    if not exportables:
-        raise InputError(f"Slicer found nothing to export as {dicom_format.value}", "segment the CT first; the result must be non-empty")
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    for exportable in exportables:
-        exportable.directory = str(folder)
-    message = exporter.export(exportables)
-    if message:
-        raise InputError(f"{dicom_format.value} export failed: {message}", "see the Python console for details")
-    return Path(folder)
+    uids = (hierarchy.GetItemAttribute(hierarchy.GetItemByDataNode(volume_node), INSTANCE_UIDS_ATTRIBUTE) or "").split()
+    if not uids:
+        raise InputError(f"CT {volume_node.GetName()!r} was not loaded from DICOM, so DICOM files cannot reference it",
+                         "load the CT through the DICOM module, or export a NIfTI label map instead")
+    files = [slicer.dicomDatabase.fileForInstance(uid) for uid in uids]
+    missing = sum(1 for file in files if not file or not Path(file).is_file())
+    if missing:
+        raise InputError(f"{missing} of the {len(files)} DICOM files of CT {volume_node.GetName()!r} are no longer where Slicer's DICOM database says",
+                         "import the CT's folder again in the DICOM module (or reconnect the drive it is on), then export again")
+    return [Path(file) for file in files]
+
+
+def gather_files_or_raise(files: Sequence[Path], folder: Path) -> Path:
+    """``folder`` holding exactly ``files`` (links, copies where links are not allowed): ``ciss export`` reads one
+    series folder and Slicer's DICOM import reads whole folders, where the files' own folders hold others too."""
+    if not files:
+        raise InputError("no DICOM files to gather", "load the CT through the DICOM module")
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, source in enumerate(files):
+        target = folder / f"{index:05d}.dcm"
+        try:
+            target.symlink_to(Path(source).resolve())
+        except OSError:  # Windows without the symlink privilege
+            shutil.copyfile(source, target)
+    return folder
+
+
+def add_to_dicom_database(files: Sequence[Path], staging: Path) -> None:
+    """Copy the written RTSTRUCT and SEG into Slicer's DICOM database (through ``staging``, a new empty folder),
+    so the DICOM module lists them with the CT, and nothing else of the folder they were written to."""
+    from DICOMLib import DICOMUtils
+
+    DICOMUtils.importDicom(str(gather_files_or_raise(files, staging)), copyFiles=True)

@@ -6,6 +6,7 @@ failures, the engine's last log lines.
 """
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,20 +19,22 @@ from ciss_engine.registry import OrganClass
 
 from .bundle_reader import BundleInfo, catalog_rgb, known_organ_names, new_organ_or_raise, read_bundle_or_raise
 from .can_apply import Action, PanelState, missing_for
-from .dicom_export import DicomFormat, export_dicom_or_raise
+from .dicom_export import add_to_dicom_database, gather_files_or_raise, series_files_or_raise
 from .engine_commands import EngineLauncher
 from .errors import CissError, InputError
 from .install_logic import SlicerInstaller, missing_requirements_or_raise
 from .job_runner import EngineJob, JobCallbacks, JobResult, JobState, describe_event, describe_guard, describe_progress
 from .segmentation_logic import TRAINING_ROLE
 from .terminology import organ_name_or_raise
-from .workflow_logic import LearnOutcome, SegmentOutcome, WorkflowLogic
+from .workflow_logic import DicomExportOutcome, LearnOutcome, SegmentOutcome, WorkflowLogic
 
 if TYPE_CHECKING:
     from slicer import vtkMRMLScalarVolumeNode, vtkMRMLScene, vtkMRMLSegmentationNode
 
 POLL_MS = 100
 NIFTI_FORMAT = "NIfTI label map"
+# The export choices that write DICOM, and the engine's formats each writes (``ciss export --format``).
+DICOM_CHOICES = {"DICOM RTSTRUCT + SEG": ("rtstruct", "seg"), "DICOM RTSTRUCT": ("rtstruct",), "DICOM SEG": ("seg",)}
 
 
 def show_error(error: CissError) -> None:
@@ -51,7 +54,7 @@ class CISSegmentationPanel:
         self.workflow = WorkflowLogic(scene, launcher=self.launcher)
         self.bundle: BundleInfo | None = None
         self.job: EngineJob | None = None
-        self.latest: dict[str, vtkMRMLSegmentationNode] = {}  # CT node ID → latest result on it
+        self.latest: dict[str, SegmentOutcome] = {}  # CT node ID → latest result on it
         self.new_organs: list[OrganClass] = []  # added with "Add new organ", not learned yet
         self.last_learn: LearnOutcome | None = None
         self.engine_ready = False
@@ -72,7 +75,7 @@ class CISSegmentationPanel:
     # --- set-up -----------------------------------------------------------------------------
     def _setup_widgets(self) -> None:
         self.ui.newOrganNameComboBox.addItems(known_organ_names())
-        self.ui.exportFormatComboBox.addItems([NIFTI_FORMAT, DicomFormat.RTSTRUCT.value, DicomFormat.SEG.value])
+        self.ui.exportFormatComboBox.addItems([NIFTI_FORMAT, *DICOM_CHOICES])
         self.ui.exportDirectoryButton.directory = str(Path.home())
         self.ui.bundlePathLineEdit.currentPath = self.parameters.bundle_path
         self.ui.progressBar.setRange(0, 1000)
@@ -264,12 +267,12 @@ class CISSegmentationPanel:
             return
         volume = outcome.volume_node
         previous = self.latest.get(volume.GetID())
-        self.latest[volume.GetID()] = outcome.segmentation_node
+        self.latest[volume.GetID()] = outcome
         self._update_buttons()
         self.ui.segmentsTableView.setSegmentationNode(outcome.segmentation_node)
         slicer.util.setSliceViewerLayers(background=volume, fit=True)
         if previous is not None and self.last_learn is not None and outcome.version == self.last_learn.new_version:
-            self._show_side_by_side(volume, previous, outcome.segmentation_node)
+            self._show_side_by_side(volume, previous.segmentation_node, outcome.segmentation_node)
 
     def _show_side_by_side(self, volume: vtkMRMLScalarVolumeNode, old: vtkMRMLSegmentationNode, new: vtkMRMLSegmentationNode) -> None:
         """Old version's result in the left view, new version's in the right one, same CT and slice."""
@@ -372,15 +375,34 @@ class CISSegmentationPanel:
 
     # --- export -----------------------------------------------------------------------------
     def _on_export_clicked(self) -> None:
+        """The latest result on the input CT, with the organs of the version that made it: a NIfTI label map
+        here, or DICOM written by the engine (as in the studio), then offered to Slicer's DICOM database."""
         volume = self.parameters.input_volume
-        segmentation = self.latest.get(volume.GetID()) if volume is not None else None
+        latest = self.latest.get(volume.GetID()) if volume is not None else None
+        if latest is None:
+            raise InputError("nothing to export", "segment the input CT first")
+        bundle = read_bundle_or_raise(self._bundle_or_raise().path, latest.version)
         folder = Path(self.ui.exportDirectoryButton.directory)
         chosen = self.ui.exportFormatComboBox.currentText
         if chosen == NIFTI_FORMAT:
-            path = self.workflow.export_label_map(bundle=self._bundle_or_raise(), segmentation_node=segmentation, volume_node=volume,
-                                                  path=folder / f"{volume.GetName() if volume else 'ct'}_organs.nii.gz")
-        else:
-            if segmentation is None:
-                raise InputError("nothing to export", "segment the input CT first")
-            path = export_dicom_or_raise(self.scene, segmentation, volume, folder, DicomFormat(chosen))
-        slicer.util.infoDisplay(f"Exported to {path}", "CISSegmentation")
+            path = self.workflow.export_label_map(bundle=bundle, segmentation_node=latest.segmentation_node, volume_node=volume,
+                                                  path=folder / f"{volume.GetName()}_organs_{latest.version}.nii.gz")
+            slicer.util.infoDisplay(f"Exported to {path}", "CISSegmentation")
+            return
+        series = gather_files_or_raise(series_files_or_raise(self.scene, volume), self._new_folder("series"))
+        job = self.workflow.dicom_export_job(bundle=bundle, segmentation_node=latest.segmentation_node, volume_node=volume, dicom_series=series,
+                                             output=folder, formats=DICOM_CHOICES[chosen], callbacks=self._callbacks(), on_done=self._on_dicom_exported)
+        self._start(job, f"Writing {chosen}")
+
+    def _on_dicom_exported(self, outcome: DicomExportOutcome) -> None:
+        if outcome.result.state is JobState.FAILED:
+            show_error(outcome.result.to_error())
+            return
+        if outcome.result.state is not JobState.SUCCEEDED:
+            return
+        written = "\n".join(str(path) for path in outcome.outputs.values())
+        if slicer.util.confirmYesNoDisplay(f"Wrote\n{written}\n\nAdd them to Slicer's DICOM database, beside the CT?", "CISSegmentation"):
+            add_to_dicom_database(list(outcome.outputs.values()), self._new_folder("import"))
+
+    def _new_folder(self, prefix: str) -> Path:
+        return Path(tempfile.mkdtemp(prefix=f"{prefix}-", dir=self.workflow.work_dir))

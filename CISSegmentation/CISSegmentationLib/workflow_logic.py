@@ -1,4 +1,6 @@
-"""The panel's actions on one scene: segment a CT, learn new organs, roll back, export a label map.
+"""The actions both front ends (the desktop panel, the studio) run on one scene: segment a CT, learn new
+organs, roll back, export a label map, and export DICOM RTSTRUCT and SEG through the engine's writers, so the
+same result gives the same DICOM files whichever front end wrote them.
 
 Each action that runs the engine returns an unstarted ``EngineJob``; the caller starts it and
 polls it (a QTimer in Slicer, the event loop in the studio, ``wait()`` in tests). When the job ends,
@@ -15,11 +17,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from ciss_engine.api.events import ForgettingGuard, LearnDone, SegmentDone
+from ciss_engine.api.events import ExportDone, ForgettingGuard, LearnDone, SegmentDone
 from ciss_engine.registry import OrganClass
 
 from .bundle_reader import BundleInfo, read_bundle_or_raise
-from .engine_commands import EngineLauncher, learn_args, rollback_args, segment_args
+from .engine_commands import DICOM_FORMATS, EngineLauncher, export_args, learn_args, rollback_args, segment_args
 from .errors import InputError
 from .job_runner import EngineJob, JobCallbacks, JobResult, JobState
 from .segmentation_logic import RESULT_ROLE, SegmentationLogic
@@ -53,6 +55,14 @@ class LearnOutcome:
     @property
     def is_rejected(self) -> bool:
         return self.result.state is JobState.REJECTED
+
+
+@dataclasses.dataclass(frozen=True)
+class DicomExportOutcome:
+    """A finished DICOM export: the files written (format → path) when it succeeded."""
+
+    result: JobResult
+    outputs: dict[str, Path]
 
 
 class EngineJobFactory(Protocol):
@@ -160,6 +170,27 @@ class WorkflowLogic:
         if segmentation_node is None or volume_node is None:
             raise InputError("nothing to export", "segment a CT first, then export its segmentation")
         return self.segmentation_logic.export_label_map(segmentation_node, volume_node, bundle.organs, path)
+
+    def dicom_export_job(self, *, bundle: BundleInfo, segmentation_node: vtkMRMLSegmentationNode | None,
+                         volume_node: vtkMRMLScalarVolumeNode | None, dicom_series: Path, output: Path, formats: Sequence[str] = DICOM_FORMATS,
+                         callbacks: JobCallbacks | None = None, on_done: Callable[[DicomExportOutcome], None] | None = None) -> EngineJob:
+        """``segmentation_node`` as DICOM ``formats`` (rtstruct, seg) in ``output``, written by ``ciss export``.
+
+        ``dicom_series`` is the folder of the CT's DICOM files (the series ``volume_node`` was read from), which
+        the files reference; ``bundle`` is the version that made the result (its organs, colours and codes).
+        """
+        if not Path(dicom_series).is_dir():
+            raise InputError(f"the CT's DICOM folder {dicom_series} does not exist", "read the CT from its DICOM folder, or export a NIfTI label map instead")
+        labels = self.export_label_map(bundle=bundle, segmentation_node=segmentation_node, volume_node=volume_node,
+                                       path=self._run_dir("export") / "organs.nii.gz")
+        args = export_args(labels=labels, ct=Path(dicom_series), bundle=bundle.path, output=Path(output), version=bundle.version, formats=formats)
+
+        def finished(result: JobResult) -> None:
+            written = result.done.outputs if result.state is JobState.SUCCEEDED and isinstance(result.done, ExportDone) else {}
+            if on_done:
+                on_done(DicomExportOutcome(result, {name: Path(path) for name, path in written.items()}))
+
+        return self.launcher.job(*args, callbacks=_chain(callbacks, finished))
 
     def cleanup(self) -> None:
         """Remove the engine's input and output copies."""

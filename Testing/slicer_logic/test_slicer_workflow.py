@@ -15,11 +15,13 @@ from slicer_logic_helpers import REPO_ROOT
 
 from ciss_engine.errors import ExitCode
 from CISSegmentationLib.bundle_reader import new_organ_or_raise, read_bundle_or_raise
-from CISSegmentationLib.engine_commands import EngineLauncher, export_args
+from CISSegmentationLib.dicom_export import gather_files_or_raise
+from CISSegmentationLib.engine_commands import EngineLauncher
 from CISSegmentationLib.errors import BundleError, InputError
 from CISSegmentationLib.job_runner import JobCallbacks, JobState
 from CISSegmentationLib.self_test import NEW_ORGAN, NEW_ORGAN_VALUE, PhantomBundle, WorkflowSelfTest, build_phantom_bundle
 from CISSegmentationLib.terminology import color_to_rgb
+from CISSegmentationLib.volume_io import read_volume_nifti
 
 LAUNCHER = EngineLauncher(python=sys.executable, pythonpath=(str(REPO_ROOT),))
 STOMACH_VALUE = 8  # in the phantom's seg8 labels
@@ -176,22 +178,49 @@ def test_step_rejected_by_the_guard_stays_out_of_use_until_accepted_as_it_is(pha
     assert (liver.label, stomach.label) == (4, 5)
 
 
-def test_dicom_export_arguments_run_on_the_real_engine(phantom, tmp_path):
-    image = nib.load(str(phantom.cases[1] / "image.nii.gz"))
+def _dicom_ct_in_scene(self_test: WorkflowSelfTest, case, folder):
+    """The phantom CT written as a DICOM series, and in the scene on that series' own grid (as read from it)."""
+    image = nib.load(str(case / "image.nii.gz"))
     spacing = float(image.header.get_zooms()[0])
-    series = write_ct_series(tmp_path / "dicom", np.asarray(image.dataobj).astype(np.int16), pixel_spacing=(spacing, spacing), slice_step=spacing)
+    series = write_ct_series(folder / "dicom", np.asarray(image.dataobj).astype(np.int16), pixel_spacing=(spacing, spacing), slice_step=spacing)
+    nib.save(nib.Nifti1Image(np.asarray(image.dataobj).astype(np.int16), series.expected_affine_ras()), str(folder / "ct.nii.gz"))
+    return series, read_volume_nifti(self_test.scene, folder / "ct.nii.gz", name="CT")
+
+
+def test_dicom_export_writes_the_shown_result_through_the_engine_from_a_gathered_series(phantom, self_test, tmp_path):
+    series, ct = _dicom_ct_in_scene(self_test, phantom.cases[1], tmp_path)
     truth = np.asarray(nib.load(str(phantom.cases[1] / "label_seg8.nii.gz")).dataobj)
-    labels = tmp_path / "organs.nii.gz"  # the phantom's spleen and kidneys (bundle labels 1-3) on the DICOM CT's own grid
-    nib.save(nib.Nifti1Image(np.where(truth <= 3, truth, 0).astype(np.uint8), series.expected_affine_ras()), str(labels))
+    labels = tmp_path / "organs.nii.gz"  # the phantom's spleen and left kidney (bundle labels 1 and 3), a result in the scene
+    nib.save(nib.Nifti1Image(np.where(np.isin(truth, (1, 3)), truth, 0).astype(np.uint8), series.expected_affine_ras()), str(labels))
+    bundle = read_bundle_or_raise(phantom.bundle, "1.0.0")
+    result_node = self_test.workflow.segmentation_logic.import_label_map(labels, ct, bundle.organs, name="result", show_3d=False)
+    # The desktop panel gathers the series' files from Slicer's DICOM database folders into a folder of its own.
+    gathered = gather_files_or_raise(sorted(series.folder.iterdir()), tmp_path / "gathered")
+    assert sorted(path.resolve() for path in gathered.iterdir()) == sorted(path.resolve() for path in series.folder.iterdir())
+    outcomes = []
     output = tmp_path / "out"
-    args = export_args(labels=labels, ct=series.folder, bundle=phantom.bundle, output=output, version="1.0.0")
-    result = LAUNCHER.job(*args).start().wait(timeout_s=300)
+    job = self_test.workflow.dicom_export_job(bundle=bundle, segmentation_node=result_node, volume_node=ct, dicom_series=gathered, output=output,
+                                              on_done=outcomes.append)
+    result = job.start().wait(timeout_s=300)
     assert result.state is JobState.SUCCEEDED, result.log_tail
-    assert result.done.outputs == {"rtstruct": str(output / "rtstruct.dcm"), "seg": str(output / "seg.dcm")}
+    assert outcomes[0].outputs == {"rtstruct": output / "rtstruct.dcm", "seg": output / "seg.dcm"}
     rtstruct, seg = pydicom.dcmread(output / "rtstruct.dcm"), pydicom.dcmread(output / "seg.dcm")
     referenced = rtstruct.ReferencedFrameOfReferenceSequence[0].RTReferencedStudySequence[0].RTReferencedSeriesSequence[0]
     assert referenced.SeriesInstanceUID == series.series_uid == seg.ReferencedSeriesSequence[0].SeriesInstanceUID
-    assert [roi.ROIName for roi in rtstruct.StructureSetROISequence] == ["spleen", "kidney_right", "kidney_left"]
+    # The organs of the segmentation node, not of the bundle: the right kidney is empty and gets no contour.
+    assert [roi.ROIName for roi in rtstruct.StructureSetROISequence] == ["spleen", "kidney_left"]
+    assert [segment.SegmentLabel for segment in seg.SegmentSequence] == ["spleen", "kidney_left"]
+
+
+def test_dicom_export_refuses_a_missing_series_folder_before_any_run(phantom, self_test, tmp_path):
+    _series, ct = _dicom_ct_in_scene(self_test, phantom.cases[1], tmp_path)
+    bundle = read_bundle_or_raise(phantom.bundle)
+    node = self_test.workflow.segmentation_logic.create_segmentation(ct, name="result")
+    with pytest.raises(InputError, match="gone") as raised:
+        self_test.workflow.dicom_export_job(bundle=bundle, segmentation_node=node, volume_node=ct, dicom_series=tmp_path / "gone", output=tmp_path / "out")
+    assert "read the CT from its DICOM folder" in raised.value.hint
+    with pytest.raises(InputError, match="no DICOM files"):
+        gather_files_or_raise([], tmp_path / "empty")
 
 
 def test_cancel_during_learning_leaves_the_bundle_unchanged(phantom, self_test, tmp_path):

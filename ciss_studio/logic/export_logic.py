@@ -1,15 +1,15 @@
-"""Writes the shown result as a NIfTI label map (here) or as DICOM RTSTRUCT + SEG (``ciss export``, in the engine)."""
+"""Writes the shown result as a NIfTI label map, and as DICOM RTSTRUCT + SEG through the workflow both front ends share
+(``ciss export``, in the engine)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from trame_server import Server
 
-from ciss_engine.api.events import ExportDone
-from CISSegmentationLib.bundle_reader import read_bundle_or_raise
-from CISSegmentationLib.engine_commands import export_args
+from CISSegmentationLib.bundle_reader import BundleInfo, read_bundle_or_raise
 from CISSegmentationLib.errors import InputError, OutputError
-from CISSegmentationLib.job_runner import JobCallbacks, JobResult, JobState
+from CISSegmentationLib.job_runner import JobState
+from CISSegmentationLib.workflow_logic import DicomExportOutcome
 
 from ..ui.export_ui import DICOM, NIFTI, ExportState, ExportUI
 from .context import StudioContext
@@ -43,20 +43,20 @@ class ExportLogic(PanelLogic[ExportState]):
                                                         path=folder / f"{volume.GetName()}_organs_{version}.nii.gz")
         self.data.exported = f"Wrote {labels}"
         if dicom:
-            self._export_dicom(labels, bundle.path, version, folder)
+            self._export_dicom(bundle, folder)
         return labels
 
-    def _export_dicom(self, labels: Path, bundle: Path, version: str, folder: Path) -> None:
-        if not self.session.is_dicom_ct:
+    def _export_dicom(self, bundle: BundleInfo, folder: Path) -> None:
+        session = self.session
+        if not session.is_dicom_ct:
             raise InputError("the CT was not read from a DICOM folder, so DICOM files cannot reference it", "export a NIfTI label map instead")
-        args = export_args(labels=labels, ct=self.session.ct_source, bundle=bundle, output=folder, version=version)
-        job = self.context.workflow.launcher.job(*args, callbacks=JobCallbacks(on_finished=self._on_dicom_exported))
+        job = self.context.workflow.dicom_export_job(bundle=bundle, segmentation_node=session.results[bundle.version], volume_node=session.volume_or_raise(),
+                                                     dicom_series=session.ct_source, output=folder, on_done=self._on_dicom_exported)
         self._status.start(job, title="Writing DICOM RTSTRUCT and SEG", command="export")
 
-    def _on_dicom_exported(self, result: JobResult) -> None:
-        if result.state is JobState.SUCCEEDED and isinstance(result.done, ExportDone):
-            written = ", ".join(result.done.outputs.values())
-            self.data.exported += f"; {written}"
+    def _on_dicom_exported(self, outcome: DicomExportOutcome) -> None:
+        if outcome.result.state is JobState.SUCCEEDED:
+            self.data.exported += "; " + ", ".join(str(path) for path in outcome.outputs.values())
             self._status.show_message("DICOM RTSTRUCT and SEG written")
 
     def _on_export_clicked(self) -> None:
