@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from packaging.version import Version
 
+from .api.bundle_record import BundleDescription, StepRecord, VersionSummary
 from .atomic import STAGING_PREFIX, json_bytes, output_error, staged_directory, temporary_glob, write_json_atomic
 from .bundle_schema import SEMVER, check_history_or_raise, check_metadata_or_raise, check_pointer_or_raise, check_prototypes_or_raise
 from .errors import BundleError, InputError, OutputError
@@ -313,33 +314,21 @@ class Bundle:
         return next_minor(self.versions()[-1])
 
 
-def describe_bundle(root: Path, version: str | None = None) -> dict[str, Any]:
-    """What ``ciss info``, the Slicer module and the studio show about a bundle (JSON-ready, no torch)."""
+def describe_bundle(root: Path, version: str | None = None) -> BundleDescription:
+    """What ``ciss info``, the Slicer module and the studio show about a bundle (no torch)."""
     bundle = Bundle.open_or_raise(root)
     current = bundle.current_version
     shown = bundle.load(version)
-    versions = []
     accepted = bundle.accepted_versions
+    versions = []
     for name in bundle.versions():
         loaded = bundle.load(name)
-        versions.append(
-            {
-                "version": name,
-                "status": "current" if name == current else "accepted" if name in accepted else loaded.status,
-                "organs": loaded.registry.names,
-                "created": loaded.metadata.get("created"),
-                "parent_version": loaded.settings.get("parent_version"),
-            }
-        )
-    return {
-        "bundle": str(root),
-        "current": current,
-        "version": shown.version,
-        "versions": versions,
-        "classes": shown.registry.to_json()["classes"],
-        "preprocessing": shown.settings["preprocessing"],
-        "history": shown.history,
-    }
+        status = "current" if name == current else "accepted" if name in accepted else loaded.status
+        versions.append(VersionSummary(name, status, tuple(loaded.registry.names), loaded.metadata.get("created"), loaded.settings.get("parent_version")))
+    return BundleDescription(
+        bundle=str(root), current=current, version=shown.version, versions=tuple(versions), classes=tuple(shown.registry.to_json()["classes"]),
+        preprocessing=shown.settings["preprocessing"], history=tuple(StepRecord.from_json(entry) for entry in shown.history),
+    )
 
 
 def _point_at(root: Path, version: str) -> None:

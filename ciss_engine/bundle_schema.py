@@ -122,9 +122,14 @@ def check_metadata_or_raise(metadata: dict[str, Any], path: Path) -> None:
 
 
 def check_history_or_raise(history: Any, path: Path) -> None:
-    """A version's lineage: a list with one object a step."""
-    if not (isinstance(history, list) and all(isinstance(entry, dict) for entry in history)):
-        raise BundleError(f"{path} is damaged: it is not a list of steps", DAMAGED_HINT)
+    """A version's lineage: a list with one object a step, each naming its version and kind, and the organs
+    it added as a list of names (what ``StepRecord.from_json`` reads)."""
+    def is_step(entry: Any) -> bool:
+        return (isinstance(entry, dict) and isinstance(entry.get("version"), str) and isinstance(entry.get("kind"), str)
+                and _list_of(entry.get("organs", []), None, lambda name: isinstance(name, str)))
+
+    if not (isinstance(history, list) and all(is_step(entry) for entry in history)):
+        raise BundleError(f"{path} is damaged: it is not a list of steps, each with its version, kind and organs", DAMAGED_HINT)
 
 
 def check_pointer_or_raise(pointer: Any, path: Path) -> None:

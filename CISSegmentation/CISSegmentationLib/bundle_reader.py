@@ -8,26 +8,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
+from ciss_engine.api.bundle_record import StepRecord, VersionSummary
 from ciss_engine.registry import ClassRegistry, OrganClass, known_organ_names, make_organ
 
 from .errors import BundleError, InputError
 
 PENDING_VERSION = "not learned yet"  # a new organ's version_introduced until the engine's step names it
 
-__all__ = ["BundleInfo", "VersionInfo", "catalog_rgb", "known_organ_names", "new_organ_or_raise", "read_bundle_or_raise"]
-
-
-@dataclasses.dataclass(frozen=True)
-class VersionInfo:
-    """One version of a bundle; ``status`` is "current", "published" or "rejected"."""
-
-    version: str
-    status: str
-    organs: tuple[str, ...]
-    created: str | None = None
-    parent_version: str | None = None
+__all__ = ["BundleInfo", "catalog_rgb", "known_organ_names", "new_organ_or_raise", "read_bundle_or_raise"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,15 +25,15 @@ class BundleInfo:
     path: Path
     current: str
     version: str
-    versions: tuple[VersionInfo, ...]
+    versions: tuple[VersionSummary, ...]
     registry: ClassRegistry
-    history: tuple[dict[str, Any], ...]
+    history: tuple[StepRecord, ...]
 
     @property
     def organs(self) -> tuple[OrganClass, ...]:
         return self.registry.organs
 
-    def version_info(self, version: str) -> VersionInfo:
+    def version_info(self, version: str) -> VersionSummary:
         for info in self.versions:
             if info.version == version:
                 return info
@@ -60,14 +48,8 @@ def read_bundle_or_raise(path: Path | str | None, version: str | None = None) ->
         raise BundleError("no bundle chosen", "choose the bundle folder (it holds bundle.json and versions/) under Bundle")
     description = describe_bundle(Path(path), version)
     return BundleInfo(
-        path=Path(path),
-        current=description["current"],
-        version=description["version"],
-        versions=tuple(
-            VersionInfo(v["version"], v["status"], tuple(v["organs"]), v.get("created"), v.get("parent_version")) for v in description["versions"]
-        ),
-        registry=ClassRegistry.from_json({"classes": description["classes"]}),
-        history=tuple(description["history"]),
+        path=Path(path), current=description.current, version=description.version, versions=description.versions,
+        registry=ClassRegistry.from_json({"classes": list(description.classes)}), history=description.history,
     )
 
 

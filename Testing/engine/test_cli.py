@@ -8,6 +8,8 @@ import numpy as np
 from ciss_test_helpers import run_cli
 
 from ciss_engine import __version__
+from ciss_engine.api.bundle_record import BundleDescription
+from ciss_engine.bundle import describe_bundle
 from ciss_engine.errors import ExitCode
 
 
@@ -29,6 +31,8 @@ def test_info_json_and_list_classes_answer_without_torch(tiny_bundle):
     info = json.loads(result["out"][: result["out"].rindex("}") + 1].split("\nspleen")[0])
     assert info["current"] == "1.0.0" and [c["name"] for c in info["classes"]] == ["spleen", "kidney_right", "kidney_left", "gallbladder"]
     assert "kidney_left" in result["out"] and "SCT" in result["out"]
+    # The JSON is the typed description, field for field, as a front end reads it back.
+    assert BundleDescription.from_json(info) == describe_bundle(tiny_bundle) and info["history"][0]["kind"] == "base"
 
 
 def test_version_flag(capsys):

@@ -96,7 +96,7 @@ def test_import_keeps_the_source_in_history_model_card_and_licences(imported, zo
 
 def test_imported_bundle_reads_without_torch_and_verifies(imported):
     assert [v["status"] for v in verify_bundle(imported)] == ["ok"]
-    assert describe_bundle(imported)["history"][0]["kind"] == "import"
+    assert describe_bundle(imported).history[0].kind == "import"
 
 
 def test_weights_map_onto_the_engine_network_by_name():

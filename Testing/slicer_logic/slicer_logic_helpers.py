@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ciss_engine.api.bundle_record import VersionSummary
 from ciss_engine.registry import ClassRegistry
-from CISSegmentationLib.bundle_reader import BundleInfo, VersionInfo
+from CISSegmentationLib.bundle_reader import BundleInfo
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,7 +33,7 @@ def engine_env() -> dict[str, str]:
 def bundle_info(path: Path, organ_names: list[str]) -> BundleInfo:
     """A one-version bundle as the panel lists it, for logic that needs only its organs (no engine, no files)."""
     registry = ClassRegistry.from_names([(name, None) for name in organ_names])
-    return BundleInfo(path, "1.0.0", "1.0.0", (VersionInfo("1.0.0", "current", tuple(organ_names)),), registry, ())
+    return BundleInfo(path, "1.0.0", "1.0.0", (VersionSummary("1.0.0", "current", tuple(organ_names)),), registry, ())
 
 
 def oblique_lps_affine() -> np.ndarray:

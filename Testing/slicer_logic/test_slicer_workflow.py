@@ -41,7 +41,7 @@ def test_bundle_lists_organs_versions_and_history(phantom):
     bundle = read_bundle_or_raise(phantom.bundle)
     assert [o.name for o in bundle.organs] == ["spleen", "kidney_right", "kidney_left"]
     assert [(v.version, v.status) for v in bundle.versions] == [("1.0.0", "current")]
-    assert bundle.history and bundle.history[-1]["version"] == "1.0.0"
+    assert bundle.history and bundle.history[-1].version == "1.0.0"
 
 
 def test_no_bundle_chosen_is_refused(tmp_path):

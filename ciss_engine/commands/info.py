@@ -18,9 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, sink: EventSink) -> None:
     description = describe_bundle(Path(args.bundle), args.bundle_version)
     if args.json:
-        print(json.dumps(description, indent=2))
+        print(json.dumps(description.to_json(), indent=2))
         return
-    print(f"bundle {description['bundle']}: version {description['version']} (current {description['current']})")
-    for organ in description["classes"]:
+    print(f"bundle {description.bundle}: version {description.version} (current {description.current})")
+    for organ in description.classes:
         print(f"  {organ['label']:3d} {organ['name']:24s} rgb{tuple(organ['rgb'])}  added in {organ['version_introduced']}")
-    print("versions: " + ", ".join(f"{v['version']} ({v['status']})" for v in description["versions"]))
+    print("versions: " + ", ".join(f"{v.version} ({v.status})" for v in description.versions))

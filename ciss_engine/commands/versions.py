@@ -13,7 +13,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, sink: EventSink) -> None:
-    description = describe_bundle(Path(args.bundle))
-    for entry in description["versions"]:
-        marker = "*" if entry["status"] == "current" else " "
-        print(f"{marker} {entry['version']:8s} {entry['status']:10s} {', '.join(entry['organs'])}")
+    for entry in describe_bundle(Path(args.bundle)).versions:
+        marker = "*" if entry.status == "current" else " "
+        print(f"{marker} {entry.version:8s} {entry.status:10s} {', '.join(entry.organs)}")
