@@ -9,7 +9,7 @@ import pytest
 from ciss_test_helpers import run_cli
 
 from ciss_engine.bundle import Bundle
-from ciss_engine.scanner_sites import ENHANCING_ORGANS, SITES, ScannerSite
+from ciss_engine.scanner_sites import ARTERIAL, PORTAL_VENOUS, SITES, ScannerSite
 
 
 def _array(path) -> np.ndarray:
@@ -28,10 +28,14 @@ def test_a_site_changes_intensities_as_a_scanner_would_and_never_the_labels():
     image, label = _volume()
     calibrated = ScannerSite("s", hu_scale=1.1, hu_offset=40.0).apply(image, label, np.random.default_rng(0))
     np.testing.assert_allclose(calibrated, image * 1.1 + 40.0, rtol=1e-6, atol=1e-4)
-    enhanced = ScannerSite("s", enhancement_hu=60.0).apply(image, label, np.random.default_rng(0)) - image
-    assert 7 in ENHANCING_ORGANS and 4 not in ENHANCING_ORGANS
-    np.testing.assert_allclose(enhanced[label == 7], 60.0, atol=1e-4)
-    np.testing.assert_allclose(enhanced[label != 7], 0.0, atol=1e-4)
+    enhanced = ScannerSite("s", enhancement_hu=((7, 60.0), (4, -5.0))).apply(image, label, np.random.default_rng(0)) - image
+    np.testing.assert_allclose(enhanced[label == 7], 60.0, atol=1e-4)  # each organ by its own amount
+    np.testing.assert_allclose(enhanced[label == 4], -5.0, atol=1e-4)
+    np.testing.assert_allclose(enhanced[label == 0], 0.0, atol=1e-4)
+    # The phases reorder the organs: enhanced kidneys outshine the liver, which no global intensity transform does.
+    for phase in (PORTAL_VENOUS, ARTERIAL):
+        added = dict(phase)
+        assert added[2] == added[3] > added[7] and 4 not in added
     thick = ScannerSite("s", slice_blur_voxels=1.5).apply(image, label, np.random.default_rng(0))
     assert thick[:, :, 1:].std() < image[:, :, 1:].std()  # smoothed along the slices only:
     np.testing.assert_allclose(thick.mean(axis=2), image.mean(axis=2), atol=15.0)
