@@ -137,3 +137,15 @@ def test_every_strategy_can_weigh_the_new_organs_own_ce_over_their_voxels():
     torch.testing.assert_close(terms["ce_new"], 2.0 * expected)
     # The pseudo-labels' old organs are not new organs: the term reads the step's labels.
     assert not torch.allclose(expected, new_organ_ce(batch.logits_new, batch.pseudo_labels, 0).mean())
+
+
+def test_cinuseg_refuses_the_new_organs_ce_its_drr_already_holds():
+    """CiNuSeg's FGL is ``new_class_ce``'s term: both would weigh −log p over the new organs' voxels twice."""
+    import pytest
+
+    from ciss_engine.errors import InputError
+
+    with pytest.raises(InputError, match="already holds") as raised:
+        _strategy(new_class_ce=1.0)
+    assert "lambda_drr" in raised.value.hint
+    _strategy(new_class_ce=0.0)

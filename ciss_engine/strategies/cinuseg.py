@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..api.settings import CinusegSettings
+from ..errors import InputError
 from ..losses import UnbiasedCrossEntropy, unbiased_distillation_terms
 from ..losses.class_anchors import anchor_consistency
 from ..losses.functional import per_patch_mean
@@ -25,6 +26,8 @@ class ClassIncrementalNucleiSegmentation(Strategy):
     needs_encoder_stages = True
 
     def __init__(self, context, settings: CinusegSettings) -> None:  # type: ignore[no-untyped-def]
+        if settings.new_class_ce > 0:  # the same −log p over the new organs' voxels would count twice
+            raise InputError("cinuseg's DRR already holds the new organs' own CE (FGL)", "leave new_class_ce at 0 for cinuseg; raise lambda_drr for more")
         super().__init__(context, settings)
         self._ce = UnbiasedCrossEntropy(context.num_old)
 
