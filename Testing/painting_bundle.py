@@ -42,7 +42,7 @@ def paint_organs(source: Path, output: Path, ct: Path, share: float = 0.05) -> P
         weight[organ.label, channel] = 1.0
         bias[organ.label] = -torch.quantile(features[:, channel], 1.0 - share)
     state["classifier.weight"], state["classifier.bias"] = weight, bias
-    settings = {k: v for k, v in version.settings.items() if k != "files_sha256"}
+    settings = {k: v for k, v in version.settings.to_json().items() if k != "files_sha256"}
     write_version(output, version=version.version, registry=version.registry, settings=settings, state_dict=state,
                   prototypes=version.load_prototypes(), history=version.history, changelog=version.metadata["changelog"], make_current=True)
     painted = Segmenter(Bundle.open_or_raise(output).load(), torch.device("cpu")).segment(nib.load(str(ct))).volumes_ml

@@ -67,10 +67,10 @@ def main() -> None:
     new = bundle.load()
     parent = bundle.load(max((v for v in bundle.versions() if semver_key(v) < semver_key(new.version)), key=semver_key))
     num_old = parent.registry.num_classes - 1
-    preprocessing = PreprocessingConfig.from_json(new.settings["preprocessing"])
+    preprocessing = PreprocessingConfig.from_json(new.settings.preprocessing)
     old_network, new_network = load_network(parent, CPU), load_network(new, CPU)
     # As the step recorded it; older steps, and strategies without affinities, read as post-activation.
-    space = getattr(recorded_settings(new.settings["strategy"]), "affinity_features", "post_activation")
+    space = getattr(recorded_settings(new.settings.strategy), "affinity_features", "post_activation")
     parent_store, new_store = (FeaturePrototypes.from_tensors(v.load_prototypes()) for v in (parent, new))
 
     def space_of(store: FeaturePrototypes) -> torch.Tensor:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from packaging.version import Version
 
-from .api.bundle_record import BundleDescription, StepRecord, VersionSummary
+from .api.bundle_record import STATUS_REJECTED, BundleDescription, BundleSettings, StepRecord, VersionSummary
 from .atomic import STAGING_PREFIX, json_bytes, output_error, staged_directory, temporary_glob, write_json_atomic
 from .bundle_schema import SEMVER, check_history_or_raise, check_metadata_or_raise, check_pointer_or_raise, check_prototypes_or_raise
 from .errors import BundleError, InputError, OutputError
@@ -48,8 +48,6 @@ if TYPE_CHECKING:
 
 FORMAT = "ciss-bundle"
 FORMAT_VERSION = 1
-STATUS_PUBLISHED = "published"
-STATUS_REJECTED = "rejected"
 # The files whose SHA-256 a version records (relative to its folder), and what ``check_files`` reports.
 CHECKSUMMED_FILES = ("models/model.pt", "models/prototypes.safetensors", "models/replay_buffer.safetensors")
 FILE_OK, FILE_CHANGED, FILE_MISSING = "ok", "changed", "missing"
@@ -110,13 +108,13 @@ class BundleVersion:
         return str(self.metadata["version"])
 
     @property
-    def settings(self) -> dict[str, Any]:
+    def settings(self) -> BundleSettings:
         """The ``ciss`` section of metadata.json: network, preprocessing, status, training settings."""
-        return self.metadata["ciss"]
+        return BundleSettings.from_json(self.metadata["ciss"])
 
     @property
     def status(self) -> str:
-        return str(self.settings.get("status", STATUS_PUBLISHED))
+        return self.settings.status
 
     @property
     def model_path(self) -> Path:
@@ -133,7 +131,7 @@ class BundleVersion:
     @property
     def recorded_sha256(self) -> dict[str, str] | None:
         """SHA-256 of the model files when the version was written; None for versions older than checksums."""
-        return self.settings.get("files_sha256")
+        return None if self.settings.files_sha256 is None else dict(self.settings.files_sha256)
 
     def check_files(self) -> dict[str, str]:
         """Each recorded file: ``ok``, ``changed`` or ``missing`` (empty for a version without checksums)."""
@@ -324,10 +322,10 @@ def describe_bundle(root: Path, version: str | None = None) -> BundleDescription
     for name in bundle.versions():
         loaded = bundle.load(name)
         status = "current" if name == current else "accepted" if name in accepted else loaded.status
-        versions.append(VersionSummary(name, status, tuple(loaded.registry.names), loaded.metadata.get("created"), loaded.settings.get("parent_version")))
+        versions.append(VersionSummary(name, status, tuple(loaded.registry.names), loaded.metadata.get("created"), loaded.settings.parent_version))
     return BundleDescription(
         bundle=str(root), current=current, version=shown.version, versions=tuple(versions), classes=tuple(shown.registry.to_json()["classes"]),
-        preprocessing=shown.settings["preprocessing"], history=tuple(StepRecord.from_json(entry) for entry in shown.history),
+        preprocessing=shown.settings.preprocessing, history=tuple(StepRecord.from_json(entry) for entry in shown.history),
     )
 
 

@@ -78,7 +78,7 @@ def _add_new_organs(data: DemoData, bundle_dir: Path, settings: DemoSettings, de
     earlier = _stepped_version(bundle)
     if earlier is not None:
         sink.log(f"reusing version {earlier.version} with {', '.join(n for n, _ in NEW_ORGANS)} (delete {bundle_dir} to learn again)")
-        return earlier, earlier.settings["forgetting_guard"]
+        return earlier, earlier.settings.forgetting_guard
     labels = [write_new_organ_labels(case, settings.output / "step_labels") for case in data.step_training]
     request = LearnRequest(
         bundle=bundle_dir, organs=[(name, index, None) for index, (name, _) in enumerate(NEW_ORGANS, start=1)],
@@ -93,7 +93,7 @@ def _add_new_organs(data: DemoData, bundle_dir: Path, settings: DemoSettings, de
         sink.log(f"the forgetting guard rejected the step: {rejected.message}")
         stepped = _stepped_version(Bundle.open_or_raise(bundle_dir))
         assert stepped is not None, "learn_step saves a rejected version before it raises"
-        return stepped, stepped.settings["forgetting_guard"]
+        return stepped, stepped.settings.forgetting_guard
 
 
 def _segment_all(cases: list[DemoCase], versions: dict[str, BundleVersion], output: Path, device: torch.device, sink: EventSink) -> dict[str, dict[str, np.ndarray]]:

@@ -19,7 +19,7 @@ def load_network(version: BundleVersion, device: torch.device) -> AnyNetwork:
     """The version's network with its weights, in eval mode on ``device``."""
     from .errors import BundleError
 
-    network = build_network(network_config_from_json(version.settings["network"]))
+    network = build_network(network_config_from_json(version.settings.network))
     try:
         network.load_state_dict(version.load_state_dict())
     except RuntimeError as error:
@@ -91,7 +91,7 @@ class Segmenter:
     def __init__(self, version: BundleVersion, device: torch.device) -> None:
         self.version = version
         self.device = device
-        self.preprocessing = PreprocessingConfig.from_json(version.settings["preprocessing"])
+        self.preprocessing = PreprocessingConfig.from_json(version.settings.preprocessing)
         self.network = load_network(version, device)
 
     def segment(self, image: nib.Nifti1Image) -> SegmentationResult:

@@ -25,10 +25,10 @@ from .nnunet_network import engine_weights_to_nnunet
 
 
 def nnunet_source_or_raise(version: BundleVersion) -> dict[str, Any]:
-    source = version.settings.get("source") or {}
-    if version.settings["network"]["name"] != "nnUNet" or not isinstance(source.get("nnunet"), dict):
+    source = version.settings.source or {}
+    if version.settings.network["name"] != "nnUNet" or not isinstance(source.get("nnunet"), dict):
         raise InputError(
-            f"{version.path} was not imported from nnU-Net (its network is {version.settings['network']['name']})",
+            f"{version.path} was not imported from nnU-Net (its network is {version.settings.network['name']})",
             "only bundles made with `ciss import --format nnunet` can be exported as nnU-Net models; segment with `ciss segment` instead",
         )
     return source["nnunet"]
@@ -36,7 +36,7 @@ def nnunet_source_or_raise(version: BundleVersion) -> dict[str, Any]:
 
 def exported_dataset(version: BundleVersion, source: dict[str, Any]) -> dict[str, Any]:
     """The source's dataset.json with the version's labels: source names where the organ came from the source."""
-    renamed = version.settings["source"].get("channel_names", {})
+    renamed = (version.settings.source or {}).get("channel_names", {})
     dataset = copy.deepcopy(source["dataset"])
     dataset["labels"] = {"background": 0, **{renamed.get(organ.name, organ.name): organ.label for organ in version.registry.organs}}
     return dataset

@@ -62,7 +62,7 @@ def test_adapt_writes_a_domain_version_with_its_replay_buffer(bundle, site, caps
     assert step["kind"] == "domain" and step["organs"] == [] and step["labelled_organs"] == ["spleen", "kidney_right"]
     assert step["labelled_dsc"] == done.labelled_dsc and step["forgetting_guard"] == done.forgetting_guard
     assert step["strategy"] == "dual_alignment" and step["strategy_settings"]["buffer_per_class"] == 20
-    assert set(step["losses"]) == {"ce", "dice", "cna", "cra"} and version.settings["parent_version"] == "1.0.0"
+    assert set(step["losses"]) == {"ce", "dice", "cna", "cra"} and version.settings.parent_version == "1.0.0"
     # Each weighted term's share of the gradient on the shared parameters, measured at iteration 0 and recorded.
     shares = step["gradient_shares"]
     assert set(shares) == {"ce", "dice", "cna", "cra"} and sum(shares.values()) == pytest.approx(1, abs=1e-3)

@@ -8,7 +8,8 @@ import pytest
 import torch
 from ciss_test_helpers import record_checksums
 
-from ciss_engine.bundle import STATUS_REJECTED, Bundle, load_version_or_raise, next_minor, semver_key, write_version
+from ciss_engine.api.bundle_record import STATUS_REJECTED
+from ciss_engine.bundle import Bundle, load_version_or_raise, next_minor, semver_key, write_version
 from ciss_engine.errors import BundleError
 
 
@@ -100,7 +101,7 @@ def test_damaged_json_and_foreign_bundle(tiny_bundle, tmp_path):
 def _write_next(bundle: Path, *, status: str = "published", make_current: bool = True, version: str = "1.1.0"):
     base = Bundle.open_or_raise(bundle).load()
     return write_version(
-        bundle, version=version, registry=base.registry, settings={**base.settings, "status": status, "parent_version": base.version},
+        bundle, version=version, registry=base.registry, settings={**base.settings.to_json(), "status": status, "parent_version": base.version},
         state_dict=base.load_state_dict(), prototypes=base.load_prototypes(), history=base.history + [{"version": version, "step": 2, "kind": "test"}],
         changelog={**base.metadata["changelog"], version: "test"}, make_current=make_current,
     )
@@ -135,7 +136,7 @@ def test_a_failed_write_leaves_no_partial_version(tiny_bundle, tmp_path):
     broken_state = {"weight": "not a tensor"}
     with pytest.raises(AttributeError):
         write_version(
-            bundle, version="1.1.0", registry=base.registry, settings=base.settings, state_dict=broken_state, prototypes={},
+            bundle, version="1.1.0", registry=base.registry, settings=base.settings.to_json(), state_dict=broken_state, prototypes={},
             history=[], changelog={}, make_current=True,
         )
     assert Bundle.open_or_raise(bundle).versions() == ["1.0.0"]

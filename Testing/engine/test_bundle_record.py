@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from ciss_engine.api.bundle_record import BundleDescription, StepRecord
+from ciss_engine.api.bundle_record import BundleDescription, BundleSettings, StepRecord
 from ciss_engine.bundle import Bundle, describe_bundle
 from ciss_engine.errors import BundleError
 
@@ -35,3 +35,18 @@ def test_a_lineage_the_readers_cannot_read_is_a_damaged_bundle(tiny_bundle, tmp_
     history.write_text(json.dumps(entries))
     with pytest.raises(BundleError, match="history.json is damaged"):
         describe_bundle(copy)
+
+
+def test_a_versions_settings_read_typed_and_write_back_as_they_were(tiny_bundle):
+    version = Bundle.open_or_raise(tiny_bundle).load()
+    section = version.metadata["ciss"]
+    settings = version.settings
+    assert isinstance(settings, BundleSettings) and settings.to_json() == section
+    assert (settings.status, settings.step, settings.parent_version) == ("published", 1, None)
+    assert settings.network["out_channels"] == 5 and settings.training["iterations"] == section["training"]["iterations"]
+    assert settings.details["format_version"] == 1 and settings.strategy is None
+    # A step's record names its strategy and guard; an older record without a status is a published version.
+    step = {**section, "strategy": {"name": "uniform"}, "forgetting_guard": {"passed": True}, "parent_version": "1.0.0"}
+    assert BundleSettings.from_json(step).to_json() == step and BundleSettings.from_json(step).strategy == {"name": "uniform"}
+    older = {key: value for key, value in section.items() if key != "status"}
+    assert BundleSettings.from_json(older).status == "published"

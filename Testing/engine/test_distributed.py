@@ -53,8 +53,8 @@ def test_two_processes_write_one_bundle_and_one_stream_of_events(two_process_bun
     train_steps = [e["step"] for e in events if e["event"] == "progress" and e["stage"] == "train"]
     assert train_steps == sorted(set(train_steps)) and train_steps[-1] == ITERATIONS
     version = Bundle.open_or_raise(output).load()
-    assert version.settings["training"]["world_size"] == 2 and version.history[-1]["world_size"] == 2
-    network = build_network(NetworkConfig.from_json(version.settings["network"]))
+    assert version.settings.training["world_size"] == 2 and version.history[-1]["world_size"] == 2
+    network = build_network(NetworkConfig.from_json(version.settings.network))
     network.load_state_dict(version.load_state_dict())
     assert not work_dir_for(output).exists()
 

@@ -60,13 +60,13 @@ def test_learn_on_an_imported_model_bootstraps_prototypes_and_segments(phantom_c
     assert version.registry.names == ["spleen", "kidney_right", "kidney_left", "tumour_bed", "liver"]
     step = version.history[-1]
     assert step["kind"] == "incremental" and step["prototypes"] == BOOTSTRAP_NOTE and step["parent_version"] == "1.0.0"
-    assert version.history[0]["kind"] == "import" and version.settings["source"]["name"] == "Tiny whole body CT segmentation"
+    assert version.history[0]["kind"] == "import" and version.settings.source["name"] == "Tiny whole body CT segmentation"
     prototypes = version.load_prototypes()
     assert prototypes["prototypes"].shape == (6, 8) and prototypes["prototypes_pre_activation"].shape == (6, 8)
     # The old model's confident voxels gave the background and the old organs it predicts on this CT their prototypes.
     assert int(prototypes["counts"][0]) > 0 and int((prototypes["counts"][1:5] > 0).sum()) >= 2
     assert torch.all(prototypes["prototypes"] >= 0)  # post-activation: the ReLU of the tap
-    assert version.settings["preprocessing"]["intensity"][0]["op"] == "normalize_intensity"  # the step kept the source's preprocessing
+    assert version.settings.preprocessing["intensity"][0]["op"] == "normalize_intensity"  # the step kept the source's preprocessing
     assert int(_segments(bundle, case, tmp_path / "segmented.nii.gz").max()) <= 5
 
 
@@ -77,7 +77,7 @@ def test_learn_grows_every_head_of_an_imported_monai_network(network_def, phanto
     handle = Bundle.open_or_raise(bundle)
     imported, learned = handle.load("1.0.0"), handle.load()
     assert learned.version == "1.1.0" and learned.registry.names[-1] == "liver"
-    assert learned.settings["network"] == {**imported.settings["network"], "out_channels": 6}
+    assert learned.settings.network == {**imported.settings.network, "out_channels": 6}
     network = load_network(learned, torch.device("cpu"))  # the grown weights fit the grown network, every copy of every head
     assert network.num_classes == 6 and [head.out_channels for head in network.heads()] == [6] * len(network.heads())
     assert len(network.heads()) == (2 if network_def is DYNUNET_DEF else 1)  # DynUNet's deep-supervision head grew too

@@ -48,21 +48,21 @@ def test_import_writes_version_1_0_0_with_classes_by_name_and_codes(imported):
     kidney, custom = version.registry.by_name("kidney_right"), version.registry.by_name("tumour_bed")
     assert (kidney.type.scheme, kidney.type.code, kidney.modifier.meaning) == ("SCT", "64033007", "Right")
     assert custom.type.scheme == "99CISS" and custom.rgb == colour_of("tumour_bed")  # the same colour on every import
-    assert version.settings["network"] == {"name": "SegResNet", "init_filters": 8, "blocks_down": [1, 1, 1], "blocks_up": [1, 1], "in_channels": 1, "out_channels": 5}
-    source = version.settings["source"]
+    assert version.settings.network == {"name": "SegResNet", "init_filters": 8, "blocks_down": [1, 1, 1], "blocks_up": [1, 1], "in_channels": 1, "out_channels": 5}
+    source = version.settings.source
     assert source["format"] == "monai-bundle" and source["version"] == "0.1.9" and source["channel_names"] == {"kidney_right": "Right Kidney", "tumour_bed": "Tumour Bed"}
     assert version.metadata["copyright"] == "Copyright (c) MONAI Consortium" and "MONAI team (test)" in version.metadata["authors"]
 
 
 def test_a_window_before_resampling_and_monai_inferer_defaults_are_recorded(tmp_path):
-    recorded = import_monai_bundle(write_zoo_bundle(tmp_path / "zoo", config=window_first_config()), tmp_path / "out", sink=QUIET).settings["preprocessing"]
+    recorded = import_monai_bundle(write_zoo_bundle(tmp_path / "zoo", config=window_first_config()), tmp_path / "out", sink=QUIET).settings.preprocessing
     assert recorded["intensity"] == [{"op": "scale_intensity_range", "a_min": -175.0, "a_max": 250.0, "b_min": 0.0, "b_max": 1.0, "clip": True}]
     assert recorded["intensity_before_resampling"] is True and recorded["spacing_mm"] == [4.0, 4.0, 5.0]
     assert (recorded["window_overlap"], recorded["window_blend"]) == (0.25, "constant") and "image_padding" not in recorded
 
 
 def test_import_reproduces_the_preprocessing_and_the_inferer(imported):
-    recorded = Bundle.open_or_raise(imported).load().settings["preprocessing"]
+    recorded = Bundle.open_or_raise(imported).load().settings.preprocessing
     assert "hu_window" not in recorded  # an engine that predates intensity steps refuses the bundle instead of misreading it
     assert recorded["spacing_mm"] == [5.0, 5.0, 5.0] and recorded["patch_size"] == [32, 32, 32]  # "$… if @highres else …" resolved
     assert recorded["intensity"] == [
@@ -193,4 +193,4 @@ def test_a_yaml_config_imports_like_json(tmp_path):
     (source / "configs" / "inference.json").unlink()
     (source / "configs" / "inference.yaml").write_text(yaml.safe_dump(config))
     version = import_monai_bundle(source, tmp_path / "out", sink=QUIET)
-    assert version.settings["preprocessing"]["spacing_mm"] == [4.0, 4.0, 4.0] and version.settings["preprocessing"]["patch_size"] == [16, 16, 16]
+    assert version.settings.preprocessing["spacing_mm"] == [4.0, 4.0, 4.0] and version.settings.preprocessing["patch_size"] == [16, 16, 16]

@@ -35,12 +35,12 @@ def _changed(network_def: dict, **changes) -> dict:
 @pytest.mark.parametrize("network_def", DEFINITIONS.values(), ids=DEFINITIONS.keys())
 def test_each_network_imports_with_its_arguments_and_the_difference_to_monai_recorded(network_def, tmp_path):
     version = import_monai_bundle(write_zoo_bundle(tmp_path / "zoo", config=inference_config(network_def=network_def, roi=[64, 32, 32])), tmp_path / "out", sink=QUIET)
-    network = version.settings["network"]
+    network = version.settings.network
     assert network["name"] == network_def["_target_"] and (network["in_channels"], network["out_channels"]) == (1, 5)
     assert {k: v for k, v in network_def.items() if k not in ("_target_", "spatial_dims", "in_channels", "out_channels")}.items() <= network["arguments"].items()
     assert version.history[0]["metrics"]["max_logit_difference_to_source"] < 1e-4
     assert f"MONAI {network_def['_target_']} (" in (version.path / "docs" / "README.md").read_text()
-    assert version.settings["preprocessing"]["patch_size"] == [64, 32, 32]
+    assert version.settings.preprocessing["patch_size"] == [64, 32, 32]
 
 
 @pytest.mark.parametrize("network_def, message", [

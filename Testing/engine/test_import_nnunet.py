@@ -62,7 +62,7 @@ def test_imported_model_segments_as_nnunets_own_predictor(imported, phantom_coho
     ct = _resampled(phantom_cohort[1] / "image.nii.gz", 5.0, tmp_path / "ct.nii.gz")
     ours, theirs = tmp_path / "ours.nii.gz", tmp_path / "theirs.nii.gz"
     assert run_cli("segment", "-b", imported, "-i", ct, "-o", ours, "--no-preview", "--quiet") == 0
-    predict_with_nnunet(Path(Bundle.open_or_raise(imported).load().settings["source"]["folder"]), ct, theirs)
+    predict_with_nnunet(Path(Bundle.open_or_raise(imported).load().settings.source["folder"]), ct, theirs)
     assert len(np.unique(np.asarray(nib.load(str(theirs)).dataobj))) >= 3  # a model with organ structure, not all background
     assert _agreement(ours, theirs) >= 0.995
 
@@ -88,7 +88,7 @@ def test_import_records_the_model_by_label_value_and_its_preprocessing(imported,
     configuration = plans["configurations"]["3d_fullres"]
     assert version.version == "1.0.0" and version.registry.names == [n for n in LABELS if n != "background"]
     assert [o.label for o in version.registry.organs] == [LABELS[n] for n in version.registry.names]
-    pre = version.settings["preprocessing"]
+    pre = version.settings.preprocessing
     # nnU-Net's axes are the reader's reversed array axes (transpose_forward is the identity here).
     assert plans["transpose_forward"] == [0, 1, 2]
     assert pre["spacing_mm"] == configuration["spacing"][::-1] and pre["patch_size"] == configuration["patch_size"][::-1]
@@ -100,14 +100,14 @@ def test_import_records_the_model_by_label_value_and_its_preprocessing(imported,
     history = version.history[0]
     assert history["kind"] == "import" and history["metrics"]["max_logit_difference_to_source"] < 1e-4
     assert set(history["source"]["files_sha256"]) == {"plans.json", "dataset.json", "fold_0/checkpoint_final.pth"}
-    assert version.settings["source"]["nnunet"]["plans"] == plans
+    assert version.settings.source["nnunet"]["plans"] == plans
 
 
 def test_a_residual_encoder_model_is_imported_with_the_librarys_own_outputs(phantom_cohort, tmp_path):
     """nnU-Net's ResEnc planner (nnUNetPlannerResEncM); untrained weights: the mapping, not accuracy, is checked."""
     folder = make_nnunet_model(tmp_path / "resenc", phantom_cohort[:2], architecture="ResidualEncoderUNet", iterations=0)
     version = import_nnunet_model(folder, tmp_path / "bundle", fold="0", sink=EventSink(ProgressMode.QUIET))
-    assert version.settings["network"]["architecture"] == "ResidualEncoderUNet"
+    assert version.settings.network["architecture"] == "ResidualEncoderUNet"
     assert version.history[0]["metrics"]["max_logit_difference_to_source"] < 1e-4
     assert run_cli("segment", "-b", tmp_path / "bundle", "-i", phantom_cohort[0] / "image.nii.gz", "-o", tmp_path / "seg.nii.gz", "--no-preview", "--quiet") == 0
 

@@ -239,4 +239,4 @@ def test_entries_may_come_from_another_config_file_of_the_bundle(tmp_path):
     (source / "configs" / "common.json").write_text(json.dumps(shared))
     (source / "configs" / "inference.json").write_text(json.dumps(config))
     version = _import(source, tmp_path)
-    assert version.settings["network"]["init_filters"] == 8 and version.settings["preprocessing"]["spacing_mm"] == [5.0, 5.0, 5.0]
+    assert version.settings.network["init_filters"] == 8 and version.settings.preprocessing["spacing_mm"] == [5.0, 5.0, 5.0]

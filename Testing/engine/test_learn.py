@@ -58,8 +58,8 @@ def test_learn_adds_organs_in_a_new_version_and_keeps_the_parent(bundle, phantom
     version = handle.load()
     assert version.registry.names == ["spleen", "kidney_right", "kidney_left", "gallbladder", "pancreas", "liver"]
     assert version.registry.by_name("liver").step == 2 and version.registry.by_name("liver").version_introduced == "1.1.0"
-    assert version.settings["network"]["out_channels"] == 7 and version.settings["parent_version"] == "1.0.0"
-    strategy = version.settings["strategy"]
+    assert version.settings.network["out_channels"] == 7 and version.settings.parent_version == "1.0.0"
+    strategy = version.settings.strategy
     # The default strategy: PCDD's uncalibrated twin, chosen on the validation split.
     assert strategy["name"] == "uniform" and strategy["calibrated"] is False and strategy["new_class_ce"] == 1.0
     assert strategy["orcd_temperature"] == strategy["crcd_temperature"] == 1.0 and strategy["include_background"] is True
@@ -86,7 +86,7 @@ def test_learn_adds_organs_in_a_new_version_and_keeps_the_parent(bundle, phantom
 def test_every_strategy_runs_in_the_same_loop(bundle, phantom_cohort, step_labels, strategy):
     code = run_cli("learn", "-b", bundle, "--organ", "pancreas,liver", "-i", *_images(phantom_cohort), "-l", *step_labels, "--strategy", strategy, "--accept-forgetting", *STEP_ARGS)
     assert code == 0
-    assert Bundle.open_or_raise(bundle).load().settings["strategy"]["name"] == strategy
+    assert Bundle.open_or_raise(bundle).load().settings.strategy["name"] == strategy
 
 
 def test_cinuseg_learns_with_its_own_terms_and_refuses_the_cached_teacher(bundle, phantom_cohort, step_labels, capsys):
@@ -97,8 +97,8 @@ def test_cinuseg_learns_with_its_own_terms_and_refuses_the_cached_teacher(bundle
     assert Bundle.open_or_raise(bundle).versions() == ["1.0.0"]
     assert run_cli(*arguments, "--setting", "trade_off_threshold=0.5", "--accept-forgetting", *STEP_ARGS) == 0
     version = Bundle.open_or_raise(bundle).load()
-    assert version.settings["strategy"]["name"] == "cinuseg" and version.settings["strategy"]["trade_off_threshold"] == 0.5
-    assert version.settings["strategy"]["hard_negative_confidence"] == 0.7
+    assert version.settings.strategy["name"] == "cinuseg" and version.settings.strategy["trade_off_threshold"] == 0.5
+    assert version.settings.strategy["hard_negative_confidence"] == 0.7
     shares = version.history[-1]["gradient_shares"]
     assert set(shares) == {"unbiased_ce", "drr", "unbiased_kd", "anchor_consistency", "dice_new"}
 
@@ -201,5 +201,5 @@ def test_a_bundle_without_pre_activation_prototypes_learns_in_the_post_activatio
     assert code == 0
     assert "stores no pre-activation prototypes" in capsys.readouterr().err
     version = Bundle.open_or_raise(bundle).load()
-    assert version.settings["strategy"]["affinity_features"] == "post_activation"
+    assert version.settings.strategy["affinity_features"] == "post_activation"
     assert "prototypes_pre_activation" not in version.load_prototypes()

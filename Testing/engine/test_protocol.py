@@ -39,7 +39,7 @@ def test_protocol_runs_strategies_and_offline_and_writes_reports(phantom_cohort,
     assert run_cli(*arguments) == 0
     # --no-amp reaches the base model, every step and the offline bound (what bf16 costs is measured with it).
     for model in ("base", "pcdd", "finetune", "offline"):
-        assert Bundle.open_or_raise(tmp_path / "run" / "seed_0" / model).load().settings["training"]["amp"] is False, model
+        assert Bundle.open_or_raise(tmp_path / "run" / "seed_0" / model).load().settings.training["amp"] is False, model
     # A run killed inside finetune's step left its bundle a copy of the base model: the re-run learns that step
     # (it used to score the base model as finetune's result) and leaves pcdd's finished step alone.
     seed_folder = tmp_path / "run" / "seed_0"

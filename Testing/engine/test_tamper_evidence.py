@@ -22,7 +22,7 @@ def bundle(tiny_bundle, tmp_path) -> Path:
     copy = Path(shutil.copytree(tiny_bundle, tmp_path / "bundle"))
     base = Bundle.open_or_raise(copy).load()
     write_version(
-        copy, version="1.1.0", registry=base.registry, settings={**base.settings, "parent_version": "1.0.0"}, state_dict=base.load_state_dict(),
+        copy, version="1.1.0", registry=base.registry, settings={**base.settings.to_json(), "parent_version": "1.0.0"}, state_dict=base.load_state_dict(),
         prototypes=base.load_prototypes(), history=base.history, changelog=base.metadata["changelog"], make_current=True,
     )
     return copy

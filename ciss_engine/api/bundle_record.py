@@ -82,3 +82,41 @@ class BundleDescription:
             "bundle": self.bundle, "current": self.current, "version": self.version, "versions": [v.to_json() for v in self.versions],
             "classes": [dict(c) for c in self.classes], "preprocessing": dict(self.preprocessing), "history": [s.to_json() for s in self.history],
         }
+
+
+STATUS_PUBLISHED = "published"  # a version that may be made current
+STATUS_REJECTED = "rejected"  # a step the forgetting guard refused; kept, current only when accepted knowingly
+
+
+@dataclasses.dataclass(frozen=True)
+class BundleSettings:
+    """The ``ciss`` section of a version's ``configs/metadata.json``: how the version was made and must be run.
+
+    ``network`` and ``preprocessing`` are checked on load (bundle_schema.py) and read by their own
+    ``from_json``; what a writer records besides the named fields (the bundle format version, the feature
+    layer) stays in ``details``, as written.
+    """
+
+    network: Mapping[str, Any]
+    preprocessing: Mapping[str, Any]
+    status: str = STATUS_PUBLISHED
+    step: int = 1  # the class-incremental step that made the version (1: the base model or an import)
+    parent_version: str | None = None
+    training: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # loop settings, batch, seed, run fingerprint
+    strategy: Mapping[str, Any] | None = None  # a step's strategy and every setting of it
+    forgetting_guard: Mapping[str, Any] | None = None
+    source: Mapping[str, Any] | None = None  # an imported model's origin
+    files_sha256: Mapping[str, str] | None = None  # the model files when the version was written
+    details: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    _OPTIONAL = ("strategy", "forgetting_guard", "source", "files_sha256")
+    _ALWAYS = ("network", "preprocessing", "status", "step", "parent_version", "training")
+
+    @classmethod
+    def from_json(cls, section: Mapping[str, Any]) -> BundleSettings:
+        named = {name: section[name] for name in (*cls._ALWAYS, *cls._OPTIONAL) if name in section}
+        return cls(**named, details={key: value for key, value in section.items() if key not in named})
+
+    def to_json(self) -> dict[str, Any]:
+        written = {**self.details, **{name: getattr(self, name) for name in self._ALWAYS}}
+        return {**written, **{name: getattr(self, name) for name in self._OPTIONAL if getattr(self, name) is not None}}

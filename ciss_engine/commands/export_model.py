@@ -24,5 +24,5 @@ def run(args: argparse.Namespace, sink: EventSink) -> None:
     version = Bundle.open_or_raise(args.bundle).load(args.bundle_version)
     export_nnunet_model(version, args.output)
     sink.log(f"nnU-Net model written: {args.output} (version {version.version}, {len(version.registry)} organs); "
-             f"run it with nnUNetv2_predict_from_modelfolder -m {args.output} -f {version.settings['source']['nnunet']['fold']} -i IN -o OUT")
+             f"run it with nnUNetv2_predict_from_modelfolder -m {args.output} -f {version.settings.source['nnunet']['fold']} -i IN -o OUT")
     sink.done(ExportModelDone(output=str(args.output), version=version.version, organs=version.registry.names))

@@ -41,4 +41,4 @@ def run(args: argparse.Namespace, sink: EventSink) -> None:
 
         version = import_monai_bundle(args.input, args.output, sink=sink)
     sink.log(f"bundle written: {args.output} (version {version.version}, {len(version.registry)} organs)")
-    sink.done(ImportDone(bundle=str(args.output), version=version.version, organs=version.registry.names, source=version.settings["source"]["name"]))
+    sink.done(ImportDone(bundle=str(args.output), version=version.version, organs=version.registry.names, source=version.settings.source["name"]))

@@ -9,7 +9,8 @@ from typing import Any
 
 import torch
 
-from ..bundle import STATUS_PUBLISHED, BundleVersion, write_version
+from ..api.bundle_record import STATUS_PUBLISHED
+from ..bundle import BundleVersion, write_version
 from ..registry import ClassRegistry
 from .new_bundle import write_new_bundle
 

@@ -17,9 +17,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..api.bundle_record import STATUS_PUBLISHED, STATUS_REJECTED
 from ..api.events import ForgettingGuard
 from ..api.settings import parse_settings_or_raise
-from ..bundle import STATUS_PUBLISHED, STATUS_REJECTED, Bundle, BundleVersion, write_version
+from ..bundle import Bundle, BundleVersion, write_version
 from ..bundle_lock import bundle_lock
 from ..cancellation import CancelToken
 from ..errors import BundleError, InputError
@@ -134,9 +135,9 @@ def _adapt_step_locked(request: AdaptRequest, *, device: torch.device, sink: Eve
     value_to_class = labelled_organs_or_raise(registry, request.organs)
     old_network = load_network(parent, device).requires_grad_(False)
     if not isinstance(old_network, SegmentationNetwork):
-        raise BundleError(f"version {parent.version} holds a {parent.settings['network']['name']} network; ciss adapt aligns SegResNet bottlenecks",
+        raise BundleError(f"version {parent.version} holds a {parent.settings.network['name']} network; ciss adapt aligns SegResNet bottlenecks",
                           "adapt a bundle trained with `ciss train`, or fine-tune the imported model with its own tool")
-    preprocessing = PreprocessingConfig.from_json(parent.settings["preprocessing"])
+    preprocessing = PreprocessingConfig.from_json(parent.settings.preprocessing)
     cases = prepare_cases(request.images, request.labels, value_to_class=value_to_class, other_labels="error", config=preprocessing, sink=sink)
     fingerprint = _fingerprint(request, parent.version, [c.sha256 for c in cases])
     labelled = sorted(set(value_to_class.values()))
@@ -251,7 +252,7 @@ def _write_adapt_version(
     settings, entry = step_record(request, parent=parent, status=status, strategy=strategy, guard=guard, fingerprint=fingerprint)
     history = parent.history + [{
         "version": version,
-        "step": parent.settings.get("step", 1),
+        "step": parent.settings.step,
         "kind": "domain",
         "organs": [],
         "labelled_organs": list(labelled_dsc),

@@ -13,9 +13,10 @@ from pathlib import Path
 import torch
 from monai.losses import DiceCELoss
 
+from ..api.bundle_record import STATUS_PUBLISHED
 from ..api.events import TrainMetric
 from ..atomic import ensure_writable_dir, remove_empty_folders
-from ..bundle import STATUS_PUBLISHED, Bundle, BundleVersion, write_version
+from ..bundle import Bundle, BundleVersion, write_version
 from ..bundle_lock import bundle_lock
 from ..cancellation import CancelToken
 from ..errors import Cancelled, InputError

@@ -17,7 +17,7 @@ RUN_FINGERPRINT = "run_fingerprint"
 
 def recorded_run(version: BundleVersion) -> str | None:
     """The fingerprint of the run that wrote ``version`` (None for versions written before it was recorded)."""
-    return version.settings.get("training", {}).get(RUN_FINGERPRINT)
+    return version.settings.training.get(RUN_FINGERPRINT)
 
 
 def version_written_by(bundle: Bundle, fingerprint_from: Callable[[str | None], str]) -> BundleVersion | None:
@@ -29,6 +29,6 @@ def version_written_by(bundle: Bundle, fingerprint_from: Callable[[str | None], 
         except BundleError:  # a damaged version was not written by a run that finished
             continue
         recorded = recorded_run(version)
-        if recorded is not None and recorded == fingerprint_from(version.settings.get("parent_version")):
+        if recorded is not None and recorded == fingerprint_from(version.settings.parent_version):
             return version
     return None

@@ -14,9 +14,10 @@ from typing import Any
 
 import torch
 
+from ..api.bundle_record import STATUS_PUBLISHED, STATUS_REJECTED
 from ..api.events import ForgettingGuard
 from ..api.settings import DEFAULT_STRATEGY, StrategySettings, parse_settings_or_raise
-from ..bundle import STATUS_PUBLISHED, STATUS_REJECTED, Bundle, BundleVersion, write_version
+from ..bundle import Bundle, BundleVersion, write_version
 from ..bundle_lock import bundle_lock
 from ..cancellation import CancelToken
 from ..errors import InputError
@@ -159,11 +160,11 @@ def _learn_step_locked(request: LearnRequest, *, device: torch.device, sink: Eve
         return finished
     parent = parent_or_raise(bundle, request.parent_version)
     version = bundle.next_version()
-    step = int(parent.settings.get("step", 1)) + 1
+    step = parent.settings.step + 1
     registry = parent.registry.with_new_organs([(name, rgb) for name, _, rgb in request.organs], step=step, version=version)
     num_old, num_new = len(parent.registry), len(request.organs)
     value_to_class = {value: registry.by_name(name).label for name, value, _ in request.organs}
-    preprocessing = PreprocessingConfig.from_json(parent.settings["preprocessing"])
+    preprocessing = PreprocessingConfig.from_json(parent.settings.preprocessing)
     cases = prepare_cases(request.images, request.labels, value_to_class=value_to_class, other_labels="error", config=preprocessing, sink=sink)
     fingerprint = _fingerprint(request, parent.version, [c.sha256 for c in cases])
     work_dir = learn_run_dir(bundle.root, fingerprint)  # made by the first checkpoint

@@ -13,7 +13,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..bundle import STATUS_REJECTED, Bundle, BundleVersion
+from ..api.bundle_record import STATUS_REJECTED
+from ..bundle import Bundle, BundleVersion
 from ..errors import BundleError, ForgettingRejected
 from ..events import EventSink
 from ..forgetting_guard import GuardResult
@@ -91,12 +92,12 @@ def finished_step(bundle: Bundle, fingerprint_of: Callable[[str | None], str], s
     written = version_written_by(bundle, fingerprint_of)
     if written is None:
         return None
-    remove_run_checkpoints(bundle.root, fingerprint_of(written.settings["parent_version"]))
+    remove_run_checkpoints(bundle.root, fingerprint_of(written.settings.parent_version))
     sink.log(f"this step had already written version {written.version} when it was stopped")
-    recorded = written.settings["forgetting_guard"]
+    recorded = written.settings.forgetting_guard
     guard = GuardResult(threshold=recorded["threshold"], agreement=recorded["agreement"])
     if written.status == STATUS_REJECTED:
-        raise rejected(written.version, written.settings["parent_version"], guard, action=action)
+        raise rejected(written.version, written.settings.parent_version, guard, action=action)
     return written, guard
 
 
@@ -106,7 +107,7 @@ def step_record(
     """What every step writes: its settings over the parent's, and the fields of its history entry (``version``,
     ``step``, ``kind``, ``organs``, data and what is particular to the step are added by the caller)."""
     settings = {
-        **parent.settings,
+        **parent.settings.to_json(),
         "status": status,
         "strategy": strategy,
         "training": {**dataclasses.asdict(request.loop), "batch_size": request.batch_size, "seed": request.seed, RUN_FINGERPRINT: fingerprint},

@@ -27,7 +27,7 @@ def _bundle_splitting_on_a_feature(tiny_bundle: Path, ct_folder: Path, tmp_path:
     bundle = tmp_path / "split_on_feature"
     shutil.copytree(tiny_bundle, bundle)
     version = Bundle.open_or_raise(bundle).load()
-    network_input = image_to_network(read_ct_series(ct_folder), PreprocessingConfig.from_json(version.settings["preprocessing"]))
+    network_input = image_to_network(read_ct_series(ct_folder), PreprocessingConfig.from_json(version.settings.preprocessing))
     segmenter = Segmenter(version, torch.device("cpu"))
     _, features = sliding_window_outputs(segmenter.network, network_input[None], patch_size=segmenter.preprocessing.patch_size,
                                          device=torch.device("cpu"), with_features=True)
