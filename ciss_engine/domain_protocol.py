@@ -40,6 +40,7 @@ class DomainProtocolRequest:
     batch_size: int = 2
     step_learning_rate: float = STEP_LEARNING_RATE
     strategy_settings: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
+    postprocess: bool = True  # as ciss segment writes it (postprocessing.py)
 
 
 def _site_cases(request: DomainProtocolRequest, split: str, cases: Sequence[Path]) -> dict[str, list[Case]]:
@@ -54,9 +55,9 @@ def _site_cases(request: DomainProtocolRequest, split: str, cases: Sequence[Path
     return by_site
 
 
-def _site_dsc(bundle: Path, test: dict[str, list[Case]], organs: Sequence[int], device: torch.device, version: str | None = None) -> dict[str, float | None]:
-    """Mean DSC over the organs on each site's held-out cases, of the current version or ``version``."""
-    return {site: scored_entry(bundle, cases, [organs], device, version)["all"] for site, cases in test.items()}
+def _site_dsc(bundle: Path, test: dict[str, list[Case]], request: DomainProtocolRequest, device: torch.device, version: str | None = None) -> dict[str, float | None]:
+    """Mean DSC over the request's organs on each site's held-out cases, of the current version or ``version``."""
+    return {site: scored_entry(bundle, cases, [request.organs], device, version, postprocess=request.postprocess)["all"] for site, cases in test.items()}
 
 
 def run_domain_protocol(request: DomainProtocolRequest, *, device: torch.device, sink: EventSink, cancel: CancelToken) -> dict[str, Any]:
@@ -71,7 +72,7 @@ def run_domain_protocol(request: DomainProtocolRequest, *, device: torch.device,
             sink.log(f"seed {seed}: base model on {names[0]}")
             train_from_scratch(train[names[0]], request.organs, root / "labels" / names[0], base, request.base_iterations, seed,
                                preprocessing=request.preprocessing, init_filters=request.init_filters, batch_size=request.batch_size, device=device, cancel=cancel)
-        seed_results: dict[str, Any] = {"base": [{"after": names[0], "dsc": _site_dsc(base, test, request.organs, device)}]}
+        seed_results: dict[str, Any] = {"base": [{"after": names[0], "dsc": _site_dsc(base, test, request, device)}]}
         for strategy in request.strategies:
             bundle = root / strategy
             if not (bundle / "bundle.json").exists():
@@ -88,7 +89,7 @@ def run_domain_protocol(request: DomainProtocolRequest, *, device: torch.device,
                         strategy_settings=request.strategy_settings.get(strategy, {}), batch_size=request.batch_size, seed=seed, accept_forgetting=True,
                     ), device=device, sink=quiet, cancel=cancel)
                 version = Bundle.open_or_raise(bundle).versions()[step]
-                rows.append({"after": site, "version": version, "dsc": _site_dsc(bundle, test, request.organs, device, version)})
+                rows.append({"after": site, "version": version, "dsc": _site_dsc(bundle, test, request, device, version)})
             seed_results[strategy] = rows
         results["seeds"][str(seed)] = seed_results
         write_json_atomic(request.output / "protocol.json", results)

@@ -13,6 +13,7 @@ from monai.inferers import sliding_window_inference
 from .bundle import BundleVersion
 from .device import autocast, autocast_dtype
 from .network import AnyNetwork, build_network, network_config_from_json
+from .postprocessing import keep_largest_pieces, one_piece_labels
 from .preprocessing import PreprocessingConfig, image_to_network, label_from_logits_nnunet, label_to_input_grid
 
 def load_network(version: BundleVersion, device: torch.device) -> AnyNetwork:
@@ -83,14 +84,18 @@ class SegmentationResult:
     label: np.ndarray  # uint8 on the input's grid, values = bundle class ids
     affine: np.ndarray
     volumes_ml: dict[str, float]
+    largest_piece_only: tuple[str, ...] = ()  # the organs kept as their largest connected piece (postprocessing.py)
 
 
 class Segmenter:
-    """Segments CTs with one bundle version; the network is loaded once."""
+    """Segments CTs with one bundle version; the network is loaded once. ``postprocess``: keep each one-piece
+    organ's largest connected piece (postprocessing.py); off, the argmax as it is."""
 
-    def __init__(self, version: BundleVersion, device: torch.device) -> None:
+    def __init__(self, version: BundleVersion, device: torch.device, *, postprocess: bool = True) -> None:
         self.version = version
         self.device = device
+        self.postprocessed = one_piece_labels(version.registry) if postprocess else []
+        self.postprocessed_names = tuple(o.name for o in version.registry.organs if o.label in self.postprocessed)
         self.preprocessing = PreprocessingConfig.from_json(version.settings.preprocessing)
         self.network = load_network(version, device)
 
@@ -107,7 +112,8 @@ class Segmenter:
             network_label = tensor.clone()
             network_label.set_array(logits[0].argmax(0, keepdim=True).to(torch.uint8))
             label = label_to_input_grid(network_label, image)
+        label = keep_largest_pieces(label, self.postprocessed)
         voxel_ml = abs(float(np.linalg.det(image.affine[:3, :3]))) / 1000.0
         counts = np.bincount(label.ravel(), minlength=self.version.registry.num_classes)
         volumes = {organ.name: round(float(counts[organ.label]) * voxel_ml, 3) for organ in self.version.registry.organs}
-        return SegmentationResult(label=label, affine=image.affine, volumes_ml=volumes)
+        return SegmentationResult(label=label, affine=image.affine, volumes_ml=volumes, largest_piece_only=self.postprocessed_names)

@@ -70,6 +70,7 @@ class ProtocolRequest:
     step_learning_rate: float = STEP_LEARNING_RATE
     run_offline: bool = True
     amp: bool = True  # bf16 on capable CPUs, mixed precision on CUDA; false: float32 (measures what bf16 costs)
+    postprocess: bool = True  # score what ciss segment writes: one-piece organs as their largest piece (postprocessing.py)
     strategy_settings: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
 
 
@@ -113,13 +114,13 @@ def organs_of(classes: Sequence[int]) -> list[tuple[str, int, None]]:
     return [(PAPER_ORGANS[value - 1], index, None) for index, value in enumerate(classes, start=1)]
 
 
-def score_bundle(bundle: Path, cases: Sequence[Case], device: torch.device, version_name: str | None = None) -> dict[str, Any]:
+def score_bundle(bundle: Path, cases: Sequence[Case], device: torch.device, version_name: str | None = None, *, postprocess: bool = True) -> dict[str, Any]:
     """DSC per case and organ (paper ids mapped by organ name) of the bundle's current version (or ``version_name``), and where
     each predicted organ's voxels lie: ``confusion[predicted organ][reference organ or "background"]``,
     voxel counts summed over the cases. A DSC drop can be a lost organ or an organ spreading into other
     tissue; only the second shows as predicted voxels on background or on another organ."""
     version = Bundle.open_or_raise(bundle).load(version_name)
-    segmenter = Segmenter(version, device)
+    segmenter = Segmenter(version, device, postprocess=postprocess)
     scores = {}
     reference_names = ("background", *PAPER_ORGANS)
     confusion: dict[str, dict[str, int]] = {o.name: {} for o in version.registry.organs}
@@ -155,9 +156,10 @@ def train_from_scratch(
     )
 
 
-def scored_entry(bundle: Path, cases: Sequence[Case], steps: Sequence[Sequence[int]], device: torch.device, version_name: str | None = None) -> dict[str, Any]:
+def scored_entry(bundle: Path, cases: Sequence[Case], steps: Sequence[Sequence[int]], device: torch.device, version_name: str | None = None,
+                 *, postprocess: bool = True) -> dict[str, Any]:
     """A model's entry in protocol.json: its scores and confusion, with Old/New/All over ``steps``."""
-    scored = score_bundle(bundle, cases, device, version_name)
+    scored = score_bundle(bundle, cases, device, version_name, postprocess=postprocess)
     return {**scored, **old_new_all(scored["scores"], steps)}
 
 
@@ -196,7 +198,7 @@ def run_protocol(request: ProtocolRequest, *, device: torch.device, sink: EventS
         if not (base / "bundle.json").exists():
             sink.log(f"seed {seed}: base model on {', '.join(PAPER_ORGANS[v - 1] for v in steps[0])}")
             train_from_scratch(request.train, steps[0], labels_root / "step_1", base, request.base_iterations, seed, **_network(request), device=device, cancel=cancel)
-        seed_results["base"] = scored_entry(base, request.test, steps[:1], device)
+        seed_results["base"] = scored_entry(base, request.test, steps[:1], device, postprocess=request.postprocess)
         for strategy in request.strategies:
             bundle = root / strategy
             if not (bundle / "bundle.json").exists():
@@ -215,14 +217,14 @@ def run_protocol(request: ProtocolRequest, *, device: torch.device, sink: EventS
                     batch_size=request.batch_size, seed=seed, accept_forgetting=True,
                 )
                 learn_step(learn, device=device, sink=quiet, cancel=cancel)
-            seed_results[strategy] = scored_entry(bundle, request.test, steps, device)
+            seed_results[strategy] = scored_entry(bundle, request.test, steps, device, postprocess=request.postprocess)
             sink.emit(ProtocolMetric(seed=seed, strategy=strategy, old=seed_results[strategy]["old"], new=seed_results[strategy]["new"], all=seed_results[strategy]["all"]))
         if request.run_offline:
             offline = root / OFFLINE
             if not (offline / "bundle.json").exists():
                 every = tuple(v for step in steps for v in step)
                 train_from_scratch(request.train, every, labels_root / "offline", offline, request.offline_iterations, seed, **_network(request), device=device, cancel=cancel)
-            seed_results[OFFLINE] = scored_entry(offline, request.test, steps, device)
+            seed_results[OFFLINE] = scored_entry(offline, request.test, steps, device, postprocess=request.postprocess)
         results["seeds"][str(seed)] = seed_results
         write_json_atomic(request.output / "protocol.json", results)
     return results

@@ -84,6 +84,12 @@ def known_organ_names() -> list[str]:
     return [entry["name"] for entry in _catalog()["organs"]]
 
 
+def one_piece_organ_names() -> frozenset[str]:
+    """Catalog organs that are one connected structure in every patient (a liver, a kidney; not the bowel, whose
+    loops a CT cuts into pieces, nor the thyroid's lobes): a prediction's other islands of them are errors."""
+    return frozenset(entry["name"] for entry in _catalog()["organs"] if entry.get("one_piece"))
+
+
 def parse_rgb(text: str) -> tuple[int, int, int]:
     """Parse ``"255,0,0"`` or ``"#ff0000"`` into an RGB triple."""
     text = text.strip()

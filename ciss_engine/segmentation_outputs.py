@@ -47,6 +47,8 @@ def write_segmentation_outputs(
             "input": source,
             "bundle_version": version.version,
             "label_map": str(label_path),
+            # Organs kept as their largest connected piece (postprocessing.py); empty with --no-postprocessing.
+            "largest_piece_only": list(result.largest_piece_only),
             "organs": [
                 {"label": o.label, "name": o.name, "rgb": list(o.rgb), "volume_ml": result.volumes_ml[o.name], "found": result.volumes_ml[o.name] > 0}
                 for o in version.registry.organs

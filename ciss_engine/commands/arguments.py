@@ -92,6 +92,14 @@ def add_bundle_argument(parser: argparse.ArgumentParser, *, required: bool = Tru
     parser.add_argument("--bundle-version", default=None, help="version to use (default: the bundle's current version)")
 
 
+def add_postprocessing_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-postprocessing", action="store_true",
+        help="keep every predicted piece of every organ (default: an organ that is one connected structure, a liver or a kidney, "
+        "is kept as its largest piece; the others are errors)",
+    )
+
+
 def add_device_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device", choices=DEVICE_CHOICES, default="auto",

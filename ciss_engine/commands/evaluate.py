@@ -8,7 +8,7 @@ import numpy as np
 
 from ..api.events import EvaluateDone, EvaluateMetric
 from ..events import EventSink
-from .arguments import add_bundle_argument, add_device_argument
+from .arguments import add_bundle_argument, add_device_argument, add_postprocessing_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,6 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "other values are ignored",
     )
     parser.add_argument("-o", "--output", required=True, help="output folder for scores.json and scores.md")
+    add_postprocessing_argument(parser)
     add_device_argument(parser)
 
 
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace, sink: EventSink) -> None:
             name, value, _ = parse_organ_spec(item)
             registry.by_name(name)
             value_of[name] = value if value is not None else registry.by_name(name).label
-    segmenter = Segmenter(version, resolve_device(args.device))
+    segmenter = Segmenter(version, resolve_device(args.device), postprocess=not args.no_postprocessing)
     cases = {}
     for index, (image_path, label_path) in enumerate(zip(args.images, args.labels)):
         sink.progress("evaluate", index, len(args.images))

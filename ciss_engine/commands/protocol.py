@@ -9,7 +9,7 @@ from ..api.settings import STRATEGY_SETTINGS, parse_settings_or_raise
 from ..events import EventSink
 from ..training.loop_config import OFFLINE_ITERATIONS, STANDARD_ITERATIONS, STEP_LEARNING_RATE
 from .arguments import (
-    add_device_argument, comma_separated, comma_separated_choices, float_triple, int_triple, multiple_of_8, non_negative_int, positive_float, positive_int,
+    add_device_argument, add_postprocessing_argument, comma_separated, comma_separated_choices, float_triple, int_triple, multiple_of_8, non_negative_int, positive_float, positive_int,
 )
 
 
@@ -69,6 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init-filters", type=multiple_of_8, default=16, help="SegResNet width (default 16)")
     parser.add_argument("--setting", type=strategy_setting, action="append", default=[], metavar="STRATEGY.NAME=VALUE", help="strategy setting, e.g. pcdd.lambda_orcd=5 (repeatable)")
     parser.add_argument("-o", "--output", required=True, help="output folder (bundles, protocol.json/.md/.png); re-running resumes finished runs")
+    add_postprocessing_argument(parser)
     add_device_argument(parser)
 
 
@@ -103,7 +104,7 @@ def run(args: argparse.Namespace, sink: EventSink) -> None:
         seeds=args.seeds, base_iterations=args.base_iterations, step_iterations=args.step_iterations,
         offline_iterations=args.offline_iterations, preprocessing=PreprocessingConfig(spacing_mm=args.spacing, patch_size=args.patch_size),
         init_filters=args.init_filters, step_learning_rate=args.step_learning_rate, strategy_settings=settings, run_offline=not args.no_offline,
-        amp=not args.no_amp,
+        amp=not args.no_amp, postprocess=not args.no_postprocessing,
     )
     with cancel_on_signals(CancelToken()) as cancel:
         results = run_protocol(request, device=resolve_device(args.device), sink=sink, cancel=cancel)
@@ -134,6 +135,7 @@ def _run_domain(args: argparse.Namespace, settings: dict[str, dict[str, str]], o
         strategies=strategies, sites=SITES, train=train, test=test, output=output, seeds=args.seeds, base_iterations=args.base_iterations,
         step_iterations=args.step_iterations, preprocessing=PreprocessingConfig(spacing_mm=args.spacing, patch_size=args.patch_size),
         init_filters=args.init_filters, step_learning_rate=args.step_learning_rate, strategy_settings=settings,
+        postprocess=not args.no_postprocessing,
     )
     with cancel_on_signals(CancelToken()) as cancel:
         run_domain_protocol(request, device=resolve_device(args.device), sink=sink, cancel=cancel)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..api.events import SegmentDone
 from ..events import EventSink
-from .arguments import add_bundle_argument, add_device_argument, comma_separated_choices
+from .arguments import add_bundle_argument, add_device_argument, add_postprocessing_argument, comma_separated_choices
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "OUTPUT's folder as <name>_dicom/rtstruct.dcm and seg.dcm (default nifti)",
     )
     parser.add_argument("--series-uid", default=None, help="SeriesInstanceUID when the DICOM folder holds several series")
+    add_postprocessing_argument(parser)
     add_device_argument(parser)
 
 
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace, sink: EventSink) -> None:
     else:
         image = load_volume_or_raise(Path(args.input), series_uid=args.series_uid, sink=sink)
     sink.progress("segment", 0, 1)
-    result = Segmenter(version, resolve_device(args.device)).segment(image)
+    result = Segmenter(version, resolve_device(args.device), postprocess=not args.no_postprocessing).segment(image)
     sink.progress("segment", 1, 1)
     stem = output_stem(output)
     written = write_segmentation_outputs(
