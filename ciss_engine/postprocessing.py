@@ -27,8 +27,9 @@ def one_piece_labels(registry: ClassRegistry) -> list[int]:
 
 
 def keep_largest_pieces(label: np.ndarray, labels: Sequence[int]) -> np.ndarray:
-    """``label`` (X, Y, Z) with every piece of each of ``labels`` but its largest set to background."""
+    """A copy of ``label`` (X, Y, Z) with every piece of each of ``labels`` but its largest set to background."""
     if not labels:
-        return label
-    kept = KeepLargestConnectedComponent(applied_labels=list(labels), independent=True, connectivity=CONNECTIVITY)(label[None])
+        return label.copy()
+    # MONAI's transform writes into the array it is given (a tensor sharing its memory): give it a copy.
+    kept = KeepLargestConnectedComponent(applied_labels=list(labels), independent=True, connectivity=CONNECTIVITY)(label[None].copy())
     return np.asarray(kept)[0].astype(label.dtype, copy=False)

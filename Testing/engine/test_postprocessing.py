@@ -24,7 +24,9 @@ def test_only_the_listed_organs_lose_their_smaller_pieces():
     label[5, 5, 5] = label[6, 6, 6] = 1  # two voxels touching only by a corner: one piece of 2
     label[1:3, 8:10, 1:3] = 2  # organ 2, not listed: both its pieces stay
     label[10, 1, 10] = 2
+    given = label.copy()
     kept = keep_largest_pieces(label, [1])
+    np.testing.assert_array_equal(label, given)  # the caller's array is left as it was
     assert kept.dtype == np.uint8
     assert (kept == 1).sum() == 27 and kept[9, 9, 9] == 0 and kept[5, 5, 5] == 0  # the removed pieces become background
     np.testing.assert_array_equal(kept == 2, label == 2)
