@@ -8,7 +8,9 @@ result). Variants:
 - ``prefetch``: the next iteration's patches drawn on a second thread while this one trains;
 - ``compile``: ``torch.compile`` (inductor) of the network; its compile time is reported apart;
 - ``threads=1``: one math thread instead of all cores;
-- ``batch 1, patch ×1.26``: the same voxels per iteration as one larger patch.
+- ``batch 1, patch ×1.26``: the same voxels per iteration as one larger patch;
+- ``bf16 autocast``: the eager loop under CPU bf16 autocast, as ``ciss train`` runs it where the CPU has native bf16
+  (the other variants run in float32, ``--no-amp``).
 
 Usage: python benchmarks/throughput.py [--init-filters 8] [--patch-size 48] [--spacing 4] [--iterations 10]
 Prints a markdown table and writes throughput.json next to it (``--output``).
@@ -30,6 +32,7 @@ from monai.losses import DiceCELoss
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from ciss_engine.device import autocast, autocast_dtype  # noqa: E402
 from ciss_engine.events import EventSink  # noqa: E402
 from ciss_engine.network import NetworkConfig, build_network  # noqa: E402
 from ciss_engine.preprocessing import PreprocessingConfig  # noqa: E402
@@ -40,7 +43,7 @@ DATA = Path(os.environ.get("CISS_DATA", ROOT.parent / "shared" / "data"))
 Step = Callable[[int], None]
 
 
-def make_step(network: torch.nn.Module, sampler: PatchSampler, *, prefetch: bool) -> tuple[Step, Callable[[], None]]:
+def make_step(network: torch.nn.Module, sampler: PatchSampler, *, prefetch: bool, dtype: torch.dtype | None = None) -> tuple[Step, Callable[[], None]]:
     """One training iteration (patches, forward, backward, SGD), and a function that stops its worker."""
     optimizer = torch.optim.SGD(network.parameters(), lr=0.01, momentum=0.9, nesterov=True)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
@@ -58,7 +61,9 @@ def make_step(network: torch.nn.Module, sampler: PatchSampler, *, prefetch: bool
     def step(iteration: int) -> None:
         patches = batch(iteration)
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(network(patches.images).float(), patches.labels[:, None])
+        with autocast(torch.device("cpu"), dtype):
+            logits = network(patches.images)
+        loss = loss_fn(logits.float(), patches.labels[:, None])
         loss.backward()
         optimizer.step()
 
@@ -103,6 +108,8 @@ def main() -> None:
     base_sampler = sampler_for(patch, 2)
     variants["eager"] = (*make_step(network(), base_sampler, prefetch=False), threads)
     variants["prefetch (patches on a second thread)"] = (*make_step(network(), base_sampler, prefetch=True), threads)
+    if autocast_dtype(torch.device("cpu")) is torch.bfloat16:
+        variants["bf16 autocast"] = (*make_step(network(), base_sampler, prefetch=False, dtype=torch.bfloat16), threads)
     variants["threads=1"] = (*make_step(network(), base_sampler, prefetch=False), 1)
     variants[f"batch 1, patch {large[0]}³"] = (*make_step(network(), sampler_for(large, 1), prefetch=False), threads)
     compile_seconds = None
