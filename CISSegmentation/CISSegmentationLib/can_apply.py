@@ -15,6 +15,7 @@ class Action(enum.Enum):
     SEGMENT = "segment"
     ADD_ORGAN = "add_organ"
     LEARN = "learn"
+    ADAPT = "adapt"
     ROLLBACK = "rollback"
     EXPORT = "export"
 
@@ -42,6 +43,7 @@ def missing_for(action: Action, state: PanelState) -> str | None:
         Action.SEGMENT: ("engine", "bundle", "ct"),
         Action.ADD_ORGAN: ("bundle", "ct"),
         Action.LEARN: ("engine", "bundle", "ct", "new_organ"),
+        Action.ADAPT: ("engine", "bundle"),  # which segmentations hold the organs is checked on click, with what to do
         Action.ROLLBACK: ("engine", "bundle", "versions"),
         Action.EXPORT: ("ct", "result"),
     }[action]

@@ -102,18 +102,31 @@ def organ_spec(name: str, rgb: tuple[int, int, int] | None) -> str:
     return name if rgb is None else f"{name}:#{rgb[0]:02x}{rgb[1]:02x}{rgb[2]:02x}"
 
 
-def learn_args(*, bundle: Path, organs: Sequence[tuple[str, tuple[int, int, int] | None]], images: Sequence[Path], labels: Sequence[Path],
-               preset: str = "standard", iterations: int | None = None, device: str = "auto", accept_forgetting: bool = False) -> list[str]:
-    """``learn``: add ``organs`` (label values 1..n in this order in every label file) to ``bundle``."""
+def _step_options(*, images: Sequence[Path], labels: Sequence[Path], preset: str, iterations: int | None, device: str,
+                  accept_forgetting: bool) -> list[str]:
+    """The data, budget, guard and device options ``learn`` and ``adapt`` share."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    args = ["learn", "-b", str(bundle), "--organ", ",".join(organ_spec(n, c) for n, c in organs)]
-    args += ["-i", *[str(p) for p in images], "-l", *[str(p) for p in labels], "--preset", preset]
+    args = ["-i", *[str(p) for p in images], "-l", *[str(p) for p in labels], "--preset", preset]
     if iterations:
         args += ["--iterations", str(iterations)]
     if accept_forgetting:
         args.append("--accept-forgetting")
     return args + _device_args(device)
+
+
+def learn_args(*, bundle: Path, organs: Sequence[tuple[str, tuple[int, int, int] | None]], images: Sequence[Path], labels: Sequence[Path],
+               preset: str = "standard", iterations: int | None = None, device: str = "auto", accept_forgetting: bool = False) -> list[str]:
+    """``learn``: add ``organs`` (label values 1..n in this order in every label file) to ``bundle``."""
+    return ["learn", "-b", str(bundle), "--organ", ",".join(organ_spec(n, c) for n, c in organs)] + _step_options(
+        images=images, labels=labels, preset=preset, iterations=iterations, device=device, accept_forgetting=accept_forgetting)
+
+
+def adapt_args(*, bundle: Path, organs: Sequence[tuple[str, int]], images: Sequence[Path], labels: Sequence[Path],
+               preset: str = "standard", iterations: int | None = None, device: str = "auto", accept_forgetting: bool = False) -> list[str]:
+    """``adapt``: the bundle's own ``organs`` (name, value in every label file) learned on a new site's CTs."""
+    return ["adapt", "-b", str(bundle), "--organs", ",".join(f"{name}={value}" for name, value in organs)] + _step_options(
+        images=images, labels=labels, preset=preset, iterations=iterations, device=device, accept_forgetting=accept_forgetting)
 
 
 def rollback_args(*, bundle: Path, version: str, accept_forgetting: bool = False) -> list[str]:

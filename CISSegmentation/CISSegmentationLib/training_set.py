@@ -45,7 +45,7 @@ class CaseCounts:
 
 @dataclasses.dataclass(frozen=True)
 class TrainingFiles:
-    """Engine input written for a Learn step: one CT and one label file per annotated case."""
+    """Engine input written for a Learn or Adapt step: one CT and one label file per annotated case."""
 
     images: tuple[Path, ...]
     labels: tuple[Path, ...]
@@ -96,8 +96,11 @@ class TrainingSetLogic:
             summary.append(CaseCounts(volume_name, case.segmentation_node.GetName(), counts))
         return summary
 
-    def write_or_raise(self, cases: Sequence[TrainingCase], organ_names: Sequence[str], folder: Path) -> TrainingFiles:
-        """Check every case, then write the annotated ones as ``caseNN_<CT>_image/label.nii.gz``."""
+    def write_or_raise(self, cases: Sequence[TrainingCase], organ_names: Sequence[str], folder: Path, *, every_organ: bool = True) -> TrainingFiles:
+        """Check every case, then write the annotated ones as ``caseNN_<CT>_image/label.nii.gz``.
+
+        ``every_organ``: each organ must be drawn on some CT (a Learn step's new organs); otherwise any of them
+        (an Adapt step's labelled organs: the ones drawn nowhere are kept by the forgetting guard)."""
         if not organ_names:
             raise InputError("no new organ to learn", "click Add new organ, give its name and paint it on a CT")
         values = {name: value for value, name in enumerate(organ_names, start=1)}
@@ -113,7 +116,12 @@ class TrainingSetLogic:
             counts = {name: int((labels == value).sum()) for name, value in values.items()}
             if any(counts.values()):
                 annotated.append((case, labels, CaseCounts(case.volume_node.GetName(), case.segmentation_node.GetName(), counts)))
-        for name in organ_names:
+        if not every_organ and not annotated:
+            raise InputError(
+                "no organ of the bundle is drawn on any CT",
+                "import the site's contours with segments named as the bundle's organs, or copy a result and correct it in Segment Editor, then Adapt",
+            )
+        for name in organ_names if every_organ else ():
             if not any(summary.counts[name] for _, _, summary in annotated):
                 raise InputError(
                     f"{name!r} is not painted on any CT",

@@ -61,7 +61,7 @@ class CISSegmentationPanel:
         # Each action's button, and its tooltip as the UI file words it (a disabled one adds what is missing).
         self.action_buttons = {
             Action.INSTALL: ui.installButton, Action.SEGMENT: ui.segmentButton, Action.ADD_ORGAN: ui.addOrganButton,
-            Action.LEARN: ui.learnButton, Action.ROLLBACK: ui.rollbackButton, Action.EXPORT: ui.exportButton,
+            Action.LEARN: ui.learnButton, Action.ADAPT: ui.adaptButton, Action.ROLLBACK: ui.rollbackButton, Action.EXPORT: ui.exportButton,
         }
         self.tooltips = {action: button.toolTip for action, button in self.action_buttons.items()}
         self.timer = qt.QTimer()
@@ -86,7 +86,7 @@ class CISSegmentationPanel:
         for button, handler in (
             (self.ui.installButton, self._on_install_clicked), (self.ui.rollbackButton, self._on_rollback_clicked),
             (self.ui.segmentButton, self._on_segment_clicked), (self.ui.addOrganButton, self._on_add_organ_clicked),
-            (self.ui.refreshTrainingSetButton, self._refresh_training_set), (self.ui.learnButton, self._on_learn_clicked),
+            (self.ui.refreshTrainingSetButton, self._refresh_training_set), (self.ui.learnButton, self._on_learn_clicked), (self.ui.adaptButton, self._on_adapt_clicked),
             (self.ui.cancelButton, self._on_cancel_clicked), (self.ui.acceptButton, self._on_accept_clicked),
             (self.ui.rejectButton, self._on_reject_clicked), (self.ui.exportButton, self._on_export_clicked),
         ):
@@ -330,12 +330,26 @@ class CISSegmentationPanel:
         )
         self._start(job, f"Learning {', '.join(o.name for o in self.new_organs)}")
 
-    def _on_learned(self, outcome: LearnOutcome) -> None:
+    def _on_adapt_clicked(self) -> None:
+        self.parameters.check_or_raise()
+        self._show_guard_buttons(False)
+        self.ui.guardLabel.text = ""
+        job = self.workflow.adapt_job(
+            bundle=self._bundle_or_raise(), preset=self.parameters.preset, device=self.parameters.device,
+            accept_forgetting=self.parameters.accept_forgetting, callbacks=self._callbacks(), on_done=self._on_adapted,
+        )
+        self._start(job, "Adapting the bundle's organs to this site")
+
+    def _on_adapted(self, outcome: LearnOutcome) -> None:
+        self._on_learned(outcome, organs_learned=False)  # the new organs still to learn stay listed
+
+    def _on_learned(self, outcome: LearnOutcome, organs_learned: bool = True) -> None:
         self.last_learn = outcome
         if outcome.result.state is JobState.SUCCEEDED:
             self._load_bundle()
             self._show_guard_buttons(True)
-            self.new_organs = []
+            if organs_learned:
+                self.new_organs = []
             self._on_segment_clicked(outcome.new_version)  # the new version on the same CT, beside the old result
         elif outcome.is_rejected:
             self._load_bundle()  # lists the rejected version

@@ -21,7 +21,7 @@ from ciss_engine.api.events import ExportDone, ForgettingGuard, LearnDone, Segme
 from ciss_engine.registry import OrganClass
 
 from .bundle_reader import BundleInfo, read_bundle_or_raise
-from .engine_commands import DICOM_FORMATS, EngineLauncher, export_args, learn_args, rollback_args, segment_args
+from .engine_commands import DICOM_FORMATS, EngineLauncher, adapt_args, export_args, learn_args, rollback_args, segment_args
 from .errors import InputError
 from .job_runner import EngineJob, JobCallbacks, JobResult, JobState
 from .segmentation_logic import RESULT_ROLE, SegmentationLogic
@@ -44,7 +44,8 @@ class SegmentOutcome:
 
 @dataclasses.dataclass(frozen=True)
 class LearnOutcome:
-    """A finished ``learn`` run: the new version (published, or saved as rejected), the version before, the guard event."""
+    """A finished ``learn`` or ``adapt`` run: the new version (published, or saved as rejected), the version before,
+    the guard event, and the files the step learned from."""
 
     result: JobResult
     new_version: str | None
@@ -81,6 +82,19 @@ def _chain(callbacks: JobCallbacks | None, on_finished: Callable[[JobResult], No
             callbacks.on_finished(result)
 
     return dataclasses.replace(callbacks, on_finished=finished)
+
+
+def _step_finished(bundle: BundleInfo, training: TrainingFiles, on_done: Callable[[LearnOutcome], None] | None) -> Callable[[JobResult], None]:
+    """What ends a learn or adapt run: its outcome for ``on_done``."""
+
+    def finished(result: JobResult) -> None:
+        guard = result.last_event(ForgettingGuard)
+        # A rejected step ends without a done event; its guard event names the version it wrote (AdaptDone is a LearnDone).
+        new_version = result.done.version if isinstance(result.done, LearnDone) else guard.version if guard else None
+        if on_done:
+            on_done(LearnOutcome(result, new_version, bundle.current, guard, training))
+
+    return finished
 
 
 class WorkflowLogic:
@@ -139,21 +153,28 @@ class WorkflowLogic:
         new_organs = sorted(new_organs, key=lambda organ: organ.label)
         names = [organ.name for organ in new_organs]
         cases = self.training_set.find_cases(names) if cases is None else cases
-        folder = self._run_dir("learn")
-        training = self.training_set.write_or_raise(cases, names, folder)
-
-        def finished(result: JobResult) -> None:
-            guard = result.last_event(ForgettingGuard)
-            # A rejected step ends without a done event; its guard event names the version it wrote.
-            new_version = result.done.version if isinstance(result.done, LearnDone) else guard.version if guard else None
-            if on_done:
-                on_done(LearnOutcome(result, new_version, bundle.current, guard, training))
-
+        training = self.training_set.write_or_raise(cases, names, self._run_dir("learn"))
         args = learn_args(
             bundle=bundle.path, organs=[(o.name, o.rgb) for o in new_organs], images=training.images, labels=training.labels,
             preset=preset, iterations=iterations, device=device, accept_forgetting=accept_forgetting,
         )
-        return self.launcher.job(*args, *engine_options, callbacks=_chain(callbacks, finished))
+        return self.launcher.job(*args, *engine_options, callbacks=_chain(callbacks, _step_finished(bundle, training, on_done)))
+
+    def adapt_job(self, *, bundle: BundleInfo, cases: Sequence[TrainingCase] | None = None, preset: str = "standard", iterations: int | None = None,
+                  device: str = "auto", accept_forgetting: bool = False, engine_options: Sequence[str] = (), callbacks: JobCallbacks | None = None,
+                  on_done: Callable[[LearnOutcome], None] | None = None) -> EngineJob:
+        """Adapt ``bundle``'s own organs to this site's CTs (``ciss adapt``, a domain step) from segmentations that
+        hold some of them under the organs' names (default: every such segmentation in the scene but the engine's
+        results): the site's contours imported from an RTSTRUCT, or a result copied and corrected. An organ drawn
+        on no CT is not a label of the step: the current version pseudo-labels it and the forgetting guard keeps it.
+        """
+        names = bundle.registry.names
+        cases = self.training_set.find_cases(names) if cases is None else cases
+        training = self.training_set.write_or_raise(cases, names, self._run_dir("adapt"), every_organ=False)
+        drawn = [(name, value) for value, name in enumerate(names, start=1) if any(case.counts[name] for case in training.counts)]
+        args = adapt_args(bundle=bundle.path, organs=drawn, images=training.images, labels=training.labels, preset=preset,
+                          iterations=iterations, device=device, accept_forgetting=accept_forgetting)
+        return self.launcher.job(*args, *engine_options, callbacks=_chain(callbacks, _step_finished(bundle, training, on_done)))
 
     def rollback_job(self, *, bundle: BundleInfo, version: str, accept_forgetting: bool = False, callbacks: JobCallbacks | None = None) -> EngineJob:
         """Make ``version`` current: an earlier one (how a clinician rejects a step that passed the guard), or,

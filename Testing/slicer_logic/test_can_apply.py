@@ -18,8 +18,8 @@ def test_a_running_job_disables_every_action_and_says_to_wait():
 
 
 @pytest.mark.parametrize("change, blocked, hint", [
-    ({"engine_ready": False}, {Action.SEGMENT, Action.LEARN, Action.ROLLBACK}, "install the engine"),
-    ({"bundle_loaded": False}, {Action.SEGMENT, Action.ADD_ORGAN, Action.LEARN, Action.ROLLBACK}, "choose a bundle"),
+    ({"engine_ready": False}, {Action.SEGMENT, Action.LEARN, Action.ADAPT, Action.ROLLBACK}, "install the engine"),
+    ({"bundle_loaded": False}, {Action.SEGMENT, Action.ADD_ORGAN, Action.LEARN, Action.ADAPT, Action.ROLLBACK}, "choose a bundle"),
     ({"ct_chosen": False}, {Action.SEGMENT, Action.ADD_ORGAN, Action.LEARN, Action.EXPORT}, "choose a CT"),
     ({"new_organs": 0}, {Action.LEARN}, "add a new organ"),
     ({"versions": 1}, {Action.ROLLBACK}, "nothing to roll back to"),

@@ -19,6 +19,7 @@ from CISSegmentationLib.dicom_export import gather_files_or_raise
 from CISSegmentationLib.engine_commands import EngineLauncher
 from CISSegmentationLib.errors import BundleError, InputError
 from CISSegmentationLib.job_runner import JobCallbacks, JobState
+from CISSegmentationLib.segmentation_logic import RESULT_ROLE
 from CISSegmentationLib.self_test import NEW_ORGAN, NEW_ORGAN_VALUE, PhantomBundle, WorkflowSelfTest, build_phantom_bundle
 from CISSegmentationLib.terminology import color_to_rgb
 from CISSegmentationLib.volume_io import read_volume_nifti
@@ -221,6 +222,37 @@ def test_dicom_export_refuses_a_missing_series_folder_before_any_run(phantom, se
     assert "read the CT from its DICOM folder" in raised.value.hint
     with pytest.raises(InputError, match="no DICOM files"):
         gather_files_or_raise([], tmp_path / "empty")
+
+
+def test_adapt_learns_the_site_from_the_organs_drawn_and_never_from_results(phantom, self_test, tmp_path):
+    adapting = tmp_path / "bundle"
+    shutil.copytree(phantom.bundle, adapting)
+    bundle = read_bundle_or_raise(adapting)
+    ct, labels = self_test.load_case(phantom.cases[1], "site CT")
+    logic = self_test.workflow.segmentation_logic
+    # The site's contours: the spleen drawn, the left kidney a segment left empty.
+    contours = logic.create_segmentation(ct, name="site contours")
+    for name, mask in (("spleen", labels == 1), ("kidney_left", np.zeros(labels.shape, bool))):
+        logic.set_segment_mask(contours, logic.add_organ_segment(contours, bundle.registry.by_name(name)), mask, ct)
+    # A result of the model holds every organ; it must not become a label of the step.
+    result_labels = tmp_path / "result.nii.gz"
+    nib.save(nib.Nifti1Image(np.where(labels <= 3, labels, 0).astype(np.uint8), nib.load(str(phantom.cases[1] / "image.nii.gz")).affine), str(result_labels))
+    logic.import_label_map(result_labels, ct, bundle.organs, name="result", show_3d=False, role=RESULT_ROLE)
+    outcomes = []
+    job = self_test.workflow.adapt_job(bundle=bundle, preset="quick", iterations=2, device="cpu", accept_forgetting=True, on_done=outcomes.append)
+    assert job.command[job.command.index("--organs") + 1] == "spleen=1"
+    result = job.start().wait(timeout_s=600)
+    assert result.state is JobState.SUCCEEDED, result.log_tail
+    assert outcomes[0].new_version == "1.1.0" and outcomes[0].previous_version == "1.0.0"
+    step = read_bundle_or_raise(adapting).history[-1]
+    assert step.kind == "domain" and step.details["labelled_organs"] == ["spleen"]
+
+
+def test_adapt_needs_an_organ_drawn_somewhere(phantom, self_test):
+    ct, _ = self_test.load_case(phantom.cases[1], "site CT")
+    self_test.workflow.segmentation_logic.create_segmentation(ct, name="empty contours")
+    with pytest.raises(InputError, match="no organ of the bundle is drawn"):
+        self_test.workflow.adapt_job(bundle=read_bundle_or_raise(phantom.bundle), preset="quick", iterations=2)
 
 
 def test_cancel_during_learning_leaves_the_bundle_unchanged(phantom, self_test, tmp_path):
