@@ -55,7 +55,7 @@ def fill_example(panel: QWidget, classes: list[dict]) -> None:
     fill_table(panel.findChild(QTableWidget, "trainingSetTableWidget"), [("ts_abdpelvis", "new organs", "pancreas 695"), ("chest_4x", "new organs", "pancreas 2978")])
     panel.findChild(QLineEdit, "bundlePathLineEdit").setText("site_model")
     for name, value in (("bundleVersionComboBox", "1.1.0 (current)"), ("inputVolumeSelector", "ts_abdpelvis CT"), ("deviceComboBox", "auto"),
-                        ("presetComboBox", "standard (400 iterations)"), ("newOrganNameComboBox", "pancreas"), ("exportFormatComboBox", "DICOM RTSTRUCT")):
+                        ("presetComboBox", "standard (400 iterations)"), ("newOrganNameComboBox", "pancreas"), ("exportFormatComboBox", "DICOM RTSTRUCT + SEG")):
         panel.findChild(QComboBox, name).addItem(value)
     progress = panel.findChild(QProgressBar, "progressBar")
     progress.setValue(62)
