@@ -89,12 +89,14 @@ class SegmentationResult:
 
 class Segmenter:
     """Segments CTs with one bundle version; the network is loaded once. ``postprocess``: keep each one-piece
-    organ's largest connected piece (postprocessing.py); off, the argmax as it is."""
+    organ's largest connected piece (postprocessing.py); off, the argmax as it is. A model imported from another
+    tool (nnU-Net, a MONAI bundle) and the steps grown from it keep their outputs as the source tool gives them: a
+    site has validated that tool's output, and its own pipeline decides its postprocessing."""
 
     def __init__(self, version: BundleVersion, device: torch.device, *, postprocess: bool = True) -> None:
         self.version = version
         self.device = device
-        self.postprocessed = one_piece_labels(version.registry) if postprocess else []
+        self.postprocessed = one_piece_labels(version.registry) if postprocess and version.settings.source is None else []
         self.postprocessed_names = tuple(o.name for o in version.registry.organs if o.label in self.postprocessed)
         self.preprocessing = PreprocessingConfig.from_json(version.settings.preprocessing)
         self.network = load_network(version, device)

@@ -4,7 +4,8 @@ A network that sees a patch at a time paints an organ now and then far from wher
 muscles, kidney in the shoulders); for an organ that is one connected structure in every patient, every piece
 but the largest is such an error. Measured on the real-CT step (benchmarks/RESULTS.md (o)): organ voxels more than
 30 mm from any labelled organ 44,137 → 80, liver 0.66 → 0.87, spleen 0.80 → 0.91. Organs the catalog does not
-know as one piece (bowel, thyroid, custom organs, imported classes it does not name) are left as predicted.
+know as one piece (bowel, thyroid, custom organs, imported classes it does not name) are left as predicted, and so
+is every organ of a model imported from another tool (inference.Segmenter).
 """
 from __future__ import annotations
 

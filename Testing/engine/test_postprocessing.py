@@ -59,3 +59,14 @@ def test_segment_keeps_one_piece_per_organ_unless_told_not_to(painting_bundle, p
     assert np.all((kept == raw) | (kept == 0))
     assert json.loads(output.with_suffix("").with_suffix(".json").read_text())["largest_piece_only"] == names
     assert json.loads(unprocessed.with_suffix("").with_suffix(".json").read_text())["largest_piece_only"] == []
+
+
+def test_a_model_imported_from_another_tool_keeps_its_own_outputs(painted_bundle, phantom_cohort, tmp_path):
+    """Parity with the source tool a site validated: an imported version (``ciss.source``) is not postprocessed."""
+    metadata_path = Bundle.open_or_raise(painted_bundle).load().path / "configs" / "metadata.json"
+    metadata = json.loads(metadata_path.read_text())
+    metadata["ciss"]["source"] = {"format": "monai-bundle", "name": "a site's model", "version": "1.0"}
+    metadata_path.write_text(json.dumps(metadata))
+    output = tmp_path / "organs.nii.gz"
+    assert run_cli("segment", "-b", painted_bundle, "-i", phantom_cohort[3] / "image.nii.gz", "-o", output, "--no-preview", "--device", "cpu", "--quiet") == 0
+    assert json.loads(output.with_suffix("").with_suffix(".json").read_text())["largest_piece_only"] == []
