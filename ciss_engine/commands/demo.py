@@ -6,11 +6,12 @@ from pathlib import Path
 
 from ..api.events import DemoDone
 from ..events import EventSink
+from ..training.loop_config import BASE_ITERATIONS
 from .arguments import add_device_argument, add_network_arguments, non_negative_int, positive_int
 
-# The whole demo fits 10 minutes on an idle 2-core machine without native bf16 (README, Measured results):
-# there a 64³ iteration of the 16-filter network takes 4.2 s, a 48³ one of the 8-filter network 0.5 s.
-DEMO_BASE_ITERATIONS = 400
+# The base trains as ``ciss train`` does: with 400 iterations the demo's base found the spleen and no kidney on a
+# CPU with native bf16 (kidneys 0.00; benchmarks/RESULTS.md (p)), as 700 found only the spleen in table (i).
+DEMO_BASE_ITERATIONS = BASE_ITERATIONS
 DEMO_STEP_ITERATIONS = 250
 
 
