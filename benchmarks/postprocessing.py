@@ -20,10 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from ciss_engine.bundle import Bundle  # noqa: E402
 from ciss_engine.evaluation import score_case  # noqa: E402
-from ciss_engine.imaging import load_volume_or_raise  # noqa: E402
 from ciss_engine.inference import Segmenter  # noqa: E402
 from ciss_engine.postprocessing import keep_largest_pieces, one_piece_labels  # noqa: E402
-from ciss_engine.protocol import PAPER_ORGANS, cases_in  # noqa: E402
+from ciss_engine.protocol import case_in_bundle_labels, cases_in  # noqa: E402
 
 
 def scored_both_ways(bundle: Path, cases_dir: Path) -> dict[str, dict[str, list[float]]]:
@@ -33,11 +32,7 @@ def scored_both_ways(bundle: Path, cases_dir: Path) -> dict[str, dict[str, list[
     organs = [(o.label, o.name) for o in version.registry.organs]
     scores: dict[str, dict[str, list[float]]] = {}
     for case in cases_in(cases_dir):
-        image = load_volume_or_raise(case.image)
-        reference = np.asarray(load_volume_or_raise(case.label, role="label").dataobj).astype(np.int64)
-        remapped = np.zeros(reference.shape, np.uint8)
-        for organ in version.registry.organs:
-            remapped[reference == PAPER_ORGANS.index(organ.name) + 1] = organ.label
+        image, _, remapped = case_in_bundle_labels(case, version.registry)
         raw = segmenter.segment(image).label
         spacing = image.header.get_zooms()[:3]
         for way, prediction in (("raw", raw), ("kept", keep_largest_pieces(raw, one_piece_labels(version.registry)))):

@@ -27,6 +27,7 @@ from .events import EventSink
 from .imaging import load_volume_or_raise
 from .inference import Segmenter
 from .preprocessing import PreprocessingConfig
+from .registry import ClassRegistry
 from .training.base import BaseTrainingRequest, train_base_bundle
 from .training.incremental import LearnRequest, learn_step
 from .training.loop_config import OFFLINE_ITERATIONS, STANDARD_ITERATIONS, STEP_LEARNING_RATE, LoopConfig
@@ -114,6 +115,17 @@ def organs_of(classes: Sequence[int]) -> list[tuple[str, int, None]]:
     return [(PAPER_ORGANS[value - 1], index, None) for index, value in enumerate(classes, start=1)]
 
 
+def case_in_bundle_labels(case: Case, registry: ClassRegistry) -> tuple[nib.Nifti1Image, np.ndarray, np.ndarray]:
+    """A case's CT, its reference (paper ids), and that reference in ``registry``'s label ids (organs the registry
+    lacks as background)."""
+    image = load_volume_or_raise(case.image)
+    reference = np.asarray(load_volume_or_raise(case.label, role="label").dataobj).astype(np.int64)
+    remapped = np.zeros(reference.shape, np.uint8)
+    for organ in registry.organs:
+        remapped[reference == PAPER_ORGANS.index(organ.name) + 1] = organ.label
+    return image, reference, remapped
+
+
 def score_bundle(bundle: Path, cases: Sequence[Case], device: torch.device, version_name: str | None = None, *, postprocess: bool = True) -> dict[str, Any]:
     """DSC per case and organ (paper ids mapped by organ name) of the bundle's current version (or ``version_name``), and where
     each predicted organ's voxels lie: ``confusion[predicted organ][reference organ or "background"]``,
@@ -125,11 +137,7 @@ def score_bundle(bundle: Path, cases: Sequence[Case], device: torch.device, vers
     reference_names = ("background", *PAPER_ORGANS)
     confusion: dict[str, dict[str, int]] = {o.name: {} for o in version.registry.organs}
     for case in cases:
-        image = load_volume_or_raise(case.image)
-        reference = np.asarray(load_volume_or_raise(case.label, role="label").dataobj).astype(np.int64)
-        remapped = np.zeros(reference.shape, np.uint8)
-        for organ in version.registry.organs:
-            remapped[reference == PAPER_ORGANS.index(organ.name) + 1] = organ.label
+        image, reference, remapped = case_in_bundle_labels(case, version.registry)
         prediction = segmenter.segment(image).label
         case_scores = score_case(prediction, remapped, [(o.label, o.name) for o in version.registry.organs], image.header.get_zooms()[:3])
         scores[case.name] = {name: round(float(v["dsc"]), 4) for name, v in case_scores.items()}
