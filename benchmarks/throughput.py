@@ -9,8 +9,8 @@ result). Variants:
 - ``compile``: ``torch.compile`` (inductor) of the network; its compile time is reported apart;
 - ``threads=1``: one math thread instead of all cores;
 - ``batch 1, patch ×1.26``: the same voxels per iteration as one larger patch;
-- ``bf16 autocast``: the eager loop under CPU bf16 autocast, as ``ciss train`` runs it where the CPU has native bf16
-  (the other variants run in float32, ``--no-amp``).
+- ``bf16 autocast``: the eager loop under CPU bf16 autocast, as ``ciss train --cpu-bf16`` runs it where the CPU has
+  native bf16 (the other variants run in float32, the CPU default).
 
 Usage: python benchmarks/throughput.py [--init-filters 8] [--patch-size 48] [--spacing 4] [--iterations 10]
 Prints a markdown table and writes throughput.json next to it (``--output``).
@@ -108,7 +108,7 @@ def main() -> None:
     base_sampler = sampler_for(patch, 2)
     variants["eager"] = (*make_step(network(), base_sampler, prefetch=False), threads)
     variants["prefetch (patches on a second thread)"] = (*make_step(network(), base_sampler, prefetch=True), threads)
-    if autocast_dtype(torch.device("cpu")) is torch.bfloat16:
+    if autocast_dtype(torch.device("cpu"), cpu_bf16=True) is torch.bfloat16:
         variants["bf16 autocast"] = (*make_step(network(), base_sampler, prefetch=False, dtype=torch.bfloat16), threads)
     variants["threads=1"] = (*make_step(network(), base_sampler, prefetch=False), 1)
     variants[f"batch 1, patch {large[0]}³"] = (*make_step(network(), sampler_for(large, 1), prefetch=False), threads)

@@ -1,4 +1,4 @@
-"""Choosing the device and the mixed-precision mode: CUDA with AMP when present, else CPU (bf16 where fast)."""
+"""Choosing the device and the mixed-precision mode: CUDA with AMP when present, else CPU in float32 (bf16 on request)."""
 from __future__ import annotations
 
 import contextlib
@@ -25,11 +25,13 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def autocast_dtype(device: torch.device, enabled: bool = True) -> torch.dtype | None:
+def autocast_dtype(device: torch.device, enabled: bool = True, cpu_bf16: bool = False) -> torch.dtype | None:
     """The autocast dtype, or None for float32.
 
-    On CPU bf16 only pays where the cores have native bf16 (measured here: 1.8 → 0.84 s an
-    iteration with AVX-512 bf16); elsewhere it is emulated and slower, so it stays off.
+    CUDA: mixed precision unless ``enabled`` is False. CPU: float32 unless ``cpu_bf16`` asks for bf16 and the
+    cores have it natively (emulated bf16 is slower). Measured on a 2-core AMD EPYC with native bf16
+    (benchmarks/RESULTS.md (p), (q)): bf16 made an iteration 1.23 x cheaper, but phantom base models trained
+    in float32 scored higher in three seeds of three, so float32 is the CPU default.
     """
     import torch
 
@@ -37,7 +39,7 @@ def autocast_dtype(device: torch.device, enabled: bool = True) -> torch.dtype | 
         return None
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
+    return torch.bfloat16 if cpu_bf16 and torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
 
 
 @contextlib.contextmanager

@@ -47,7 +47,7 @@ def test_bf16_on_the_cpu_gives_way_to_float32_only_for_small_maps():
 
 
 def test_a_16_voxel_patch_trains_the_same_weights_twice(tmp_path):
-    """The loop asks training_dtype: with CPU bf16 here, a 16³ patch would make the deepest gradients differ run to run."""
+    """The loop asks training_dtype: with CPU bf16 (asked for) a 16³ patch would make the deepest gradients differ run to run."""
     from ciss_engine.training.base import BaseTrainingRequest, train_base_bundle
     from ciss_engine.bundle import Bundle
     from ciss_engine.cancellation import CancelToken
@@ -61,7 +61,7 @@ def test_a_16_voxel_patch_trains_the_same_weights_twice(tmp_path):
         sink = logging_sink()
         request = BaseTrainingRequest(
             images=[case / "image.nii.gz"], labels=[case / "label_seg8.nii.gz"], organs=[("spleen", 1, None), ("liver", 7, None)],
-            output=tmp_path / name, loop=LoopConfig(iterations=3, checkpoint_every=100),
+            output=tmp_path / name, loop=LoopConfig(iterations=3, checkpoint_every=100, cpu_bf16=True),
             preprocessing=PreprocessingConfig(spacing_mm=(8.0, 8.0, 8.0), patch_size=(16, 16, 16)), init_filters=8, batch_size=1, seed=0,
             other_labels="background", resume=False,
         )
@@ -71,4 +71,18 @@ def test_a_16_voxel_patch_trains_the_same_weights_twice(tmp_path):
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     assert all(bool(v.isfinite().all()) for v in weights[0].values() if v.is_floating_point())
     gave_way = any(line.startswith("float32 instead of bf16") for line in sinks[0].lines)
-    assert gave_way is (autocast_dtype(CPU) is torch.bfloat16)
+    assert gave_way is (autocast_dtype(CPU, cpu_bf16=True) is torch.bfloat16)
+
+
+def test_the_cpu_trains_in_float32_unless_bf16_is_asked_for():
+    """float32 trained better phantom bases than bf16 autocast (RESULTS.md (p)); --cpu-bf16 reaches the loop's config."""
+    from ciss_engine.commands.arguments import add_schedule_arguments, loop_config_from
+    import argparse
+
+    assert autocast_dtype(CPU) is None
+    assert autocast_dtype(CPU, enabled=False, cpu_bf16=True) is None
+    parser = argparse.ArgumentParser()
+    add_schedule_arguments(parser, learning_rate=0.1)
+    assert loop_config_from(parser.parse_args([]), 5).cpu_bf16 is False
+    assert loop_config_from(parser.parse_args(["--cpu-bf16"]), 5).cpu_bf16 is True
+    assert loop_config_from(parser.parse_args(["--no-amp"]), 5).amp is False

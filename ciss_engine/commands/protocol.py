@@ -62,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--step-iterations", type=positive_int, default=STANDARD_ITERATIONS, help=f"iterations of each incremental step (default {STANDARD_ITERATIONS})")
     parser.add_argument("--offline-iterations", type=positive_int, default=OFFLINE_ITERATIONS, help=f"iterations of the offline upper bound (default {OFFLINE_ITERATIONS})")
     parser.add_argument("--step-learning-rate", type=positive_float, default=STEP_LEARNING_RATE, help=f"learning rate of each incremental step, before poly decay (default {STEP_LEARNING_RATE}, as ciss learn)")
-    parser.add_argument("--no-amp", action="store_true", help="float32 throughout (default: bf16 on capable CPUs, mixed precision on CUDA)")
+    parser.add_argument("--no-amp", action="store_true", help="float32 on CUDA too (default: mixed precision on CUDA, float32 on the CPU)")
     parser.add_argument("--no-offline", action="store_true", help="skip the offline upper bound (all organs at once)")
     parser.add_argument("--patch-size", type=int_triple, default=(64, 64, 64), help="patch size in voxels (default 64)")
     parser.add_argument("--spacing", type=float_triple, default=(3.0, 3.0, 3.0), help="network spacing in mm (default 3)")

@@ -140,7 +140,7 @@ def run_training_loop(
 
 def _dtype(network: torch.nn.Module, sampler: PatchSampler, start: int, device: torch.device, config: LoopConfig, sink: EventSink) -> torch.dtype | None:
     """The autocast dtype of this run; says so when CPU bf16 is given up for float32 (``precision.py``)."""
-    chosen = autocast_dtype(device, config.amp)
+    chosen = autocast_dtype(device, config.amp, config.cpu_bf16)
     dtype = training_dtype(chosen, device, network, sampler.batch(start).images[:1].to(device))
     if dtype is not chosen:
         sink.log("float32 instead of bf16: the patch makes a feature map smaller than a convolution's kernel, where this CPU's "

@@ -21,7 +21,10 @@ class LoopConfig:
     # nnU-Net's clip value: with momentum 0.99 an unlucky batch can otherwise blow the weights up.
     grad_clip: float = 12.0
     checkpoint_every: int = 50
-    amp: bool = True
+    amp: bool = True  # mixed precision on CUDA
+    # bf16 autocast on CPUs with native bf16: 1.23 x faster an iteration, but float32 bases scored higher
+    # (benchmarks/RESULTS.md (p), (q)), so it is asked for with --cpu-bf16.
+    cpu_bf16: bool = False
     # Random spatial and intensity transforms of each patch (training/augmentation.py); the default
     # follows the measurement in benchmarks/RESULTS.md.
     augmentation: bool = True
