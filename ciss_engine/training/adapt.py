@@ -42,8 +42,9 @@ from .checkpoint import ExtraState
 from .gradient_shares import ShareRecorder
 from .loop import LoopResult, run_training_loop
 from .prototype_pass import compute_global_prototypes
+from .run_record import run_fingerprint
 from .sampler import PatchBatch, PatchSampler
-from .step_common import StepRequest, finished_step, learn_run_dir, parent_or_raise, rejected, remove_run_checkpoints, run_fingerprint, step_record
+from .step_common import StepRequest, finished_step, learn_run_dir, parent_or_raise, rejected, remove_run_checkpoints, step_record
 from .step_data import analyse_step_cases
 
 
@@ -249,21 +250,13 @@ def _write_adapt_version(
 ) -> BundleVersion:
     """The step's version folder: adapted network, prototypes with τ, the buffer, lineage (kind "domain")."""
     buffer_sizes = buffer.class_sizes(["background", *parent.registry.names]) if buffer is not None else {}
-    settings, entry = step_record(request, parent=parent, status=status, strategy=strategy, guard=guard, fingerprint=fingerprint)
-    history = parent.history + [{
-        "version": version,
-        "step": parent.settings.step,
-        "kind": "domain",
-        "organs": [],
-        "labelled_organs": list(labelled_dsc),
-        "data_sha256": data,
-        **entry,
-        "losses": result.last_losses,
-        "gradient_shares": gradient_shares,  # as a class-incremental step's (gradient_shares.py)
-        "labelled_dsc": labelled_dsc,
-        "replay_buffer": buffer_sizes,
-        "metrics": {"seconds_per_iteration": result.seconds_per_iteration, "peak_memory_mb": result.peak_memory_mb},
-    }]
+    settings, entry = step_record(
+        request, parent=parent, version=version, step=parent.settings.step, kind="domain", organs=[], data=data, status=status,
+        strategy=strategy, guard=guard, fingerprint=fingerprint, result=result, labelled_organs=list(labelled_dsc),
+        gradient_shares=gradient_shares,  # as a class-incremental step's (gradient_shares.py)
+        labelled_dsc=labelled_dsc, replay_buffer=buffer_sizes,
+    )
+    history = parent.history + [entry]
     changelog = {**parent.metadata.get("changelog", {}), version: f"domain step: adapted {', '.join(labelled_dsc) or 'no organ'} to {len(data)} CT(s) of a new site ({strategy['name']}, {status})"}
     return write_version(
         root, version=version, registry=parent.registry, settings=settings, state_dict=network.state_dict(),

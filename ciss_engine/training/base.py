@@ -3,9 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime
-import hashlib
-import json
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,10 +23,11 @@ from ..preprocessing import PreprocessingConfig
 from ..registry import ClassRegistry
 from .cases import case_sha256, prepare_cases
 from .distributed import DistributedContext
-from .finished_runs import RUN_FINGERPRINT, version_written_by
+from .finished_runs import version_written_by
 from .loop import run_training_loop
 from .loop_config import LoopConfig
 from .prototype_pass import compute_global_prototypes
+from .run_record import history_entry, run_fingerprint, training_record
 from .sampler import PatchBatch, PatchSampler
 
 BASE_VERSION = "1.0.0"
@@ -58,7 +56,7 @@ def work_dir_for(output: Path) -> Path:
 
 
 def _fingerprint(request: BaseTrainingRequest, data_hashes: list[str], world_size: int) -> str:
-    settings = {
+    return run_fingerprint({
         "organs": [list(o[:2]) for o in request.organs],
         "loop": dataclasses.asdict(request.loop),
         "preprocessing": request.preprocessing.to_json(),
@@ -68,8 +66,7 @@ def _fingerprint(request: BaseTrainingRequest, data_hashes: list[str], world_siz
         # Each rank draws its own patches: a checkpoint resumes exactly only with as many processes.
         "world_size": world_size,
         "data": data_hashes,
-    }
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+    })
 
 
 def train_base_bundle(
@@ -144,30 +141,15 @@ def _train_base_bundle_locked(
             "network": network_config.to_json(),
             "feature_layer": "decoder_final",
             "preprocessing": request.preprocessing.to_json(),
-            "training": {
-                **dataclasses.asdict(request.loop), "batch_size": request.batch_size, "seed": request.seed, "loss": "dice_ce",
-                # DDP averages the ranks' gradients: each iteration saw world_size × batch_size patches.
-                "world_size": distributed.world_size,
-                RUN_FINGERPRINT: fingerprint,
-            },
+            # DDP averages the ranks' gradients: each iteration saw world_size × batch_size patches.
+            "training": training_record(request.loop, batch_size=request.batch_size, seed=request.seed, fingerprint=fingerprint,
+                                        loss="dice_ce", world_size=distributed.world_size),
             "parent_version": None,
         }
-        history = [
-            {
-                "version": BASE_VERSION,
-                "step": 1,
-                "kind": "base",
-                "organs": registry.names,
-                "data_sha256": [c.sha256 for c in cases],
-                "iterations": request.loop.iterations,
-                "world_size": distributed.world_size,
-                "strategy": "supervised (Dice + CE)",
-                "losses": result.last_losses,
-                "metrics": {"seconds_per_iteration": result.seconds_per_iteration, "peak_memory_mb": result.peak_memory_mb},
-                "parent_version": None,
-                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            }
-        ]
+        history = [history_entry(
+            version=BASE_VERSION, step=1, kind="base", organs=registry.names, data=[c.sha256 for c in cases],
+            strategy="supervised (Dice + CE)", parent_version=None, result=result, world_size=distributed.world_size,
+        )]
         version = write_version(
             output,
             version=BASE_VERSION,

@@ -1,7 +1,7 @@
 """``--resume`` of a run that had already published its version when it was stopped (killed after the
 switch of ``bundle.json``, before it removed its checkpoints).
 
-Every version records the fingerprint of the run that wrote it (``ciss.training.run_fingerprint``). A
+Every version records the fingerprint of the run that wrote it (``training.run_fingerprint``, run_record.py). A
 resumed run whose fingerprint is recorded there is finished: it reports that version, as the
 uninterrupted run did, instead of training again or failing because its organs are already in the bundle.
 """
@@ -11,8 +11,7 @@ from collections.abc import Callable
 
 from ..bundle import Bundle, BundleVersion
 from ..errors import BundleError
-
-RUN_FINGERPRINT = "run_fingerprint"
+from .run_record import RUN_FINGERPRINT
 
 
 def recorded_run(version: BundleVersion) -> str | None:

@@ -37,8 +37,9 @@ from .gradient_shares import ShareRecorder
 from .loop import LoopResult, run_training_loop
 from .prototype_bootstrap import bootstrap_prototypes, bootstrap_record
 from .prototype_pass import compute_global_prototypes
+from .run_record import run_fingerprint
 from .sampler import PatchBatch, PatchSampler
-from .step_common import StepRequest, finished_step, learn_run_dir, parent_or_raise, rejected, remove_run_checkpoints, run_fingerprint, step_record
+from .step_common import StepRequest, finished_step, learn_run_dir, parent_or_raise, rejected, remove_run_checkpoints, step_record
 from .step_data import analyse_step_cases, running_prototype_labels, teacher_map_bytes
 
 
@@ -260,24 +261,18 @@ def _write_step_version(
     fingerprint: str,
 ) -> BundleVersion:
     """The step's version folder: grown network, prototypes with τ, lineage, guard verdict, status."""
-    settings, entry = step_record(request, parent=parent, status=status, strategy=strategy, guard=guard, fingerprint=fingerprint)
+    settings, entry = step_record(
+        request, parent=parent, version=version, step=step, kind="incremental", organs=[name for name, _, _ in request.organs], data=data,
+        status=status, strategy=strategy, guard=guard, fingerprint=fingerprint, result=result,
+        metrics={f"agreement_{k}": v for k, v in guard.agreement.items() if v is not None},
+        # Mean share of each weighted term in the gradient norm on the shared parameters (gradient_shares.py).
+        gradient_shares=gradient_shares, **bootstrap_record(parent),
+    )
     settings.update({
         "step": step, "network": network.config.to_json(),
         "pseudo_labels": {"thresholds": "fixed" if request.fixed_threshold is not None else "per_class_median", "fixed_threshold": request.fixed_threshold},
     })
-    history = parent.history + [{
-        "version": version,
-        "step": step,
-        "kind": "incremental",
-        "organs": [name for name, _, _ in request.organs],
-        "data_sha256": data,
-        **entry,
-        "losses": result.last_losses,
-        # Mean share of each weighted term in the gradient norm on the shared parameters (gradient_shares.py).
-        "gradient_shares": gradient_shares,
-        "metrics": {"seconds_per_iteration": result.seconds_per_iteration, "peak_memory_mb": result.peak_memory_mb, **{f"agreement_{k}": v for k, v in guard.agreement.items() if v is not None}},
-        **bootstrap_record(parent),
-    }]
+    history = parent.history + [entry]
     changelog = {**parent.metadata.get("changelog", {}), version: f"step {step}: added {', '.join(n for n, _, _ in request.organs)} ({strategy['name']}, {status})"}
     return write_version(
         root, version=version, registry=registry, settings=settings, state_dict=network.state_dict(),

@@ -5,21 +5,22 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime
-import hashlib
-import json
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..api.bundle_record import STATUS_REJECTED
 from ..bundle import Bundle, BundleVersion
 from ..errors import BundleError, ForgettingRejected
 from ..events import EventSink
 from ..forgetting_guard import GuardResult
-from .finished_runs import RUN_FINGERPRINT, version_written_by
+from .finished_runs import version_written_by
 from .loop_config import LoopConfig
+from .run_record import history_entry, training_record
+
+if TYPE_CHECKING:
+    from .loop import LoopResult
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -51,11 +52,6 @@ def learn_run_dir(bundle: Path, fingerprint: str) -> Path:
     """The checkpoint folder of one run, keyed by its fingerprint (parent, data, settings): two runs never
     share a checkpoint, and ``--resume`` with the same arguments finds its own."""
     return learn_work_dir(bundle) / fingerprint[:16]
-
-
-def run_fingerprint(fields: dict[str, Any]) -> str:
-    """SHA-256 of a run's JSON-ready defining fields (parent, data, settings)."""
-    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
 def remove_run_checkpoints(bundle: Path, fingerprint: str) -> None:
@@ -102,25 +98,21 @@ def finished_step(bundle: Bundle, fingerprint_of: Callable[[str | None], str], s
 
 
 def step_record(
-    request: StepRequest, *, parent: BundleVersion, status: str, strategy: dict[str, Any], guard: GuardResult, fingerprint: str,
+    request: StepRequest, *, parent: BundleVersion, version: str, step: int, kind: str, organs: Sequence[str], data: Sequence[str], status: str,
+    strategy: dict[str, Any], guard: GuardResult, fingerprint: str, result: LoopResult, metrics: dict[str, float] | None = None, **particular: Any,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """What every step writes: its settings over the parent's, and the fields of its history entry (``version``,
-    ``step``, ``kind``, ``organs``, data and what is particular to the step are added by the caller)."""
+    """What every step writes: its settings over the parent's, and its history entry (run_record.py) with the
+    strategy's settings, the guard's verdict, the status and what is ``particular`` to the kind of step."""
     settings = {
         **parent.settings.to_json(),
         "status": status,
         "strategy": strategy,
-        "training": {**dataclasses.asdict(request.loop), "batch_size": request.batch_size, "seed": request.seed, RUN_FINGERPRINT: fingerprint},
+        "training": training_record(request.loop, batch_size=request.batch_size, seed=request.seed, fingerprint=fingerprint),
         "forgetting_guard": guard.to_json(),
         "parent_version": parent.version,
     }
-    entry = {
-        "iterations": request.loop.iterations,
-        "strategy": strategy["name"],
-        "strategy_settings": strategy,
-        "forgetting_guard": guard.to_json(),
-        "status": status,
-        "parent_version": parent.version,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
+    entry = history_entry(
+        version=version, step=step, kind=kind, organs=organs, data=data, strategy=strategy["name"], parent_version=parent.version,
+        result=result, metrics=metrics, strategy_settings=strategy, forgetting_guard=guard.to_json(), status=status, **particular,
+    )
     return settings, entry
