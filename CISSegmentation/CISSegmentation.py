@@ -125,6 +125,8 @@ class CISSegmentationTest(ScriptedLoadableModuleTest):
         self.test_workflow_on_phantom()
         self.setUp()
         self.test_bad_inputs()
+        self.setUp()
+        self.test_panel_buttons_say_what_is_missing()
 
     def test_workflow_on_phantom(self) -> None:
         phantom = self.phantom()
@@ -152,3 +154,23 @@ class CISSegmentationTest(ScriptedLoadableModuleTest):
         with self.assertRaises(InputError):  # the new organ exists but nothing is painted
             self_test.workflow.learn_job(bundle=bundle, new_organs=[organ])
         self.delayDisplay("Bad inputs refused")
+
+    def test_panel_buttons_say_what_is_missing(self) -> None:
+        """The module's own panel on its .ui: a button is enabled only when its action can run, and a disabled
+        one's tooltip says what to do first (can_apply.py), as the user meets it."""
+        panel = slicer.util.getModuleWidget("CISSegmentation").panel
+        panel.ui.bundlePathLineEdit.currentPath = ""
+        panel.ui.inputVolumeSelector.setCurrentNode(None)
+        self.assertFalse(panel.ui.learnButton.enabled)
+        self.assertIn("Not now: choose a bundle folder", panel.ui.learnButton.toolTip)
+        phantom = self.phantom()
+        panel.ui.bundlePathLineEdit.currentPath = str(phantom.bundle)
+        self.assertIsNotNone(panel.bundle, panel.ui.bundleStatusLabel.text)
+        ct, _ = WorkflowSelfTest(slicer.mrmlScene, self.work_dir, log=self.delayDisplay).load_case(phantom.cases[0], "CT")
+        panel.ui.inputVolumeSelector.setCurrentNode(ct)
+        self.assertEqual(panel.ui.segmentButton.enabled, panel.engine_ready)
+        self.assertFalse(panel.ui.learnButton.enabled)
+        self.assertIn("add a new organ", panel.ui.learnButton.toolTip)
+        self.assertFalse(panel.ui.exportButton.enabled)
+        self.assertIn("segment the chosen CT first", panel.ui.exportButton.toolTip)
+        self.delayDisplay("Panel buttons follow the can-apply check")

@@ -44,14 +44,17 @@ def show_error(error: CissError) -> None:
 
 
 class CISSegmentationPanel:
-    """The panel's behaviour; ``parameters`` is the module's parameter node wrapper (typed values)."""
+    """The panel's behaviour; ``parameters`` is the module's parameter node wrapper (typed values).
 
-    def __init__(self, ui: Any, parameters: Any, scene: vtkMRMLScene) -> None:
+    The engine launcher and the workflow are injected where a test or a script brings its own (another
+    engine's Python, a workflow on a work folder it inspects); by default the panel makes both."""
+
+    def __init__(self, ui: Any, parameters: Any, scene: vtkMRMLScene, *, launcher: EngineLauncher | None = None, workflow: WorkflowLogic | None = None) -> None:
         self.ui = ui
         self.parameters = parameters
         self.scene = scene
-        self.launcher = EngineLauncher.default()
-        self.workflow = WorkflowLogic(scene, launcher=self.launcher)
+        self.launcher = launcher or EngineLauncher.default()
+        self.workflow = workflow or WorkflowLogic(scene, launcher=self.launcher)
         self.bundle: BundleInfo | None = None
         self.job: EngineJob | None = None
         self.latest: dict[str, SegmentOutcome] = {}  # CT node ID → latest result on it
