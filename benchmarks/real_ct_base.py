@@ -69,7 +69,7 @@ def train(bundle: Path, cts: list[str], flags: list[str]) -> float:
 
 def learn_new_organs(bundle: Path, out: Path, strategy: str | None = None, seed: int = 0) -> float:
     """Organs 5-8 from label maps that hold only them, on both CTs, with ciss learn's defaults (its default strategy
-    unless ``strategy``; seed 0 unless ``seed``)."""
+    unless ``strategy``, written NAME or NAME:SETTING=VALUE+SETTING=VALUE; seed 0 unless ``seed``)."""
     labels = []
     for ct in CTS:
         full = nib.load(str(DATA / ct / "label_seg8.nii.gz"))
@@ -78,8 +78,14 @@ def learn_new_organs(bundle: Path, out: Path, strategy: str | None = None, seed:
         nib.save(nib.Nifti1Image(np.where(np.isin(data, list(NEW_ORGANS.values())), data, 0).astype(np.uint8), full.affine), str(labels[-1]))
     return timed_once(out / f"{bundle.name}.step.seconds", [
         "learn", "-b", bundle, "--organ", ",".join(f"{name}={value}" for name, value in NEW_ORGANS.items()),
-        "-i", *(DATA / ct / "image.nii.gz" for ct in CTS), "-l", *labels, "--accept-forgetting", *(["--strategy", strategy] if strategy else []), "--seed", seed,
+        "-i", *(DATA / ct / "image.nii.gz" for ct in CTS), "-l", *labels, "--accept-forgetting", *(strategy_flags(strategy) if strategy else []), "--seed", seed,
     ])
+
+
+def strategy_flags(spec: str) -> list[str]:
+    """``ciss learn`` flags of a strategy spec: ``mib`` or ``mib:new_class_ce=1+lambda_kd=5``."""
+    name, _, settings = spec.partition(":")
+    return ["--strategy", name, *(flag for setting in filter(None, settings.split("+")) for flag in ("--setting", setting))]
 
 
 def score(bundle: Path, version: str, ct: str, out: Path, stray_mm: float) -> dict[str, float]:
@@ -109,7 +115,7 @@ def main() -> None:
     parser.add_argument("--runs", default="both," + ",".join(CTS), help="which trainings: both and/or single CT names")
     parser.add_argument("--stray-mm", type=float, default=30.0)
     parser.add_argument("--step", action="store_true", help="then learn organs 5-8 on the model trained on both CTs")
-    parser.add_argument("--step-strategies", default="", help="comma-separated strategies, each learning the step on its own copy of the base")
+    parser.add_argument("--step-strategies", default="", help="comma-separated strategies (NAME or NAME:SETTING=VALUE+…), each learning the step on its own copy of the base")
     parser.add_argument("--step-seeds", default="0", help="comma-separated seeds of each --step-strategies step (ciss learn --seed)")
     parser.add_argument("train_flags", nargs="*", help="after --: flags for ciss train (e.g. --iterations 1000)")
     args = parser.parse_args()
@@ -125,7 +131,7 @@ def main() -> None:
         seconds = learn_new_organs(bundle, args.output)
         results["both, then step 5-8"] = {"seconds": seconds, **{ct: score(bundle, "1.1.0", ct, args.output, args.stray_mm) for ct in CTS}}
     for strategy, seed in itertools.product(filter(None, args.step_strategies.split(",")), map(int, args.step_seeds.split(","))):
-        copy = args.output / (f"step_{strategy}" + (f"_seed{seed}" if seed else ""))
+        copy = args.output / (f"step_{strategy.replace(':', '_')}" + (f"_seed{seed}" if seed else ""))
         if not copy.exists():
             versions = args.output / "base_both" / "versions"  # the base alone: the default step's version stays behind
             shutil.copytree(args.output / "base_both", copy, ignore=lambda folder, names: [n for n in names if Path(folder) == versions and n != "1.0.0"])
