@@ -173,4 +173,6 @@ class CISSegmentationTest(ScriptedLoadableModuleTest):
         self.assertIn("add a new organ", panel.ui.learnButton.toolTip)
         self.assertFalse(panel.ui.exportButton.enabled)
         self.assertIn("segment the chosen CT first", panel.ui.exportButton.toolTip)
+        self.assertFalse(panel.ui.correctResultButton.enabled)
+        self.assertIn("segment the chosen CT first", panel.ui.correctResultButton.toolTip)
         self.delayDisplay("Panel buttons follow the can-apply check")

@@ -19,6 +19,7 @@ from CISSegmentationLib.workflow_logic import WorkflowLogic
 
 from .logic.compare_logic import CompareLogic
 from .logic.context import StudioContext
+from .logic.contours_logic import ContoursLogic
 from .logic.data_logic import DataLogic
 from .logic.export_logic import ExportLogic
 from .logic.learn_logic import LearnLogic
@@ -53,6 +54,7 @@ class StudioApp(TrameApp):
         self.segment = SegmentLogic(self.server, self.context, self.status)
         self.compare = CompareLogic(self.server, self.context, self.status)
         self.organ = OrganLogic(self.server, self.context, self.status)
+        self.contours = ContoursLogic(self.server, self.context, self.status)
         self.learn = LearnLogic(self.server, self.context, self.status, self.data, self.segment, self.compare)
         self.export = ExportLogic(self.server, self.context, self.status)
 
@@ -60,8 +62,8 @@ class StudioApp(TrameApp):
         layout_logic.set_ui(self.page.layout_button)
         editor_logic.set_ui(self.page.segment_editor)
         for logic, panel in ((self.status, self.page.status), (self.data, self.page.data), (self.segment, self.page.segment),
-                             (self.compare, self.page.compare), (self.organ, self.page.organ), (self.learn, self.page.learn),
-                             (self.export, self.page.export)):
+                             (self.compare, self.page.compare), (self.organ, self.page.organ), (self.contours, self.page.contours),
+                             (self.learn, self.page.learn), (self.export, self.page.export)):
             logic.set_ui(panel)
 
     def shutdown(self) -> None:

@@ -14,6 +14,7 @@ class Action(enum.Enum):
     INSTALL = "install"
     SEGMENT = "segment"
     ADD_ORGAN = "add_organ"
+    CORRECT = "correct"
     LEARN = "learn"
     ADAPT = "adapt"
     ROLLBACK = "rollback"
@@ -42,6 +43,7 @@ def missing_for(action: Action, state: PanelState) -> str | None:
     needs = {
         Action.SEGMENT: ("engine", "bundle", "ct"),
         Action.ADD_ORGAN: ("bundle", "ct"),
+        Action.CORRECT: ("bundle", "ct", "result"),
         Action.LEARN: ("engine", "bundle", "ct", "new_organ"),
         Action.ADAPT: ("engine", "bundle"),  # which segmentations hold the organs is checked on click, with what to do
         Action.ROLLBACK: ("engine", "bundle", "versions"),

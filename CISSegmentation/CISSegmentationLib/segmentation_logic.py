@@ -28,7 +28,7 @@ SEGMENTATION_CLASS = "vtkMRMLSegmentationNode"
 # What a segmentation node of ours is for, stored in the scene (it survives saving and reloading it).
 ROLE_ATTRIBUTE = "CISSegmentation.Role"
 RESULT_ROLE = "result"  # the engine's output: the model's own predictions, never training labels
-TRAINING_ROLE = "training"  # the new organs painted on one CT
+TRAINING_ROLE = "training"  # what the user draws on one CT: new organs painted, the bundle's organs corrected from a result
 # Segment origins within this fraction of a voxel of a CT voxel centre lie on the CT's grid.
 GRID_TOLERANCE_VOXELS = 1e-3
 

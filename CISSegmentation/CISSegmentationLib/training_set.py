@@ -64,11 +64,32 @@ class TrainingSetLogic:
         self.segmentation_logic = SegmentationLogic(scene)
 
     def training_segmentation(self, volume_node: vtkMRMLScalarVolumeNode) -> vtkMRMLSegmentationNode:
-        """Where new organs are painted on this CT: its training segmentation, created empty the first time."""
+        """Where the user draws on this CT (new organs, corrected organs): its training segmentation, created empty the first time."""
         existing = self.segmentation_logic.segmentations_on(volume_node, TRAINING_ROLE)
         return existing[-1] if existing else self.segmentation_logic.create_segmentation(
-            volume_node, name=f"{volume_node.GetName()} new organs", role=TRAINING_ROLE
+            volume_node, name=f"{volume_node.GetName()} annotations", role=TRAINING_ROLE
         )
+
+    def copy_result_for_correction(self, result_node: vtkMRMLSegmentationNode, volume_node: vtkMRMLScalarVolumeNode) -> list[str]:
+        """Every organ of a result copied into the CT's training segmentation, replacing earlier copies of the same
+        organs, where Segment Editor corrects them into the site's contours (the labels of an Adapt step). The
+        result itself stays the model's prediction and is never read as a label. Returns the copied segments' ids.
+        """
+        if result_node.GetAttribute(ROLE_ATTRIBUTE) != RESULT_ROLE:
+            raise InputError(f"segmentation {result_node.GetName()!r} is not a result of the engine", "segment the CT first, then correct its result")
+        if result_node.GetNodeReference(result_node.GetReferenceImageGeometryReferenceRole()) is not volume_node:
+            raise InputError(f"segmentation {result_node.GetName()!r} is not a result on CT {volume_node.GetName()!r}", "segment this CT, then correct its result")
+        source, target = result_node.GetSegmentation(), self.training_segmentation(volume_node).GetSegmentation()
+        copied = []
+        for segment_id in source.GetSegmentIDs():
+            name = source.GetSegment(segment_id).GetName()
+            earlier = target.GetSegmentIdBySegmentName(name)
+            if earlier:
+                target.RemoveSegment(earlier)
+            if not target.CopySegmentFromSegmentation(source, segment_id):
+                raise InputError(f"Slicer could not copy organ {name!r} of {result_node.GetName()!r}", "segment the CT again, then correct the new result")
+            copied.append(target.GetSegmentIdBySegmentName(name))
+        return copied
 
     def find_cases(self, organ_names: Sequence[str]) -> list[TrainingCase]:
         """Every segmentation but the engine's results holding a segment named after a new organ, with its CT (or None)."""

@@ -63,7 +63,7 @@ class CISSegmentationPanel:
         self.engine_ready = False
         # Each action's button, and its tooltip as the UI file words it (a disabled one adds what is missing).
         self.action_buttons = {
-            Action.INSTALL: ui.installButton, Action.SEGMENT: ui.segmentButton, Action.ADD_ORGAN: ui.addOrganButton,
+            Action.INSTALL: ui.installButton, Action.SEGMENT: ui.segmentButton, Action.ADD_ORGAN: ui.addOrganButton, Action.CORRECT: ui.correctResultButton,
             Action.LEARN: ui.learnButton, Action.ADAPT: ui.adaptButton, Action.ROLLBACK: ui.rollbackButton, Action.EXPORT: ui.exportButton,
         }
         self.tooltips = {action: button.toolTip for action, button in self.action_buttons.items()}
@@ -89,6 +89,7 @@ class CISSegmentationPanel:
         for button, handler in (
             (self.ui.installButton, self._on_install_clicked), (self.ui.rollbackButton, self._on_rollback_clicked),
             (self.ui.segmentButton, self._on_segment_clicked), (self.ui.addOrganButton, self._on_add_organ_clicked),
+            (self.ui.correctResultButton, self._on_correct_result_clicked),
             (self.ui.refreshTrainingSetButton, self._refresh_training_set), (self.ui.learnButton, self._on_learn_clicked), (self.ui.adaptButton, self._on_adapt_clicked),
             (self.ui.cancelButton, self._on_cancel_clicked), (self.ui.acceptButton, self._on_accept_clicked),
             (self.ui.rejectButton, self._on_reject_clicked), (self.ui.exportButton, self._on_export_clicked),
@@ -307,6 +308,24 @@ class CISSegmentationPanel:
         segment_id = self.workflow.segmentation_logic.add_organ_segment(segmentation, organ)
         self.new_organs = [o for o in self.new_organs if o.name != organ.name] + [organ]
         self._refresh_training_set()
+        self._edit_in_segment_editor(segmentation, volume, segment_id)
+
+    def _on_correct_result_clicked(self) -> None:
+        """The latest result's organs copied into the CT's annotations, Segment Editor open on them (Adapt's labels)."""
+        volume = self.parameters.input_volume
+        latest = self.latest.get(volume.GetID()) if volume is not None else None
+        if latest is None or latest.segmentation_node is None:
+            raise InputError("no result on the chosen CT", "segment the CT under Input CT first, then Correct this result")
+        copied = self.workflow.training_set.copy_result_for_correction(latest.segmentation_node, volume)
+        if not copied:
+            raise InputError("the result holds no organ", "segment the CT again, then correct the new result")
+        segmentation = self.workflow.training_set.training_segmentation(volume)
+        segmentation.GetDisplayNode().SetVisibility(True)
+        latest.segmentation_node.GetDisplayNode().SetVisibility(False)  # drawn over the copies, it would hide the corrections
+        self._edit_in_segment_editor(segmentation, volume, copied[0])
+
+    @staticmethod
+    def _edit_in_segment_editor(segmentation: vtkMRMLSegmentationNode, volume: vtkMRMLScalarVolumeNode, segment_id: str) -> None:
         slicer.util.selectModule("SegmentEditor")
         editor = slicer.util.getModuleWidget("SegmentEditor").editor
         editor.setSegmentationNode(segmentation)

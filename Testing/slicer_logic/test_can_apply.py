@@ -19,11 +19,11 @@ def test_a_running_job_disables_every_action_and_says_to_wait():
 
 @pytest.mark.parametrize("change, blocked, hint", [
     ({"engine_ready": False}, {Action.SEGMENT, Action.LEARN, Action.ADAPT, Action.ROLLBACK}, "install the engine"),
-    ({"bundle_loaded": False}, {Action.SEGMENT, Action.ADD_ORGAN, Action.LEARN, Action.ADAPT, Action.ROLLBACK}, "choose a bundle"),
-    ({"ct_chosen": False}, {Action.SEGMENT, Action.ADD_ORGAN, Action.LEARN, Action.EXPORT}, "choose a CT"),
+    ({"bundle_loaded": False}, {Action.SEGMENT, Action.ADD_ORGAN, Action.CORRECT, Action.LEARN, Action.ADAPT, Action.ROLLBACK}, "choose a bundle"),
+    ({"ct_chosen": False}, {Action.SEGMENT, Action.ADD_ORGAN, Action.CORRECT, Action.LEARN, Action.EXPORT}, "choose a CT"),
     ({"new_organs": 0}, {Action.LEARN}, "add a new organ"),
     ({"versions": 1}, {Action.ROLLBACK}, "nothing to roll back to"),
-    ({"result_on_ct": False}, {Action.EXPORT}, "segment the chosen CT first"),
+    ({"result_on_ct": False}, {Action.CORRECT, Action.EXPORT}, "segment the chosen CT first"),
 ])
 def test_each_missing_input_blocks_exactly_the_actions_that_need_it(change, blocked, hint):
     state = dataclasses.replace(READY, **change)

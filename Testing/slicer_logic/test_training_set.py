@@ -1,6 +1,8 @@
 """Training set collected from segmentation nodes across CTs (tests ``training_set.py``)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -102,7 +104,7 @@ def test_new_organs_are_painted_in_one_training_segmentation_per_ct_apart_from_t
     logic.segmentation_logic.set_segment_mask(result, predicted, np.ones(phantom.labels.shape, dtype=bool), ct_b)
     training_b = logic.training_segmentation(ct_b)
     assert training_b not in (result, *(case.segmentation_node for case in logic.find_cases(NEW)))  # neither a result nor a user's node
-    assert training_b.GetName() == "CT B/2 new organs" and training_b.GetAttribute(ROLE_ATTRIBUTE) == TRAINING_ROLE
+    assert training_b.GetName() == "CT B/2 annotations" and training_b.GetAttribute(ROLE_ATTRIBUTE) == TRAINING_ROLE
     assert training_b.GetNodeReference(training_b.GetReferenceImageGeometryReferenceRole()) is ct_b
     assert logic.training_segmentation(ct_b) is training_b and logic.training_segmentation(ct_a) is not training_b
     # The result's predicted esophagus is no training case: only the painted nodes are.
@@ -110,7 +112,7 @@ def test_new_organs_are_painted_in_one_training_segmentation_per_ct_apart_from_t
     painted = logic.segmentation_logic.add_organ_segment(training_b, make_organ("esophagus", 5))
     logic.segmentation_logic.set_segment_mask(training_b, painted, phantom.labels == 3, ct_b)
     assert [(c.segmentation_name, c.counts) for c in logic.summarize(logic.find_cases(["esophagus"]), ["esophagus"])] == [
-        ("B training", {"esophagus": phantom.counts[3]}), ("CT B/2 new organs", {"esophagus": phantom.counts[3]}),
+        ("B training", {"esophagus": phantom.counts[3]}), ("CT B/2 annotations", {"esophagus": phantom.counts[3]}),
     ]
 
 
@@ -124,3 +126,52 @@ def test_a_step_sends_its_organs_in_label_order(two_cts, tmp_path):
     assert [parse_organ_spec(spec)[0] for spec in job.command[job.command.index("--organ") + 1].split(",")] == ["gallbladder", "esophagus"]
     label_b = np.asarray(nib.load(job.command[job.command.index("-l") + 2]).dataobj)  # CT B holds both organs
     assert dict(zip(*(v.tolist() for v in np.unique(label_b, return_counts=True)))) == {0: 20 * 16 * 12 - 225, 1: 120, 2: 105}
+
+
+def _result_on(scene, ct, masks: dict[str, np.ndarray], name: str):
+    """A result of the engine on ``ct``: one segment per organ."""
+    logic = SegmentationLogic(scene)
+    node = logic.create_segmentation(ct, name=name, role=RESULT_ROLE)
+    for label, (organ_name, mask) in enumerate(masks.items(), start=1):
+        logic.set_segment_mask(node, logic.add_organ_segment(node, make_organ(organ_name, label)), mask, ct)
+    return node
+
+
+def test_a_result_copied_for_correction_becomes_the_adapt_labels_and_the_result_stays(two_cts, tmp_path):
+    scene, ct_a, ct_b, phantom = two_cts
+    logic = TrainingSetLogic(scene)
+    spleen, liver = phantom.labels == 1, phantom.labels == 3
+    result = _result_on(scene, ct_a, {"spleen": spleen, "liver": liver}, "CT A organs 1.0.0")
+    stale = logic.segmentation_logic.add_organ_segment(logic.training_segmentation(ct_a), make_organ("spleen", 1))  # an earlier copy
+    logic.segmentation_logic.set_segment_mask(logic.training_segmentation(ct_a), stale, np.ones(phantom.labels.shape, dtype=bool), ct_a)
+
+    copied = logic.copy_result_for_correction(result, ct_a)
+    training = logic.training_segmentation(ct_a)
+    names = [training.GetSegmentation().GetSegment(segment_id).GetName() for segment_id in copied]
+    assert names == ["spleen", "liver"]
+    assert training.GetSegmentation().GetNumberOfSegments() == 2  # the stale spleen replaced, not kept beside its copy
+    assert logic.segmentation_logic.voxel_counts(training, ct_a, ["spleen", "liver"]) == {"spleen": 120, "liver": 105}  # the stale copy replaced
+    # The correction: half of the spleen erased. The labels follow the correction; the result keeps the model's prediction.
+    corrected = spleen.copy()
+    corrected[4:] = False
+    logic.segmentation_logic.set_segment_mask(training, copied[0], corrected, ct_a)
+    assert logic.segmentation_logic.voxel_counts(result, ct_a, ["spleen"]) == {"spleen": 120}
+    bundle = bundle_info(tmp_path / "bundle", ["spleen", "kidney_right", "liver"])
+    job = WorkflowLogic(scene, work_dir=tmp_path / "runs").adapt_job(bundle=bundle)
+    assert job.command[job.command.index("--organs") + 1] == "spleen=1,liver=3"  # kidney_right is drawn nowhere: not a label
+    written = [path for path in job.command[job.command.index("-l") + 1:] if path.endswith("_label.nii.gz")]
+    by_ct = {Path(path).name.split("_", 1)[1]: path for path in written}
+    assert sorted(by_ct) == ["CT_A_label.nii.gz", "CT_B_2_label.nii.gz"]  # CT B: the user's own liver
+    labels_a = np.asarray(nib.load(by_ct["CT_A_label.nii.gz"]).dataobj)
+    assert np.array_equal(labels_a == 1, corrected) and np.array_equal(labels_a == 3, liver)
+
+
+def test_only_a_result_on_the_same_ct_is_copied_for_correction(two_cts):
+    scene, ct_a, ct_b, phantom = two_cts
+    logic = TrainingSetLogic(scene)
+    painted = logic.find_cases(NEW)[0].segmentation_node  # the user's own segmentation, not a result
+    with pytest.raises(InputError, match="not a result of the engine"):
+        logic.copy_result_for_correction(painted, ct_a)
+    result_b = _result_on(scene, ct_b, {"spleen": phantom.labels == 1}, "CT B organs 1.0.0")
+    with pytest.raises(InputError, match="not a result on CT 'CT A'"):
+        logic.copy_result_for_correction(result_b, ct_a)

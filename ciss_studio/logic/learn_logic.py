@@ -1,4 +1,5 @@
-"""Runs ``ciss learn`` on the painted new organs, then previews the new version beside the old one.
+"""Runs ``ciss learn`` on the painted new organs, or ``ciss adapt`` on the site's corrected contours of the bundle's
+organs, then previews the new version beside the old one.
 
 The engine publishes a new version only when it is complete and the forgetting guard passed (or was
 overridden), so a cancelled, failed or disconnected run never leaves a half-written bundle. A passed
@@ -36,9 +37,11 @@ class LearnLogic(PanelLogic[LearnState]):
         super().__init__(server, context, LearnState)
         self._status, self._data, self._segment, self._compare = status, data, segment, compare
         self.session.new_organs_changed.connect(self._on_new_organs_changed)
+        self.session.site_contours_changed.connect(self._on_site_contours_changed)
 
     def set_ui(self, ui: LearnUI) -> None:
         ui.learn_clicked.connect(self._status.guarded(self._on_learn_clicked))
+        ui.adapt_clicked.connect(self._status.guarded(self.adapt))
         ui.accept_clicked.connect(self._status.guarded(self._on_accept_clicked))
         ui.reject_clicked.connect(self._status.guarded(self._on_reject_clicked))
 
@@ -52,6 +55,18 @@ class LearnLogic(PanelLogic[LearnState]):
         )
         self.data.guard_verdict, self.data.guard_text, self.data.show_decision = "", "", False
         self._status.start(job, title=f"Learning {', '.join(o.name for o in organs)}", command="learn")
+
+    def adapt(self) -> None:
+        """A domain step on the site's contours; the organs drawn nowhere are pseudo-labelled and guarded by the engine."""
+        if not self.session.site_contours:
+            raise InputError("no organ of the bundle is drawn on any CT",
+                             "segment a CT, click Correct this result and correct its organs in the segment editor, then Adapt")
+        job = self.context.workflow.adapt_job(
+            bundle=self.session.bundle_or_raise(), preset=self.data.preset, iterations=iterations_or_raise(self.data.iterations),
+            on_done=self._on_learned,
+        )
+        self.data.guard_verdict, self.data.guard_text, self.data.show_decision = "", "", False
+        self._status.start(job, title="Adapting the bundle's organs to this site", command="adapt")
 
     def _on_learn_clicked(self) -> None:
         self.learn()
@@ -69,7 +84,7 @@ class LearnLogic(PanelLogic[LearnState]):
             self.data.accept_text, self.data.reject_text = f"Accept version {outcome.new_version} anyway", "Keep the current version"
             return
         self.data.accept_text, self.data.reject_text = f"Keep version {outcome.new_version}", f"Reject it (back to {outcome.previous_version})"
-        self.session.set_new_organs([])
+        self._drop_learned_organs()
         self._preview(outcome.previous_version, outcome.new_version)
 
     def _preview(self, old: str, new: str) -> None:
@@ -104,8 +119,13 @@ class LearnLogic(PanelLogic[LearnState]):
     def _on_accepted(self, result: JobResult, outcome: LearnOutcome) -> None:
         if result.state is JobState.SUCCEEDED:
             self._data.reload_bundle()
-            self.session.set_new_organs([])
+            self._drop_learned_organs()
             self._preview(outcome.previous_version, outcome.new_version)
+
+    def _drop_learned_organs(self) -> None:
+        """The new organs the bundle's current version now segments are new no more; after an adapt step, none."""
+        known = set(self.session.bundle_or_raise().registry.names)
+        self.session.set_new_organs([organ for organ in self.session.new_organs if organ.name not in known])
 
     def _on_reject_clicked(self) -> None:
         self.data.show_decision = False
@@ -125,3 +145,6 @@ class LearnLogic(PanelLogic[LearnState]):
 
     def _on_new_organs_changed(self) -> None:
         self.data.organ_names = ", ".join(organ.name for organ in self.session.new_organs)
+
+    def _on_site_contours_changed(self) -> None:
+        self.data.can_adapt = bool(self.session.site_contours)

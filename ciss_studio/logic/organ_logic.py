@@ -6,13 +6,7 @@ painted voxels per CT are recounted shortly after the strokes stop.
 """
 from __future__ import annotations
 
-import asyncio
-
 from trame_server import Server
-from trame_server.utils.asynchronous import create_task
-from trame_server.utils.typed_state import TypedState
-from trame_slicer.app.ui import SegmentEditorState, SegmentEditorUI, ViewerLayoutState
-from trame_slicer.segmentation import SegmentationEffectPaint
 
 from ciss_engine.registry import OrganClass, parse_rgb
 from CISSegmentationLib.bundle_reader import catalog_rgb, known_organ_names, new_organ_or_raise
@@ -22,24 +16,20 @@ from CISSegmentationLib.terminology import organ_name_or_raise
 from ..state import hex_color
 from ..ui.organ_ui import NewOrganRow, OrganState, OrganUI
 from .context import StudioContext
+from .editing import RecountAfterStrokes, open_segment_editor
 from .panel_logic import PanelLogic
 from .status_logic import StatusLogic
-
-RECOUNT_DELAY_S = 0.5  # after the last stroke: counting every stroke would slow painting on large CTs
 
 
 class OrganLogic(PanelLogic[OrganState]):
     def __init__(self, server: Server, context: StudioContext, status: StatusLogic) -> None:
         super().__init__(server, context, OrganState)
         self._status = status
-        self._layout = TypedState(self.state, ViewerLayoutState)
-        self._editor_state = TypedState(self.state, SegmentEditorState)
-        self._recount_task: asyncio.Task | None = None
         self.data.known_names = known_organ_names()
         self.bind_changes({self.name.name: self._on_name_changed})
         for signal in (self.session.bundle_changed, self.session.ct_changed, self.session.new_organs_changed):
             signal.connect(self._on_session_changed)
-        context.slicer_app.segmentation_editor.segmentation_modified.connect(self._on_segmentation_modified)
+        self._recount_later = RecountAfterStrokes(context, self.state, self._recount)
 
     def set_ui(self, ui: OrganUI) -> None:
         ui.add_clicked.connect(self._status.guarded(self._on_add_clicked))
@@ -58,15 +48,7 @@ class OrganLogic(PanelLogic[OrganState]):
         segmentation = self.context.workflow.training_set.training_segmentation(volume)
         segment_id = self.context.workflow.segmentation_logic.add_organ_segment(segmentation, organ)
         self.context.views.show_result(self.session.shown_result())
-        editor = self.context.slicer_app.segmentation_editor
-        # trame-slicer's editor drops the 3D surfaces of the segmentation it edits unless told to keep them.
-        editor.set_surface_representation_enabled(True)
-        self._editor_state.data.segment_display.show_3d = True
-        editor.set_active_segmentation(segmentation, volume)
-        editor.set_active_segment_id(segment_id)
-        editor.set_active_effect_type(SegmentationEffectPaint)
-        self._layout.data.active_tool = SegmentEditorUI.__name__
-        self._layout.data.is_drawer_visible = True
+        open_segment_editor(self.context, self.state, segmentation, volume, segment_id)
         self._recount()
 
     def _on_add_clicked(self) -> None:
@@ -90,16 +72,6 @@ class OrganLogic(PanelLogic[OrganState]):
     def _on_session_changed(self) -> None:
         self.data.can_add = self.session.bundle is not None and self.session.volume_node is not None
         self._recount()
-
-    def _on_segmentation_modified(self) -> None:
-        if self._recount_task is not None:
-            self._recount_task.cancel()
-        self._recount_task = create_task(self._recount_later())
-
-    async def _recount_later(self) -> None:
-        await asyncio.sleep(RECOUNT_DELAY_S)
-        with self.state:
-            self._recount()
 
     def _recount(self) -> None:
         """Painted voxels of each new organ on every CT of the scene."""

@@ -1,4 +1,5 @@
-"""What the panels share: the open bundle and CT, the results per bundle version, the organs being added."""
+"""What the panels share: the open bundle and CT, the results per bundle version, the organs being added, the site's
+contours of the bundle's organs."""
 from __future__ import annotations
 
 import dataclasses
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
 
     from ciss_engine.registry import OrganClass
     from CISSegmentationLib.bundle_reader import BundleInfo
+    from CISSegmentationLib.training_set import CaseCounts
     from CISSegmentationLib.workflow_logic import LearnOutcome
 
 
@@ -28,11 +30,13 @@ class StudioSession:
     shown_version: str | None = None  # the result the views show (and Export writes)
     new_organs: list[OrganClass] = dataclasses.field(default_factory=list)  # added, painted, not learned yet
     last_learn: LearnOutcome | None = None
+    site_contours: list[CaseCounts] = dataclasses.field(default_factory=list)  # the bundle's organs drawn per CT: Adapt's labels
 
     bundle_changed = Signal()
     ct_changed = Signal()
     result_added = Signal(str)  # the bundle version whose result arrived
     new_organs_changed = Signal()
+    site_contours_changed = Signal()
 
     @property
     def is_dicom_ct(self) -> bool:
@@ -70,3 +74,7 @@ class StudioSession:
     def set_new_organs(self, organs: list[OrganClass]) -> None:
         self.new_organs = organs
         self.new_organs_changed.emit()
+
+    def set_site_contours(self, contours: list[CaseCounts]) -> None:
+        self.site_contours = contours
+        self.site_contours_changed.emit()

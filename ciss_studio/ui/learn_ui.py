@@ -1,4 +1,5 @@
-"""Learn the painted new organs into a new bundle version; show the forgetting guard and let the user decide."""
+"""Learn the painted new organs, or adapt the bundle's organs to this site, into a new bundle version; show the
+forgetting guard and let the user decide."""
 from __future__ import annotations
 
 import dataclasses
@@ -19,6 +20,7 @@ class LearnState:
     presets: list[str] = dataclasses.field(default_factory=lambda: list(PRESETS))
     iterations: str = ""  # empty: the preset's budget
     organ_names: str = ""  # the organs a Learn step would add now
+    can_adapt: bool = False  # some organ of the bundle is drawn on some CT (the site's contours)
     guard_verdict: str = ""  # "", "passed" or "rejected"
     guard_text: str = ""
     show_decision: bool = False
@@ -28,6 +30,7 @@ class LearnState:
 
 class LearnUI(html.Div):
     learn_clicked = Signal()
+    adapt_clicked = Signal()
     accept_clicked = Signal()
     reject_clicked = Signal()
 
@@ -43,6 +46,9 @@ class LearnUI(html.Div):
                            id="ciss-iterations", style="max-width: 110px;")
             VBtn("Learn {{ %s }}" % name.organ_names, id="ciss-learn", prepend_icon="mdi-school", variant="tonal", block=True, classes="mt-2",
                  disabled=(f"!{name.organ_names} || {busy}",), click=self.learn_clicked)
+            VBtn("Adapt to this site", id="ciss-adapt", prepend_icon="mdi-hospital-building", variant="tonal", block=True, classes="mt-2",
+                 title="Fine-tune the bundle's own organs on this site's corrected contours (ciss adapt)",
+                 disabled=(f"!{name.can_adapt} || {busy}",), click=self.adapt_clicked)
             VAlert(v_if=(name.guard_verdict,), text=(name.guard_text,), type=(f"{name.guard_verdict} === 'passed' ? 'info' : 'warning'",),
                    density="compact", variant="tonal", classes="mt-2", id="ciss-guard")
             with html.Div(v_if=(f"{name.show_decision} && !{busy}",), classes="d-flex ga-2 mt-2"):

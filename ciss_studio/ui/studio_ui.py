@@ -12,6 +12,7 @@ from trame_slicer.app.ui.control_button import ControlButton
 from trame_slicer.core import LayoutManager
 
 from .compare_ui import CompareUI
+from .contours_ui import ContoursUI
 from .data_ui import DataUI
 from .export_ui import ExportUI
 from .learn_ui import LearnUI
@@ -35,7 +36,8 @@ class StudioUI:
                     self.data = self._section("1. Bundle and CT", DataUI)
                     self.segment = self._section("2. Segment all organs", SegmentUI)
                     self.organ = self._section("3. New organ", OrganUI)
-                    self.learn = self._section("4. Learn", LearnUI)
+                    self.contours = self._section("or: correct the bundle's organs for this site", ContoursUI)
+                    self.learn = self._section("4. Learn or adapt", LearnUI)
                     self.compare = self._section("5. Compare versions", CompareUI)
                     self.export = self._section("6. Export", ExportUI)
                 self.segment_editor = SegmentEditorUI(v_if=(self._is_active(EDITOR_TOOL),), style="height: 65%;")
