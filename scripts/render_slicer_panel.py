@@ -52,7 +52,7 @@ def fill_example(panel: QWidget, classes: list[dict]) -> None:
     for r, c in enumerate(classes):
         organs.item(r, 2).setBackground(QColor(*c["rgb"]))
     fill_table(panel.findChild(QTableWidget, "versionsTableWidget"), [("1.1.0", "current", "6 organs", "step 2"), ("1.0.0", "published", "4 organs", "base")])
-    fill_table(panel.findChild(QTableWidget, "trainingSetTableWidget"), [("ts_abdpelvis", "new organs", "pancreas 695"), ("chest_4x", "new organs", "pancreas 2978")])
+    fill_table(panel.findChild(QTableWidget, "trainingSetTableWidget"), [("ts_abdpelvis", "annotations", "pancreas 695"), ("chest_4x", "annotations", "pancreas 2978")])
     panel.findChild(QLineEdit, "bundlePathLineEdit").setText("site_model")
     for name, value in (("bundleVersionComboBox", "1.1.0 (current)"), ("inputVolumeSelector", "ts_abdpelvis CT"), ("deviceComboBox", "auto"),
                         ("presetComboBox", "standard (400 iterations)"), ("newOrganNameComboBox", "pancreas"), ("exportFormatComboBox", "DICOM RTSTRUCT + SEG")):
