@@ -17,8 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..api.bundle_record import STATUS_PUBLISHED, STATUS_REJECTED
-from ..api.events import ForgettingGuard
+from ..api.bundle_record import STATUS_PUBLISHED
 from ..api.settings import parse_settings_or_raise
 from ..bundle import Bundle, BundleVersion, write_version
 from ..bundle_lock import bundle_lock
@@ -26,7 +25,7 @@ from ..cancellation import CancelToken
 from ..errors import BundleError, InputError
 from ..events import EventSink
 from ..forgetting_guard import GuardResult, check_forgetting, pooled_dsc
-from ..inference import load_network, sliding_window_outputs
+from ..inference import load_network
 from ..network import SegmentationNetwork
 from ..preprocessing import PreprocessingConfig
 from ..prototypes import FeaturePrototypes
@@ -44,7 +43,7 @@ from .loop import LoopResult, run_training_loop
 from .prototype_pass import compute_global_prototypes
 from .run_record import run_fingerprint
 from .sampler import PatchBatch, PatchSampler
-from .step_common import StepRequest, finished_step, learn_run_dir, parent_or_raise, rejected, remove_run_checkpoints, step_record
+from .step_common import StepRequest, finished_step, learn_run_dir, parent_or_raise, publish_or_reject, step_record, whole_ct_labels
 from .step_data import analyse_step_cases
 
 
@@ -178,15 +177,11 @@ def _adapt_step_locked(request: AdaptRequest, *, device: torch.device, sink: Eve
         work_dir=learn_run_dir(bundle.root, fingerprint), fingerprint=fingerprint, resume=request.resume, sink=sink, cancel=cancel, stage="adapt",
         extra_state=ExtraState(save=shares.average.to_tensors, restore=shares.average.restore), patch_network=network,
     )
-    new_predictions = [
-        sliding_window_outputs(network, c.image[None], patch_size=preprocessing.patch_size, device=device)[0][0].argmax(0).to(torch.uint8) for c in cases
-    ]
+    new_predictions = whole_ct_labels(network, cases, patch_size=preprocessing.patch_size, device=device)
     labels = [c.label.as_tensor()[0] for c in cases]
     is_labelled = [torch.isin(label, torch.tensor(labelled, dtype=label.dtype)) for label in labels]
     without_labels = [(o.label, o.name) for o in registry.organs if o.label not in labelled]
     guard = check_forgetting(step_data.old_predictions, new_predictions, without_labels, threshold=request.guard_threshold, new_organ_masks=is_labelled)
-    version = bundle.next_version()
-    sink.emit(ForgettingGuard(version=version, **guard.to_json()))
     organs = [(c, names[c]) for c in labelled]
     before, after = pooled_dsc(labels, step_data.old_predictions, organs), pooled_dsc(labels, new_predictions, organs)
     labelled_dsc = {name: {"before": before[name], "after": after[name]} for _, name in organs}
@@ -196,15 +191,16 @@ def _adapt_step_locked(request: AdaptRequest, *, device: torch.device, sink: Eve
         drawn = draw_replay_buffer(network, cases, per_class=settings.buffer_per_class, seed=request.seed,  # type: ignore[attr-defined]
                                    patch_size=preprocessing.patch_size, device=device, sink=sink)
         stored_buffer = buffer.merged_with(drawn, per_class=settings.buffer_per_class, seed=request.seed)  # type: ignore[attr-defined]
-    status = STATUS_PUBLISHED if guard.passed or request.accept_forgetting else STATUS_REJECTED
-    written = _write_adapt_version(
-        request=request, root=bundle.root, version=version, parent=parent, network=network, prototypes=_adapted_prototypes(network, cases, parent, preprocessing, device, sink),
-        thresholds=step_data.thresholds, guard=guard, status=status, result=result, strategy=strategy.describe(), labelled_dsc=labelled_dsc,
-        buffer=stored_buffer, data=[c.sha256 for c in cases], gradient_shares=shares.average.mean(), fingerprint=fingerprint,
+    prototypes = _adapted_prototypes(network, cases, parent, preprocessing, device, sink)
+    version = bundle.next_version()
+    written = publish_or_reject(
+        bundle_root=bundle.root, version=version, parent_version=parent.version, fingerprint=fingerprint, guard=guard,
+        accept_forgetting=request.accept_forgetting, sink=sink, action="Adapt", write=lambda status: _write_adapt_version(
+            request=request, root=bundle.root, version=version, parent=parent, network=network, prototypes=prototypes,
+            thresholds=step_data.thresholds, guard=guard, status=status, result=result, strategy=strategy.describe(), labelled_dsc=labelled_dsc,
+            buffer=stored_buffer, data=[c.sha256 for c in cases], gradient_shares=shares.average.mean(), fingerprint=fingerprint,
+        ),
     )
-    remove_run_checkpoints(bundle.root, fingerprint)
-    if status == STATUS_REJECTED:
-        raise rejected(written.version, parent.version, guard, action="Adapt")
     return _result_of(written, guard)
 
 

@@ -14,8 +14,7 @@ from typing import Any
 
 import torch
 
-from ..api.bundle_record import STATUS_PUBLISHED, STATUS_REJECTED
-from ..api.events import ForgettingGuard
+from ..api.bundle_record import STATUS_PUBLISHED
 from ..api.settings import DEFAULT_STRATEGY, StrategySettings, parse_settings_or_raise
 from ..bundle import Bundle, BundleVersion, write_version
 from ..bundle_lock import bundle_lock
@@ -23,7 +22,7 @@ from ..cancellation import CancelToken
 from ..errors import InputError
 from ..events import EventSink
 from ..forgetting_guard import GuardResult, check_forgetting
-from ..inference import load_network, sliding_window_outputs
+from ..inference import load_network
 from ..network import SegmentationNetwork, grow_classifier
 from ..preprocessing import PreprocessingConfig
 from ..prototypes import FeaturePrototypes
@@ -39,7 +38,7 @@ from .prototype_bootstrap import bootstrap_prototypes, bootstrap_record
 from .prototype_pass import compute_global_prototypes
 from .run_record import run_fingerprint
 from .sampler import PatchBatch, PatchSampler
-from .step_common import StepRequest, finished_step, learn_run_dir, parent_or_raise, rejected, remove_run_checkpoints, step_record
+from .step_common import StepRequest, finished_step, learn_run_dir, parent_or_raise, publish_or_reject, step_record, whole_ct_labels
 from .step_data import analyse_step_cases, running_prototype_labels, teacher_map_bytes
 
 
@@ -214,25 +213,19 @@ def _learn_step_locked(request: LearnRequest, *, device: torch.device, sink: Eve
     if stored_prototypes.pre is None:
         final.pre = None  # the old organs' pre-activation means are unknown: store none rather than a mix
     final.copy_rows_from(stored_prototypes, slice(1, 1 + num_old))
-    new_predictions = [
-        sliding_window_outputs(network, c.image[None], patch_size=preprocessing.patch_size, device=device)[0][0].argmax(0).to(torch.uint8)
-        for c in cases
-    ]
     guard = check_forgetting(
-        step_data.old_predictions, new_predictions, [(o.label, o.name) for o in parent.registry.organs],
+        step_data.old_predictions, whole_ct_labels(network, cases, patch_size=preprocessing.patch_size, device=device),
+        [(o.label, o.name) for o in parent.registry.organs],
         threshold=request.guard_threshold, new_organ_masks=[c.label.as_tensor()[0] > num_old for c in cases],
     )
-    sink.emit(ForgettingGuard(version=version, **guard.to_json()))
-    status = STATUS_PUBLISHED if guard.passed or request.accept_forgetting else STATUS_REJECTED
-    written = _write_step_version(
-        request=request, root=bundle.root, parent=parent, version=version, step=step, registry=registry, network=network,
-        prototypes=final, thresholds=step_data.thresholds, guard=guard, status=status, result=result, strategy=strategy.describe(),
-        gradient_shares=shares.average.mean(),
-        data=[c.sha256 for c in cases], fingerprint=fingerprint,
+    written = publish_or_reject(
+        bundle_root=bundle.root, version=version, parent_version=parent.version, fingerprint=fingerprint, guard=guard,
+        accept_forgetting=request.accept_forgetting, sink=sink, write=lambda status: _write_step_version(
+            request=request, root=bundle.root, parent=parent, version=version, step=step, registry=registry, network=network,
+            prototypes=final, thresholds=step_data.thresholds, guard=guard, status=status, result=result, strategy=strategy.describe(),
+            gradient_shares=shares.average.mean(), data=[c.sha256 for c in cases], fingerprint=fingerprint,
+        ),
     )
-    remove_run_checkpoints(bundle.root, fingerprint)
-    if status == STATUS_REJECTED:
-        raise rejected(version, parent.version, guard)
     return written, guard
 
 

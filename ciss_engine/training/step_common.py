@@ -1,6 +1,7 @@
 """What every step on a bundle's current version shares (``ciss learn`` and ``ciss adapt``): the parent it
 starts from, the run's fingerprint and checkpoint folder, the verdict of a run that had finished when stopped,
-and the error of a version the forgetting guard rejected."""
+the whole-CT labels the forgetting guard compares, and the end of a step: its version written as published or
+rejected, its checkpoints removed, the error of a rejected one."""
 from __future__ import annotations
 
 import contextlib
@@ -10,16 +11,21 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..api.bundle_record import STATUS_REJECTED
+import torch
+
+from ..api.bundle_record import STATUS_PUBLISHED, STATUS_REJECTED
+from ..api.events import ForgettingGuard
 from ..bundle import Bundle, BundleVersion
 from ..errors import BundleError, ForgettingRejected
 from ..events import EventSink
 from ..forgetting_guard import GuardResult
+from ..inference import sliding_window_outputs
 from .finished_runs import version_written_by
 from .loop_config import LoopConfig
 from .run_record import history_entry, training_record
 
 if TYPE_CHECKING:
+    from .cases import PreparedCase
     from .loop import LoopResult
 
 
@@ -79,6 +85,30 @@ def rejected(version: str, parent_version: str, guard: GuardResult, *, action: s
         f"version {version} was saved as rejected: old organs changed on the step's CTs ({', '.join(f'{n} {guard.agreement[n]:.2f}' for n in guard.failing_organs)} < {guard.threshold})",
         f"version {parent_version} stays current. {action} again (more iterations, other settings), or pass --accept-forgetting to accept the drop knowingly",
     )
+
+
+def whole_ct_labels(network: torch.nn.Module, cases: Sequence[PreparedCase], *, patch_size: Sequence[int], device: torch.device) -> list[torch.Tensor]:
+    """The network's label of every voxel of each whole CT (sliding window): what the forgetting guard compares."""
+    return [
+        sliding_window_outputs(network, case.image[None], patch_size=patch_size, device=device)[0][0].argmax(0).to(torch.uint8)
+        for case in cases
+    ]
+
+
+def publish_or_reject(
+    *, bundle_root: Path, version: str, parent_version: str, fingerprint: str, guard: GuardResult, accept_forgetting: bool, sink: EventSink,
+    write: Callable[[str], BundleVersion], action: str = "Learn",
+) -> BundleVersion:
+    """The end of every step: the guard's verdict announced, ``write(status)`` saves the version as published (the
+    guard passed, or the drop was accepted) or rejected (kept, to be accepted later without training again), the
+    run's checkpoints go, and a rejected version raises ``ForgettingRejected`` (exit 6)."""
+    sink.emit(ForgettingGuard(version=version, **guard.to_json()))
+    status = STATUS_PUBLISHED if guard.passed or accept_forgetting else STATUS_REJECTED
+    written = write(status)
+    remove_run_checkpoints(bundle_root, fingerprint)
+    if status == STATUS_REJECTED:
+        raise rejected(written.version, parent_version, guard, action=action)
+    return written
 
 
 def finished_step(bundle: Bundle, fingerprint_of: Callable[[str | None], str], sink: EventSink, *, action: str = "Learn") -> tuple[BundleVersion, GuardResult] | None:
