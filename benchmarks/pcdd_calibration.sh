@@ -12,6 +12,8 @@
 # validation rows to run (default: all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=benchmarks/shared_bases.sh
+source benchmarks/shared_bases.sh
 mode="${1:?validation or test}"; out="${2:-benchmarks/output/pcdd_calibration}"; step_iterations="${3:-200}"
 shift $(( $# < 3 ? $# : 3 )); [ "${1:-}" = "--" ] && shift
 ciss() { .venv/bin/python -m ciss_engine "$@" --quiet; }
@@ -28,11 +30,8 @@ ciss protocol --protocol 4-4 --strategies "" "${data[@]}" --seeds "$seeds" "${ne
 if [ "$protocol" = 4-4 ]; then out="$out/$mode"; else out="$out/${mode}_$protocol"; mkdir -p "$out"; ln -sfn ../$mode/base "$out/base"; fi
 run() {  # NAME STRATEGY [--setting STRATEGY.NAME=VALUE ...]: one process, the shared bases copied in
   local name=$1 strategy=$2; shift 2
-  [ -z "${ROWS:-}" ] || [[ " $ROWS " == *" $name "* ]] || return 0
-  for seed in ${seeds//,/ }; do
-    mkdir -p "$out/$name/seed_$seed"
-    [ -d "$out/$name/seed_$seed/base" ] || cp -r "$out/base/seed_$seed/base" "$out/$name/seed_$seed/base"
-  done
+  row_selected "$name" || return 0
+  copy_bases "$out" "$name" "$seeds"
   ciss protocol --protocol "$protocol" --strategies "$strategy" "${data[@]}" --seeds "$seeds" "${network[@]}" --base-iterations 400 \
     --step-iterations "$step_iterations" --no-offline -o "$out/$name" "$@"
 }

@@ -62,10 +62,10 @@ def test_adapt_writes_a_domain_version_with_its_replay_buffer(bundle, site, caps
     assert step["kind"] == "domain" and step["organs"] == [] and step["labelled_organs"] == ["spleen", "kidney_right"]
     assert step["labelled_dsc"] == done.labelled_dsc and step["forgetting_guard"] == done.forgetting_guard
     assert step["strategy"] == "dual_alignment" and step["strategy_settings"]["buffer_per_class"] == 20
-    assert set(step["losses"]) == {"ce", "dice", "cna", "cra"} and version.settings.parent_version == "1.0.0"
+    assert set(step["losses"]) == {"ce", "dice", "cna", "cra", "kd"} and version.settings.parent_version == "1.0.0"
     # Each weighted term's share of the gradient on the shared parameters, measured at iteration 0 and recorded.
     shares = step["gradient_shares"]
-    assert set(shares) == {"ce", "dice", "cna", "cra"} and sum(shares.values()) == pytest.approx(1, abs=1e-3)
+    assert set(shares) == {"ce", "dice", "cna", "cra", "kd"} and sum(shares.values()) == pytest.approx(1, abs=1e-3)
     measured = [parse_event(line, "adapt") for line in out.out.strip().splitlines() if '"gradient_shares"' in line]
     assert [(m.stage, m.iteration) for m in measured] == [("adapt", 0)] and {k: round(v, 4) for k, v in measured[0].shares.items()} == shares
     # The buffer: tensors only, per-class vectors and their classes, no voxels or positions; checksummed like the weights.
@@ -143,7 +143,7 @@ def test_learn_refuses_dual_alignment(bundle, site, capsys):
     (["--organs", "spleen=1"], "holds values [2]"),  # kidney_right's voxels have no organ
     (["--organs", "spleen"], "write NAME=VALUE"),
     (["--strategy", "pcdd"], "'pcdd' is not a domain strategy"),
-    (["--setting", "lambda_kd=1"], "unknown setting 'lambda_kd' of strategy dual_alignment"),
+    (["--setting", "orcd_temperature=1"], "unknown setting 'orcd_temperature' of strategy dual_alignment"),
 ])
 def test_adapt_refuses_bad_input_with_a_hint(bundle, site, capsys, extra, message):
     images, labels = site

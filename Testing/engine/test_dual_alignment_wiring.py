@@ -42,10 +42,13 @@ def _buffer(seed: int) -> ReplayBuffer:
     return ReplayBuffer(torch.randn(classes.numel(), BOTTLENECK, generator=generator) + classes[:, None].float(), classes)
 
 
-def _strategy(buffer: ReplayBuffer | None) -> DualAlignment:
+def _strategy(buffer: ReplayBuffer | None, **settings) -> DualAlignment:
     torch.manual_seed(3)
-    context = DomainContext(num_classes=CLASSES, labelled=[1], bottleneck_channels=BOTTLENECK, buffer=buffer)
-    return DualAlignment(context, DualAlignmentSettings())
+    return DualAlignment(_context(buffer), DualAlignmentSettings(**settings))
+
+
+def _context(buffer: ReplayBuffer | None) -> DomainContext:
+    return DomainContext(num_classes=CLASSES, labelled=[1], bottleneck_channels=BOTTLENECK, feature_channels=FILTERS, buffer=buffer)
 
 
 def test_the_previous_bottleneck_and_the_targets_come_from_the_frozen_previous_model():
@@ -53,32 +56,52 @@ def test_the_previous_bottleneck_and_the_targets_come_from_the_frozen_previous_m
     patch = _patch()
     with torch.no_grad():
         batch = make_domain_batch(patch, current, old, THRESHOLDS, UNLABELLED)
-        old_logits, _, stages = old.forward_with_stages(patch.images)
-        old_bottleneck = stages[-1]
-        new_logits, _, stages = current.forward_with_stages(patch.images)
-        new_bottleneck = stages[-1]
+        old_logits, features, stages = old.forward_with_stages(patch.images)
+        old_bottleneck, old_features = stages[-1], features
+        new_logits, features, stages = current.forward_with_stages(patch.images)
+        new_bottleneck, new_features = stages[-1], features
     torch.testing.assert_close(batch.bottleneck_old, old_bottleneck)
     torch.testing.assert_close(batch.bottleneck_new, new_bottleneck)
+    torch.testing.assert_close(batch.features_old, old_features)
+    torch.testing.assert_close(batch.features_new, new_features)
+    assert batch.features_new.shape == (2, FILTERS, 32, 32, 32)
     assert batch.bottleneck_new.shape == (2, BOTTLENECK, 4, 4, 4) and not torch.allclose(old_bottleneck, new_bottleneck)
     expected = partial_label_targets(patch.labels, old_logits, THRESHOLDS, UNLABELLED)
     assert torch.equal(batch.targets, expected) and not torch.equal(expected, partial_label_targets(patch.labels, new_logits, THRESHOLDS, UNLABELLED))
 
 
-def test_cna_aligns_with_the_previous_bottleneck_not_with_itself():
-    old, current = _networks()
-    strategy = _strategy(None)
+@pytest.mark.parametrize(("cna_features", "new", "old", "channels"), [
+    ("bottleneck", "bottleneck_new", "bottleneck_old", BOTTLENECK),
+    ("decoder", "features_new", "features_old", FILTERS),
+])
+def test_cna_aligns_with_the_previous_models_features_not_with_its_own(cna_features, new, old, channels):
+    previous, current = _networks()
+    strategy = _strategy(None, cna_features=cna_features)
     with torch.no_grad():
-        batch = make_domain_batch(_patch(), current, old, THRESHOLDS, UNLABELLED)
+        batch = make_domain_batch(_patch(), current, previous, THRESHOLDS, UNLABELLED)
         torch.manual_seed(4)
         cna = strategy.cna(batch)
         torch.manual_seed(4)
-        mine, theirs = pair_positions(batch.bottleneck_new, batch.bottleneck_old, strategy.settings.aligned_rows)
+        mine, theirs = pair_positions(getattr(batch, new), getattr(batch, old), strategy.settings.aligned_rows)
         expected = HsicAlignment()(strategy.blocks["cna"](mine), theirs)
         torch.manual_seed(4)
-        mine, _ = pair_positions(batch.bottleneck_new, batch.bottleneck_new, strategy.settings.aligned_rows)
-        against_itself = HsicAlignment()(strategy.blocks["cna"](mine), mine)
+        against_itself = strategy.cna(dataclasses.replace(batch, **{old: getattr(batch, new)}))
     torch.testing.assert_close(cna, expected)
+    assert strategy.blocks["cna"].projection.in_features == channels
     assert float(cna) > float(against_itself) + 0.05
+
+
+def test_dual_alignment_adds_the_previous_models_kd_only_when_weighted():
+    from ciss_engine.losses import UnbiasedKnowledgeDistillation
+
+    old, current = _networks()
+    with torch.no_grad():
+        batch = make_domain_batch(_patch(), current, old, THRESHOLDS, UNLABELLED)
+    assert "kd" not in _strategy(None, lambda_kd=0.0).weighted_terms(batch)
+    strategy = _strategy(None, lambda_kd=3.0)
+    kd = strategy.weighted_terms(batch)["kd"]
+    torch.testing.assert_close(kd, 3.0 * UnbiasedKnowledgeDistillation()(batch.logits_new, batch.logits_old))
+    assert not torch.allclose(kd, strategy.weighted_terms(dataclasses.replace(batch, logits_old=batch.logits_new))["kd"])
 
 
 def test_cra_pairs_the_current_bottleneck_with_the_buffer_class_by_class():
@@ -112,7 +135,7 @@ def test_cra_is_zero_without_a_buffer_or_with_one_class_and_the_terms_are_weight
     assert float(_strategy(only_background).cra(batch)) == 0.0
     strategy = _strategy(_buffer(5))
     terms = strategy.weighted_terms(make_domain_batch(_patch(), current, old, THRESHOLDS, UNLABELLED))
-    assert set(terms) == {"ce", "dice", "cna", "cra"} and all(t.requires_grad for t in terms.values())
+    assert set(terms) == {"ce", "dice", "cna", "cra", "kd"} and all(t.requires_grad for t in terms.values())
 
 
 def test_the_feature_mappings_are_not_part_of_the_segmentation_network():
@@ -128,7 +151,7 @@ def test_settings_out_of_range_are_refused(name, value):
     from ciss_engine.errors import InputError
 
     with pytest.raises(InputError, match=name):
-        DualAlignment(DomainContext(CLASSES, [1], BOTTLENECK, None), DualAlignmentSettings(**{name: value}))
+        DualAlignment(_context(None), DualAlignmentSettings(**{name: value}))
 
 
 def test_partial_label_targets_ignore_unconfident_organs_without_labels():
@@ -151,8 +174,7 @@ def test_the_domain_distillation_baseline_distils_the_previous_models_logits():
     with torch.no_grad():
         batch = make_domain_batch(patch, current, old, THRESHOLDS, UNLABELLED)
         torch.testing.assert_close(batch.logits_old, old(patch.images))
-    context = DomainContext(num_classes=CLASSES, labelled=[1], bottleneck_channels=BOTTLENECK, buffer=None)
-    strategy = DomainDistillation(context, MibSettings(lambda_kd=2.0))
+    strategy = DomainDistillation(_context(None), MibSettings(lambda_kd=2.0))
     kd = strategy.weighted_terms(batch)["kd"]
     torch.testing.assert_close(kd, 2.0 * UnbiasedKnowledgeDistillation()(batch.logits_new, batch.logits_old))
     # Against the current model's own logits the KD is its entropy: not what the previous model says.

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..api.events import AdaptDone
+from ..api.settings import DEFAULT_DOMAIN_STRATEGY
 from ..errors import InputError
 from ..events import EventSink
 from .learn import PRESETS, add_step_arguments, step_request_fields
@@ -19,8 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "only the bundle's own organs; default: every organ of the bundle at its label id. Organs not listed are pseudo-labelled "
         "by the parent where it is confident and kept by the forgetting guard",
     )
-    parser.add_argument("--strategy", default="dual_alignment",
-                        help="dual_alignment (HSIC alignment to the previous model and a stored feature buffer; default), mib (the previous model's KD) or finetune (the labels alone)")
+    parser.add_argument("--strategy", default=DEFAULT_DOMAIN_STRATEGY,
+                        help=f"dual_alignment (HSIC alignment to the previous model and a stored feature buffer), mib (the previous model's KD) or finetune "
+                        f"(the labels alone); default {DEFAULT_DOMAIN_STRATEGY}: best on validation data")
     parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
                         help="a setting of the strategy, repeatable, e.g. --setting lambda_cna=2 (`ciss learn --list-settings dual_alignment`, docs/settings.md)")
     add_step_arguments(parser, kept="organ without labels")

@@ -20,13 +20,15 @@ from ..replay_buffer import ReplayBuffer
 @dataclasses.dataclass
 class DomainBatch:
     """One batch of a domain step: Ỹ (partial labels plus the old model's confident organs, 255 ignored), the
-    current model's logits and bottleneck, and the FROZEN previous model's bottleneck on the same patch."""
+    current model's logits, bottleneck and decoder features, and the FROZEN previous model's on the same patch."""
 
     targets: torch.Tensor
     logits_new: torch.Tensor
     bottleneck_new: torch.Tensor
     bottleneck_old: torch.Tensor
     logits_old: torch.Tensor  # the frozen previous model's, over the same classes
+    features_new: torch.Tensor  # the decoder's output F (pre-activation), which the classifier reads
+    features_old: torch.Tensor
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +38,7 @@ class DomainContext:
     num_classes: int
     labelled: Sequence[int]  # class ids with labels in this step
     bottleneck_channels: int
+    feature_channels: int  # of the decoder's output F
     buffer: ReplayBuffer | None  # the parent version's (or drawn from the parent model at the start)
 
 
@@ -55,6 +58,7 @@ class DomainStrategy:
         self._dice = DiceLoss(include_background=True, softmax=False, to_onehot_y=False)
         # The trainable blocks besides the network (none here); trained with it, never exported.
         self.blocks = nn.ModuleDict()
+        self._kd = UnbiasedKnowledgeDistillation()
 
     def describe(self) -> dict[str, Any]:
         return settings_record(self.name, self.settings)
@@ -66,6 +70,10 @@ class DomainStrategy:
         probabilities = batch.logits_new.float().softmax(1)[:, labelled] * valid
         targets = torch.stack([batch.targets == c for c in labelled], 1).float()
         return self._dice(probabilities, targets)
+
+    def previous_model_kd(self, batch: DomainBatch) -> torch.Tensor:
+        """KD of the frozen previous model's softmax on every voxel, weighted by ``lambda_kd``."""
+        return self.settings.lambda_kd * self._kd(batch.logits_new, batch.logits_old)  # type: ignore[attr-defined]
 
     def supervised_terms(self, batch: DomainBatch) -> dict[str, torch.Tensor]:
         return {"ce": F.cross_entropy(batch.logits_new.float(), batch.targets, ignore_index=IGNORE_INDEX),
@@ -83,9 +91,5 @@ class DomainDistillation(DomainStrategy):
 
     name = "mib"
 
-    def __init__(self, context: DomainContext, settings: StrategySettings) -> None:
-        super().__init__(context, settings)
-        self._kd = UnbiasedKnowledgeDistillation()
-
     def weighted_terms(self, batch: DomainBatch) -> dict[str, torch.Tensor]:
-        return {**self.supervised_terms(batch), "kd": self.settings.lambda_kd * self._kd(batch.logits_new, batch.logits_old)}  # type: ignore[attr-defined]
+        return {**self.supervised_terms(batch), "kd": self.previous_model_kd(batch)}

@@ -13,11 +13,12 @@ from .domain import DomainBatch, DomainContext, DomainStrategy
 class DualAlignment(DomainStrategy):
     """Domain-incremental with a feature buffer: one site adapts the bundle's organs to its own scanner.
 
-    L = CE(Ỹ) + new_class_dice·Dice(labelled organs) + λ_cna·CNA + λ_cra·CRA, with Ỹ the step's labels plus the
-    old model's confident predictions of the organs without labels (the rest of those ignored).
-    CNA = 1 − nHSIC(φ(bottleneck of the current model), bottleneck of the frozen previous model), same voxels of
-    the same patch; CRA = 1 − nHSIC(ψ(current bottleneck vectors), replay-buffer vectors), paired by class.
-    φ and ψ are the trainable feature mappings (alignment_blocks.py), not part of the exported network.
+    L = CE(Ỹ) + new_class_dice·Dice(labelled organs) + λ_cna·CNA + λ_cra·CRA [+ λ_kd·KD], with Ỹ the step's
+    labels plus the old model's confident predictions of the organs without labels (the rest of those ignored).
+    CNA = 1 − nHSIC(φ(features of the current model), the same features of the frozen previous model), same voxels
+    of the same patch: the decoder's output by default, the bottleneck as published (``cna_features``); CRA = 1 − nHSIC(ψ(current
+    bottleneck vectors), replay-buffer vectors), paired by class. φ and ψ are the trainable feature mappings
+    (alignment_blocks.py), not part of the exported network. KD (``lambda_kd`` > 0) is the domain mib's term.
     """
 
     name = "dual_alignment"
@@ -30,13 +31,18 @@ class DualAlignment(DomainStrategy):
                 raise InputError(f"setting {name} of dual_alignment must be >= 1, got {getattr(settings, name)}", f"pass --setting {name}=64 or more")
         if settings.aligned_rows < 4:
             raise InputError(f"setting aligned_rows of dual_alignment must be >= 4, got {settings.aligned_rows}", "pass --setting aligned_rows=256")
-        self.blocks["cna"] = FeatureMapping(context.bottleneck_channels, settings.embedding_size)
+        cna_channels = context.feature_channels if settings.cna_features == "decoder" else context.bottleneck_channels
+        self.blocks["cna"] = FeatureMapping(cna_channels, settings.embedding_size)
         self.blocks["cra"] = FeatureMapping(context.bottleneck_channels, settings.embedding_size)
         self._alignment = HsicAlignment(settings.kernel)
 
     def cna(self, batch: DomainBatch) -> torch.Tensor:
-        """Current-to-previous alignment on the patch's bottleneck cells."""
-        current, previous = pair_positions(batch.bottleneck_new.float(), batch.bottleneck_old.float(), self.settings.aligned_rows)
+        """Current-to-previous alignment on the patch's bottleneck cells (or decoder voxels)."""
+        if self.settings.cna_features == "decoder":
+            mine, theirs = batch.features_new, batch.features_old
+        else:
+            mine, theirs = batch.bottleneck_new, batch.bottleneck_old
+        current, previous = pair_positions(mine.float(), theirs.float(), self.settings.aligned_rows)
         return self._alignment(self.blocks["cna"](current), previous)
 
     def cra(self, batch: DomainBatch) -> torch.Tensor:
@@ -50,4 +56,7 @@ class DualAlignment(DomainStrategy):
         return self._alignment(self.blocks["cra"](current), buffered)
 
     def weighted_terms(self, batch: DomainBatch) -> dict[str, torch.Tensor]:
-        return {**self.supervised_terms(batch), "cna": self.settings.lambda_cna * self.cna(batch), "cra": self.settings.lambda_cra * self.cra(batch)}
+        terms = {**self.supervised_terms(batch), "cna": self.settings.lambda_cna * self.cna(batch), "cra": self.settings.lambda_cra * self.cra(batch)}
+        if self.settings.lambda_kd > 0:
+            terms["kd"] = self.previous_model_kd(batch)
+        return terms

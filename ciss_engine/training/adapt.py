@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..api.bundle_record import STATUS_PUBLISHED
-from ..api.settings import parse_settings_or_raise
+from ..api.settings import DEFAULT_DOMAIN_STRATEGY, parse_settings_or_raise
 from ..bundle import Bundle, BundleVersion, write_version
 from ..bundle_lock import bundle_lock
 from ..cancellation import CancelToken
@@ -52,7 +52,7 @@ class AdaptRequest(StepRequest):
     """Everything ``ciss adapt`` needs, keyword-built."""
 
     organs: Sequence[tuple[str, int]] | None = None  # labelled organ, its value in the label files; None: every organ at its id
-    strategy: str = "dual_alignment"
+    strategy: str = DEFAULT_DOMAIN_STRATEGY
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,11 +94,11 @@ def make_domain_batch(
     """One iteration's inputs to the losses: the current model's logits and bottleneck, the FROZEN previous
     model's bottleneck on the same patch, and Ỹ from the previous model's logits."""
     with torch.no_grad():
-        logits_old, _, stages_old = old_network.forward_with_stages(batch.images)
+        logits_old, features_old, stages_old = old_network.forward_with_stages(batch.images)
     targets = partial_label_targets(batch.labels, logits_old.float(), thresholds.to(batch.labels.device), unlabelled)
-    logits_new, _, stages_new = network.forward_with_stages(batch.images)
+    logits_new, features_new, stages_new = network.forward_with_stages(batch.images)
     return DomainBatch(targets=targets, logits_new=logits_new.float(), bottleneck_new=stages_new[-1].float(), bottleneck_old=stages_old[-1].float(),
-                       logits_old=logits_old.float())
+                       logits_old=logits_old.float(), features_new=features_new.float(), features_old=features_old.float())
 
 
 def draw_replay_buffer(
@@ -157,7 +157,8 @@ def _adapt_step_locked(request: AdaptRequest, *, device: torch.device, sink: Eve
         sink.log(f"replay buffer {source} {buffer.vectors.shape[0]} bottleneck vectors ({buffer.class_sizes(['background', *registry.names])})")
     torch.manual_seed(request.seed)
     network = copy.deepcopy(old_network).requires_grad_(True)
-    strategy = strategy_type(DomainContext(num_classes=registry.num_classes, labelled=labelled, bottleneck_channels=_bottleneck_channels(network), buffer=buffer), settings)
+    strategy = strategy_type(DomainContext(num_classes=registry.num_classes, labelled=labelled, bottleneck_channels=_bottleneck_channels(network),
+                                             feature_channels=network.feature_channels, buffer=buffer), settings)
     sampler = PatchSampler(cases, num_classes=registry.num_classes, patch_size=preprocessing.patch_size, batch_size=request.batch_size, seed=request.seed,
                            augment=request.loop.augmentation)
 
