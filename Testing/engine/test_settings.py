@@ -10,7 +10,7 @@ import pytest
 from ciss_test_helpers import REPO_ROOT
 
 from ciss_engine.api.settings import (
-    STRATEGY_SETTINGS, PcddSettings, StrategySettings, parse_settings_or_raise, recorded_settings, settings_document, settings_record,
+    STRATEGY_SETTINGS, DualAlignmentSettings, PcddSettings, StrategySettings, parse_settings_or_raise, recorded_settings, settings_document, settings_record,
     settings_table, specs_of,
 )
 from ciss_engine.cli import build_parser
@@ -111,6 +111,15 @@ def test_a_step_recorded_before_the_split_reads_its_temperature_into_both_losses
     settings = recorded_settings(record)
     assert _temperatures(_built("pcdd", settings)) == (0.3, 0.3)
     assert (settings.summand, settings.affinity_features, settings.crcd_background, settings.teacher) == ("mib", "post_activation", "stored", "online")
+
+
+def test_a_domain_step_recorded_before_the_decoder_alignment_reads_as_the_published_method():
+    """A dual_alignment record from before ``cna_features`` and ``lambda_kd``: it ran CNA on the bottleneck, without KD."""
+    record = {"name": "dual_alignment", "new_class_dice": 1.0, "new_class_ce": 0.0, "kernel": "linear", "lambda_cna": 1.0, "lambda_cra": 1.0,
+              "embedding_size": 64, "buffer_per_class": 200, "aligned_rows": 256}
+    settings = recorded_settings(record)
+    assert (settings.cna_features, settings.lambda_kd) == ("bottleneck", 0.0)
+    assert (DualAlignmentSettings().cna_features, DualAlignmentSettings().lambda_kd) == ("decoder", 10.0)
 
 
 def test_a_step_record_reads_back_as_the_settings_it_ran():

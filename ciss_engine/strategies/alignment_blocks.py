@@ -1,6 +1,7 @@
-"""Dual-Alignment's feature-mapping and pairing blocks (METHOD.md §6), transferred to 3D bottlenecks.
+"""Dual-Alignment's feature-mapping and pairing blocks (METHOD.md §6), transferred to 3D feature maps.
 
-The mapping is a small trainable projection of bottleneck vectors into an embedding where HSIC compares them.
+The mapping is a small trainable projection of feature vectors (CNA: the decoder's output by default, or the
+bottleneck; CRA: the bottleneck) into an embedding where HSIC compares them.
 It is trained with the step (the step hands it to the optimizer beside the network, training/adapt.py) and
 lives in the strategy object only: it is checkpointed for ``--resume`` but never written to ``models/model.pt``,
 so segmentation never runs it. Pairing decides which rows HSIC compares: the same voxel of the current and the
