@@ -77,3 +77,12 @@ def engine_forks(tmp_path_factory: pytest.TempPathFactory):
     server = EngineForks(env={"XDG_STATE_HOME": str(tmp_path_factory.mktemp("crash_logs"))})
     yield server
     server.close()
+
+
+@pytest.fixture()
+def cudnn_left_free(monkeypatch: pytest.MonkeyPatch) -> None:
+    """cuDNN free to pick any algorithm (as a fresh process may have it), so a test sees whether a run holds it to deterministic ones."""
+    import torch
+
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", False)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)

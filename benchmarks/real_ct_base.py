@@ -120,16 +120,22 @@ def main() -> None:
     parser.add_argument("train_flags", nargs="*", help="after --: flags for ciss train (e.g. --iterations 1000)")
     args = parser.parse_args()
     args.output.mkdir(parents=True, exist_ok=True)
-    results = {}
+    results: dict[str, dict] = {}
+
+    def record(run: str, result: dict) -> None:
+        """Add a run's scores and save them at once: a run stopped by a time limit keeps what it measured."""
+        results[run] = result
+        (args.output / "real_ct_base.json").write_text(json.dumps(results, indent=2))
+
     for run in args.runs.split(","):
         cts = list(CTS) if run == "both" else [run]
         bundle = args.output / f"base_{run}"
         seconds = train(bundle, cts, args.train_flags)
-        results[run] = {"seconds": seconds, **{ct: score(bundle, "1.0.0", ct, args.output, args.stray_mm) for ct in CTS}}
+        record(run, {"seconds": seconds, **{ct: score(bundle, "1.0.0", ct, args.output, args.stray_mm) for ct in CTS}})
     if args.step:
         bundle = args.output / "base_both"
         seconds = learn_new_organs(bundle, args.output)
-        results["both, then step 5-8"] = {"seconds": seconds, **{ct: score(bundle, "1.1.0", ct, args.output, args.stray_mm) for ct in CTS}}
+        record("both, then step 5-8", {"seconds": seconds, **{ct: score(bundle, "1.1.0", ct, args.output, args.stray_mm) for ct in CTS}})
     for strategy, seed in itertools.product(filter(None, args.step_strategies.split(",")), map(int, args.step_seeds.split(","))):
         copy = args.output / (f"step_{strategy.replace(':', '_')}" + (f"_seed{seed}" if seed else ""))
         if not copy.exists():
@@ -137,9 +143,8 @@ def main() -> None:
             shutil.copytree(args.output / "base_both", copy, ignore=lambda folder, names: [n for n in names if Path(folder) == versions and n != "1.0.0"])
             Bundle.open_or_raise(copy).set_current("1.0.0")
         seconds = learn_new_organs(copy, args.output, strategy, seed)
-        results[f"both, then {strategy} step 5-8" + (f", seed {seed}" if seed else "")] = {
-            "seconds": seconds, **{ct: score(copy, "1.1.0", ct, args.output, args.stray_mm) for ct in CTS}}
-    (args.output / "real_ct_base.json").write_text(json.dumps(results, indent=2))
+        record(f"both, then {strategy} step 5-8" + (f", seed {seed}" if seed else ""),
+               {"seconds": seconds, **{ct: score(copy, "1.1.0", ct, args.output, args.stray_mm) for ct in CTS}})
     organs = {**ORGANS, **NEW_ORGANS} if args.step else ORGANS
     lines = [f"ciss train {' '.join(args.train_flags)}", "",
              "| trained on | minutes | scored on | " + " | ".join(organs) + f" | organ voxels > {args.stray_mm:g} mm from any organ |",

@@ -116,7 +116,7 @@ def test_adapt_with_finetune_stores_no_buffer(bundle, site):
     assert set(version.history[-1]["losses"]) == {"ce", "dice"}
 
 
-def test_cancel_then_resume_finishes_the_step_from_its_checkpoint(bundle, site):
+def test_cancel_then_resume_finishes_the_step_from_its_checkpoint(bundle, site, cudnn_left_free):
     images, labels = site
     request = AdaptRequest(bundle=bundle, images=images, labels=labels, organs=LABELLED, loop=LoopConfig(iterations=4, checkpoint_every=100),
                            batch_size=1, strategy_settings={"buffer_per_class": "10"}, accept_forgetting=True)
@@ -127,6 +127,7 @@ def test_cancel_then_resume_finishes_the_step_from_its_checkpoint(bundle, site):
     resumed = AdaptRequest(**{**request.__dict__, "resume": True})
     result = adapt_step(resumed, device=torch.device("cpu"), sink=EventSink(ProgressMode.QUIET), cancel=CancelToken())
     assert result.version.version == "1.1.0" and not learn_work_dir(bundle).exists()
+    assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark, "seed_run holds cuDNN to deterministic algorithms"
     again = adapt_step(resumed, device=torch.device("cpu"), sink=EventSink(ProgressMode.QUIET), cancel=CancelToken())
     assert again.version.version == "1.1.0" and again.labelled_dsc == result.labelled_dsc  # finished: reported, not redone
 

@@ -167,7 +167,7 @@ def test_unknown_strategy_and_setting(bundle, phantom_cohort, step_labels, capsy
     assert "summand takes one of channel_kl, mib, agreement" in capsys.readouterr().err
 
 
-def test_cancel_mid_step_leaves_the_bundle_untouched_and_resumes_its_own_checkpoint(bundle, phantom_cohort, step_labels):
+def test_cancel_mid_step_leaves_the_bundle_untouched_and_resumes_its_own_checkpoint(bundle, phantom_cohort, step_labels, cudnn_left_free):
     before = _tree_hash(bundle / "versions")
     request = LearnRequest(bundle=bundle, organs=[("pancreas", 1, None), ("liver", 2, None)], images=_images(phantom_cohort), labels=step_labels,
                            loop=LoopConfig(iterations=4, checkpoint_every=100), batch_size=1, accept_forgetting=True)
@@ -182,6 +182,7 @@ def test_cancel_mid_step_leaves_the_bundle_untouched_and_resumes_its_own_checkpo
     resumed = LearnRequest(**{**request.__dict__, "resume": True})
     version, _ = learn_step(resumed, device=torch.device("cpu"), sink=EventSink(ProgressMode.QUIET), cancel=CancelToken())
     assert version.version == "1.1.0" and Bundle.open_or_raise(bundle).current_version == "1.1.0"
+    assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark, "seed_run holds cuDNN to deterministic algorithms"
     remaining = list(learn_work_dir(bundle).glob("*/checkpoint.pt"))
     assert len(remaining) == 1 and remaining[0] in checkpoints, "the finished run removed its checkpoint, the other run's is kept"
 

@@ -37,10 +37,11 @@ def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_same_seed_same_model_other_seed_other_model(tmp_path, phantom_cohort):
+def test_same_seed_same_model_other_seed_other_model(tmp_path, phantom_cohort, cudnn_left_free):
     quiet, device = EventSink(ProgressMode.QUIET), torch.device("cpu")
     for name, seed in (("a", 0), ("b", 0), ("c", 1)):
         train_base_bundle(_request(phantom_cohort, tmp_path / name, seed=seed), device=device, sink=quiet, cancel=CancelToken())
+    assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark, "seed_run holds cuDNN to deterministic algorithms"
     assert _same(_weights(tmp_path / "a"), _weights(tmp_path / "b"))
     assert not _same(_weights(tmp_path / "a"), _weights(tmp_path / "c"))
 

@@ -22,6 +22,7 @@ from ..api.settings import DEFAULT_DOMAIN_STRATEGY, parse_settings_or_raise
 from ..bundle import Bundle, BundleVersion, write_version
 from ..bundle_lock import bundle_lock
 from ..cancellation import CancelToken
+from ..device import seed_run
 from ..errors import BundleError, InputError
 from ..events import EventSink
 from ..forgetting_guard import GuardResult, check_forgetting, pooled_dsc
@@ -155,7 +156,7 @@ def _adapt_step_locked(request: AdaptRequest, *, device: torch.device, sink: Eve
             buffer = draw_replay_buffer(old_network, cases, per_class=settings.buffer_per_class, seed=request.seed,  # type: ignore[attr-defined]
                                         patch_size=preprocessing.patch_size, device=device, sink=sink)
         sink.log(f"replay buffer {source} {buffer.vectors.shape[0]} bottleneck vectors ({buffer.class_sizes(['background', *registry.names])})")
-    torch.manual_seed(request.seed)
+    seed_run(request.seed)
     network = copy.deepcopy(old_network).requires_grad_(True)
     strategy = strategy_type(DomainContext(num_classes=registry.num_classes, labelled=labelled, bottleneck_channels=_bottleneck_channels(network),
                                              feature_channels=network.feature_channels, buffer=buffer), settings)

@@ -16,6 +16,7 @@ from ..atomic import ensure_writable_dir, remove_empty_folders
 from ..bundle import Bundle, BundleVersion, write_version
 from ..bundle_lock import bundle_lock
 from ..cancellation import CancelToken
+from ..device import seed_run
 from ..errors import Cancelled, InputError
 from ..events import EventSink
 from ..network import NetworkConfig, build_network
@@ -106,7 +107,7 @@ def _train_base_bundle_locked(
     cases = prepare_cases(request.images, request.labels, value_to_class=value_to_class, other_labels=request.other_labels, config=request.preprocessing, sink=sink)
     fingerprint = _fingerprint(request, [c.sha256 for c in cases], distributed.world_size)
 
-    torch.manual_seed(request.seed)
+    seed_run(request.seed)
     network_config = NetworkConfig(init_filters=request.init_filters, out_channels=registry.num_classes)
     network = build_network(network_config).to(device)
     sampler = PatchSampler(

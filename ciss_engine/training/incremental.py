@@ -19,6 +19,7 @@ from ..api.settings import DEFAULT_STRATEGY, StrategySettings, parse_settings_or
 from ..bundle import Bundle, BundleVersion, write_version
 from ..bundle_lock import bundle_lock
 from ..cancellation import CancelToken
+from ..device import seed_run
 from ..errors import InputError
 from ..events import EventSink
 from ..forgetting_guard import GuardResult, check_forgetting
@@ -177,7 +178,7 @@ def _learn_step_locked(request: LearnRequest, *, device: torch.device, sink: Eve
         old_network, cases, num_old=num_old, num_new=num_new, patch_size=preprocessing.patch_size, device=device,
         fixed_threshold=request.fixed_threshold, sink=sink, keep_teacher=cached_teacher,
     )
-    torch.manual_seed(request.seed)
+    seed_run(request.seed)
     network = grow_classifier(copy.deepcopy(old_network).requires_grad_(True), num_new)
     context = StepContext(num_old=num_old, num_new=num_new, stored_prototypes=stored_prototypes, running_prototypes=step_data.running_prototypes)
     strategy = strategy_type(context, settings)
