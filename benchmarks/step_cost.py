@@ -1,7 +1,8 @@
 """Benchmark (c): cost of a PCDD (and MiB) step against a plain supervised step with the same network,
-patch and batch (``finetune``: CE + Dice, no old model), on the same data, one process each; each
-distilling strategy with the old model run on every patch (``teacher=online``) and with its whole-CT
-outputs cropped from the cache (``teacher=cached``).
+patch and batch (``finetune``: CE + Dice, no old model), on the same data, one process each. Each distilling
+strategy (``uniform``, the default, is PCDD's losses without the affinities) runs twice: with the old model
+run on every patch (``teacher=online``), and with its whole-CT outputs cropped from the cache
+(``teacher=cached``).
 
 Usage: python benchmarks/step_cost.py [--iterations 40] [--init-filters 16] [--patch-size 64] [--output benchmarks/output/step_cost]
 Prints a markdown table (seconds per iteration, ratio, peak memory) and writes step_cost.json.
@@ -46,7 +47,8 @@ def main() -> None:
         new[data == value] = index
     nib.save(nib.Nifti1Image(new, label.affine), str(out / "new_organs.nii.gz"))
     rows = {}
-    for strategy, teacher in (("finetune", "online"), ("mib", "online"), ("mib", "cached"), ("pcdd", "online"), ("pcdd", "cached")):
+    for strategy, teacher in (("finetune", "online"), ("mib", "online"), ("mib", "cached"), ("uniform", "online"), ("uniform", "cached"),
+                              ("pcdd", "online"), ("pcdd", "cached")):
         name = strategy if strategy == "finetune" else f"{strategy}, teacher={teacher}"
         bundle = out / f"bundle_{strategy}_{teacher}"
         shutil.copytree(out / "base", bundle)

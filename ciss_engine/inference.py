@@ -13,7 +13,7 @@ from monai.inferers import sliding_window_inference
 from .bundle import BundleVersion
 from .device import autocast, autocast_dtype
 from .network import AnyNetwork, build_network, network_config_from_json
-from .postprocessing import keep_largest_pieces, one_piece_labels
+from .postprocessing import keep_largest_pieces, postprocessed_labels
 from .preprocessing import PreprocessingConfig, image_to_network, label_from_logits_nnunet, label_to_input_grid
 
 def load_network(version: BundleVersion, device: torch.device) -> AnyNetwork:
@@ -96,7 +96,7 @@ class Segmenter:
     def __init__(self, version: BundleVersion, device: torch.device, *, postprocess: bool = True) -> None:
         self.version = version
         self.device = device
-        self.postprocessed = one_piece_labels(version.registry) if postprocess and version.settings.source is None else []
+        self.postprocessed = postprocessed_labels(version) if postprocess else []
         self.postprocessed_names = tuple(o.name for o in version.registry.organs if o.label in self.postprocessed)
         self.preprocessing = PreprocessingConfig.from_json(version.settings.preprocessing)
         self.network = load_network(version, device)

@@ -10,11 +10,15 @@ is every organ of a model imported from another tool (inference.Segmenter).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
 
 from .registry import ClassRegistry, one_piece_organ_names
+
+if TYPE_CHECKING:
+    from .bundle import BundleVersion
 
 # Voxels that touch by a face, an edge or a corner are one piece: a thin organ (the esophagus) seen on a coarse
 # grid is connected only diagonally in places.
@@ -29,6 +33,12 @@ def one_piece_labels(registry: ClassRegistry) -> list[int]:
     """The labels of ``registry``'s organs that the catalog knows as one connected structure."""
     one_piece = one_piece_organ_names()
     return [organ.label for organ in registry.organs if organ.name in one_piece]
+
+
+def postprocessed_labels(version: BundleVersion) -> list[int]:
+    """The labels that ``version``'s segmentations keep in large pieces: its one-piece organs, or none for a model
+    imported from another tool and the steps grown from it (a site has validated that tool's raw output)."""
+    return one_piece_labels(version.registry) if version.settings.source is None else []
 
 
 def keep_largest_pieces(label: np.ndarray, labels: Sequence[int]) -> np.ndarray:

@@ -54,6 +54,7 @@ def test_adapt_writes_a_domain_version_with_its_replay_buffer(bundle, site, caps
     assert isinstance(done, AdaptDone) and done.version == "1.1.0" and done.extra == {}
     assert set(done.labelled_dsc) == {"spleen", "kidney_right"} and set(done.labelled_dsc["spleen"]) == {"before", "after"}
     assert set(done.forgetting_guard["agreement"]) == {"kidney_left", "gallbladder"}  # the guard keeps the organs without labels
+    assert done.forgetting_guard["postprocessed"] == ["kidney_left", "gallbladder"]  # compared as `ciss segment` keeps them
     assert "drawn from the parent model on this step's CTs" in out.err
     handle = Bundle.open_or_raise(bundle)
     version, parent = handle.load(), handle.load("1.0.0")
@@ -130,6 +131,7 @@ def test_cancel_then_resume_finishes_the_step_from_its_checkpoint(bundle, site, 
     assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark, "seed_run holds cuDNN to deterministic algorithms"
     again = adapt_step(resumed, device=torch.device("cpu"), sink=EventSink(ProgressMode.QUIET), cancel=CancelToken())
     assert again.version.version == "1.1.0" and again.labelled_dsc == result.labelled_dsc  # finished: reported, not redone
+    assert again.guard == result.guard and again.guard.postprocessed == ("kidney_left", "gallbladder")  # the verdict read back whole
 
 
 def test_learn_refuses_dual_alignment(bundle, site, capsys):

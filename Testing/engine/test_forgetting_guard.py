@@ -27,3 +27,25 @@ def test_voxels_labelled_as_a_new_organ_do_not_count_as_forgetting():
     # A parent whose only spleen lies inside the new organ's label found nothing there to keep.
     assert check_forgetting(old, [torch.zeros(6, dtype=torch.long)], organs, threshold=0.9,
                             new_organ_masks=[torch.ones(6, dtype=torch.bool)]).agreement["spleen"] is None
+
+
+def test_the_guard_judges_one_piece_organs_as_segment_outputs_them():
+    """A stray island of spleen far from the spleen (dropped by ``ciss segment``'s postprocessing) costs no agreement
+    when the spleen is a one-piece label; a spleen that moved still fails. Organs not named one-piece are compared raw."""
+    old = torch.zeros(12, 6, 6, dtype=torch.uint8)
+    old[1:5, 1:5, 1:5] = 1  # the spleen, 64 voxels
+    old[8:10, 1:3, 1:3] = 2  # a liver, 8 voxels
+    new = old.clone()
+    new[10:12, 4:6, 4:6] = 1  # an 8-voxel island of spleen, far from it: 1/8 of the largest piece
+    new[11, 0, 0] = 2  # a 1-voxel island of liver
+    organs = [(1, "spleen"), (2, "liver")]
+    raw = check_forgetting([old], [new], organs, threshold=0.9)
+    assert raw.agreement == {"spleen": round(128 / 136, 4), "liver": round(16 / 17, 4)} and raw.postprocessed == ()
+    kept = check_forgetting([old], [new], organs, threshold=0.9, one_piece=[1])
+    assert kept.agreement == {"spleen": 1.0, "liver": round(16 / 17, 4)} and kept.postprocessed == ("spleen",)
+    assert kept.to_json()["postprocessed"] == ["spleen"]
+    # The parent's own island, which its users never saw, is not something the new version must keep.
+    assert check_forgetting([new], [old], organs[:1], threshold=0.9, one_piece=[1]).agreement["spleen"] == 1.0
+    moved = torch.zeros_like(old)
+    moved[6:10, 2:6, 2:6] = 1
+    assert check_forgetting([old], [moved], organs[:1], threshold=0.9, one_piece=[1]).agreement["spleen"] == 0.0

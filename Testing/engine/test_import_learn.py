@@ -60,6 +60,7 @@ def test_learn_on_an_imported_model_bootstraps_prototypes_and_segments(phantom_c
     assert version.registry.names == ["spleen", "kidney_right", "kidney_left", "tumour_bed", "liver"]
     step = version.history[-1]
     assert step["kind"] == "incremental" and step["prototypes"] == BOOTSTRAP_NOTE and step["parent_version"] == "1.0.0"
+    assert step["forgetting_guard"]["postprocessed"] == []  # an imported model's output is judged as the source tool gives it
     assert version.history[0]["kind"] == "import" and version.settings.source["name"] == "Tiny whole body CT segmentation"
     prototypes = version.load_prototypes()
     assert prototypes["prototypes"].shape == (6, 8) and prototypes["prototypes_pre_activation"].shape == (6, 8)

@@ -66,6 +66,7 @@ def test_learn_adds_organs_in_a_new_version_and_keeps_the_parent(bundle, phantom
     step = version.history[-1]
     assert step["kind"] == "incremental" and step["organs"] == ["pancreas", "liver"] and len(step["data_sha256"]) == 2
     assert set(step["forgetting_guard"]["agreement"]) == {"spleen", "kidney_right", "kidney_left", "gallbladder"}
+    assert step["forgetting_guard"]["postprocessed"] == ["spleen", "kidney_right", "kidney_left", "gallbladder"]  # as `ciss segment` keeps them
     prototypes = version.load_prototypes()
     assert prototypes["prototypes"].shape == (7, 8) and prototypes["entropy_thresholds"].shape == (4,)
     parent = handle.load("1.0.0").load_prototypes()

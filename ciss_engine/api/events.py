@@ -176,6 +176,7 @@ class ForgettingGuard(Event):
     threshold: float
     agreement: dict[str, float | None]
     failing_organs: list[str]
+    postprocessed: list[str] = dataclasses.field(default_factory=list)  # organs compared as kept in large pieces; empty in older lines
 
 
 @typed_payload

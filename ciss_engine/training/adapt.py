@@ -28,6 +28,7 @@ from ..events import EventSink
 from ..forgetting_guard import GuardResult, check_forgetting, pooled_dsc
 from ..inference import load_network
 from ..network import SegmentationNetwork
+from ..postprocessing import postprocessed_labels
 from ..preprocessing import PreprocessingConfig
 from ..prototypes import FeaturePrototypes
 from ..pseudo_labels import partial_label_targets
@@ -183,7 +184,8 @@ def _adapt_step_locked(request: AdaptRequest, *, device: torch.device, sink: Eve
     labels = [c.label.as_tensor()[0] for c in cases]
     is_labelled = [torch.isin(label, torch.tensor(labelled, dtype=label.dtype)) for label in labels]
     without_labels = [(o.label, o.name) for o in registry.organs if o.label not in labelled]
-    guard = check_forgetting(step_data.old_predictions, new_predictions, without_labels, threshold=request.guard_threshold, new_organ_masks=is_labelled)
+    guard = check_forgetting(step_data.old_predictions, new_predictions, without_labels, threshold=request.guard_threshold, new_organ_masks=is_labelled,
+                             one_piece=postprocessed_labels(parent))
     organs = [(c, names[c]) for c in labelled]
     before, after = pooled_dsc(labels, step_data.old_predictions, organs), pooled_dsc(labels, new_predictions, organs)
     labelled_dsc = {name: {"before": before[name], "after": after[name]} for _, name in organs}

@@ -25,6 +25,7 @@ from ..events import EventSink
 from ..forgetting_guard import GuardResult, check_forgetting
 from ..inference import load_network
 from ..network import SegmentationNetwork, grow_classifier
+from ..postprocessing import postprocessed_labels
 from ..preprocessing import PreprocessingConfig
 from ..prototypes import FeaturePrototypes
 from ..pseudo_labels import make_pseudo_labels, region_masks
@@ -217,7 +218,7 @@ def _learn_step_locked(request: LearnRequest, *, device: torch.device, sink: Eve
     guard = check_forgetting(
         step_data.old_predictions, whole_ct_labels(network, cases, patch_size=preprocessing.patch_size, device=device),
         [(o.label, o.name) for o in parent.registry.organs],
-        threshold=request.guard_threshold, new_organ_masks=[c.label.as_tensor()[0] > num_old for c in cases],
+        threshold=request.guard_threshold, new_organ_masks=[c.label.as_tensor()[0] > num_old for c in cases], one_piece=postprocessed_labels(parent),
     )
     written = publish_or_reject(
         bundle_root=bundle.root, version=version, parent_version=parent.version, fingerprint=fingerprint, guard=guard,

@@ -121,7 +121,7 @@ def finished_step(bundle: Bundle, fingerprint_of: Callable[[str | None], str], s
     remove_run_checkpoints(bundle.root, fingerprint_of(written.settings.parent_version))
     sink.log(f"this step had already written version {written.version} when it was stopped")
     recorded = written.settings.forgetting_guard
-    guard = GuardResult(threshold=recorded["threshold"], agreement=recorded["agreement"])
+    guard = GuardResult(threshold=recorded["threshold"], agreement=recorded["agreement"], postprocessed=tuple(recorded.get("postprocessed", ())))
     if written.status == STATUS_REJECTED:
         raise rejected(written.version, written.settings.parent_version, guard, action=action)
     return written, guard
