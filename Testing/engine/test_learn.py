@@ -13,7 +13,7 @@ from ciss_engine.bundle import Bundle
 from ciss_engine.cancellation import CancelToken
 from ciss_engine.errors import BundleError, Cancelled, ExitCode
 from ciss_engine.events import EventSink, ProgressMode
-from ciss_engine.training.incremental import LearnRequest, learn_step
+from ciss_engine.training.incremental import LearnRequest, learn_step, retry_advice
 from ciss_engine.training.step_common import learn_work_dir
 from ciss_engine.training.loop_config import LoopConfig
 
@@ -111,6 +111,12 @@ def test_forgetting_guard_rejects_and_keeps_the_parent_current(painted_bundle, p
     assert code == ExitCode.FORGETTING_REJECTED
     err = capsys.readouterr().err
     assert "saved as rejected" in err and "--accept-forgetting" in err
+    assert "--strategy mib holds the old organs more firmly" in err  # what measured to keep them, for a strategy other than MiB
+    # --resume of the finished step reports the same verdict and advice without training again.
+    assert run_cli("learn", "-b", bundle, "--organ", "pancreas,liver", "-i", *_images(phantom_cohort), "-l", *step_labels, "--guard-threshold", "1.0",
+                   "--strategy", "finetune", *STEP_ARGS, "--resume") == ExitCode.FORGETTING_REJECTED
+    assert "--strategy mib holds the old organs more firmly" in capsys.readouterr().err
+    assert Bundle.open_or_raise(bundle).versions() == ["1.0.0", "1.1.0"]
     handle = Bundle.open_or_raise(bundle)
     assert handle.current_version == "1.0.0" and handle.load("1.1.0").status == "rejected"
     assert handle.load("1.1.0").history[-1]["forgetting_guard"]["passed"] is False
@@ -121,6 +127,10 @@ def test_forgetting_guard_rejects_and_keeps_the_parent_current(painted_bundle, p
     assert run_cli("rollback", "-b", bundle, "--to", "1.1.0", "--accept-forgetting", "--quiet") == 0
     assert handle.current_version == "1.1.0"
     assert json.loads((bundle / "bundle.json").read_text())["accepted_versions"] == ["1.1.0"]
+
+
+def test_the_advice_after_a_rejection_names_mib_except_to_mib():
+    assert "--strategy mib" in retry_advice("uniform") and retry_advice("mib") == ""
 
 
 def test_learning_from_a_non_current_version_is_refused(bundle, phantom_cohort, step_labels):

@@ -80,10 +80,11 @@ def parent_or_raise(bundle: Bundle, requested: str | None, *, action: str = "lea
     return parent
 
 
-def rejected(version: str, parent_version: str, guard: GuardResult, *, action: str = "Learn") -> ForgettingRejected:
+def rejected(version: str, parent_version: str, guard: GuardResult, *, action: str = "Learn", advice: str = "") -> ForgettingRejected:
+    """The error of a rejected step; ``advice`` adds what measured to help to the hint's "other settings"."""
     return ForgettingRejected(
         f"version {version} was saved as rejected: old organs changed on the step's CTs ({', '.join(f'{n} {guard.agreement[n]:.2f}' for n in guard.failing_organs)} < {guard.threshold})",
-        f"version {parent_version} stays current. {action} again (more iterations, other settings), or pass --accept-forgetting to accept the drop knowingly",
+        f"version {parent_version} stays current. {action} again (more iterations, other settings{advice}), or pass --accept-forgetting to accept the drop knowingly",
     )
 
 
@@ -97,7 +98,7 @@ def whole_ct_labels(network: torch.nn.Module, cases: Sequence[PreparedCase], *, 
 
 def publish_or_reject(
     *, bundle_root: Path, version: str, parent_version: str, fingerprint: str, guard: GuardResult, accept_forgetting: bool, sink: EventSink,
-    write: Callable[[str], BundleVersion], action: str = "Learn",
+    write: Callable[[str], BundleVersion], action: str = "Learn", advice: str = "",
 ) -> BundleVersion:
     """The end of every step: the guard's verdict announced, ``write(status)`` saves the version as published (the
     guard passed, or the drop was accepted) or rejected (kept, to be accepted later without training again), the
@@ -107,11 +108,13 @@ def publish_or_reject(
     written = write(status)
     remove_run_checkpoints(bundle_root, fingerprint)
     if status == STATUS_REJECTED:
-        raise rejected(written.version, parent_version, guard, action=action)
+        raise rejected(written.version, parent_version, guard, action=action, advice=advice)
     return written
 
 
-def finished_step(bundle: Bundle, fingerprint_of: Callable[[str | None], str], sink: EventSink, *, action: str = "Learn") -> tuple[BundleVersion, GuardResult] | None:
+def finished_step(
+    bundle: Bundle, fingerprint_of: Callable[[str | None], str], sink: EventSink, *, action: str = "Learn", advice: str = "",
+) -> tuple[BundleVersion, GuardResult] | None:
     """``--resume`` of a step that had written its version when it was stopped: that version and its verdict,
     its checkpoints removed (finished_runs.py); None when the step is still to be done. ``fingerprint_of(parent)``
     is the run's fingerprint had it started from that parent."""
@@ -123,7 +126,7 @@ def finished_step(bundle: Bundle, fingerprint_of: Callable[[str | None], str], s
     recorded = written.settings.forgetting_guard
     guard = GuardResult(threshold=recorded["threshold"], agreement=recorded["agreement"], postprocessed=tuple(recorded.get("postprocessed", ())))
     if written.status == STATUS_REJECTED:
-        raise rejected(written.version, written.settings.parent_version, guard, action=action)
+        raise rejected(written.version, written.settings.parent_version, guard, action=action, advice=advice)
     return written, guard
 
 
