@@ -7,8 +7,8 @@
 # the seconds and per-iteration metrics of each run); bundles and predictions in WORK.
 # Sizes on an H200 (RESULTS.md (s)): environment 27 s, cuda_tests 24 s, same_seed 88 s, torchrun_nccl
 # 28 s; real_ct_step about 7 min (base 61 s, each step 52-55 s, each scoring `ciss segment` about 20 s);
-# step_cost about 3 min at 100 iterations for five rows (seven since the uniform rows). Fifteen minutes of device time hold about half of them: pick
-# with PARTS.
+# step_cost about 3 min at 100 iterations for five rows (seven since the uniform rows). Fifteen minutes
+# of device time hold about half of the parts: pick with PARTS.
 # Usage: [PARTS=environment,cuda_tests,…] bash benchmarks/gpu_check.sh LOGS [WORK]
 #        (CISS_DATA: a folder with ct/ts_abdpelvis and ct/chest_4x)
 set -uo pipefail
