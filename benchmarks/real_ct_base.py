@@ -12,7 +12,8 @@ base learns the same step with each strategy (same base, same data: retention co
 ``--step-seeds`` seed. The table
 adds every organ and each old organ's DSC after the step over its DSC before.
 
-Usage: python benchmarks/real_ct_base.py [-o DIR] [--runs both,ts_abdpelvis,chest_4x] [--step] [--step-strategies S,…] [--step-seeds 0,1,2] [-- ciss train flags]
+Usage: python benchmarks/real_ct_base.py [-o DIR] [--runs both,ts_abdpelvis,chest_4x] [--step] [--step-strategies S,…] [--step-seeds 0,1,2]
+       [--step-preset quick|standard|thorough] [-- ciss train flags]
 A bundle already in DIR is reused (its training time is read from the .seconds file beside it).
 """
 from __future__ import annotations
@@ -67,9 +68,10 @@ def train(bundle: Path, cts: list[str], flags: list[str]) -> float:
     ])
 
 
-def learn_new_organs(bundle: Path, out: Path, strategy: str | None = None, seed: int = 0) -> float:
+def learn_new_organs(bundle: Path, out: Path, strategy: str | None = None, seed: int = 0, preset: str | None = None) -> float:
     """Organs 5-8 from label maps that hold only them, on both CTs, with ciss learn's defaults (its default strategy
-    unless ``strategy``, written NAME or NAME:SETTING=VALUE+SETTING=VALUE; seed 0 unless ``seed``)."""
+    unless ``strategy``, written NAME or NAME:SETTING=VALUE+SETTING=VALUE; seed 0 unless ``seed``; its default preset
+    unless ``preset``)."""
     labels = []
     for ct in CTS:
         full = nib.load(str(DATA / ct / "label_seg8.nii.gz"))
@@ -78,7 +80,7 @@ def learn_new_organs(bundle: Path, out: Path, strategy: str | None = None, seed:
         nib.save(nib.Nifti1Image(np.where(np.isin(data, list(NEW_ORGANS.values())), data, 0).astype(np.uint8), full.affine), str(labels[-1]))
     return timed_once(out / f"{bundle.name}.step.seconds", [
         "learn", "-b", bundle, "--organ", ",".join(f"{name}={value}" for name, value in NEW_ORGANS.items()),
-        "-i", *(DATA / ct / "image.nii.gz" for ct in CTS), "-l", *labels, "--accept-forgetting", *(strategy_flags(strategy) if strategy else []), "--seed", seed,
+        "-i", *(DATA / ct / "image.nii.gz" for ct in CTS), "-l", *labels, "--accept-forgetting", *(strategy_flags(strategy) if strategy else []), "--seed", seed, *(["--preset", preset] if preset else []),
     ])
 
 
@@ -117,6 +119,7 @@ def main() -> None:
     parser.add_argument("--step", action="store_true", help="then learn organs 5-8 on the model trained on both CTs")
     parser.add_argument("--step-strategies", default="", help="comma-separated strategies (NAME or NAME:SETTING=VALUE+…), each learning the step on its own copy of the base")
     parser.add_argument("--step-seeds", default="0", help="comma-separated seeds of each --step-strategies step (ciss learn --seed)")
+    parser.add_argument("--step-preset", choices=("quick", "standard", "thorough"), help="ciss learn --preset of each --step-strategies step (default: learn's)")
     parser.add_argument("train_flags", nargs="*", help="after --: flags for ciss train (e.g. --iterations 1000)")
     args = parser.parse_args()
     args.output.mkdir(parents=True, exist_ok=True)
@@ -137,13 +140,14 @@ def main() -> None:
         seconds = learn_new_organs(bundle, args.output)
         record("both, then step 5-8", {"seconds": seconds, **{ct: score(bundle, "1.1.0", ct, args.output, args.stray_mm) for ct in CTS}})
     for strategy, seed in itertools.product(filter(None, args.step_strategies.split(",")), map(int, args.step_seeds.split(","))):
-        copy = args.output / (f"step_{strategy.replace(':', '_')}" + (f"_seed{seed}" if seed else ""))
+        label = strategy + (f", {args.step_preset}" if args.step_preset else "")
+        copy = args.output / (f"step_{strategy.replace(':', '_')}" + (f"_{args.step_preset}" if args.step_preset else "") + (f"_seed{seed}" if seed else ""))
         if not copy.exists():
             versions = args.output / "base_both" / "versions"  # the base alone: the default step's version stays behind
             shutil.copytree(args.output / "base_both", copy, ignore=lambda folder, names: [n for n in names if Path(folder) == versions and n != "1.0.0"])
             Bundle.open_or_raise(copy).set_current("1.0.0")
-        seconds = learn_new_organs(copy, args.output, strategy, seed)
-        record(f"both, then {strategy} step 5-8" + (f", seed {seed}" if seed else ""),
+        seconds = learn_new_organs(copy, args.output, strategy, seed, args.step_preset)
+        record(f"both, then {label} step 5-8" + (f", seed {seed}" if seed else ""),
                {"seconds": seconds, **{ct: score(copy, "1.1.0", ct, args.output, args.stray_mm) for ct in CTS}})
     organs = {**ORGANS, **NEW_ORGANS} if args.step else ORGANS
     lines = [f"ciss train {' '.join(args.train_flags)}", "",

@@ -111,11 +111,11 @@ def test_forgetting_guard_rejects_and_keeps_the_parent_current(painted_bundle, p
     assert code == ExitCode.FORGETTING_REJECTED
     err = capsys.readouterr().err
     assert "saved as rejected" in err and "--accept-forgetting" in err
-    assert "--strategy mib holds the old organs more firmly" in err  # what measured to keep them, for a strategy other than MiB
+    assert "--preset thorough or --strategy mib kept the old organs better" in err  # what measured to keep them
     # --resume of the finished step reports the same verdict and advice without training again.
     assert run_cli("learn", "-b", bundle, "--organ", "pancreas,liver", "-i", *_images(phantom_cohort), "-l", *step_labels, "--guard-threshold", "1.0",
                    "--strategy", "finetune", *STEP_ARGS, "--resume") == ExitCode.FORGETTING_REJECTED
-    assert "--strategy mib holds the old organs more firmly" in capsys.readouterr().err
+    assert "--preset thorough or --strategy mib kept the old organs better" in capsys.readouterr().err
     assert Bundle.open_or_raise(bundle).versions() == ["1.0.0", "1.1.0"]
     handle = Bundle.open_or_raise(bundle)
     assert handle.current_version == "1.0.0" and handle.load("1.1.0").status == "rejected"
@@ -129,8 +129,10 @@ def test_forgetting_guard_rejects_and_keeps_the_parent_current(painted_bundle, p
     assert json.loads((bundle / "bundle.json").read_text())["accepted_versions"] == ["1.1.0"]
 
 
-def test_the_advice_after_a_rejection_names_mib_except_to_mib():
-    assert "--strategy mib" in retry_advice("uniform") and retry_advice("mib") == ""
+def test_the_advice_after_a_rejection_names_what_the_step_did_not_use():
+    assert retry_advice("uniform", 400) == "; --preset thorough or --strategy mib kept the old organs better on real CT"
+    assert "--strategy mib" not in retry_advice("mib", 400) and "--preset thorough" not in retry_advice("uniform", 1000)
+    assert retry_advice("mib", 1000) == ""
 
 
 def test_learning_from_a_non_current_version_is_refused(bundle, phantom_cohort, step_labels):

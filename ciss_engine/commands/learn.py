@@ -8,11 +8,11 @@ from typing import Any
 from ..api.events import LearnDone
 from ..api.settings import DEFAULT_STRATEGY, STRATEGY_SETTINGS, settings_table
 from ..events import EventSink
-from ..training.loop_config import STANDARD_ITERATIONS, STEP_LEARNING_RATE
+from ..training.loop_config import STANDARD_ITERATIONS, STEP_LEARNING_RATE, THOROUGH_ITERATIONS
 from .arguments import add_schedule_arguments, loop_config_from, positive_float, positive_int, unit_fraction
 
 # Iterations per preset (benchmarks/RESULTS.md).
-PRESETS = {"quick": 150, "standard": STANDARD_ITERATIONS, "thorough": 1000}
+PRESETS = {"quick": 150, "standard": STANDARD_ITERATIONS, "thorough": THOROUGH_ITERATIONS}
 
 
 class ListSettings(argparse.Action):

@@ -40,6 +40,9 @@ STEP_LEARNING_RATE = 0.02
 # protocol, base models at 200 found 2 of 4 old organs, at 400 they found 3-4 and PCDD kept >= 0.99 x of them
 # (benchmarks/RESULTS.md).
 STANDARD_ITERATIONS = 400
+# Iterations of `ciss learn --preset thorough`: on the two real CTs a step this long kept the old organs (0.94-0.99 x)
+# and learned the pancreas where 400 iterations did not (benchmarks/RESULTS.md (s)).
+THOROUGH_ITERATIONS = 1000
 # Iterations of `ciss train` (with the 8-filter network on 48³ patches, commands/arguments.py): on both real
 # CTs, 1000 found every organ (DSC 0.91-0.97, gallbladder 0.94) where 700 found only the spleen (0.60) and 400
 # missed the gallbladder (benchmarks/RESULTS.md (i)).
