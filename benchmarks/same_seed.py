@@ -29,7 +29,7 @@ def ciss(*args: object) -> None:
 
 def largest_difference(first: Path, second: Path) -> float:
     """The largest absolute difference between two bundles' current weights."""
-    a, b = (Bundle.open_or_raise(path).load(Bundle.open_or_raise(path).current_version).load_state_dict() for path in (first, second))
+    a, b = (Bundle.open_or_raise(path).load().load_state_dict() for path in (first, second))
     return max(float((a[name].float() - b[name].float()).abs().max()) for name in a if torch.is_tensor(a[name]))
 
 

@@ -223,7 +223,8 @@ def _learn_step_locked(request: LearnRequest, *, device: torch.device, sink: Eve
     )
     written = publish_or_reject(
         bundle_root=bundle.root, version=version, parent_version=parent.version, fingerprint=fingerprint, guard=guard,
-        accept_forgetting=request.accept_forgetting, sink=sink, advice=retry_advice(request.strategy, request.loop.iterations), write=lambda status: _write_step_version(
+        accept_forgetting=request.accept_forgetting, sink=sink, advice=retry_advice(request.strategy, request.loop.iterations),
+        write=lambda status: _write_step_version(
             request=request, root=bundle.root, parent=parent, version=version, step=step, registry=registry, network=network,
             prototypes=final, thresholds=step_data.thresholds, guard=guard, status=status, result=result, strategy=strategy.describe(),
             gradient_shares=shares.average.mean(), data=[c.sha256 for c in cases], fingerprint=fingerprint,
