@@ -62,6 +62,11 @@ def pooled_dsc(
     return scores
 
 
+def as_shown(predictions: Sequence[torch.Tensor], one_piece: Sequence[int]) -> list[torch.Tensor]:
+    """The masks as ``ciss segment`` shows them: each of the ``one_piece`` labels kept as its large pieces."""
+    return [torch.from_numpy(keep_largest_pieces(p.cpu().numpy(), one_piece)) for p in predictions] if one_piece else list(predictions)
+
+
 def check_forgetting(
     old_predictions: Sequence[torch.Tensor],
     new_predictions: Sequence[torch.Tensor],
@@ -74,8 +79,5 @@ def check_forgetting(
     """Agreement DSC per old organ between the parent's and the new model's masks, outside the voxels labelled as
     new organs (``new_organ_masks``, bool, one per CT; None compares every voxel), after each of the ``one_piece``
     labels is kept as its large pieces in both (``postprocessing.postprocessed_labels`` of the parent)."""
-    def postprocessed(predictions: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        return [torch.from_numpy(keep_largest_pieces(p.cpu().numpy(), one_piece)) for p in predictions] if one_piece else list(predictions)
-
-    agreement = pooled_dsc(postprocessed(old_predictions), postprocessed(new_predictions), old_organs, left_out=new_organ_masks)
+    agreement = pooled_dsc(as_shown(old_predictions, one_piece), as_shown(new_predictions, one_piece), old_organs, left_out=new_organ_masks)
     return GuardResult(threshold=threshold, agreement=agreement, postprocessed=tuple(name for label, name in old_organs if label in one_piece))

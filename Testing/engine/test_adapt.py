@@ -15,9 +15,14 @@ from ciss_engine.bundle import Bundle
 from ciss_engine.cancellation import CancelToken
 from ciss_engine.errors import Cancelled, ExitCode
 from ciss_engine.events import EventSink, ProgressMode
-from ciss_engine.training.adapt import AdaptRequest, adapt_step
+from ciss_engine.forgetting_guard import as_shown, pooled_dsc
+from ciss_engine.inference import load_network
+from ciss_engine.postprocessing import postprocessed_labels
+from ciss_engine.preprocessing import PreprocessingConfig
+from ciss_engine.training.adapt import AdaptRequest, adapt_step, labelled_organs_or_raise
+from ciss_engine.training.cases import prepare_cases
 from ciss_engine.training.loop_config import LoopConfig
-from ciss_engine.training.step_common import learn_work_dir
+from ciss_engine.training.step_common import learn_work_dir, whole_ct_labels
 
 STEP_ARGS = ["--iterations", "3", "--batch-size", "1", "--setting", "buffer_per_class=20", "--accept-forgetting"]
 LABELLED = [("spleen", 1), ("kidney_right", 2)]  # seg8 values; kidney_left and gallbladder get no labels
@@ -83,6 +88,29 @@ def test_adapt_writes_a_domain_version_with_its_replay_buffer(bundle, site, caps
     # The feature mappings were trained but not exported: the weights fit the plain segmentation network.
     assert set(version.load_state_dict()) == set(parent.load_state_dict())
     assert not learn_work_dir(bundle).exists()
+
+
+def test_the_labelled_organs_are_scored_as_ciss_segment_shows_them(painted_bundle, site):
+    """DSC before → after of the labelled organs is that of the masks the user sees (each one-piece organ kept as its
+    large pieces), as the guard judges the others: stray islands of the raw argmax never reach the user."""
+    images, labels = site
+    request = AdaptRequest(bundle=painted_bundle, images=images, labels=labels, organs=LABELLED, loop=LoopConfig(iterations=2), batch_size=1,
+                           strategy_settings={"buffer_per_class": "10"}, accept_forgetting=True)
+    cpu = torch.device("cpu")
+    result = adapt_step(request, device=cpu, sink=EventSink(ProgressMode.QUIET), cancel=CancelToken())
+    parent = Bundle.open_or_raise(painted_bundle).load("1.0.0")
+    config = PreprocessingConfig.from_json(parent.settings.preprocessing)
+    cases = prepare_cases(images, labels, value_to_class=labelled_organs_or_raise(parent.registry, LABELLED), other_labels="error", config=config,
+                          sink=EventSink(ProgressMode.QUIET))
+    references, organs, one_piece = [c.label.as_tensor()[0] for c in cases], [(1, "spleen"), (2, "kidney_right")], postprocessed_labels(parent)
+    assert one_piece[:2] == [1, 2]
+    raw_differs = False
+    for moment, version in (("before", parent), ("after", result.version)):
+        masks = whole_ct_labels(load_network(version, cpu), cases, patch_size=config.patch_size, device=cpu)
+        shown = pooled_dsc(references, as_shown(masks, one_piece), organs)
+        assert {name: dsc[moment] for name, dsc in result.labelled_dsc.items()} == shown
+        raw_differs |= pooled_dsc(references, masks, organs) != shown
+    assert raw_differs, "the painting models leave stray islands, so scoring the raw masks would show"
 
 
 def test_the_buffer_is_read_from_the_parent_version(bundle, site):

@@ -25,7 +25,7 @@ from ..cancellation import CancelToken
 from ..device import seed_run
 from ..errors import BundleError, InputError
 from ..events import EventSink
-from ..forgetting_guard import GuardResult, check_forgetting, pooled_dsc
+from ..forgetting_guard import GuardResult, as_shown, check_forgetting, pooled_dsc
 from ..inference import load_network
 from ..network import SegmentationNetwork
 from ..postprocessing import postprocessed_labels
@@ -184,10 +184,12 @@ def _adapt_step_locked(request: AdaptRequest, *, device: torch.device, sink: Eve
     labels = [c.label.as_tensor()[0] for c in cases]
     is_labelled = [torch.isin(label, torch.tensor(labelled, dtype=label.dtype)) for label in labels]
     without_labels = [(o.label, o.name) for o in registry.organs if o.label not in labelled]
+    one_piece = postprocessed_labels(parent)
     guard = check_forgetting(step_data.old_predictions, new_predictions, without_labels, threshold=request.guard_threshold, new_organ_masks=is_labelled,
-                             one_piece=postprocessed_labels(parent))
+                             one_piece=one_piece)
+    # The labelled organs' DSC of what the user sees, as the guard judges it.
     organs = [(c, names[c]) for c in labelled]
-    before, after = pooled_dsc(labels, step_data.old_predictions, organs), pooled_dsc(labels, new_predictions, organs)
+    before, after = (pooled_dsc(labels, as_shown(predictions, one_piece), organs) for predictions in (step_data.old_predictions, new_predictions))
     labelled_dsc = {name: {"before": before[name], "after": after[name]} for _, name in organs}
     sink.log("labelled organs, DSC before → after: " + ", ".join(f"{n} {d['before']} → {d['after']}" for n, d in labelled_dsc.items()))
     stored_buffer = None
