@@ -21,7 +21,7 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 from CISSegmentationLib.bundle_reader import new_organ_or_raise, read_bundle_or_raise
-from CISSegmentationLib.engine_commands import PRESETS, EngineLauncher
+from CISSegmentationLib.engine_commands import DEFAULT_PRESET, PRESETS, EngineLauncher
 from CISSegmentationLib.errors import BundleError, EngineNotInstalledError, InputError
 from CISSegmentationLib.parameters import DEVICE_CHOICES, CissParameters
 from CISSegmentationLib.self_test import NEW_ORGAN, PhantomBundle, WorkflowSelfTest, build_phantom_bundle
@@ -47,7 +47,7 @@ class CISSegmentationParameterNode(CissParameters):
     """The panel's choices stored typed in the scene; combo boxes need their choices declared."""
 
     device: Annotated[str, Choice(list(DEVICE_CHOICES))] = "auto"
-    preset: Annotated[str, Choice(list(PRESETS))] = "standard"
+    preset: Annotated[str, Choice(list(PRESETS))] = DEFAULT_PRESET
     input_volume: vtkMRMLScalarVolumeNode
 
 

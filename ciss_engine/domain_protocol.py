@@ -22,7 +22,8 @@ from .preprocessing import PreprocessingConfig
 from .protocol import PAPER_ORGANS, Case, copy_bundle, organs_of, scored_entry, step_labels, train_from_scratch
 from .scanner_sites import ScannerSite, write_site_cases
 from .training.adapt import AdaptRequest, adapt_step
-from .training.loop_config import STANDARD_ITERATIONS, STEP_LEARNING_RATE, LoopConfig
+from .api.presets import STANDARD_ITERATIONS
+from .training.loop_config import STEP_LEARNING_RATE, LoopConfig
 
 @dataclasses.dataclass(frozen=True)
 class DomainProtocolRequest:

@@ -30,7 +30,8 @@ from .preprocessing import PreprocessingConfig
 from .registry import ClassRegistry
 from .training.base import BaseTrainingRequest, train_base_bundle
 from .training.incremental import LearnRequest, learn_step
-from .training.loop_config import OFFLINE_ITERATIONS, STANDARD_ITERATIONS, STEP_LEARNING_RATE, LoopConfig
+from .api.presets import STANDARD_ITERATIONS
+from .training.loop_config import OFFLINE_ITERATIONS, STEP_LEARNING_RATE, LoopConfig
 
 # The paper's class order (label ids of the seg8 files).
 PAPER_ORGANS = ("spleen", "kidney_right", "kidney_left", "gallbladder", "esophagus", "pancreas", "liver", "stomach")

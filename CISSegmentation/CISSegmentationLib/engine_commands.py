@@ -16,13 +16,13 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from ciss_engine.api.presets import DEFAULT_PRESET, PRESETS
 from ciss_engine.dicom import EXPORT_FORMATS as DICOM_FORMATS
 
 from .engine_location import ENGINE_PACKAGE, shipped_engine_dir_or_raise
 from .errors import EngineFailedError, EngineNotInstalledError
 from .job_runner import EngineJob, JobCallbacks
 
-PRESETS = ("quick", "standard", "thorough")
 MISSING_MODULE = re.compile(r"No module named '?([\w.]+)'?")
 
 
@@ -116,14 +116,14 @@ def _step_options(*, images: Sequence[Path], labels: Sequence[Path], preset: str
 
 
 def learn_args(*, bundle: Path, organs: Sequence[tuple[str, tuple[int, int, int] | None]], images: Sequence[Path], labels: Sequence[Path],
-               preset: str = "standard", iterations: int | None = None, device: str = "auto", accept_forgetting: bool = False) -> list[str]:
+               preset: str = DEFAULT_PRESET, iterations: int | None = None, device: str = "auto", accept_forgetting: bool = False) -> list[str]:
     """``learn``: add ``organs`` (label values 1..n in this order in every label file) to ``bundle``."""
     return ["learn", "-b", str(bundle), "--organ", ",".join(organ_spec(n, c) for n, c in organs)] + _step_options(
         images=images, labels=labels, preset=preset, iterations=iterations, device=device, accept_forgetting=accept_forgetting)
 
 
 def adapt_args(*, bundle: Path, organs: Sequence[tuple[str, int]], images: Sequence[Path], labels: Sequence[Path],
-               preset: str = "standard", iterations: int | None = None, device: str = "auto", accept_forgetting: bool = False) -> list[str]:
+               preset: str = DEFAULT_PRESET, iterations: int | None = None, device: str = "auto", accept_forgetting: bool = False) -> list[str]:
     """``adapt``: the bundle's own ``organs`` (name, value in every label file) learned on a new site's CTs."""
     return ["adapt", "-b", str(bundle), "--organs", ",".join(f"{name}={value}" for name, value in organs)] + _step_options(
         images=images, labels=labels, preset=preset, iterations=iterations, device=device, accept_forgetting=accept_forgetting)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 
+from ciss_engine.api.presets import DEFAULT_PRESET, PRESETS
 from ciss_engine.device import DEVICE_CHOICES
 
-from .engine_commands import PRESETS
 from .errors import InputError
 
 
@@ -24,7 +24,7 @@ class CissParameters:
     bundle_path: str = ""
     bundle_version: str = ""  # "" = the bundle's current version
     device: str = "auto"
-    preset: str = "standard"
+    preset: str = DEFAULT_PRESET
     new_organ_name: str = ""
     accept_forgetting: bool = False
     show_3d: bool = True

@@ -7,7 +7,8 @@ from ..api.events import AdaptDone
 from ..api.settings import DEFAULT_DOMAIN_STRATEGY
 from ..errors import InputError
 from ..events import EventSink
-from .learn import PRESETS, add_step_arguments, step_request_fields
+from ..api.presets import PRESETS
+from .learn import add_step_arguments, step_request_fields
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

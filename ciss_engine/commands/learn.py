@@ -6,13 +6,11 @@ from pathlib import Path
 from typing import Any
 
 from ..api.events import LearnDone
+from ..api.presets import DEFAULT_PRESET, PRESETS
 from ..api.settings import DEFAULT_STRATEGY, STRATEGY_SETTINGS, settings_table
 from ..events import EventSink
-from ..training.loop_config import STANDARD_ITERATIONS, STEP_LEARNING_RATE, THOROUGH_ITERATIONS
+from ..training.loop_config import STEP_LEARNING_RATE
 from .arguments import add_schedule_arguments, loop_config_from, positive_float, positive_int, unit_fraction
-
-# Iterations per preset (benchmarks/RESULTS.md).
-PRESETS = {"quick": 150, "standard": STANDARD_ITERATIONS, "thorough": THOROUGH_ITERATIONS}
 
 
 class ListSettings(argparse.Action):
@@ -50,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def add_step_arguments(parser: argparse.ArgumentParser, *, kept: str) -> None:
     """The budget, pseudo-label, guard and schedule options of a step on a bundle (``learn`` and ``adapt``);
     ``kept``: what the pseudo-labels and the guard hold (an old organ, an organ without labels)."""
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="standard", help=f"iteration budget: {PRESETS} (default standard)")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET, help=f"iteration budget: {PRESETS} (default {DEFAULT_PRESET})")
     parser.add_argument("--iterations", type=positive_int, default=None, help="iterations (overrides --preset)")
     parser.add_argument("--fixed-threshold", type=positive_float, default=None, help=f"one entropy threshold τ for every {kept} instead of the per-class median")
     parser.add_argument("--guard-threshold", type=unit_fraction, default=0.9, help=f"forgetting guard: minimum agreement DSC per {kept} (default 0.90)")

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from ..api.bundle_record import STATUS_PUBLISHED
+from ..api.presets import THOROUGH_ITERATIONS
 from ..api.settings import DEFAULT_STRATEGY, StrategySettings, parse_settings_or_raise
 from ..bundle import Bundle, BundleVersion, write_version
 from ..bundle_lock import bundle_lock
@@ -36,7 +37,6 @@ from .cases import case_sha256, prepare_cases
 from .checkpoint import ExtraState
 from .gradient_shares import ShareRecorder
 from .loop import LoopResult, run_training_loop
-from .loop_config import THOROUGH_ITERATIONS
 from .prototype_bootstrap import bootstrap_prototypes, bootstrap_record
 from .prototype_pass import compute_global_prototypes
 from .run_record import run_fingerprint

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from ..api.presets import STANDARD_ITERATIONS
+
 
 @dataclasses.dataclass(frozen=True)
 class LoopConfig:
@@ -36,13 +38,6 @@ class LoopConfig:
 # tried, while 0.05 collapsed in one of five (λ_crcd = 3: every organ but the liver lost) and 0.1 collapsed.
 STEP_LEARNING_RATE = 0.02
 
-# Iterations of `ciss learn --preset standard` and of `ciss protocol`'s base and steps: on the phantom 4-4
-# protocol, base models at 200 found 2 of 4 old organs, at 400 they found 3-4 and PCDD kept >= 0.99 x of them
-# (benchmarks/RESULTS.md).
-STANDARD_ITERATIONS = 400
-# Iterations of `ciss learn --preset thorough`: on the two real CTs a step this long kept the old organs (0.94-0.99 x)
-# and learned the pancreas where 400 iterations did not (benchmarks/RESULTS.md (s)).
-THOROUGH_ITERATIONS = 1000
 # Iterations of `ciss train` (with the 8-filter network on 48³ patches, commands/arguments.py): on both real
 # CTs, 1000 found every organ (DSC 0.91-0.97, gallbladder 0.94) where 700 found only the spleen (0.60) and 400
 # missed the gallbladder (benchmarks/RESULTS.md (i)).

@@ -8,7 +8,7 @@ from trame.widgets import html
 from trame.widgets.vuetify3 import VAlert, VBtn, VSelect, VTextField
 from undo_stack import Signal
 
-from CISSegmentationLib.engine_commands import PRESETS
+from CISSegmentationLib.engine_commands import DEFAULT_PRESET, PRESETS
 
 from ..state import panel_state
 from .status_ui import StatusState
@@ -16,7 +16,7 @@ from .status_ui import StatusState
 
 @dataclasses.dataclass
 class LearnState:
-    preset: str = "standard"
+    preset: str = DEFAULT_PRESET
     presets: list[str] = dataclasses.field(default_factory=lambda: list(PRESETS))
     iterations: str = ""  # empty: the preset's budget
     organ_names: str = ""  # the organs a Learn step would add now
