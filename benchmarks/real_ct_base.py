@@ -10,11 +10,12 @@ With ``--step``, the model trained on both CTs then learns organs 5-8 from label
 ``ciss learn``'s defaults (the issue's real-CT step goal); with ``--step-strategies pcdd,mib``, a copy of that
 base learns the same step with each strategy (same base, same data: retention compared in one run), once per
 ``--step-seeds`` seed. The table
-adds every organ and each old organ's DSC after the step over its DSC before.
+adds every organ, each old organ's DSC after the step over its DSC before, and the forgetting guard's verdict.
 
 Usage: python benchmarks/real_ct_base.py [-o DIR] [--runs both,ts_abdpelvis,chest_4x] [--step] [--step-strategies S,…] [--step-seeds 0,1,2]
        [--step-preset quick|standard|thorough] [-- ciss train flags]
-A bundle already in DIR is reused (its training time is read from the .seconds file beside it).
+A bundle already in DIR is reused (its training time is read from the .seconds file beside it), and the table keeps
+the runs of earlier invocations on DIR (``real_ct_base.json``).
 """
 from __future__ import annotations
 
@@ -84,6 +85,13 @@ def learn_new_organs(bundle: Path, out: Path, strategy: str | None = None, seed:
     ])
 
 
+def guard_verdict(bundle: Path) -> str:
+    """The forgetting guard's verdict on the step's version (1.1.0) and its lowest agreement, from the history."""
+    guard = Bundle(bundle).load("1.1.0").history[-1]["forgetting_guard"]
+    lowest = min((value, name) for name, value in guard["agreement"].items() if value is not None)
+    return f"{'passed' if guard['passed'] else 'rejected'} ({lowest[0]:.2f}, {lowest[1]})"
+
+
 def strategy_flags(spec: str) -> list[str]:
     """``ciss learn`` flags of a strategy spec: ``mib`` or ``mib:new_class_ce=1+lambda_kd=5``."""
     name, _, settings = spec.partition(":")
@@ -123,12 +131,14 @@ def main() -> None:
     parser.add_argument("train_flags", nargs="*", help="after --: flags for ciss train (e.g. --iterations 1000)")
     args = parser.parse_args()
     args.output.mkdir(parents=True, exist_ok=True)
-    results: dict[str, dict] = {}
+    saved = args.output / "real_ct_base.json"
+    # Runs of earlier invocations on this folder stay in the table (a later one adds a seed or a strategy).
+    results: dict[str, dict] = json.loads(saved.read_text()) if saved.exists() else {}
 
     def record(run: str, result: dict) -> None:
         """Add a run's scores and save them at once: a run stopped by a time limit keeps what it measured."""
         results[run] = result
-        (args.output / "real_ct_base.json").write_text(json.dumps(results, indent=2))
+        saved.write_text(json.dumps(results, indent=2))
 
     for run in args.runs.split(","):
         cts = list(CTS) if run == "both" else [run]
@@ -138,7 +148,7 @@ def main() -> None:
     if args.step:
         bundle = args.output / "base_both"
         seconds = learn_new_organs(bundle, args.output)
-        record("both, then step 5-8", {"seconds": seconds, **{ct: score(bundle, "1.1.0", ct, args.output, args.stray_mm) for ct in CTS}})
+        record("both, then step 5-8", {"seconds": seconds, "guard": guard_verdict(bundle), **{ct: score(bundle, "1.1.0", ct, args.output, args.stray_mm) for ct in CTS}})
     for strategy, seed in itertools.product(filter(None, args.step_strategies.split(",")), map(int, args.step_seeds.split(","))):
         label = strategy + (f", {args.step_preset}" if args.step_preset else "")
         copy = args.output / (f"step_{strategy.replace(':', '_')}" + (f"_{args.step_preset}" if args.step_preset else "") + (f"_seed{seed}" if seed else ""))
@@ -148,17 +158,19 @@ def main() -> None:
             Bundle.open_or_raise(copy).set_current("1.0.0")
         seconds = learn_new_organs(copy, args.output, strategy, seed, args.step_preset)
         record(f"both, then {label} step 5-8" + (f", seed {seed}" if seed else ""),
-               {"seconds": seconds, **{ct: score(copy, "1.1.0", ct, args.output, args.stray_mm) for ct in CTS}})
-    organs = {**ORGANS, **NEW_ORGANS} if args.step else ORGANS
+               {"seconds": seconds, "guard": guard_verdict(copy), **{ct: score(copy, "1.1.0", ct, args.output, args.stray_mm) for ct in CTS}})
+    organs = {**ORGANS, **NEW_ORGANS} if any(run.startswith("both, then") for run in results) else ORGANS
     lines = [f"ciss train {' '.join(args.train_flags)}", "",
-             "| trained on | minutes | scored on | " + " | ".join(organs) + f" | organ voxels > {args.stray_mm:g} mm from any organ |",
-             "|---|---:|---|" + "---:|" * (len(organs) + 1)]
+             "| trained on | minutes | scored on | " + " | ".join(organs) + f" | organ voxels > {args.stray_mm:g} mm from any organ | guard (lowest agreement) |",
+             "|---|---:|---|" + "---:|" * (len(organs) + 1) + "---|"]
     for run, result in results.items():
         for ct in CTS:
             before = results["both"][ct] if run.startswith("both, then") else {}
             cells = [(f"{result[ct][name]:.2f}" + (f" ({result[ct][name] / before[name]:.2f} ×)" if before.get(name) else "")) if name in result[ct] else "–"
                      for name in organs]
-            lines.append(f"| {run} | {result['seconds'] / 60:.1f} | {ct}{' (training CT)' if run.startswith('both') or run == ct else ''} | {' | '.join(cells)} | {result[ct]['stray_voxels']:.0f} |")
+            guard = result.get("guard", "") if ct == CTS[0] else ""
+            lines.append(f"| {run} | {result['seconds'] / 60:.1f} | {ct}{' (training CT)' if run.startswith('both') or run == ct else ''} | {' | '.join(cells)} | "
+                         f"{result[ct]['stray_voxels']:.0f} | {guard} |")
     print("\n".join(lines))
 
 
