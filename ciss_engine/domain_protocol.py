@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .api.presets import STANDARD_ITERATIONS
 from .atomic import write_json_atomic, write_text_atomic
 from .bundle import Bundle
 from .cancellation import CancelToken
@@ -22,7 +23,6 @@ from .preprocessing import PreprocessingConfig
 from .protocol import PAPER_ORGANS, Case, copy_bundle, organs_of, scored_entry, step_labels, train_from_scratch
 from .scanner_sites import ScannerSite, write_site_cases
 from .training.adapt import AdaptRequest, adapt_step
-from .api.presets import STANDARD_ITERATIONS
 from .training.loop_config import STEP_LEARNING_RATE, LoopConfig
 
 @dataclasses.dataclass(frozen=True)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .api.events import ProtocolMetric
+from .api.presets import STANDARD_ITERATIONS
 from .atomic import staged_directory, write_json_atomic
 from .bundle import Bundle
 from .cancellation import CancelToken
@@ -30,7 +31,6 @@ from .preprocessing import PreprocessingConfig
 from .registry import ClassRegistry
 from .training.base import BaseTrainingRequest, train_base_bundle
 from .training.incremental import LearnRequest, learn_step
-from .api.presets import STANDARD_ITERATIONS
 from .training.loop_config import OFFLINE_ITERATIONS, STEP_LEARNING_RATE, LoopConfig
 
 # The paper's class order (label ids of the seg8 files).

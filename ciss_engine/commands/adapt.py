@@ -4,10 +4,10 @@ from __future__ import annotations
 import argparse
 
 from ..api.events import AdaptDone
+from ..api.presets import PRESETS
 from ..api.settings import DEFAULT_DOMAIN_STRATEGY
 from ..errors import InputError
 from ..events import EventSink
-from ..api.presets import PRESETS
 from .learn import add_step_arguments, step_request_fields
 
 

@@ -5,9 +5,9 @@ import argparse
 from pathlib import Path
 
 from ..api.events import ProtocolDone
+from ..api.presets import STANDARD_ITERATIONS
 from ..api.settings import STRATEGY_SETTINGS, parse_settings_or_raise
 from ..events import EventSink
-from ..api.presets import STANDARD_ITERATIONS
 from ..training.loop_config import OFFLINE_ITERATIONS, STEP_LEARNING_RATE
 from .arguments import (
     add_device_argument, add_postprocessing_argument, comma_separated, comma_separated_choices, float_triple, int_triple, multiple_of_8, non_negative_int, positive_float, positive_int,
