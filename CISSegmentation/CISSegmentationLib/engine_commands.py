@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from ciss_engine.api.presets import DEFAULT_PRESET, PRESETS
+from ciss_engine.api.presets import DEFAULT_ADAPT_PRESET, DEFAULT_PRESET, PRESETS
 from ciss_engine.dicom import EXPORT_FORMATS as DICOM_FORMATS
 
 from .engine_location import ENGINE_PACKAGE, shipped_engine_dir_or_raise
@@ -123,7 +123,7 @@ def learn_args(*, bundle: Path, organs: Sequence[tuple[str, tuple[int, int, int]
 
 
 def adapt_args(*, bundle: Path, organs: Sequence[tuple[str, int]], images: Sequence[Path], labels: Sequence[Path],
-               preset: str = DEFAULT_PRESET, iterations: int | None = None, device: str = "auto", accept_forgetting: bool = False) -> list[str]:
+               preset: str = DEFAULT_ADAPT_PRESET, iterations: int | None = None, device: str = "auto", accept_forgetting: bool = False) -> list[str]:
     """``adapt``: the bundle's own ``organs`` (name, value in every label file) learned on a new site's CTs."""
     return ["adapt", "-b", str(bundle), "--organs", ",".join(f"{name}={value}" for name, value in organs)] + _step_options(
         images=images, labels=labels, preset=preset, iterations=iterations, device=device, accept_forgetting=accept_forgetting)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from ciss_engine.api.events import ExportDone, ForgettingGuard, LearnDone, SegmentDone
-from ciss_engine.api.presets import DEFAULT_PRESET
+from ciss_engine.api.presets import DEFAULT_ADAPT_PRESET, DEFAULT_PRESET
 from ciss_engine.registry import OrganClass
 
 from .bundle_reader import BundleInfo, read_bundle_or_raise
@@ -161,7 +161,7 @@ class WorkflowLogic:
         )
         return self.launcher.job(*args, *engine_options, callbacks=_chain(callbacks, _step_finished(bundle, training, on_done)))
 
-    def adapt_job(self, *, bundle: BundleInfo, cases: Sequence[TrainingCase] | None = None, preset: str = DEFAULT_PRESET, iterations: int | None = None,
+    def adapt_job(self, *, bundle: BundleInfo, cases: Sequence[TrainingCase] | None = None, preset: str = DEFAULT_ADAPT_PRESET, iterations: int | None = None,
                   device: str = "auto", accept_forgetting: bool = False, engine_options: Sequence[str] = (), callbacks: JobCallbacks | None = None,
                   on_done: Callable[[LearnOutcome], None] | None = None) -> EngineJob:
         """Adapt ``bundle``'s own organs to this site's CTs (``ciss adapt``, a domain step) from segmentations that

@@ -14,9 +14,10 @@ from slicer_logic_helpers import REPO_ROOT
 from ciss_engine import __version__
 from ciss_engine.cli import build_parser
 from ciss_engine.registry import parse_organ_spec
-from CISSegmentationLib.engine_commands import EngineLauncher, export_args, learn_args, rollback_args, segment_args
+from CISSegmentationLib.engine_commands import EngineLauncher, adapt_args, export_args, learn_args, rollback_args, segment_args
 from CISSegmentationLib.errors import EngineFailedError, EngineNotInstalledError
 from ciss_engine.api.events import ForgettingGuard, TrainMetric, parse_event
+from ciss_engine.api.presets import DEFAULT_ADAPT_PRESET, DEFAULT_PRESET
 from CISSegmentationLib.job_runner import EngineJob, JobCallbacks, JobState, describe_guard
 
 SCRIPT = Path(__file__).with_name("jsonl_process.py")
@@ -165,6 +166,20 @@ def test_learn_arguments_follow_the_engine_contract(tmp_path):
     assert (name, rgb) == ("gallbladder", (139, 200, 98))
     with pytest.raises(ValueError, match="unknown preset"):
         learn_args(bundle=tmp_path, organs=[("x", None)], images=[], labels=[], preset="fast")
+
+
+def test_a_step_without_a_preset_gets_the_engines_default_for_its_command(tmp_path):
+    """Learn and adapt differ (thorough against standard): the front ends ask for what the engine's own command line
+    would choose, read back by the engine's parser, and a swapped default fails."""
+    parser = build_parser()
+    files = {"images": [tmp_path / "1.nii.gz"], "labels": [tmp_path / "1l.nii.gz"]}
+    from_front_end = {
+        "learn": parser.parse_args(learn_args(bundle=tmp_path, organs=[("pancreas", None)], **files)).preset,
+        "adapt": parser.parse_args(adapt_args(bundle=tmp_path, organs=[("spleen", 1)], **files)).preset,
+    }
+    bare = {"learn": parser.parse_args(["learn", "-b", "b", "--organ", "pancreas", "-i", "c", "-l", "l"]).preset,
+            "adapt": parser.parse_args(["adapt", "-b", "b", "-i", "c", "-l", "l"]).preset}
+    assert from_front_end == bare == {"learn": DEFAULT_PRESET, "adapt": DEFAULT_ADAPT_PRESET} and DEFAULT_PRESET != DEFAULT_ADAPT_PRESET
 
 
 def test_rollback_and_export_arguments_follow_the_engine_contract(tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..api.events import AdaptDone
-from ..api.presets import PRESETS
+from ..api.presets import DEFAULT_ADAPT_PRESET, PRESETS
 from ..api.settings import DEFAULT_DOMAIN_STRATEGY
 from ..errors import InputError
 from ..events import EventSink
@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         f"(the labels alone); default {DEFAULT_DOMAIN_STRATEGY}: best on validation data")
     parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
                         help="a setting of the strategy, repeatable, e.g. --setting lambda_cna=2 (`ciss learn --list-settings dual_alignment`, docs/settings.md)")
-    add_step_arguments(parser, kept="organ without labels")
+    add_step_arguments(parser, kept="organ without labels", default_preset=DEFAULT_ADAPT_PRESET)
 
 
 def parse_labelled_organs_or_raise(text: str | None) -> list[tuple[str, int]] | None:

@@ -42,13 +42,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--list-settings", action=ListSettings, nargs="?", choices=list(STRATEGY_SETTINGS), metavar="STRATEGY",
         help=f"print the settings of STRATEGY (default: the --strategy given before it, else {DEFAULT_STRATEGY}): values, default and why, then exit",
     )
-    add_step_arguments(parser, kept="old organ")
+    add_step_arguments(parser, kept="old organ", default_preset=DEFAULT_PRESET)
 
 
-def add_step_arguments(parser: argparse.ArgumentParser, *, kept: str) -> None:
+def add_step_arguments(parser: argparse.ArgumentParser, *, kept: str, default_preset: str) -> None:
     """The budget, pseudo-label, guard and schedule options of a step on a bundle (``learn`` and ``adapt``);
     ``kept``: what the pseudo-labels and the guard hold (an old organ, an organ without labels)."""
-    parser.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET, help=f"iteration budget: {PRESETS} (default {DEFAULT_PRESET})")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=default_preset, help=f"iteration budget: {PRESETS} (default {default_preset})")
     parser.add_argument("--iterations", type=positive_int, default=None, help="iterations (overrides --preset)")
     parser.add_argument("--fixed-threshold", type=positive_float, default=None, help=f"one entropy threshold τ for every {kept} instead of the per-class median")
     parser.add_argument("--guard-threshold", type=unit_fraction, default=0.9, help=f"forgetting guard: minimum agreement DSC per {kept} (default 0.90)")
