@@ -40,7 +40,7 @@ def report(bundle: Path, version: str | None, ct: Path, organ: str, value: int) 
     predicted = probabilities.argmax(0)
     painted = (predicted == channel).numpy()
     truth = reference.numpy()
-    distance_mm = ndimage.distance_transform_edt(~truth) * min(config.spacing_mm)
+    distance_mm = ndimage.distance_transform_edt(~truth, sampling=config.spacing_mm)
     false = painted & ~truth
     pieces, _ = ndimage.label(painted, structure=EVERY_NEIGHBOUR)
     sizes = sorted(np.bincount(pieces.ravel())[1:].tolist(), reverse=True)[:3]

@@ -236,7 +236,7 @@ def _learn_step_locked(request: LearnRequest, *, device: torch.device, sink: Eve
 def retry_advice(strategy: str, iterations: int) -> str:
     """What to try after the guard rejects a step. On the two real CTs, MiB's steps kept 0.96-0.99 x of the old organs
     and passed the guard in every seed, and 1000-iteration steps of MiB and of the default passed it where the default's
-    400-iteration steps were rejected (benchmarks/RESULTS.md (s))."""
+    400-iteration steps were rejected (benchmarks/RESULTS.md (s), (t)); 1000 iterations are the default since (t)."""
     tries = ([] if iterations >= THOROUGH_ITERATIONS else ["--preset thorough"]) + ([] if strategy == "mib" else ["--strategy mib"])
     return f"; {' or '.join(tries)} kept the old organs better on real CT" if tries else ""
 

@@ -10,7 +10,7 @@ from ..api.presets import STANDARD_ITERATIONS
 class LoopConfig:
     """Schedule of one training run (METHOD.md §4)."""
 
-    iterations: int = 400
+    iterations: int = STANDARD_ITERATIONS
     optimizer: str = "sgd"  # "sgd" (Nesterov, METHOD.md §4) or "adamw"
     # METHOD.md §4 says momentum 0.99 and lr 1e-2 (nnU-Net's, for 10⁵+ iterations). Within a CPU budget of
     # a few hundred iterations momentum 0.99 is still building up: on ts_abdpelvis, 300 iterations gave
