@@ -6,7 +6,8 @@
 # Network for 2 CPU cores: 8 filters, 48³ patches, 4 mm grid; base 400 iterations, steps 200.
 # PROTOCOL=4-1 runs the five-step protocol from the same base models (its steps each learn one organ), in
 # OUTPUT/test_4-1 (test mode).
-# Usage: [SEEDS=0,1,2] [STRATEGIES="pcdd uniform mib finetune"] [ROWS="pcdd uniform"] [PROTOCOL=4-4|4-1]
+# STRATEGIES may name `offline`: the offline bound in OUTPUT/test/offline (its budget: --offline-iterations after --).
+# Usage: [SEEDS=0,1,2] [STRATEGIES="pcdd uniform mib finetune [offline]"] [ROWS="pcdd uniform"] [PROTOCOL=4-4|4-1]
 #        bash benchmarks/pcdd_calibration.sh validation|test [OUTPUT] [STEP_ITERATIONS] [-- extra protocol flags]
 # SEEDS: both modes (validation defaults to seed 0, test to 0,1,2); STRATEGIES, PROTOCOL: test mode; ROWS: the
 # validation rows to run (default: all).
@@ -35,6 +36,10 @@ run() {  # NAME STRATEGY [--setting STRATEGY.NAME=VALUE ...]: one process, the s
   ciss protocol --protocol "$protocol" --strategies "$strategy" "${data[@]}" --seeds "$seeds" "${network[@]}" --base-iterations 400 \
     --step-iterations "$step_iterations" --no-offline -o "$out/$name" "$@"
 }
+offline() {  # the upper bound: every organ at once from scratch (--offline-iterations; default 1600), one process
+  copy_bases "$out" offline "$seeds"  # only so that the protocol does not train base models it would not use
+  ciss protocol --protocol "$protocol" --strategies "" "${data[@]}" --seeds "$seeds" "${network[@]}" --base-iterations 400 -o "$out/offline" "$@"
+}
 if [ "$mode" = validation ]; then
   run pcdd pcdd
   run uniform uniform
@@ -55,6 +60,8 @@ if [ "$mode" = validation ]; then
   # MiB kept the old organs best on real CT but learned no small organ: with the new organs' own CE as uniform has it.
   run mib_new_class_ce mib --setting mib.new_class_ce=1
 else
-  for strategy in ${STRATEGIES:-pcdd uniform mib finetune}; do run "$strategy" "$strategy"; done
+  for strategy in ${STRATEGIES:-pcdd uniform mib finetune}; do
+    if [ "$strategy" = offline ]; then offline "$@"; else run "$strategy" "$strategy"; fi
+  done
 fi
 .venv/bin/python benchmarks/protocol_table.py "$out"
