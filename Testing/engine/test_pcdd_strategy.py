@@ -78,6 +78,18 @@ def test_each_temperature_reaches_its_own_loss_only(setting, changed, kept):
     assert sharp[kept].item() == pytest.approx(default[kept].item(), rel=1e-6)
 
 
+@pytest.mark.parametrize("strategy", ["pcdd", "uniform"])
+def test_orcd_normalisation_reaches_orcd_only(strategy):
+    """Under ``patch`` ORCD's sum is divided by every voxel of the batch, not the old region's: |M|/|V| times the mean."""
+    batch = _batch()
+    region_mean, patch = _parts({}, batch, strategy), _parts({"orcd_normalisation": "patch"}, batch, strategy)
+    share = batch.old_region.sum().item() / batch.old_region.numel()
+    assert 0 < share < 1
+    assert patch["orcd"].item() == pytest.approx(share * region_mean["orcd"].item(), rel=1e-5)
+    for name in ("unbiased_ce", "crcd", "dapd"):
+        assert patch[name].item() == pytest.approx(region_mean[name].item(), rel=1e-6)
+
+
 def test_the_loss_settings_the_docstrings_advertise_reach_their_losses():
     """Regression: ``crcd.mib_scale`` and ``dapd.background`` were advertised and refused; their names are now settings."""
     settings = parse_settings_or_raise("pcdd", {"crcd_mib_scale": "false", "dapd_background": "sum_of_class_means", "lambda_ll": "0.5"})

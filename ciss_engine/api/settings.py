@@ -26,6 +26,9 @@ Summand = Literal["channel_kl", "mib", "agreement"]
 KlDirection = Literal["teacher_first", "student_first"]
 # The feature space of the affinities (losses/affinity_space.py).
 AffinityFeatures = Literal["pre_activation", "post_activation", "centred"]
+# What ORCD's (and CRCD's) affinity-weighted sum is divided by (losses/affinity.py): the region's voxels (the paper's
+# mean) or every voxel of the patches (MiB's KD weighs each voxel alike).
+Normalisation = Literal["region", "patch"]
 # CRCD's background prototype (StepContext.crcd_prototypes).
 CrcdBackground = Literal["running", "stored"]
 # DAPD's current background prototype (losses/dapd.py).
@@ -125,6 +128,11 @@ class PcddSettings(StrategySettings):
     lambda_crcd: float = setting(10.0, "weight of CRCD, on MiB's scale: the term holding background where the unbiased CE lets old organs spread")
     lambda_ll: float | None = setting(None, "weight of DAPD's local-local term; none: 0.01/K (K feature channels)")
     lambda_lg: float | None = setting(None, "weight of DAPD's local-global term; none: 0.01/K (K feature channels)")
+    # On the real-CT step a small old organ's voxels weighed ~85 x their weight in MiB's KD under the region mean, and the
+    # organ grew a rim into confident background (benchmarks/RESULTS.md (u)); "patch" weighs every voxel as MiB does.
+    orcd_normalisation: Normalisation = setting(
+        "region", "what ORCD's sum is divided by: the old region's voxels (Eq. 7) or every voxel of the patches, as MiB's KD "
+        "weighs them (a small old organ's voxels then weigh no more than others; raise lambda_orcd to MiB's 10 with it)")
     orcd_temperature: float = setting(1.0, "T_a of ORCD's affinity softmax (the paper gives none; 0.1 sharpens)", formerly=("temperature",))
     crcd_temperature: float = setting(1.0, "T_a of CRCD's affinity softmax (the paper gives none; 0.1 sharpens)", formerly=("temperature",))
     include_background: bool = setting(

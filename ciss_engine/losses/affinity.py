@@ -1,13 +1,18 @@
 """Prototype affinities (PCDD Eqs. 6 and 8) and the affinity-weighted distillation that ORCD and CRCD share."""
 from __future__ import annotations
 
+from typing import get_args
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..api.settings import Normalisation
 from ..prototypes import region_rows
 from .functional import full_precision
 from .summands import SUMMANDS, KL_DIRECTIONS, DistillationTerms, KlDirection, Summand, distillation_terms
+
+NORMALISATIONS = get_args(Normalisation)
 
 
 def _check_affinity_arguments(channels: int, prototypes: torch.Tensor, temperature: float) -> None:
@@ -52,7 +57,8 @@ class RegionCalibratedDistillation(nn.Module):
     teacher for any weights; ``mib`` is MiB's −p·log q, whose optimum moves to q ∝ a ⊙ p; ``agreement``
     weights each voxel's full MiB term by w_i = (1+|O|)·Σ_c a_{i,c}·p_{i,c} (1 for flat affinities).
     ``mib_scale`` multiplies by (classes in the softmax)/(classes with a teacher): 1 for ORCD, which has no
-    class without a teacher, so only CRCD exposes it.
+    class without a teacher, so only CRCD exposes it. ``normalisation`` divides the region's sum by the region's
+    voxels (``region``, the paper's mean) or by every voxel of the patches (``patch``, as MiB's KD weighs them).
     """
 
     # The loss's name in its settings (PCDD's ``orcd_temperature``): errors name the setting to change.
@@ -60,7 +66,7 @@ class RegionCalibratedDistillation(nn.Module):
 
     def __init__(
         self, temperature: float = 1.0, include_background: bool = True, calibrated: bool = True, summand: Summand = "channel_kl",
-        kl_direction: KlDirection = "teacher_first", mib_scale: bool = False,
+        kl_direction: KlDirection = "teacher_first", mib_scale: bool = False, normalisation: Normalisation = "region",
     ) -> None:
         super().__init__()
         if not temperature > 0:
@@ -69,19 +75,23 @@ class RegionCalibratedDistillation(nn.Module):
             raise ValueError(f"summand must be one of {', '.join(SUMMANDS)}, got {summand!r}")
         if kl_direction not in KL_DIRECTIONS:
             raise ValueError(f"kl_direction must be one of {', '.join(KL_DIRECTIONS)}, got {kl_direction!r}")
+        if normalisation not in NORMALISATIONS:
+            raise ValueError(f"{self.flag_prefix}_normalisation must be one of {', '.join(NORMALISATIONS)}, got {normalisation!r}")
         self.temperature = temperature
         self.include_background = include_background
         self.calibrated = calibrated
         self.summand = summand
         self.kl_direction = kl_direction
         self.mib_scale = mib_scale
+        self.normalisation = normalisation
 
     def terms(self, logits_new: torch.Tensor, logits_old: torch.Tensor) -> DistillationTerms:
         """This loss's summands of the logits (ORCD and CRCD with equal flags can share one computation)."""
         return distillation_terms(logits_new, logits_old, logits_old.shape[1] - 1, self.summand, self.kl_direction)
 
     def weigh(self, terms: DistillationTerms, features: torch.Tensor, prototypes: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
-        """(1/|M|)·Σ_{i∈M} Σ_c a_{i,c}·d_{i,c} (PCDD Eqs. 7 and 9), 0 for an empty region.
+        """(1/|M|)·Σ_{i∈M} Σ_c a_{i,c}·d_{i,c} (PCDD Eqs. 7 and 9), 0 for an empty region; |M| is every voxel of
+        the patches instead under ``normalisation="patch"``.
 
         ``terms`` hold d (B, 1+|O|, D, H, W) from :meth:`terms`; prototypes are ordered [0, O, ...] like the
         logits, in the space of ``features``. Affinities are computed on the region's voxels only; features
@@ -90,7 +100,8 @@ class RegionCalibratedDistillation(nn.Module):
         """
         first = 0 if self.include_background else 1
         summands = region_rows(terms.summands[:, first:], region)
-        voxels, teachers = max(summands.shape[0], 1), summands.shape[1]
+        voxels = region.numel() if self.normalisation == "patch" else max(summands.shape[0], 1)
+        teachers = summands.shape[1]
         if not self.calibrated:
             return summands.sum() / (teachers * voxels)
         if features.shape[2:] == region.shape[1:]:

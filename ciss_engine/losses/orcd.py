@@ -26,11 +26,13 @@ class OldRegionDistillation(RegionCalibratedDistillation):
             1/(number of classes): the uniform baseline of the same summand, exactly MiB's unbiased KD on the
             region for ``summand="mib"`` (the ablation baseline "ORCD off").
         summand, kl_direction: which d (RegionCalibratedDistillation).
+        normalisation: divide by the old region's voxels ("region" [default], Eq. 7) or by every voxel of the
+            patches ("patch", MiB's per-voxel weight; PCDD setting ``orcd_normalisation``).
         (``terms``: the summands of these logits when already computed; PCDD shares them between ORCD
         and CRCD.)
     Shapes: logits_new (B, 1+|S|, D, H, W), logits_old (B, 1+|O|, D, H, W), features_old (B, K, D', H', W'),
         prototypes (1+|O|, K) with background in row 0 (unused without background), old_region
-        (B, D, H, W) bool -> scalar: mean over old-region voxels, 0 if the region is empty [default].
+        (B, D, H, W) bool -> scalar: mean over old-region voxels (or the region's sum over every voxel), 0 if the region is empty.
     """
 
     flag_prefix = "orcd"

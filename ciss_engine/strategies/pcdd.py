@@ -27,7 +27,7 @@ class PrototypeCalibratedDistillation(Strategy):
         shared = {"include_background": settings.include_background, "calibrated": settings.calibrated, "summand": settings.summand,
                   "kl_direction": settings.kl_direction}
         self._ce = UnbiasedCrossEntropy(context.num_old)
-        self._orcd = OldRegionDistillation(temperature=settings.orcd_temperature, **shared)
+        self._orcd = OldRegionDistillation(temperature=settings.orcd_temperature, normalisation=settings.orcd_normalisation, **shared)
         self._crcd = CurrentRegionDistillation(temperature=settings.crcd_temperature, **shared, mib_scale=settings.crcd_mib_scale)
         self._dapd = DualAlignedPrototypeDistillation(
             context.num_old, context.num_new, lambda_ll=settings.lambda_ll, lambda_lg=settings.lambda_lg, background=settings.dapd_background

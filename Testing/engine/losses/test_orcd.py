@@ -63,6 +63,20 @@ def test_calibration_off_gives_uniform_weights():
     assert value == pytest.approx((sum(D_0) / 2 + sum(D_1) / 2) / 2, rel=1e-6)
 
 
+def test_patch_normalisation_divides_the_regions_sum_by_every_voxel():
+    """A region of one voxel in a patch of two: the region mean, and half of it when every voxel counts (MiB's weight)."""
+    region = voxel_mask(True, False)
+    assert OldRegionDistillation(summand="mib", normalisation="patch")(NEW, OLD, FEATURES_OLD, PROTOTYPES, region).item() == pytest.approx(
+        _weighted(A_0, D_0) / 2, rel=1e-6)
+    both = OldRegionDistillation(summand="mib", normalisation="patch")(NEW, OLD, FEATURES_OLD, PROTOTYPES, voxel_mask(True, True)).item()
+    assert both == pytest.approx((_weighted(A_0, D_0) + _weighted(A_1, D_1)) / 2, rel=1e-6)  # the whole patch: as the mean
+
+
+def test_unknown_normalisation_names_the_setting():
+    with pytest.raises(ValueError, match="orcd_normalisation must be one of region, patch"):
+        OldRegionDistillation(normalisation="voxels")  # type: ignore[arg-type]
+
+
 def test_no_gradient_into_old_features_or_prototypes():
     features = FEATURES_OLD.clone().requires_grad_(True)
     prototypes = PROTOTYPES.clone().requires_grad_(True)
