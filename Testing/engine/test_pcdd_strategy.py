@@ -82,7 +82,7 @@ def test_each_temperature_reaches_its_own_loss_only(setting, changed, kept):
 def test_orcd_normalisation_reaches_orcd_only(strategy):
     """Under ``patch`` ORCD's sum is divided by every voxel of the batch, not the old region's: |M|/|V| times the mean."""
     batch = _batch()
-    region_mean, patch = _parts({}, batch, strategy), _parts({"orcd_normalisation": "patch"}, batch, strategy)
+    region_mean, patch = _parts({"orcd_normalisation": "region"}, batch, strategy), _parts({"orcd_normalisation": "patch"}, batch, strategy)
     share = batch.old_region.sum().item() / batch.old_region.numel()
     assert 0 < share < 1
     assert patch["orcd"].item() == pytest.approx(share * region_mean["orcd"].item(), rel=1e-5)
@@ -100,7 +100,7 @@ def test_the_loss_settings_the_docstrings_advertise_reach_their_losses():
 
 def _orcd(features: torch.Tensor, batch: StepBatch) -> float:
     stored = _context().stored_prototypes.pre.as_tensor()
-    orcd = OldRegionDistillation(temperature=PcddSettings.orcd_temperature)
+    orcd = OldRegionDistillation(temperature=PcddSettings.orcd_temperature, normalisation=PcddSettings.orcd_normalisation)
     return PcddSettings.lambda_orcd * orcd(batch.logits_new, batch.logits_old, features, stored, batch.old_region).item()
 
 
@@ -148,7 +148,7 @@ def test_affinity_space_setting_changes_features_and_prototypes_together(space):
     batch = _batch()
     stored = _context().stored_prototypes.post.as_tensor()
     features, prototypes = to_affinity_space(batch.features_old, stored, space)
-    orcd = OldRegionDistillation(temperature=PcddSettings.orcd_temperature)
+    orcd = OldRegionDistillation(temperature=PcddSettings.orcd_temperature, normalisation=PcddSettings.orcd_normalisation)
     expected = PcddSettings.lambda_orcd * orcd(batch.logits_new, batch.logits_old, features, prototypes, batch.old_region).item()
     assert _parts({"affinity_features": space}, batch)["orcd"].item() == pytest.approx(expected, rel=1e-5)
     assert expected != pytest.approx(_orcd(batch.features_old, batch), rel=1e-3)

@@ -111,6 +111,7 @@ def test_a_step_recorded_before_the_split_reads_its_temperature_into_both_losses
     settings = recorded_settings(record)
     assert _temperatures(_built("pcdd", settings)) == (0.3, 0.3)
     assert (settings.summand, settings.affinity_features, settings.crcd_background, settings.teacher) == ("mib", "post_activation", "stored", "online")
+    assert settings.orcd_normalisation == "region"  # ORCD was a mean over the old region before the setting existed
 
 
 def test_a_domain_step_recorded_before_the_decoder_alignment_reads_as_the_published_method():

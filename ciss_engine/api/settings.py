@@ -132,7 +132,7 @@ class PcddSettings(StrategySettings):
     # organ grew a rim into confident background (benchmarks/RESULTS.md (u)); "patch" weighs every voxel as MiB does.
     orcd_normalisation: Normalisation = setting(
         "region", "what ORCD's sum is divided by: the old region's voxels (Eq. 7) or every voxel of the patches, as MiB's KD "
-        "weighs them (a small old organ's voxels then weigh no more than others; raise lambda_orcd to MiB's 10 with it)")
+        "weighs them (a small old organ's voxels then weigh no more than others; raise lambda_orcd to MiB's 10 with it)", before="region")
     orcd_temperature: float = setting(1.0, "T_a of ORCD's affinity softmax (the paper gives none; 0.1 sharpens)", formerly=("temperature",))
     crcd_temperature: float = setting(1.0, "T_a of CRCD's affinity softmax (the paper gives none; 0.1 sharpens)", formerly=("temperature",))
     include_background: bool = setting(
