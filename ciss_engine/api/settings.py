@@ -26,8 +26,8 @@ Summand = Literal["channel_kl", "mib", "agreement"]
 KlDirection = Literal["teacher_first", "student_first"]
 # The feature space of the affinities (losses/affinity_space.py).
 AffinityFeatures = Literal["pre_activation", "post_activation", "centred"]
-# What ORCD's (and CRCD's) affinity-weighted sum is divided by (losses/affinity.py): the region's voxels (the paper's
-# mean) or every voxel of the patches (MiB's KD weighs each voxel alike).
+# What ORCD's affinity-weighted sum is divided by (losses/affinity.py): the old region's voxels (the paper's mean) or
+# every voxel of the patches (MiB's KD weighs each voxel alike).
 Normalisation = Literal["region", "patch"]
 # CRCD's background prototype (StepContext.crcd_prototypes).
 CrcdBackground = Literal["running", "stored"]
