@@ -60,6 +60,7 @@ if [ "$mode" = validation ]; then
   # ORCD averages over the old region only: a small old organ's voxels weigh |V|/|M| times MiB's (RESULTS.md (u)).
   run uniform_orcd0.1 uniform --setting uniform.lambda_orcd=0.1
   run uniform_orcd_patch uniform --setting uniform.orcd_normalisation=patch --setting uniform.lambda_orcd=10
+  run pcdd_orcd_patch pcdd --setting pcdd.orcd_normalisation=patch --setting pcdd.lambda_orcd=10
   # MiB kept the old organs best on real CT but learned no small organ: with the new organs' own CE as uniform has it.
   run mib_new_class_ce mib --setting mib.new_class_ce=1
 else

@@ -60,8 +60,9 @@ def test_learn_adds_organs_in_a_new_version_and_keeps_the_parent(bundle, phantom
     assert version.registry.by_name("liver").step == 2 and version.registry.by_name("liver").version_introduced == "1.1.0"
     assert version.settings.network["out_channels"] == 7 and version.settings.parent_version == "1.0.0"
     strategy = version.settings.strategy
-    # The default strategy: PCDD's uncalibrated twin, chosen on the validation split.
-    assert strategy["name"] == "uniform" and strategy["calibrated"] is False and strategy["new_class_ce"] == 1.0
+    # The default strategy: PCDD with ORCD weighed per voxel of the patches, chosen on the validation split.
+    assert strategy["name"] == "pcdd" and strategy["calibrated"] is True and strategy["new_class_ce"] == 1.0
+    assert strategy["orcd_normalisation"] == "patch" and strategy["lambda_orcd"] == 10.0
     assert strategy["orcd_temperature"] == strategy["crcd_temperature"] == 1.0 and strategy["include_background"] is True
     step = version.history[-1]
     assert step["kind"] == "incremental" and step["organs"] == ["pancreas", "liver"] and len(step["data_sha256"]) == 2
@@ -175,7 +176,7 @@ def test_unknown_strategy_and_setting(bundle, phantom_cohort, step_labels, capsy
     assert run_cli("learn", "-b", bundle, "--organ", "pancreas,liver", "-i", *_images(phantom_cohort), "-l", *step_labels, "--strategy", "magic", *STEP_ARGS) == ExitCode.INPUT_ERROR
     assert "unknown strategy 'magic'" in capsys.readouterr().err
     assert run_cli("learn", "-b", bundle, "--organ", "pancreas,liver", "-i", *_images(phantom_cohort), "-l", *step_labels, "--setting", "lambda_x=1", *STEP_ARGS) == ExitCode.INPUT_ERROR
-    assert "unknown setting 'lambda_x' of strategy uniform" in capsys.readouterr().err
+    assert "unknown setting 'lambda_x' of strategy pcdd" in capsys.readouterr().err
     assert run_cli("learn", "-b", bundle, "--organ", "pancreas,liver", "-i", *_images(phantom_cohort), "-l", *step_labels, "--setting", "summand=per_organ", *STEP_ARGS) == ExitCode.INPUT_ERROR
     assert "summand takes one of channel_kl, mib, agreement" in capsys.readouterr().err
 

@@ -12,8 +12,8 @@ THOROUGH_ITERATIONS = 1000
 PRESETS: dict[str, int] = {"quick": QUICK_ITERATIONS, "standard": STANDARD_ITERATIONS, "thorough": THOROUGH_ITERATIONS}
 # The budget of a `ciss learn` step when none is asked for. On the phantom validation split, from the same strong
 # bases, 1000-iteration steps scored higher than 400-iteration ones and kept the old organs as well or better; on the
-# two real CTs the default strategy's 400-iteration steps were rejected by the forgetting guard in 3 seeds of 3, its
-# 1000-iteration steps passed in 2 of 2 (benchmarks/RESULTS.md (t)).
+# two real CTs the then default strategy's (`uniform`) 400-iteration steps were rejected by the forgetting guard in
+# 3 seeds of 3, its 1000-iteration steps passed in 2 of 2 (benchmarks/RESULTS.md (t)).
 DEFAULT_PRESET = "thorough"
 # `ciss adapt`'s: its strategy and settings were chosen with 200-iteration domain steps; a longer one is not measured.
 DEFAULT_ADAPT_PRESET = "standard"

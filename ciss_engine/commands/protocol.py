@@ -16,8 +16,9 @@ from .arguments import (
 
 # The strategies the domain protocol compares by default: the baseline, distillation, and the buffer's alignment.
 DOMAIN_STRATEGIES_COMPARED = ("finetune", "mib", "dual_alignment")
-# The default strategy, PCDD beside it (PCDD − uniform is what the calibration buys), MiB and the forgetting floor.
-CLASS_STRATEGIES_COMPARED = ("uniform", "pcdd", "mib", "finetune")
+# The default strategy, its uncalibrated twin beside it (PCDD − uniform is what the calibration buys), MiB and the
+# forgetting floor.
+CLASS_STRATEGIES_COMPARED = ("pcdd", "uniform", "mib", "finetune")
 
 
 def strategy_names(text: str) -> list[str]:
