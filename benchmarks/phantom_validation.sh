@@ -40,7 +40,8 @@ run lr0.02_lambda_crcd10_T0.1 --step-learning-rate 0.02 --setting pcdd.lambda_cr
 run lr0.02_lambda_crcd10_mib_scale --step-learning-rate 0.02 --setting pcdd.lambda_crcd=10 --setting pcdd.crcd_mib_scale=true
 run lr0.02_mib --step-learning-rate 0.02 --strategies mib
 # Every pcdd row above predates the revised defaults (summand, affinity space, CRCD background): add
-# --setting pcdd.summand=mib --setting pcdd.affinity_features=post_activation --setting pcdd.crcd_background=stored to repeat them.
+# --setting pcdd.summand=mib --setting pcdd.affinity_features=post_activation --setting pcdd.crcd_background=stored and
+# --setting pcdd.orcd_normalisation=region (with --setting pcdd.lambda_orcd=1 where a row sets no λ_orcd) to repeat them.
 .venv/bin/python - "$out" <<'PY'
 import json, pathlib, sys
 root = pathlib.Path(sys.argv[1])

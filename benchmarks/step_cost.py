@@ -1,6 +1,6 @@
 """Benchmark (c): cost of a PCDD (and MiB) step against a plain supervised step with the same network,
 patch and batch (``finetune``: CE + Dice, no old model), on the same data, one process each. Each distilling
-strategy (``uniform``, the default, is PCDD's losses without the affinities) runs twice: with the old model
+strategy (``uniform`` is PCDD's losses without the affinities; the default before RESULTS.md (v)) runs twice: with the old model
 run on every patch (``teacher=online``), and with its whole-CT outputs cropped from the cache
 (``teacher=cached``).
 

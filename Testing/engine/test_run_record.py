@@ -1,7 +1,15 @@
 """run_record.py: the fields every kind of version records, written by one function for base, learn and adapt."""
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from ciss_engine.api.bundle_record import StepRecord
+from ciss_engine.api.settings import parse_settings_or_raise
+from ciss_engine.training.adapt import AdaptRequest
+from ciss_engine.training.adapt import _fingerprint as adapt_fingerprint
+from ciss_engine.training.incremental import LearnRequest
+from ciss_engine.training.incremental import _fingerprint as learn_fingerprint
 from ciss_engine.training.loop import LoopResult
 from ciss_engine.training.loop_config import LoopConfig
 from ciss_engine.training.run_record import RUN_FINGERPRINT, history_entry, run_fingerprint, training_record
@@ -29,3 +37,18 @@ def test_the_fingerprint_changes_with_any_field_and_not_with_their_order():
     fields = {"parent": "1.0.0", "data": ["a"], "seed": 0}
     assert run_fingerprint(fields) == run_fingerprint(dict(reversed(list(fields.items()))))
     assert len({run_fingerprint({**fields, name: "other"}) for name in fields} | {run_fingerprint(fields)}) == len(fields) + 1
+
+
+@pytest.mark.parametrize(("make_request", "fingerprint", "setting", "other"), [
+    (LearnRequest, learn_fingerprint, "lambda_orcd", "1"), (AdaptRequest, adapt_fingerprint, "lambda_kd", "1")])
+def test_a_steps_fingerprint_holds_the_settings_it_runs_with_defaults_filled_in(make_request, fingerprint, setting, other):
+    """A run resumed after a release changed a default must not finish under other settings: the fingerprint holds every
+    resolved setting, so naming a default changes nothing and another value changes it."""
+    fields = {"bundle": Path("b"), "images": [Path("i")], "labels": [Path("l")], "loop": LoopConfig(iterations=5), "organs": [("liver", 1)]}
+    implicit = make_request(**fields)
+    default = getattr(parse_settings_or_raise(implicit.strategy, {}), setting)
+    explicit = make_request(**fields, strategy_settings={setting: str(default)})
+    changed = make_request(**fields, strategy_settings={setting: other})
+    assert implicit.resolved_strategy()[setting] == default
+    assert fingerprint(implicit, "1.0.0", ["d"]) == fingerprint(explicit, "1.0.0", ["d"])
+    assert fingerprint(changed, "1.0.0", ["d"]) != fingerprint(implicit, "1.0.0", ["d"])

@@ -225,8 +225,8 @@ STRATEGY_SETTINGS: dict[str, type[StrategySettings]] = {
 
 # The strategy a step runs unless told otherwise: with ORCD weighed per voxel of the patches, PCDD led the earlier
 # default (`uniform`, ORCD over the old region) on the phantom validation split at 1000 iterations in every seed, and
-# its real-CT step passed the forgetting guard in 3 seeds of 3 where `uniform` with the same ORCD was rejected
-# (gallbladder lost to the liver it learned; benchmarks/RESULTS.md (v)).
+# its real-CT step passed the forgetting guard in 3 seeds of 3 where `uniform` with the same ORCD was rejected in its
+# one seed (gallbladder lost to the liver it learned; benchmarks/RESULTS.md (v)).
 DEFAULT_STRATEGY = "pcdd"
 # The strategy of a domain step (``ciss adapt``) unless told otherwise.
 DEFAULT_DOMAIN_STRATEGY = "dual_alignment"

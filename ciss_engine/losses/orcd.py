@@ -26,8 +26,8 @@ class OldRegionDistillation(RegionCalibratedDistillation):
             1/(number of classes): the uniform baseline of the same summand, exactly MiB's unbiased KD on the
             region for ``summand="mib"`` (the ablation baseline "ORCD off").
         summand, kl_direction: which d (RegionCalibratedDistillation).
-        normalisation: divide by the old region's voxels ("region" [default], Eq. 7) or by every voxel of the
-            patches ("patch", MiB's per-voxel weight; PCDD setting ``orcd_normalisation``).
+        normalisation: divide by the old region's voxels ("region" [this class's default], Eq. 7) or by every voxel
+            of the patches ("patch", MiB's per-voxel weight; PCDD's default, setting ``orcd_normalisation``).
         (``terms``: the summands of these logits when already computed; PCDD shares them between ORCD
         and CRCD.)
     Shapes: logits_new (B, 1+|S|, D, H, W), logits_old (B, 1+|O|, D, H, W), features_old (B, K, D', H', W'),

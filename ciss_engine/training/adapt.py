@@ -85,7 +85,7 @@ def _strategy_type_or_raise(name: str) -> type[DomainStrategy]:
 def _fingerprint(request: AdaptRequest, parent_version: str | None, data: list[str]) -> str:
     return run_fingerprint({
         "kind": "domain", "parent": parent_version, "organs": None if request.organs is None else [list(o) for o in request.organs],
-        "strategy": [request.strategy, sorted(request.strategy_settings.items())], "loop": dataclasses.asdict(request.loop),
+        "strategy": request.resolved_strategy(), "loop": dataclasses.asdict(request.loop),
         "batch_size": request.batch_size, "seed": request.seed, "fixed_threshold": request.fixed_threshold, "data": data,
     })
 

@@ -15,6 +15,7 @@ import torch
 
 from ..api.bundle_record import STATUS_PUBLISHED, STATUS_REJECTED
 from ..api.events import ForgettingGuard
+from ..api.settings import parse_settings_or_raise, settings_record
 from ..bundle import Bundle, BundleVersion
 from ..errors import BundleError, ForgettingRejected
 from ..events import EventSink
@@ -47,6 +48,11 @@ class StepRequest:
     accept_forgetting: bool = False
     resume: bool = False
     parent_version: str | None = None
+
+    def resolved_strategy(self) -> dict[str, Any]:
+        """The strategy and every setting it runs with, defaults filled in: part of the run's fingerprint, so a run
+        resumed after a release changed a default starts afresh instead of finishing under other settings."""
+        return settings_record(self.strategy, parse_settings_or_raise(self.strategy, self.strategy_settings))
 
 
 def learn_work_dir(bundle: Path) -> Path:
