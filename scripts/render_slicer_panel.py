@@ -55,14 +55,14 @@ def fill_example(panel: QWidget, classes: list[dict]) -> None:
     fill_table(panel.findChild(QTableWidget, "trainingSetTableWidget"), [("ts_abdpelvis", "annotations", "pancreas 695"), ("chest_4x", "annotations", "pancreas 2978")])
     panel.findChild(QLineEdit, "bundlePathLineEdit").setText("site_model")
     for name, value in (("bundleVersionComboBox", "1.1.0 (current)"), ("inputVolumeSelector", "ts_abdpelvis CT"), ("deviceComboBox", "auto"),
-                        ("presetComboBox", "standard (400 iterations)"), ("newOrganNameComboBox", "pancreas"), ("exportFormatComboBox", "DICOM RTSTRUCT + SEG")):
+                        ("presetComboBox", "thorough (1000 iterations)"), ("newOrganNameComboBox", "pancreas"), ("exportFormatComboBox", "DICOM RTSTRUCT + SEG")):
         panel.findChild(QComboBox, name).addItem(value)
     progress = panel.findChild(QProgressBar, "progressBar")
     progress.setValue(62)
-    progress.setFormat("learn 248/400, 1 min 40 s left")
+    progress.setFormat("learn 620/1000, about 4 min 10 s left")
     panel.findChild(QLabel, "guardLabel").setText("Forgetting guard: waiting for the step to finish")
     panel.findChild(QLabel, "engineStatusLabel").setText("Engine ready: ciss 0.1.0 (torch 2.13.0, CPU)")
-    panel.findChild(QPlainTextEdit, "logTextEdit").setPlainText("learning pancreas on 2 CT(s) with uniform, 400 iterations on cpu; parent version 1.0.0")
+    panel.findChild(QPlainTextEdit, "logTextEdit").setPlainText("learning pancreas on 2 CT(s) with pcdd, 1000 iterations on cpu; parent version 1.0.0")
     for name in ("segmentsTableView", "logTextEdit"):
         panel.findChild(QWidget, name).setMaximumHeight(90)
 
