@@ -15,11 +15,13 @@ adds every organ, each old organ's DSC after the step over its DSC before, and t
 Usage: python benchmarks/real_ct_base.py [-o DIR] [--runs both,ts_abdpelvis,chest_4x] [--step] [--step-strategies S,…] [--step-seeds 0,1,2]
        [--step-preset quick|standard|thorough] [-- ciss train flags]
 A bundle already in DIR is reused (its training time is read from the .seconds file beside it), and the table keeps
-the runs of earlier invocations on DIR (``real_ct_base.json``).
+the runs of earlier invocations on DIR (``real_ct_base.json``); invocations may run side by side on one DIR (another
+strategy or seed each).
 """
 from __future__ import annotations
 
 import argparse
+import fcntl
 import itertools
 import json
 import os
@@ -78,7 +80,10 @@ def learn_new_organs(bundle: Path, out: Path, strategy: str | None = None, seed:
         full = nib.load(str(DATA / ct / "label_seg8.nii.gz"))
         data = np.asarray(full.dataobj)
         labels.append(out / f"new_organs_{ct}.nii.gz")
-        nib.save(nib.Nifti1Image(np.where(np.isin(data, list(NEW_ORGANS.values())), data, 0).astype(np.uint8), full.affine), str(labels[-1]))
+        if not labels[-1].exists():  # written once, atomically: a step running beside this one may be reading it
+            partial = out / f"new_organs_{ct}.{os.getpid()}.partial.nii.gz"
+            nib.save(nib.Nifti1Image(np.where(np.isin(data, list(NEW_ORGANS.values())), data, 0).astype(np.uint8), full.affine), str(partial))
+            os.replace(partial, labels[-1])
     return timed_once(out / f"{bundle.name}.step.seconds", [
         "learn", "-b", bundle, "--organ", ",".join(f"{name}={value}" for name, value in NEW_ORGANS.items()),
         "-i", *(DATA / ct / "image.nii.gz" for ct in CTS), "-l", *labels, "--accept-forgetting", *(strategy_flags(strategy) if strategy else []), "--seed", seed, *(["--preset", preset] if preset else []),
@@ -132,13 +137,20 @@ def main() -> None:
     args = parser.parse_args()
     args.output.mkdir(parents=True, exist_ok=True)
     saved = args.output / "real_ct_base.json"
-    # Runs of earlier invocations on this folder stay in the table (a later one adds a seed or a strategy).
-    results: dict[str, dict] = json.loads(saved.read_text()) if saved.exists() else {}
 
     def record(run: str, result: dict) -> None:
-        """Add a run's scores and save them at once: a run stopped by a time limit keeps what it measured."""
-        results[run] = result
-        saved.write_text(json.dumps(results, indent=2))
+        """Add a run's scores and save them at once: a run stopped by a time limit keeps what it measured.
+
+        Re-read under a lock and replace atomically: earlier invocations' runs stay in the table, and invocations side by
+        side on one folder (another seed or strategy each) do not overwrite each other's.
+        """
+        with open(saved.with_name(f"{saved.name}.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            results = json.loads(saved.read_text()) if saved.exists() else {}
+            results[run] = result
+            partial = saved.with_name(f"{saved.name}.partial")
+            partial.write_text(json.dumps(results, indent=2))
+            os.replace(partial, saved)
 
     for run in args.runs.split(","):
         cts = list(CTS) if run == "both" else [run]
@@ -159,6 +171,7 @@ def main() -> None:
         seconds = learn_new_organs(copy, args.output, strategy, seed, args.step_preset)
         record(f"both, then {label} step 5-8" + (f", seed {seed}" if seed else ""),
                {"seconds": seconds, "guard": guard_verdict(copy), **{ct: score(copy, "1.1.0", ct, args.output, args.stray_mm) for ct in CTS}})
+    results: dict[str, dict] = json.loads(saved.read_text())
     organs = {**ORGANS, **NEW_ORGANS} if any(run.startswith("both, then") for run in results) else ORGANS
     lines = [f"ciss train {' '.join(args.train_flags)}", "",
              "| trained on | minutes | scored on | " + " | ".join(organs) + f" | organ voxels > {args.stray_mm:g} mm from any organ | guard (lowest agreement) |",

@@ -61,7 +61,7 @@ def test_learn_adds_organs_in_a_new_version_and_keeps_the_parent(bundle, phantom
     assert version.settings.network["out_channels"] == 7 and version.settings.parent_version == "1.0.0"
     strategy = version.settings.strategy
     # The default strategy: PCDD with ORCD weighed per voxel of the patches, chosen on the validation split.
-    assert strategy["name"] == "pcdd" and strategy["calibrated"] is True and strategy["new_class_ce"] == 1.0
+    assert strategy["name"] == "pcdd" and strategy["calibrated"] is True and strategy["new_class_ce"] == 0.3
     assert strategy["orcd_normalisation"] == "patch" and strategy["lambda_orcd"] == 10.0
     assert strategy["orcd_temperature"] == strategy["crcd_temperature"] == 1.0 and strategy["include_background"] is True
     step = version.history[-1]
