@@ -37,6 +37,7 @@ from scipy import ndimage
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from ciss_engine.atomic import write_atomic, write_json_atomic  # noqa: E402
 from ciss_engine.bundle import Bundle  # noqa: E402
 
 DATA = Path(os.environ.get("CISS_DATA", ROOT.parent / "shared" / "data")) / "ct"
@@ -77,13 +78,12 @@ def learn_new_organs(bundle: Path, out: Path, strategy: str | None = None, seed:
     unless ``preset``)."""
     labels = []
     for ct in CTS:
-        full = nib.load(str(DATA / ct / "label_seg8.nii.gz"))
-        data = np.asarray(full.dataobj)
         labels.append(out / f"new_organs_{ct}.nii.gz")
         if not labels[-1].exists():  # written once, atomically: a step running beside this one may be reading it
-            partial = out / f"new_organs_{ct}.{os.getpid()}.partial.nii.gz"
-            nib.save(nib.Nifti1Image(np.where(np.isin(data, list(NEW_ORGANS.values())), data, 0).astype(np.uint8), full.affine), str(partial))
-            os.replace(partial, labels[-1])
+            full = nib.load(str(DATA / ct / "label_seg8.nii.gz"))
+            data = np.asarray(full.dataobj)
+            new_only = nib.Nifti1Image(np.where(np.isin(data, list(NEW_ORGANS.values())), data, 0).astype(np.uint8), full.affine)
+            write_atomic(labels[-1], lambda tmp, image=new_only: nib.save(image, str(tmp)))
     return timed_once(out / f"{bundle.name}.step.seconds", [
         "learn", "-b", bundle, "--organ", ",".join(f"{name}={value}" for name, value in NEW_ORGANS.items()),
         "-i", *(DATA / ct / "image.nii.gz" for ct in CTS), "-l", *labels, "--accept-forgetting", *(strategy_flags(strategy) if strategy else []), "--seed", seed, *(["--preset", preset] if preset else []),
@@ -148,9 +148,7 @@ def main() -> None:
             fcntl.flock(lock, fcntl.LOCK_EX)
             results = json.loads(saved.read_text()) if saved.exists() else {}
             results[run] = result
-            partial = saved.with_name(f"{saved.name}.partial")
-            partial.write_text(json.dumps(results, indent=2))
-            os.replace(partial, saved)
+            write_json_atomic(saved, results)
 
     for run in args.runs.split(","):
         cts = list(CTS) if run == "both" else [run]
