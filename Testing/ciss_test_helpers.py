@@ -81,3 +81,22 @@ def cancelling_sink(token, *, stage: str, step: int):
                 token.cancel()
 
     return CancellingSink(ProgressMode.QUIET)
+
+
+def new_organ_labels(case: Path, out: Path, values: dict[int, int]) -> Path:
+    """A label file with only the new organs: seg8 value → new value, everything else 0."""
+    import nibabel as nib
+    import numpy as np
+
+    image = nib.load(str(case / "label_seg8.nii.gz"))
+    data = np.asarray(image.dataobj)
+    kept = np.zeros_like(data)
+    for old, new in values.items():
+        kept[data == old] = new
+    nib.save(nib.Nifti1Image(kept, image.affine), str(out))
+    return out
+
+
+def step_images(phantom_cohort: list[Path]) -> list[Path]:
+    """The CTs of the ``step_labels`` fixture (conftest.py)."""
+    return [c / "image.nii.gz" for c in phantom_cohort[2:4]]

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from ciss_test_helpers import TINY_PHANTOM, TINY_TRAIN_ARGS, run_cli
+from ciss_test_helpers import TINY_PHANTOM, TINY_TRAIN_ARGS, new_organ_labels, run_cli
 
 @pytest.fixture(scope="session")
 def phantom_cohort(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
@@ -54,6 +54,12 @@ def painted_bundle(painting_bundle: Path, tmp_path: Path) -> Path:
     import shutil
 
     return Path(shutil.copytree(painting_bundle, tmp_path / "painted_bundle"))
+
+
+@pytest.fixture()
+def step_labels(phantom_cohort: list[Path], tmp_path: Path) -> list[Path]:
+    """pancreas (seg8 6) = 1 and liver (seg8 7) = 2 on two phantom cases (their CTs: ciss_test_helpers.step_images)."""
+    return [new_organ_labels(c, tmp_path / f"new_{i}.nii.gz", {6: 1, 7: 2}) for i, c in enumerate(phantom_cohort[2:4])]
 
 
 @pytest.fixture()

@@ -40,12 +40,14 @@ offline() {  # the upper bound: every organ at once from scratch (--offline-iter
   copy_bases "$out" offline "$seeds"  # only so that the protocol does not train base models it would not use
   ciss protocol --protocol "$protocol" --strategies "" "${data[@]}" --seeds "$seeds" "${network[@]}" --base-iterations 400 -o "$out/offline" "$@"
 }
-# Rows measured before RESULTS.md (v) ran ORCD over the old region with λ_orcd 1, before (w) CRCD at λ_crcd 10, and
-# before (x) the new organs' own CE at 1 (then the defaults); `earlier S` repeats that for strategy S (a row's own later
-# --setting wins), `crcd_at_10` and `new_class_ce_at_1` one of them.
-earlier() { echo "--setting $1.orcd_normalisation=region --setting $1.lambda_orcd=1 --setting $1.lambda_crcd=10 $(new_class_ce_at_1 "$1")"; }
+# Rows measured before RESULTS.md (v) ran ORCD over the old region with λ_orcd 1, before (w) CRCD at λ_crcd 10,
+# before (x) the new organs' own CE at 1 and before (y) the new organs' channels at the step's learning rate (then the
+# defaults); `earlier S` repeats that for strategy S (a row's own later --setting wins), `crcd_at_10`,
+# `new_class_ce_at_1` and `lr_scale_at_1` one of them.
+earlier() { echo "--setting $1.orcd_normalisation=region --setting $1.lambda_orcd=1 --setting $1.lambda_crcd=10 $(new_class_ce_at_1 "$1") $(lr_scale_at_1 "$1")"; }
 crcd_at_10() { echo "--setting $1.lambda_crcd=10"; }
 new_class_ce_at_1() { echo "--setting $1.new_class_ce=1"; }
+lr_scale_at_1() { echo "--setting $1.new_class_lr_scale=1"; }
 if [ "$mode" = validation ]; then
   run pcdd pcdd
   run uniform uniform
@@ -69,12 +71,15 @@ if [ "$mode" = validation ]; then
   # ORCD averaged over the old region: a small old organ's voxels weigh |V|/|M| times MiB's (RESULTS.md (u)).
   run uniform_orcd0.1 uniform $(earlier uniform) --setting uniform.lambda_orcd=0.1
   # ORCD divided by every voxel of the patches, λ_orcd 10 (MiB's weight; RESULTS.md (v)), CRCD at 10 as then.
-  run uniform_orcd_patch uniform --setting uniform.orcd_normalisation=patch --setting uniform.lambda_orcd=10 $(crcd_at_10 uniform) $(new_class_ce_at_1 uniform)
-  run pcdd_orcd_patch pcdd --setting pcdd.orcd_normalisation=patch --setting pcdd.lambda_orcd=10 $(crcd_at_10 pcdd) $(new_class_ce_at_1 pcdd)
+  run uniform_orcd_patch uniform --setting uniform.orcd_normalisation=patch --setting uniform.lambda_orcd=10 $(crcd_at_10 uniform) $(new_class_ce_at_1 uniform) $(lr_scale_at_1 uniform)
+  run pcdd_orcd_patch pcdd --setting pcdd.orcd_normalisation=patch --setting pcdd.lambda_orcd=10 $(crcd_at_10 pcdd) $(new_class_ce_at_1 pcdd) $(lr_scale_at_1 pcdd)
   # The same with CRCD at 20 ((w)'s defaults), named so the row stays what it measured.
-  run pcdd_patch_crcd20 pcdd --setting pcdd.orcd_normalisation=patch --setting pcdd.lambda_orcd=10 --setting pcdd.lambda_crcd=20 $(new_class_ce_at_1 pcdd)
-  # And with the new organs' own CE at 0.3: today's `pcdd` defaults (RESULTS.md (x)); at 1 thin organs spread on real CT.
-  run pcdd_nce03 pcdd --setting pcdd.orcd_normalisation=patch --setting pcdd.lambda_orcd=10 --setting pcdd.lambda_crcd=20 --setting pcdd.new_class_ce=0.3
+  run pcdd_patch_crcd20 pcdd --setting pcdd.orcd_normalisation=patch --setting pcdd.lambda_orcd=10 --setting pcdd.lambda_crcd=20 $(new_class_ce_at_1 pcdd) $(lr_scale_at_1 pcdd)
+  # And with the new organs' own CE at 0.3: (x)'s `pcdd` defaults; at 1 thin organs spread on real CT.
+  run pcdd_nce03 pcdd --setting pcdd.orcd_normalisation=patch --setting pcdd.lambda_orcd=10 --setting pcdd.lambda_crcd=20 --setting pcdd.new_class_ce=0.3 $(lr_scale_at_1 pcdd)
+  # And with the new organs' output channels at 20 x the step's learning rate: today's `pcdd` defaults (RESULTS.md (y));
+  # at the step's rate a 400-iteration real-CT step learned no esophagus or pancreas.
+  run pcdd_lrs20 pcdd --setting pcdd.orcd_normalisation=patch --setting pcdd.lambda_orcd=10 --setting pcdd.lambda_crcd=20 --setting pcdd.new_class_ce=0.3 --setting pcdd.new_class_lr_scale=20
   # MiB kept the old organs best on real CT but learned no small organ: with the new organs' own CE as uniform has it.
   run mib_new_class_ce mib --setting mib.new_class_ce=1
 else

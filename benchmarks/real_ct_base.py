@@ -13,7 +13,7 @@ base learns the same step with each strategy (same base, same data: retention co
 adds every organ, each old organ's DSC after the step over its DSC before, and the forgetting guard's verdict.
 
 Usage: python benchmarks/real_ct_base.py [-o DIR] [--runs both,ts_abdpelvis,chest_4x] [--step] [--step-strategies S,…] [--step-seeds 0,1,2]
-       [--step-preset quick|standard|thorough] [-- ciss train flags]
+       [--step-preset quick|standard|thorough] [--step-learning-rate LR] [-- ciss train flags]
 A bundle already in DIR is reused (its training time is read from the .seconds file beside it), and the table keeps
 the runs of earlier invocations on DIR (``real_ct_base.json``); invocations may run side by side on one DIR (another
 strategy or seed each).
@@ -72,10 +72,11 @@ def train(bundle: Path, cts: list[str], flags: list[str]) -> float:
     ])
 
 
-def learn_new_organs(bundle: Path, out: Path, strategy: str | None = None, seed: int = 0, preset: str | None = None) -> float:
+def learn_new_organs(bundle: Path, out: Path, strategy: str | None = None, seed: int = 0, preset: str | None = None,
+                     learning_rate: float | None = None) -> float:
     """Organs 5-8 from label maps that hold only them, on both CTs, with ciss learn's defaults (its default strategy
     unless ``strategy``, written NAME or NAME:SETTING=VALUE+SETTING=VALUE; seed 0 unless ``seed``; its default preset
-    unless ``preset``)."""
+    unless ``preset``; its default learning rate unless ``learning_rate``)."""
     labels = []
     for ct in CTS:
         labels.append(out / f"new_organs_{ct}.nii.gz")
@@ -87,6 +88,7 @@ def learn_new_organs(bundle: Path, out: Path, strategy: str | None = None, seed:
     return timed_once(out / f"{bundle.name}.step.seconds", [
         "learn", "-b", bundle, "--organ", ",".join(f"{name}={value}" for name, value in NEW_ORGANS.items()),
         "-i", *(DATA / ct / "image.nii.gz" for ct in CTS), "-l", *labels, "--accept-forgetting", *(strategy_flags(strategy) if strategy else []), "--seed", seed, *(["--preset", preset] if preset else []),
+        *(["--learning-rate", learning_rate] if learning_rate else []),
     ])
 
 
@@ -133,6 +135,7 @@ def main() -> None:
     parser.add_argument("--step-strategies", default="", help="comma-separated strategies (NAME or NAME:SETTING=VALUE+…), each learning the step on its own copy of the base")
     parser.add_argument("--step-seeds", default="0", help="comma-separated seeds of each --step-strategies step (ciss learn --seed)")
     parser.add_argument("--step-preset", choices=("quick", "standard", "thorough"), help="ciss learn --preset of each --step-strategies step (default: learn's)")
+    parser.add_argument("--step-learning-rate", type=float, help="ciss learn --learning-rate of each --step-strategies step (default: learn's)")
     parser.add_argument("train_flags", nargs="*", help="after --: flags for ciss train (e.g. --iterations 1000)")
     args = parser.parse_args()
     args.output.mkdir(parents=True, exist_ok=True)
@@ -160,13 +163,14 @@ def main() -> None:
         seconds = learn_new_organs(bundle, args.output)
         record("both, then step 5-8", {"seconds": seconds, "guard": guard_verdict(bundle), **{ct: score(bundle, "1.1.0", ct, args.output, args.stray_mm) for ct in CTS}})
     for strategy, seed in itertools.product(filter(None, args.step_strategies.split(",")), map(int, args.step_seeds.split(","))):
-        label = strategy + (f", {args.step_preset}" if args.step_preset else "")
-        copy = args.output / (f"step_{strategy.replace(':', '_')}" + (f"_{args.step_preset}" if args.step_preset else "") + (f"_seed{seed}" if seed else ""))
+        label = strategy + (f", {args.step_preset}" if args.step_preset else "") + (f", lr {args.step_learning_rate:g}" if args.step_learning_rate else "")
+        copy = args.output / (f"step_{strategy.replace(':', '_')}" + (f"_{args.step_preset}" if args.step_preset else "")
+                              + (f"_lr{args.step_learning_rate:g}" if args.step_learning_rate else "") + (f"_seed{seed}" if seed else ""))
         if not copy.exists():
             versions = args.output / "base_both" / "versions"  # the base alone: the default step's version stays behind
             shutil.copytree(args.output / "base_both", copy, ignore=lambda folder, names: [n for n in names if Path(folder) == versions and n != "1.0.0"])
             Bundle.open_or_raise(copy).set_current("1.0.0")
-        seconds = learn_new_organs(copy, args.output, strategy, seed, args.step_preset)
+        seconds = learn_new_organs(copy, args.output, strategy, seed, args.step_preset, args.step_learning_rate)
         record(f"both, then {label} step 5-8" + (f", seed {seed}" if seed else ""),
                {"seconds": seconds, "guard": guard_verdict(copy), **{ct: score(copy, "1.1.0", ct, args.output, args.stray_mm) for ct in CTS}})
     results: dict[str, dict] = json.loads(saved.read_text())

@@ -7,7 +7,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from ciss_test_helpers import cancelling_sink, record_checksums, run_cli
+from ciss_test_helpers import cancelling_sink, new_organ_labels, record_checksums, run_cli, step_images
 
 from ciss_engine.bundle import Bundle
 from ciss_engine.cancellation import CancelToken
@@ -20,17 +20,6 @@ from ciss_engine.training.loop_config import LoopConfig
 STEP_ARGS = ["--iterations", "3", "--batch-size", "1", "--quiet"]
 
 
-def _new_organ_labels(case: Path, out: Path, values: dict[int, int]) -> Path:
-    """A label file with only the new organs: seg8 value → new value, everything else 0."""
-    image = nib.load(str(case / "label_seg8.nii.gz"))
-    data = np.asarray(image.dataobj)
-    kept = np.zeros_like(data)
-    for old, new in values.items():
-        kept[data == old] = new
-    nib.save(nib.Nifti1Image(kept, image.affine), str(out))
-    return out
-
-
 def _tree_hash(folder: Path) -> str:
     digest = hashlib.sha256()
     for path in sorted(folder.rglob("*")):
@@ -39,19 +28,9 @@ def _tree_hash(folder: Path) -> str:
     return digest.hexdigest()
 
 
-@pytest.fixture()
-def step_labels(phantom_cohort, tmp_path):
-    """pancreas (seg8 6) = 1 and liver (seg8 7) = 2 on two phantom cases."""
-    return [_new_organ_labels(c, tmp_path / f"new_{i}.nii.gz", {6: 1, 7: 2}) for i, c in enumerate(phantom_cohort[2:4])]
-
-
-def _images(phantom_cohort):
-    return [c / "image.nii.gz" for c in phantom_cohort[2:4]]
-
-
 def test_learn_adds_organs_in_a_new_version_and_keeps_the_parent(bundle, phantom_cohort, step_labels):
     parent_hash = _tree_hash(bundle / "versions" / "1.0.0")
-    code = run_cli("learn", "-b", bundle, "--organ", "pancreas,liver", "-i", *_images(phantom_cohort), "-l", *step_labels, "--accept-forgetting", *STEP_ARGS)
+    code = run_cli("learn", "-b", bundle, "--organ", "pancreas,liver", "-i", *step_images(phantom_cohort), "-l", *step_labels, "--accept-forgetting", *STEP_ARGS)
     assert code == 0
     handle = Bundle.open_or_raise(bundle)
     assert handle.versions() == ["1.0.0", "1.1.0"] and handle.current_version == "1.1.0"
@@ -62,6 +41,7 @@ def test_learn_adds_organs_in_a_new_version_and_keeps_the_parent(bundle, phantom
     strategy = version.settings.strategy
     # The default strategy: PCDD with ORCD weighed per voxel of the patches, chosen on the validation split.
     assert strategy["name"] == "pcdd" and strategy["calibrated"] is True and strategy["new_class_ce"] == 0.3
+    assert strategy["new_class_lr_scale"] == 20.0
     assert strategy["orcd_normalisation"] == "patch" and strategy["lambda_orcd"] == 10.0
     assert strategy["orcd_temperature"] == strategy["crcd_temperature"] == 1.0 and strategy["include_background"] is True
     step = version.history[-1]
@@ -86,13 +66,13 @@ def test_learn_adds_organs_in_a_new_version_and_keeps_the_parent(bundle, phantom
 
 @pytest.mark.parametrize("strategy", ["mib", "plop", "lwf", "finetune"])
 def test_every_strategy_runs_in_the_same_loop(bundle, phantom_cohort, step_labels, strategy):
-    code = run_cli("learn", "-b", bundle, "--organ", "pancreas,liver", "-i", *_images(phantom_cohort), "-l", *step_labels, "--strategy", strategy, "--accept-forgetting", *STEP_ARGS)
+    code = run_cli("learn", "-b", bundle, "--organ", "pancreas,liver", "-i", *step_images(phantom_cohort), "-l", *step_labels, "--strategy", strategy, "--accept-forgetting", *STEP_ARGS)
     assert code == 0
     assert Bundle.open_or_raise(bundle).load().settings.strategy["name"] == strategy
 
 
 def test_cinuseg_learns_with_its_own_terms_and_refuses_the_cached_teacher(bundle, phantom_cohort, step_labels, capsys):
-    arguments = ["learn", "-b", bundle, "--organ", "pancreas,liver", "-i", *_images(phantom_cohort), "-l", *step_labels, "--strategy", "cinuseg"]
+    arguments = ["learn", "-b", bundle, "--organ", "pancreas,liver", "-i", *step_images(phantom_cohort), "-l", *step_labels, "--strategy", "cinuseg"]
     assert run_cli(*arguments, "--setting", "teacher=cached", *STEP_ARGS) == ExitCode.INPUT_ERROR
     err = capsys.readouterr().err
     assert "reads the old model's encoder stages" in err and "teacher at auto" in err
@@ -108,13 +88,13 @@ def test_cinuseg_learns_with_its_own_terms_and_refuses_the_cached_teacher(bundle
 def test_forgetting_guard_rejects_and_keeps_the_parent_current(painted_bundle, phantom_cohort, step_labels, capsys):
     """The painting bundle's old organs are in every result, so a finetune step has something to forget."""
     bundle = painted_bundle
-    code = run_cli("learn", "-b", bundle, "--organ", "pancreas,liver", "-i", *_images(phantom_cohort), "-l", *step_labels, "--guard-threshold", "1.0", "--strategy", "finetune", *STEP_ARGS)
+    code = run_cli("learn", "-b", bundle, "--organ", "pancreas,liver", "-i", *step_images(phantom_cohort), "-l", *step_labels, "--guard-threshold", "1.0", "--strategy", "finetune", *STEP_ARGS)
     assert code == ExitCode.FORGETTING_REJECTED
     err = capsys.readouterr().err
     assert "saved as rejected" in err and "--accept-forgetting" in err
     assert "--preset thorough or --strategy mib kept the old organs better" in err  # what measured to keep them
     # --resume of the finished step reports the same verdict and advice without training again.
-    assert run_cli("learn", "-b", bundle, "--organ", "pancreas,liver", "-i", *_images(phantom_cohort), "-l", *step_labels, "--guard-threshold", "1.0",
+    assert run_cli("learn", "-b", bundle, "--organ", "pancreas,liver", "-i", *step_images(phantom_cohort), "-l", *step_labels, "--guard-threshold", "1.0",
                    "--strategy", "finetune", *STEP_ARGS, "--resume") == ExitCode.FORGETTING_REJECTED
     assert "--preset thorough or --strategy mib kept the old organs better" in capsys.readouterr().err
     assert Bundle.open_or_raise(bundle).versions() == ["1.0.0", "1.1.0"]
@@ -122,7 +102,7 @@ def test_forgetting_guard_rejects_and_keeps_the_parent_current(painted_bundle, p
     assert handle.current_version == "1.0.0" and handle.load("1.1.0").status == "rejected"
     assert handle.load("1.1.0").history[-1]["forgetting_guard"]["passed"] is False
     # Learning from the rejected version is refused; the next step gets the next version number.
-    assert run_cli("learn", "-b", bundle, "--organ", "pancreas", "-i", _images(phantom_cohort)[0], "-l", step_labels[0], "--from-version", "1.1.0", *STEP_ARGS) == ExitCode.BUNDLE_ERROR
+    assert run_cli("learn", "-b", bundle, "--organ", "pancreas", "-i", step_images(phantom_cohort)[0], "-l", step_labels[0], "--from-version", "1.1.0", *STEP_ARGS) == ExitCode.BUNDLE_ERROR
     assert "rejected by the forgetting guard" in capsys.readouterr().err
     assert run_cli("rollback", "-b", bundle, "--to", "1.1.0", "--quiet") == ExitCode.BUNDLE_ERROR
     assert run_cli("rollback", "-b", bundle, "--to", "1.1.0", "--accept-forgetting", "--quiet") == 0
@@ -137,27 +117,27 @@ def test_the_advice_after_a_rejection_names_what_the_step_did_not_use():
 
 
 def test_learning_from_a_non_current_version_is_refused(bundle, phantom_cohort, step_labels):
-    assert run_cli("learn", "-b", bundle, "--organ", "pancreas,liver", "-i", *_images(phantom_cohort), "-l", *step_labels, "--accept-forgetting", *STEP_ARGS) == 0
-    request = LearnRequest(bundle=bundle, organs=[("stomach", 1, None)], images=_images(phantom_cohort)[:1], labels=step_labels[:1], loop=LoopConfig(iterations=1), parent_version="1.0.0")
+    assert run_cli("learn", "-b", bundle, "--organ", "pancreas,liver", "-i", *step_images(phantom_cohort), "-l", *step_labels, "--accept-forgetting", *STEP_ARGS) == 0
+    request = LearnRequest(bundle=bundle, organs=[("stomach", 1, None)], images=step_images(phantom_cohort)[:1], labels=step_labels[:1], loop=LoopConfig(iterations=1), parent_version="1.0.0")
     with pytest.raises(BundleError, match="is not the current version") as caught:
         learn_step(request, device=torch.device("cpu"), sink=EventSink(ProgressMode.QUIET), cancel=CancelToken())
     assert "rollback --to 1.0.0" in caught.value.hint
 
 
 def test_organ_already_in_the_bundle(bundle, phantom_cohort, step_labels, capsys):
-    assert run_cli("learn", "-b", bundle, "--organ", "spleen", "-i", _images(phantom_cohort)[0], "-l", step_labels[0], *STEP_ARGS) == ExitCode.INPUT_ERROR
+    assert run_cli("learn", "-b", bundle, "--organ", "spleen", "-i", step_images(phantom_cohort)[0], "-l", step_labels[0], *STEP_ARGS) == ExitCode.INPUT_ERROR
     assert "'spleen' is already in the bundle" in capsys.readouterr().err
 
 
 def test_labels_with_values_other_than_the_new_organs(bundle, phantom_cohort, tmp_path, capsys):
-    labels = _new_organ_labels(phantom_cohort[2], tmp_path / "more.nii.gz", {6: 1, 1: 5})
-    assert run_cli("learn", "-b", bundle, "--organ", "pancreas", "-i", _images(phantom_cohort)[0], "-l", labels, *STEP_ARGS) == ExitCode.INPUT_ERROR
+    labels = new_organ_labels(phantom_cohort[2], tmp_path / "more.nii.gz", {6: 1, 1: 5})
+    assert run_cli("learn", "-b", bundle, "--organ", "pancreas", "-i", step_images(phantom_cohort)[0], "-l", labels, *STEP_ARGS) == ExitCode.INPUT_ERROR
     assert "holds values [5]" in capsys.readouterr().err
 
 
 def test_no_voxel_of_the_new_organ(bundle, phantom_cohort, tmp_path, capsys):
-    labels = _new_organ_labels(phantom_cohort[2], tmp_path / "only_pancreas.nii.gz", {6: 1})
-    code = run_cli("learn", "-b", bundle, "--organ", "pancreas,liver", "-i", _images(phantom_cohort)[0], "-l", labels, *STEP_ARGS)
+    labels = new_organ_labels(phantom_cohort[2], tmp_path / "only_pancreas.nii.gz", {6: 1})
+    code = run_cli("learn", "-b", bundle, "--organ", "pancreas,liver", "-i", step_images(phantom_cohort)[0], "-l", labels, *STEP_ARGS)
     assert code == ExitCode.INPUT_ERROR
     assert "have no voxel in any label map" in capsys.readouterr().err
 
@@ -168,22 +148,22 @@ def test_label_geometry_not_matching_its_ct(bundle, phantom_cohort, step_labels,
     affine[0, 3] += 5.0
     shifted = tmp_path / "shifted.nii.gz"
     nib.save(nib.Nifti1Image(np.asarray(moved.dataobj), affine), str(shifted))
-    assert run_cli("learn", "-b", bundle, "--organ", "pancreas,liver", "-i", _images(phantom_cohort)[0], "-l", shifted, *STEP_ARGS) == ExitCode.INPUT_ERROR
+    assert run_cli("learn", "-b", bundle, "--organ", "pancreas,liver", "-i", step_images(phantom_cohort)[0], "-l", shifted, *STEP_ARGS) == ExitCode.INPUT_ERROR
     assert "different geometry" in capsys.readouterr().err
 
 
 def test_unknown_strategy_and_setting(bundle, phantom_cohort, step_labels, capsys):
-    assert run_cli("learn", "-b", bundle, "--organ", "pancreas,liver", "-i", *_images(phantom_cohort), "-l", *step_labels, "--strategy", "magic", *STEP_ARGS) == ExitCode.INPUT_ERROR
+    assert run_cli("learn", "-b", bundle, "--organ", "pancreas,liver", "-i", *step_images(phantom_cohort), "-l", *step_labels, "--strategy", "magic", *STEP_ARGS) == ExitCode.INPUT_ERROR
     assert "unknown strategy 'magic'" in capsys.readouterr().err
-    assert run_cli("learn", "-b", bundle, "--organ", "pancreas,liver", "-i", *_images(phantom_cohort), "-l", *step_labels, "--setting", "lambda_x=1", *STEP_ARGS) == ExitCode.INPUT_ERROR
+    assert run_cli("learn", "-b", bundle, "--organ", "pancreas,liver", "-i", *step_images(phantom_cohort), "-l", *step_labels, "--setting", "lambda_x=1", *STEP_ARGS) == ExitCode.INPUT_ERROR
     assert "unknown setting 'lambda_x' of strategy pcdd" in capsys.readouterr().err
-    assert run_cli("learn", "-b", bundle, "--organ", "pancreas,liver", "-i", *_images(phantom_cohort), "-l", *step_labels, "--setting", "summand=per_organ", *STEP_ARGS) == ExitCode.INPUT_ERROR
+    assert run_cli("learn", "-b", bundle, "--organ", "pancreas,liver", "-i", *step_images(phantom_cohort), "-l", *step_labels, "--setting", "summand=per_organ", *STEP_ARGS) == ExitCode.INPUT_ERROR
     assert "summand takes one of channel_kl, mib, agreement" in capsys.readouterr().err
 
 
 def test_cancel_mid_step_leaves_the_bundle_untouched_and_resumes_its_own_checkpoint(bundle, phantom_cohort, step_labels, cudnn_left_free):
     before = _tree_hash(bundle / "versions")
-    request = LearnRequest(bundle=bundle, organs=[("pancreas", 1, None), ("liver", 2, None)], images=_images(phantom_cohort), labels=step_labels,
+    request = LearnRequest(bundle=bundle, organs=[("pancreas", 1, None), ("liver", 2, None)], images=step_images(phantom_cohort), labels=step_labels,
                            loop=LoopConfig(iterations=4, checkpoint_every=100), batch_size=1, accept_forgetting=True)
     other = LearnRequest(**{**request.__dict__, "seed": 1})  # another run, interrupted after the first
     for interrupted in (request, other):
@@ -211,7 +191,7 @@ def test_a_bundle_without_pre_activation_prototypes_learns_in_the_post_activatio
     del tensors["prototypes_pre_activation"]
     save_file(tensors, str(path))
     record_checksums(version_dir)
-    code = run_cli("learn", "-b", bundle, "--organ", "pancreas,liver", "-i", *_images(phantom_cohort), "-l", *step_labels, "--accept-forgetting",
+    code = run_cli("learn", "-b", bundle, "--organ", "pancreas,liver", "-i", *step_images(phantom_cohort), "-l", *step_labels, "--accept-forgetting",
                    "--iterations", "2", "--batch-size", "1")
     assert code == 0
     assert "stores no pre-activation prototypes" in capsys.readouterr().err

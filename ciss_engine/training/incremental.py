@@ -37,6 +37,7 @@ from .cases import case_sha256, prepare_cases
 from .checkpoint import ExtraState
 from .gradient_shares import ShareRecorder
 from .loop import LoopResult, run_training_loop
+from .new_class_rate import scale_new_class_gradients
 from .prototype_bootstrap import bootstrap_prototypes, bootstrap_record
 from .prototype_pass import compute_global_prototypes
 from .run_record import run_fingerprint
@@ -182,6 +183,8 @@ def _learn_step_locked(request: LearnRequest, *, device: torch.device, sink: Eve
     )
     seed_run(request.seed)
     network = grow_classifier(copy.deepcopy(old_network).requires_grad_(True), num_new)
+    if scale_new_class_gradients(network, num_old, settings.new_class_lr_scale):
+        sink.log(f"the new organs' output channels learn at {settings.new_class_lr_scale:g} x the step's learning rate")
     context = StepContext(num_old=num_old, num_new=num_new, stored_prototypes=stored_prototypes, running_prototypes=step_data.running_prototypes)
     strategy = strategy_type(context, settings)
     sampler = PatchSampler(
