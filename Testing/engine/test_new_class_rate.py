@@ -30,10 +30,11 @@ def _segresnet():
     return grow_classifier(build_network(NetworkConfig(init_filters=8, out_channels=1 + NUM_OLD)), NUM_NEW)
 
 
-def _monai_unet():
-    """MONAI's UNet as imported: its head is a transposed convolution and a convolution, both outputting the classes."""
+def _imported(network_def: dict):
+    """A MONAI network as imported, grown (UNet's head: a transposed convolution and a convolution, both outputting the classes)."""
     torch.manual_seed(0)
-    return grow_classifier(build_network(source_network_or_raise(ConfigReader(inference_config(network_def={**UNET_DEF, "out_channels": 1 + NUM_OLD}), Path("inference.json"), Path("."))).config), NUM_NEW)
+    reader = ConfigReader(inference_config(network_def={**network_def, "out_channels": 1 + NUM_OLD}), Path("inference.json"), Path("."))
+    return grow_classifier(build_network(source_network_or_raise(reader).config), NUM_NEW)
 
 
 def _gradients(network) -> dict[str, torch.Tensor]:
@@ -45,25 +46,28 @@ def _gradients(network) -> dict[str, torch.Tensor]:
     return {name: parameter.grad.clone() for name, parameter in network.named_parameters()}
 
 
-@pytest.mark.parametrize("make", [_segresnet, _monai_unet], ids=["segresnet", "monai_unet"])
-def test_only_the_new_channels_of_every_class_layer_learn_faster(make):
+NETWORKS = {"segresnet": (_segresnet, 1), "monai_unet": (lambda: _imported(UNET_DEF), 2)}
+
+
+@pytest.mark.parametrize(("make", "class_layers"), NETWORKS.values(), ids=NETWORKS.keys())
+def test_only_the_new_channels_of_every_class_layer_learn_faster(make, class_layers):
     plain = make()
     scaled = copy.deepcopy(plain)
     handles = scale_new_class_gradients(scaled, NUM_OLD, SCALE)
-    convolutions = new_class_convolutions(scaled)
-    assert len(convolutions) == (2 if make is _monai_unet else 1) and len(handles) == 2 * len(convolutions)
+    assert len(new_class_convolutions(scaled)) == class_layers and len(handles) == 2 * class_layers
     expected, got = _gradients(plain), _gradients(scaled)
-    scaled_names = {name for conv in convolutions for name, p in scaled.named_parameters() if p is conv.weight or p is conv.bias}
-    for name, gradient in expected.items():
-        if name not in scaled_names:
-            torch.testing.assert_close(got[name], gradient)  # the shared features and the old organs: the step's rate
-            continue
-        axis = 1 if name.endswith("weight") and isinstance(dict(scaled.named_modules())[name.rsplit(".", 1)[0]], torch.nn.ConvTranspose3d) else 0
-        old, new = (t.narrow(axis, 0, 1 + NUM_OLD) for t in (got[name], gradient)), (t.narrow(axis, 1 + NUM_OLD, NUM_NEW) for t in (got[name], gradient))
-        torch.testing.assert_close(*old)
-        new_got, new_expected = new
-        assert new_expected.abs().sum() > 0
-        torch.testing.assert_close(new_got, SCALE * new_expected)
+    names = {parameter: name for name, parameter in scaled.named_parameters()}
+    scaled_names = set()
+    for conv in new_class_convolutions(scaled):
+        for parameter, axis in ((conv.weight, 1 if isinstance(conv, torch.nn.ConvTranspose3d) else 0), (conv.bias, 0)):
+            name = names[parameter]
+            scaled_names.add(name)
+            old, new = slice(0, 1 + NUM_OLD), slice(1 + NUM_OLD, 1 + NUM_OLD + NUM_NEW)
+            torch.testing.assert_close(got[name].narrow(axis, old.start, old.stop), expected[name].narrow(axis, old.start, old.stop))
+            assert expected[name].narrow(axis, new.start, NUM_NEW).abs().sum() > 0
+            torch.testing.assert_close(got[name].narrow(axis, new.start, NUM_NEW), SCALE * expected[name].narrow(axis, new.start, NUM_NEW))
+    for name in expected.keys() - scaled_names:  # the shared features and everything else: the step's rate
+        torch.testing.assert_close(got[name], expected[name])
     for handle in handles:
         handle.remove()
     for name, gradient in _gradients(scaled).items():
