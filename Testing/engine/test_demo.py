@@ -56,8 +56,11 @@ def test_demo_on_real_ct_learns_the_new_organs_on_two_patients_and_marks_each_ct
     assert run_cli("demo", "-o", output, "--data", data_dir(), *TINY_DEMO_ARGS) == 0
     report = json.loads((output / "demo_report.json").read_text())
     assert {name: case["role"] for name, case in report["cases"].items()} == {
-        "ts_abdpelvis": "base + step training", "ts_abd_sm": "held-out, same patient as training", "chest_4x": "step training",
+        "ts_abdpelvis": "base + step training", "ts_abd_sm": "held-out, same patient as training", "chest_4x": "base + step training",
     }
+    # The base learned the old organs on both patients: its lineage records both CTs' data.
+    base_history = json.loads((output / "bundle" / "versions" / "1.0.0" / "docs" / "history.json").read_text())
+    assert len(base_history[0]["data_sha256"]) == 2
     # chest_4x has no gallbladder: it is scored only where the reference has it.
     assert "gallbladder" not in report["cases"]["chest_4x"]["before"]
     liver_voxels = (_values(real_case("chest_4x") / "label_seg8.nii.gz") == 7).sum()
