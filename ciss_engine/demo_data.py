@@ -57,9 +57,9 @@ def find_demo_data(data_dir: Path, work: Path, sink: EventSink) -> DemoData:
     real = [data_dir / "ct" / name for name in REAL_CASES]
     if all((case / "image.nii.gz").is_file() for case in real):
         # The base learns the old organs on both patients (chest_4x has no gallbladder), as a site's first model would:
-        # trained on ts_abdpelvis alone it found almost nothing on chest_4x (spleen 0.35, kidneys 0.00), and the step
-        # from it lost the gallbladder to the guard (agreement 0.84); from a base on both, the same step passed (0.95)
-        # and kept 0.98 x of the old organs on both CTs (benchmarks/RESULTS.md (z)). The new organs: the same two patients.
+        # trained on ts_abdpelvis alone it found almost nothing on chest_4x (spleen 0.35, kidneys 0.00), and every step
+        # from it was rejected by the guard (gallbladder 0.84); from bases on both, the steps passed in 4 runs of 5 and
+        # kept 0.94-0.99 x of the old organs on both CTs (benchmarks/RESULTS.md (z)). The new organs: the same two patients.
         both = {"ts_abdpelvis", "chest_4x"}
         cases = _cases(real, base=both, step=both, same_patient={"ts_abd_sm"})
         by_name = {c.name: c for c in cases}
