@@ -23,7 +23,7 @@ from .preprocessing import PreprocessingConfig
 from .protocol import PAPER_ORGANS, Case, copy_bundle, organs_of, scored_entry, step_labels, train_from_scratch
 from .scanner_sites import ScannerSite, write_site_cases
 from .training.adapt import AdaptRequest, adapt_step
-from .training.loop_config import STEP_LEARNING_RATE, LoopConfig
+from .training.loop_config import PROTOCOL_ORGAN_CONTRAST, STEP_LEARNING_RATE, LoopConfig
 
 @dataclasses.dataclass(frozen=True)
 class DomainProtocolRequest:
@@ -42,6 +42,7 @@ class DomainProtocolRequest:
     step_learning_rate: float = STEP_LEARNING_RATE
     strategy_settings: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
     postprocess: bool = True  # as ciss segment writes it (postprocessing.py)
+    organ_contrast: float = PROTOCOL_ORGAN_CONTRAST  # of the site-1 base
 
 
 def _site_cases(request: DomainProtocolRequest, split: str, cases: Sequence[Path]) -> dict[str, list[Case]]:
@@ -72,7 +73,8 @@ def run_domain_protocol(request: DomainProtocolRequest, *, device: torch.device,
         if not (base / "bundle.json").exists():
             sink.log(f"seed {seed}: base model on {names[0]}")
             train_from_scratch(train[names[0]], request.organs, root / "labels" / names[0], base, request.base_iterations, seed,
-                               preprocessing=request.preprocessing, init_filters=request.init_filters, batch_size=request.batch_size, device=device, cancel=cancel)
+                               preprocessing=request.preprocessing, init_filters=request.init_filters, batch_size=request.batch_size, device=device, cancel=cancel,
+                               organ_contrast=request.organ_contrast)
         seed_results: dict[str, Any] = {"base": [{"after": names[0], "dsc": _site_dsc(base, test, request, device)}]}
         for strategy in request.strategies:
             bundle = root / strategy

@@ -31,7 +31,7 @@ from .preprocessing import PreprocessingConfig
 from .registry import ClassRegistry
 from .training.base import BaseTrainingRequest, train_base_bundle
 from .training.incremental import LearnRequest, learn_step
-from .training.loop_config import OFFLINE_ITERATIONS, STEP_LEARNING_RATE, LoopConfig
+from .training.loop_config import OFFLINE_ITERATIONS, PROTOCOL_ORGAN_CONTRAST, STEP_LEARNING_RATE, LoopConfig
 
 # The paper's class order (label ids of the seg8 files).
 PAPER_ORGANS = ("spleen", "kidney_right", "kidney_left", "gallbladder", "esophagus", "pancreas", "liver", "stomach")
@@ -73,6 +73,7 @@ class ProtocolRequest:
     run_offline: bool = True
     amp: bool = True  # bf16 on capable CPUs, mixed precision on CUDA; false: float32 (measures what bf16 costs)
     postprocess: bool = True  # score what ciss segment writes: one-piece organs as their largest piece (postprocessing.py)
+    organ_contrast: float = PROTOCOL_ORGAN_CONTRAST  # of the models trained from scratch (base, offline)
     strategy_settings: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
 
 
@@ -153,6 +154,7 @@ def score_bundle(bundle: Path, cases: Sequence[Case], device: torch.device, vers
 def train_from_scratch(
     cases: Sequence[Case], classes: Sequence[int], labels_folder: Path, output: Path, iterations: int, seed: int,
     *, preprocessing: PreprocessingConfig, init_filters: int, batch_size: int, device: torch.device, cancel: CancelToken, amp: bool = True,
+    organ_contrast: float = PROTOCOL_ORGAN_CONTRAST,
 ) -> None:
     """A bundle trained from scratch on ``classes`` of ``cases``: the base model or the offline bound."""
     pairs = step_labels(cases, classes, labels_folder)
@@ -160,6 +162,7 @@ def train_from_scratch(
         BaseTrainingRequest(
             images=[p[0] for p in pairs], labels=[p[1] for p in pairs], organs=organs_of(classes), output=output,
             loop=LoopConfig(iterations=iterations, amp=amp), preprocessing=preprocessing, init_filters=init_filters, batch_size=batch_size, seed=seed,
+            organ_contrast=organ_contrast,
         ),
         device=device, sink=EventSink("quiet"), cancel=cancel,
     )
@@ -190,7 +193,8 @@ def old_new_all(scores: dict[str, dict[str, float]], steps: Sequence[Sequence[in
 
 
 def _network(request: ProtocolRequest) -> dict[str, Any]:
-    return {"preprocessing": request.preprocessing, "init_filters": request.init_filters, "batch_size": request.batch_size, "amp": request.amp}
+    return {"preprocessing": request.preprocessing, "init_filters": request.init_filters, "batch_size": request.batch_size, "amp": request.amp,
+            "organ_contrast": request.organ_contrast}
 
 
 def run_protocol(request: ProtocolRequest, *, device: torch.device, sink: EventSink, cancel: CancelToken) -> dict[str, Any]:

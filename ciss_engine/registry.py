@@ -90,6 +90,12 @@ def one_piece_organ_names() -> frozenset[str]:
     return frozenset(entry["name"] for entry in _catalog()["organs"] if entry.get("one_piece"))
 
 
+def enhancing_organ_names() -> frozenset[str]:
+    """Catalog organs of perfused tissue or blood that IV contrast brightens (liver, spleen, kidneys, vessels);
+    not fluid or air (gallbladder, urinary bladder, the lumen a stomach or bowel label holds), bone or nerve."""
+    return frozenset(entry["name"] for entry in _catalog()["organs"] if entry.get("enhances"))
+
+
 def parse_rgb(text: str) -> tuple[int, int, int]:
     """Parse ``"255,0,0"`` or ``"#ff0000"`` into an RGB triple."""
     text = text.strip()

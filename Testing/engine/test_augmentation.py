@@ -1,5 +1,5 @@
 """Patch augmentation: labels move with the image, cached teacher maps are never moved, draws are reproducible,
-and the switch is recorded in the bundle."""
+each organ gets its own contrast in base training, and the switches are recorded in the bundle."""
 import json
 
 import torch
@@ -7,8 +7,14 @@ from ciss_test_helpers import TINY_TRAIN_ARGS, run_cli
 from monai.data import MetaTensor
 from monai.transforms import RandAffined
 
-from ciss_engine.training.augmentation import patch_augmentation
+from ciss_engine.cancellation import CancelToken
+from ciss_engine.events import EventSink, ProgressMode
+from ciss_engine.preprocessing import PreprocessingConfig
+from ciss_engine.registry import enhancing_organ_names
+from ciss_engine.training.augmentation import ORGAN_CONTRAST_RANGE, RandOrganContrastd, patch_augmentation
+from ciss_engine.training.base import BaseTrainingRequest, train_base_bundle
 from ciss_engine.training.cases import PreparedCase
+from ciss_engine.training.loop_config import LoopConfig
 from ciss_engine.training.sampler import PatchSampler
 
 PATCH = (24, 24, 24)
@@ -57,11 +63,67 @@ def test_cached_teacher_maps_stay_on_the_labels_they_were_computed_for():
         assert torch.equal(batch.maps[:, 0] / 5, batch.labels.float())
 
 
-def test_no_augmentation_is_recorded_in_the_bundle(tmp_path, phantom_cohort):
+def test_organ_contrast_gives_each_enhancing_organ_its_own_offset_and_leaves_the_rest_and_the_labels_alone():
+    shape = (40, 40, 40)
+    label = torch.zeros((1, *shape), dtype=torch.uint8)
+    label[0, 2:18, 2:18, 2:18] = 1
+    label[0, 22:38, 22:38, 22:38] = 2
+    label[0, 26:34, 2:10, 2:10] = 3  # an organ contrast does not brighten (bile, urine)
+    image = torch.full((1, *shape), 0.5)
+    transform = RandOrganContrastd(keys="image", label_key="label", organs=(1, 2), prob=1.0)
+    offsets = set()
+    for seed in range(5):
+        transform.set_random_state(seed=seed)
+        out = transform({"image": MetaTensor(image.clone()), "label": MetaTensor(label.clone())})
+        shown = torch.as_tensor(out["image"])[0]
+        assert torch.equal(torch.as_tensor(out["label"]), label)
+        # Organ interiors beyond the blend's reach (5 voxels in) shifted by one offset each; background far from
+        # the organs untouched; a rim voxel between its organ's offset and none (partial volume).
+        first, second = shown[7:13, 7:13, 7:13] - 0.5, shown[27:33, 27:33, 27:33] - 0.5
+        assert float(first.max() - first.min()) < 1e-6 and float(second.max() - second.min()) < 1e-6
+        first, second = float(first.mean()), float(second.mean())
+        assert abs(first - second) > 1e-3 and all(ORGAN_CONTRAST_RANGE[0] <= v <= ORGAN_CONTRAST_RANGE[1] for v in (first, second))
+        assert bool((shown[:8, 30, 30] == 0.5).all()) and bool((shown[26:34, 2:10, 2:10] == 0.5).all())
+        assert 0 < (float(shown[2, 10, 10]) - 0.5) / first < 1
+        offsets.add(round(first, 6))
+    assert len(offsets) == 5, "each draw its own offsets"
+    transform.prob = 0.0
+    assert torch.equal(torch.as_tensor(transform({"image": MetaTensor(image.clone()), "label": MetaTensor(label)})["image"]), image)
+
+
+def _tiny_base(cohort, output, organ_contrast: float, organs=(("spleen", 1, None), ("liver", 7, None))) -> dict[str, torch.Tensor]:
+    case = cohort[0]
+    request = BaseTrainingRequest(
+        images=[case / "image.nii.gz"], labels=[case / "label_seg8.nii.gz"], organs=list(organs), output=output,
+        loop=LoopConfig(iterations=3, checkpoint_every=100), preprocessing=PreprocessingConfig(spacing_mm=(6.0, 6.0, 6.0), patch_size=(32, 32, 32)),
+        init_filters=8, batch_size=1, other_labels="background", organ_contrast=organ_contrast,
+    )
+    return train_base_bundle(request, device=torch.device("cpu"), sink=EventSink(ProgressMode.QUIET), cancel=CancelToken()).load_state_dict()
+
+
+def test_organ_contrast_offsets_the_catalogs_enhancing_organs_only():
+    assert {"spleen", "kidney_right", "kidney_left", "liver", "pancreas", "aorta"} <= enhancing_organ_names()
+    assert not {"gallbladder", "urinary_bladder", "esophagus", "stomach", "lung_left", "femur_right", "spinal_cord"} & enhancing_organ_names()
+
+
+def test_base_training_draws_its_patches_with_the_requests_organ_contrast(tmp_path, phantom_cohort):
+    """The request's share reaches the sampler (the same seed trains other weights), only for enhancing organs
+    (a gallbladder-only model trains the same weights with or without), and the bundle records it."""
+    plain, contrasted = _tiny_base(phantom_cohort, tmp_path / "plain", 0.0), _tiny_base(phantom_cohort, tmp_path / "contrast", 1.0)
+    assert any(not torch.equal(plain[k], contrasted[k]) for k in plain)
+    bile = (("gallbladder", 4, None),)
+    plain, contrasted = _tiny_base(phantom_cohort, tmp_path / "bile_plain", 0.0, bile), _tiny_base(phantom_cohort, tmp_path / "bile_contrast", 1.0, bile)
+    assert all(torch.equal(plain[k], contrasted[k]) for k in plain)
+    metadata = json.loads((tmp_path / "contrast" / "versions" / "1.0.0" / "configs" / "metadata.json").read_text())
+    assert metadata["ciss"]["training"]["organ_contrast"] == 1.0
+
+
+def test_no_augmentation_and_organ_contrast_are_recorded_in_the_bundle(tmp_path, phantom_cohort):
     case = phantom_cohort[0]
-    for flag, recorded in (([], True), (["--no-augmentation"], False)):
+    for flag, recorded in (([], True), (["--no-augmentation", "--organ-contrast", "0.3"], False)):
         output = tmp_path / f"bundle_{recorded}"
         assert run_cli("train", "-i", case / "image.nii.gz", "-l", case / "label_seg8.nii.gz", "--organs", "spleen=1", "--other-labels", "background",
                        "-o", output, *TINY_TRAIN_ARGS, *flag, "--quiet") == 0
         metadata = json.loads((output / "versions" / "1.0.0" / "configs" / "metadata.json").read_text())
         assert metadata["ciss"]["training"]["augmentation"] is recorded
+    assert metadata["ciss"]["training"]["organ_contrast"] == 0.3

@@ -61,9 +61,10 @@ def test_each_strategy_adapts_to_the_sites_in_sequence_and_every_site_is_scored(
     arguments = (
         "protocol", "--protocol", "domain", "--strategies", "finetune,dual_alignment", "--data", split_cohort["train"], "--test-data", split_cohort["test"],
         "--base-iterations", "2", "--step-iterations", "2", "--patch-size", "32", "--spacing", "6", "--init-filters", "8",
-        "--setting", "dual_alignment.buffer_per_class=10", "-o", output, "--quiet",
+        "--setting", "dual_alignment.buffer_per_class=10", "--base-organ-contrast", "0.25", "-o", output, "--quiet",
     )
     assert run_cli(*arguments) == 0
+    assert Bundle.open_or_raise(output / "seed_0" / "base").load().settings.training["organ_contrast"] == 0.25
     results = json.loads((output / "protocol.json").read_text())
     assert results["sites"] == ["site_1", "site_2", "site_3"] and results["organs"] == ["spleen", "kidney_right", "kidney_left", "gallbladder"]
     seed = results["seeds"]["0"]

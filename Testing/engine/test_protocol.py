@@ -34,12 +34,15 @@ def test_protocol_runs_strategies_and_offline_and_writes_reports(phantom_cohort,
     data = phantom_cohort[0].parent
     arguments = (
         "protocol", "--protocol", "4-4", "--strategies", "pcdd,finetune", "--data", data, "--test-cases", "1", "--base-iterations", "2",
-        "--step-iterations", "2", "--offline-iterations", "2", "--patch-size", "32", "--spacing", "6", "--init-filters", "8", "--no-amp", "-o", tmp_path / "run", "--quiet",
+        "--step-iterations", "2", "--offline-iterations", "2", "--patch-size", "32", "--spacing", "6", "--init-filters", "8", "--no-amp", "--base-organ-contrast", "0.25", "-o", tmp_path / "run", "--quiet",
     )
     assert run_cli(*arguments) == 0
-    # --no-amp reaches the base model, every step and the offline bound (what bf16 costs is measured with it).
+    # --no-amp reaches the base model, every step and the offline bound (what bf16 costs is measured with it);
+    # --base-organ-contrast the models trained from scratch.
     for model in ("base", "pcdd", "finetune", "offline"):
         assert Bundle.open_or_raise(tmp_path / "run" / "seed_0" / model).load().settings.training["amp"] is False, model
+    for model in ("base", "offline"):
+        assert Bundle.open_or_raise(tmp_path / "run" / "seed_0" / model).load("1.0.0").settings.training["organ_contrast"] == 0.25, model
     # A run killed inside finetune's step left its bundle a copy of the base model: the re-run learns that step
     # (it used to score the base model as finetune's result) and leaves pcdd's finished step alone.
     seed_folder = tmp_path / "run" / "seed_0"

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..device import DEVICE_CHOICES
-from ..training.loop_config import LoopConfig
+from ..training.loop_config import ORGAN_CONTRAST, LoopConfig
 
 
 def _number(text: str, cast: type, is_valid: Callable[[float], bool], expected: str) -> Any:
@@ -143,6 +143,15 @@ def add_schedule_arguments(parser: argparse.ArgumentParser, *, learning_rate: fl
         help="train on the cropped patches as they are (default: random rotation, scaling, shear, intensity, contrast, blur, noise; never left-right mirroring)",
     )
     add_device_argument(parser)
+
+
+def add_organ_contrast_argument(parser: argparse.ArgumentParser, flag: str, default: float = ORGAN_CONTRAST) -> None:
+    """Shared by ``train`` and ``protocol`` (for its models trained from scratch)."""
+    parser.add_argument(
+        flag, type=unit_fraction, default=default,
+        help=f"share of patches whose enhancing organs (liver, spleen, kidneys, vessels…) each get their own random intensity offset, so "
+             f"a model trained on one contrast phase finds the organs in another; 0 turns it off (default {default}; benchmarks/RESULTS.md (aa))",
+    )
 
 
 def loop_config_from(args: argparse.Namespace, iterations: int) -> LoopConfig:

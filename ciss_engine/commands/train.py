@@ -10,7 +10,7 @@ from ..errors import InputError
 from ..events import EventSink
 from ..registry import parse_organ_spec
 from ..training.loop_config import BASE_ITERATIONS, LoopConfig
-from .arguments import add_network_arguments, add_schedule_arguments, loop_config_from, positive_int
+from .arguments import add_network_arguments, add_organ_contrast_argument, add_schedule_arguments, loop_config_from, positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="label values not listed in --organs: error (default) or background (keep only the listed organs)",
     )
     parser.add_argument("--iterations", type=positive_int, default=BASE_ITERATIONS, help=f"training iterations (default {BASE_ITERATIONS}; timings in the README's Measured results)")
+    add_organ_contrast_argument(parser, "--organ-contrast")
     add_network_arguments(parser)
     add_schedule_arguments(parser, learning_rate=LoopConfig.learning_rate)
 
@@ -63,6 +64,7 @@ def run(args: argparse.Namespace, sink: EventSink) -> None:
         seed=args.seed,
         other_labels=args.other_labels,
         resume=args.resume,
+        organ_contrast=args.organ_contrast,
     )
     distributed = DistributedContext.from_environment()
     # The group is joined before the signal handlers go in: a SIGTERM while ranks still gather ends the process.

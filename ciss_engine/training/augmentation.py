@@ -6,16 +6,27 @@ resampling its 20-odd channels took 1.3 s a patch against 0.2 s for image and la
 load), more than the whole iteration. Intensity transforms touch the image only: the cached teacher
 keeps what the old model said on the clean CT, a steadier target than its answer on a noisy copy.
 There is no left-right mirroring: kidney_left and kidney_right are different organs.
+Organ contrast (base training only) gives each enhancing organ of a patch (perfused tissue and blood, from the
+organ catalog) its own intensity offset: a contrast phase reorders the organs' intensities (enhanced kidneys
+180 HU and brighter than the liver, 15 HU and darker without contrast: the two real CTs), which no global
+intensity transform can. Organs that contrast does not brighten (the gallbladder's bile, a bladder's urine) keep
+their intensity: offsetting them made the gallbladder as bright as the liver it lies in (RESULTS.md (aa)). MONAI
+has no per-label intensity transform; SynthSeg's per-label randomisation is the idea.
 Probabilities and ranges follow nnU-Net's defaults, reduced where a 64³ patch on CPU would pay more
 than it gains (measured: benchmarks/RESULTS.md).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Hashable, Mapping, Sequence
 
+import torch
+from monai.config import KeysCollection
 from monai.transforms import (
     Compose,
+    GaussianSmooth,
+    MapTransform,
     RandAdjustContrastd,
     RandAffined,
     RandGaussianNoised,
@@ -23,13 +34,58 @@ from monai.transforms import (
     RandScaleIntensityd,
     RandShiftIntensityd,
     RandSimulateLowResolutiond,
+    RandomizableTransform,
 )
 
 ROTATION = math.radians(15.0)
+# The range an organ's offset is drawn from, in the [0, 1] units of the (-175, 250) HU window: 0.4 is 170 HU, the
+# enhancement of a kidney's cortex in the arterial phase (scanner_sites.py), either way.
+ORGAN_CONTRAST_RANGE = (-0.4, 0.4)
 
 
-def patch_augmentation(patch_size: Sequence[int], *, with_maps: bool) -> Compose:
-    """Random transforms of one cropped patch (``image`` in [0, 1], ``label``, and ``maps`` when ``with_maps``)."""
+@dataclasses.dataclass(frozen=True)
+class OrganContrast:
+    """Which share of the patches get organ contrast, and the label values of the organs that enhance."""
+
+    share: float
+    labels: tuple[int, ...]
+
+
+class RandOrganContrastd(RandomizableTransform, MapTransform):
+    """Adds to ``keys`` (images) one random offset per organ of ``label_key`` whose value is in ``organs``, drawn
+    from ``offsets`` (low, high) for each organ independently; other voxels keep their values. The offset map is smoothed
+    by one voxel so an organ's rim blends as partial volume does, instead of a step that would outline the label
+    for the network."""
+
+    def __init__(self, keys: KeysCollection, label_key: str, organs: Sequence[int], prob: float,
+                 offsets: tuple[float, float] = ORGAN_CONTRAST_RANGE) -> None:
+        MapTransform.__init__(self, keys)
+        RandomizableTransform.__init__(self, prob)
+        self.label_key = label_key
+        self.organs = tuple(organs)
+        self.offsets = offsets
+        self._smooth = GaussianSmooth(sigma=1.0)
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        self.randomize(None)
+        if not self._do_transform:
+            return d
+        label = torch.as_tensor(d[self.label_key])
+        organs = [int(v) for v in torch.unique(label) if int(v) in self.organs]
+        offsets = self.R.uniform(*self.offsets, size=len(organs))
+        offset_map = torch.zeros(label.shape, dtype=torch.float32)
+        for organ, offset in zip(organs, offsets):
+            offset_map[label == organ] = float(offset)
+        offset_map = torch.as_tensor(self._smooth(offset_map))
+        for key in self.key_iterator(d):
+            d[key] = d[key] + offset_map.to(d[key].dtype)
+        return d
+
+
+def patch_augmentation(patch_size: Sequence[int], *, with_maps: bool, organ_contrast: OrganContrast | None = None) -> Compose:
+    """Random transforms of one cropped patch (``image`` in [0, 1], ``label``, and ``maps`` when ``with_maps``);
+    ``organ_contrast``: which patches' enhancing organs get their own offsets (RandOrganContrastd)."""
     # Border padding: a rotated patch's corners repeat the edge instead of showing a black frame
     # (zero would read as air, a context CTs never have inside the body).
     spatial = RandAffined(
@@ -38,6 +94,8 @@ def patch_augmentation(patch_size: Sequence[int], *, with_maps: bool) -> Compose
     )
     return Compose(
         ([] if with_maps else [spatial])
+        + ([RandOrganContrastd(keys="image", label_key="label", organs=organ_contrast.labels, prob=organ_contrast.share)]
+           if organ_contrast is not None and organ_contrast.share > 0 and organ_contrast.labels else [])
         + [
             RandScaleIntensityd(keys="image", factors=0.1, prob=0.15),
             RandShiftIntensityd(keys="image", offsets=0.05, prob=0.15),

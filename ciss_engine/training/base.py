@@ -21,12 +21,13 @@ from ..errors import Cancelled, InputError
 from ..events import EventSink
 from ..network import NetworkConfig, build_network
 from ..preprocessing import PreprocessingConfig
-from ..registry import ClassRegistry
+from ..registry import ClassRegistry, enhancing_organ_names
+from .augmentation import OrganContrast
 from .cases import case_sha256, prepare_cases
 from .distributed import DistributedContext
 from .finished_runs import version_written_by
 from .loop import run_training_loop
-from .loop_config import LoopConfig
+from .loop_config import ORGAN_CONTRAST, LoopConfig
 from .prototype_pass import compute_global_prototypes
 from .run_record import history_entry, run_fingerprint, training_record
 from .sampler import PatchBatch, PatchSampler
@@ -49,6 +50,9 @@ class BaseTrainingRequest:
     seed: int = 0
     other_labels: str = "error"
     resume: bool = False
+    # Share of patches whose enhancing organs get their own intensity offsets (augmentation.RandOrganContrastd):
+    # base training only, where the labels cover every organ the model learns.
+    organ_contrast: float = ORGAN_CONTRAST
 
 
 def work_dir_for(output: Path) -> Path:
@@ -60,6 +64,7 @@ def _fingerprint(request: BaseTrainingRequest, data_hashes: list[str], world_siz
     return run_fingerprint({
         "organs": [list(o[:2]) for o in request.organs],
         "loop": dataclasses.asdict(request.loop),
+        "organ_contrast": request.organ_contrast,
         "preprocessing": request.preprocessing.to_json(),
         "init_filters": request.init_filters,
         "batch_size": request.batch_size,
@@ -68,6 +73,12 @@ def _fingerprint(request: BaseTrainingRequest, data_hashes: list[str], world_siz
         "world_size": world_size,
         "data": data_hashes,
     })
+
+
+def _organ_contrast(request: BaseTrainingRequest, registry: ClassRegistry) -> OrganContrast:
+    """The request's share, for the registry's organs that IV contrast brightens (the catalog says which)."""
+    enhancing = enhancing_organ_names()
+    return OrganContrast(request.organ_contrast, tuple(registry.by_name(name).label for name in registry.names if name in enhancing))
 
 
 def train_base_bundle(
@@ -113,6 +124,7 @@ def _train_base_bundle_locked(
     sampler = PatchSampler(
         cases, num_classes=registry.num_classes, patch_size=request.preprocessing.patch_size, batch_size=request.batch_size,
         seed=distributed.rank_seed(request.seed), augment=request.loop.augmentation,
+        organ_contrast=_organ_contrast(request, registry),
     )
     dice_ce = DiceCELoss(to_onehot_y=True, softmax=True)
     model = distributed.wrap(network, device)
@@ -144,7 +156,7 @@ def _train_base_bundle_locked(
             "preprocessing": request.preprocessing.to_json(),
             # DDP averages the ranks' gradients: each iteration saw world_size × batch_size patches.
             "training": training_record(request.loop, batch_size=request.batch_size, seed=request.seed, fingerprint=fingerprint,
-                                        loss="dice_ce", world_size=distributed.world_size),
+                                        loss="dice_ce", world_size=distributed.world_size, organ_contrast=request.organ_contrast),
             "parent_version": None,
         }
         history = [history_entry(

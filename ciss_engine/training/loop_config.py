@@ -42,6 +42,13 @@ STEP_LEARNING_RATE = 0.02
 # CTs, 1000 found every organ (DSC 0.91-0.97, gallbladder 0.94) where 700 found only the spleen (0.60) and 400
 # missed the gallbladder (benchmarks/RESULTS.md (i)).
 BASE_ITERATIONS = 1000
+# Base training: the share of patches whose enhancing organs get their own intensity offsets (augmentation.py), so
+# a model trained on one contrast phase finds the organs in another. On the phantom validation split (a base on
+# the non-contrast site, scored on it and on two contrast phases) 0.15 scored 0.854 / 0.795 / 0.814 against
+# 0.873 / 0.496 / 0.497 without; 0.25 and 0.5 lost more of the base's own phase (benchmarks/RESULTS.md (aa)).
+ORGAN_CONTRAST = 0.15
+# The protocols' bases keep none, so their results stay comparable with every one recorded before it.
+PROTOCOL_ORGAN_CONTRAST = 0.0
 # The offline upper bound of `ciss protocol`: on the phantom an offline model at twice base + step still
 # missed organs the incremental models found, so it was no upper bound; at four times one step it learned
 # every organ in two of three seeds.
