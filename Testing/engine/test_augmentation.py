@@ -1,5 +1,6 @@
 """Patch augmentation: labels move with the image, cached teacher maps are never moved, draws are reproducible,
 each organ gets its own contrast in base training, and the switches are recorded in the bundle."""
+import dataclasses
 import json
 
 import torch
@@ -11,10 +12,11 @@ from ciss_engine.cancellation import CancelToken
 from ciss_engine.events import EventSink, ProgressMode
 from ciss_engine.preprocessing import PreprocessingConfig
 from ciss_engine.registry import enhancing_organ_names
-from ciss_engine.training.augmentation import ORGAN_CONTRAST_RANGE, RandOrganContrastd, patch_augmentation
-from ciss_engine.training.base import BaseTrainingRequest, train_base_bundle
+from ciss_engine.cli import build_parser
+from ciss_engine.training.augmentation import ORGAN_CONTRAST_RANGE, OrganContrast, RandOrganContrastd, patch_augmentation
+from ciss_engine.training.base import BaseTrainingRequest, _fingerprint, train_base_bundle
 from ciss_engine.training.cases import PreparedCase
-from ciss_engine.training.loop_config import LoopConfig
+from ciss_engine.training.loop_config import ORGAN_CONTRAST, LoopConfig
 from ciss_engine.training.sampler import PatchSampler
 
 PATCH = (24, 24, 24)
@@ -46,10 +48,11 @@ def test_a_spatial_transform_moves_the_labels_with_the_image():
 
 def test_the_same_iteration_draws_the_same_augmented_patches():
     case = PreparedCase("a", MetaTensor(torch.rand((1, 40, 40, 40), generator=torch.Generator().manual_seed(0))), MetaTensor(_blob((40, 40, 40))), "x")
-    sampler = PatchSampler([case], num_classes=2, patch_size=PATCH, batch_size=2, seed=3, augment=True)
+    sampler = PatchSampler([case], num_classes=2, patch_size=PATCH, batch_size=2, seed=3, augment=True, organ_contrast=OrganContrast(0.5, (1,)))
     plain = PatchSampler([case], num_classes=2, patch_size=PATCH, batch_size=2, seed=3)
-    first, again = sampler.batch(7), sampler.batch(7)
-    assert torch.equal(first.images, again.images) and torch.equal(first.labels, again.labels)
+    for iteration in range(4):
+        first, again = sampler.batch(iteration), sampler.batch(iteration)
+        assert torch.equal(first.images, again.images) and torch.equal(first.labels, again.labels)
     assert not all(torch.equal(sampler.batch(i).images, plain.batch(i).images) for i in range(8))  # it does augment
 
 
@@ -101,7 +104,7 @@ def _tiny_base(cohort, output, organ_contrast: float, organs=(("spleen", 1, None
     return train_base_bundle(request, device=torch.device("cpu"), sink=EventSink(ProgressMode.QUIET), cancel=CancelToken()).load_state_dict()
 
 
-def test_organ_contrast_offsets_the_catalogs_enhancing_organs_only():
+def test_the_catalog_marks_perfused_organs_and_blood_as_enhancing():
     assert {"spleen", "kidney_right", "kidney_left", "liver", "pancreas", "aorta"} <= enhancing_organ_names()
     assert not {"gallbladder", "urinary_bladder", "esophagus", "stomach", "lung_left", "femur_right", "spinal_cord"} & enhancing_organ_names()
 
@@ -119,11 +122,21 @@ def test_base_training_draws_its_patches_with_the_requests_organ_contrast(tmp_pa
 
 
 def test_no_augmentation_and_organ_contrast_are_recorded_in_the_bundle(tmp_path, phantom_cohort):
+    """As they ran: --no-augmentation turns organ contrast off too, so its bundle records none."""
     case = phantom_cohort[0]
-    for flag, recorded in (([], True), (["--no-augmentation", "--organ-contrast", "0.3"], False)):
-        output = tmp_path / f"bundle_{recorded}"
+    for flag, augmentation, organ_contrast in (([], True, ORGAN_CONTRAST), (["--no-augmentation", "--organ-contrast", "0.3"], False, 0.0)):
+        output = tmp_path / f"bundle_{augmentation}"
         assert run_cli("train", "-i", case / "image.nii.gz", "-l", case / "label_seg8.nii.gz", "--organs", "spleen=1", "--other-labels", "background",
                        "-o", output, *TINY_TRAIN_ARGS, *flag, "--quiet") == 0
         metadata = json.loads((output / "versions" / "1.0.0" / "configs" / "metadata.json").read_text())
-        assert metadata["ciss"]["training"]["augmentation"] is recorded
-    assert metadata["ciss"]["training"]["organ_contrast"] == 0.3
+        assert metadata["ciss"]["training"]["augmentation"] is augmentation
+        assert metadata["ciss"]["training"]["organ_contrast"] == organ_contrast
+
+
+def test_organ_contrast_is_part_of_a_runs_fingerprint_and_off_in_the_protocols_bases(tmp_path):
+    """A run resumed with another share must not continue the checkpoint; the protocols' bases stay comparable with
+    every result recorded before organ contrast existed."""
+    request = BaseTrainingRequest(images=[], labels=[], organs=[("spleen", 1, None)], output=tmp_path / "b", loop=LoopConfig())
+    assert _fingerprint(request, [], 1) != _fingerprint(dataclasses.replace(request, organ_contrast=0.3), [], 1)
+    assert build_parser().parse_args(["protocol", "--data", "phantom", "-o", str(tmp_path)]).base_organ_contrast == 0.0
+    assert build_parser().parse_args(["train", "-i", "a", "-l", "b", "--organs", "spleen", "-o", "c"]).organ_contrast == ORGAN_CONTRAST > 0

@@ -150,7 +150,8 @@ def add_organ_contrast_argument(parser: argparse.ArgumentParser, flag: str, defa
     parser.add_argument(
         flag, type=unit_fraction, default=default,
         help=f"share of patches whose enhancing organs (liver, spleen, kidneys, vessels…) each get their own random intensity offset, so "
-             f"a model trained on one contrast phase finds the organs in another; 0 turns it off (default {default}; benchmarks/RESULTS.md (aa))",
+             f"a model trained on one contrast phase finds the organs in another; 0 or --no-augmentation turns it off (default {default}; "
+             f"benchmarks/RESULTS.md (aa))",
     )
 
 

@@ -8,10 +8,11 @@ keeps what the old model said on the clean CT, a steadier target than its answer
 There is no left-right mirroring: kidney_left and kidney_right are different organs.
 Organ contrast (base training only) gives each enhancing organ of a patch (perfused tissue and blood, from the
 organ catalog) its own intensity offset: a contrast phase reorders the organs' intensities (enhanced kidneys
-180 HU and brighter than the liver, 15 HU and darker without contrast: the two real CTs), which no global
+185 HU and brighter than the liver, 15 HU and darker without contrast: the two real CTs), which no global
 intensity transform can. Organs that contrast does not brighten (the gallbladder's bile, a bladder's urine) keep
 their intensity: offsetting them made the gallbladder as bright as the liver it lies in (RESULTS.md (aa)). MONAI
-has no per-label intensity transform; SynthSeg's per-label randomisation is the idea.
+has no per-label intensity transform; SynthSeg's per-label randomisation is the idea. It runs only with the
+other augmentation.
 Probabilities and ranges follow nnU-Net's defaults, reduced where a 64³ patch on CPU would pay more
 than it gains (measured: benchmarks/RESULTS.md).
 """
@@ -36,10 +37,11 @@ from monai.transforms import (
     RandSimulateLowResolutiond,
     RandomizableTransform,
 )
+from monai.utils import convert_to_tensor
 
 ROTATION = math.radians(15.0)
 # The range an organ's offset is drawn from, in the [0, 1] units of the (-175, 250) HU window: 0.4 is 170 HU, the
-# enhancement of a kidney's cortex in the arterial phase (scanner_sites.py), either way.
+# kidneys' difference between the two real CTs (15 against 185 HU), either way.
 ORGAN_CONTRAST_RANGE = (-0.4, 0.4)
 
 
@@ -54,8 +56,8 @@ class OrganContrast:
 class RandOrganContrastd(RandomizableTransform, MapTransform):
     """Adds to ``keys`` (images) one random offset per organ of ``label_key`` whose value is in ``organs``, drawn
     from ``offsets`` (low, high) for each organ independently; other voxels keep their values. The offset map is smoothed
-    by one voxel so an organ's rim blends as partial volume does, instead of a step that would outline the label
-    for the network."""
+    (Gaussian, σ one voxel) so an organ's rim blends as partial volume does, instead of a step that would outline
+    the label for the network. ``label_key`` holds one channel, as the sampler's patches do."""
 
     def __init__(self, keys: KeysCollection, label_key: str, organs: Sequence[int], prob: float,
                  offsets: tuple[float, float] = ORGAN_CONTRAST_RANGE) -> None:
@@ -71,16 +73,25 @@ class RandOrganContrastd(RandomizableTransform, MapTransform):
         self.randomize(None)
         if not self._do_transform:
             return d
-        label = torch.as_tensor(d[self.label_key])
+        label = convert_to_tensor(d[self.label_key], track_meta=False)
         organs = [int(v) for v in torch.unique(label) if int(v) in self.organs]
+        if not organs:
+            return d
         offsets = self.R.uniform(*self.offsets, size=len(organs))
-        offset_map = torch.zeros(label.shape, dtype=torch.float32)
+        offset_map = torch.zeros(label.shape, dtype=torch.float32, device=label.device)
         for organ, offset in zip(organs, offsets):
             offset_map[label == organ] = float(offset)
-        offset_map = torch.as_tensor(self._smooth(offset_map))
+        offset_map = convert_to_tensor(self._smooth(offset_map), track_meta=False)
         for key in self.key_iterator(d):
-            d[key] = d[key] + offset_map.to(d[key].dtype)
+            d[key] = d[key] + offset_map.to(device=d[key].device, dtype=d[key].dtype)
         return d
+
+
+def _organ_contrast_transforms(organ_contrast: OrganContrast | None) -> list[RandOrganContrastd]:
+    """None where no patch would change: a zero share or no enhancing organ (the other transforms' draws stay as they were)."""
+    if organ_contrast is None or organ_contrast.share <= 0 or not organ_contrast.labels:
+        return []
+    return [RandOrganContrastd(keys="image", label_key="label", organs=organ_contrast.labels, prob=organ_contrast.share)]
 
 
 def patch_augmentation(patch_size: Sequence[int], *, with_maps: bool, organ_contrast: OrganContrast | None = None) -> Compose:
@@ -94,8 +105,7 @@ def patch_augmentation(patch_size: Sequence[int], *, with_maps: bool, organ_cont
     )
     return Compose(
         ([] if with_maps else [spatial])
-        + ([RandOrganContrastd(keys="image", label_key="label", organs=organ_contrast.labels, prob=organ_contrast.share)]
-           if organ_contrast is not None and organ_contrast.share > 0 and organ_contrast.labels else [])
+        + _organ_contrast_transforms(organ_contrast)
         + [
             RandScaleIntensityd(keys="image", factors=0.1, prob=0.15),
             RandShiftIntensityd(keys="image", offsets=0.05, prob=0.15),

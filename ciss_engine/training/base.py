@@ -78,7 +78,7 @@ def _fingerprint(request: BaseTrainingRequest, data_hashes: list[str], world_siz
 def _organ_contrast(request: BaseTrainingRequest, registry: ClassRegistry) -> OrganContrast:
     """The request's share, for the registry's organs that IV contrast brightens (the catalog says which)."""
     enhancing = enhancing_organ_names()
-    return OrganContrast(request.organ_contrast, tuple(registry.by_name(name).label for name in registry.names if name in enhancing))
+    return OrganContrast(request.organ_contrast, tuple(organ.label for organ in registry.organs if organ.name in enhancing))
 
 
 def train_base_bundle(
@@ -156,7 +156,9 @@ def _train_base_bundle_locked(
             "preprocessing": request.preprocessing.to_json(),
             # DDP averages the ranks' gradients: each iteration saw world_size × batch_size patches.
             "training": training_record(request.loop, batch_size=request.batch_size, seed=request.seed, fingerprint=fingerprint,
-                                        loss="dice_ce", world_size=distributed.world_size, organ_contrast=request.organ_contrast),
+                                        loss="dice_ce", world_size=distributed.world_size,
+                                        # organ contrast is part of the augmentation: without it, none ran
+                                        organ_contrast=request.organ_contrast if request.loop.augmentation else 0.0),
             "parent_version": None,
         }
         history = [history_entry(

@@ -43,9 +43,8 @@ STEP_LEARNING_RATE = 0.02
 # missed the gallbladder (benchmarks/RESULTS.md (i)).
 BASE_ITERATIONS = 1000
 # Base training: the share of patches whose enhancing organs get their own intensity offsets (augmentation.py), so
-# a model trained on one contrast phase finds the organs in another. On the phantom validation split (a base on
-# the non-contrast site, scored on it and on two contrast phases) 0.15 scored 0.854 / 0.795 / 0.814 against
-# 0.873 / 0.496 / 0.497 without; 0.25 and 0.5 lost more of the base's own phase (benchmarks/RESULTS.md (aa)).
+# a model trained on one contrast phase finds the organs in another. 0.15 had the best mean over three contrast
+# phases on the phantom validation split; larger shares lost more of the base's own phase (benchmarks/RESULTS.md (aa)).
 ORGAN_CONTRAST = 0.15
 # The protocols' bases keep none, so their results stay comparable with every one recorded before it.
 PROTOCOL_ORGAN_CONTRAST = 0.0
