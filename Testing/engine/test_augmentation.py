@@ -9,10 +9,10 @@ from monai.data import MetaTensor
 from monai.transforms import RandAffined
 
 from ciss_engine.cancellation import CancelToken
+from ciss_engine.cli import build_parser
 from ciss_engine.events import EventSink, ProgressMode
 from ciss_engine.preprocessing import PreprocessingConfig
 from ciss_engine.registry import enhancing_organ_names
-from ciss_engine.cli import build_parser
 from ciss_engine.training.augmentation import ORGAN_CONTRAST_RANGE, OrganContrast, RandOrganContrastd, patch_augmentation
 from ciss_engine.training.base import BaseTrainingRequest, _fingerprint, train_base_bundle
 from ciss_engine.training.cases import PreparedCase
