@@ -50,6 +50,15 @@ rows=(
   # and the previous model's KD (the domain mib's term) beside the alignments; both together are the default.
   "dual_decoder dual_alignment --setting dual_alignment.cna_features=decoder --setting dual_alignment.lambda_kd=0"
   "dual_kd10 dual_alignment --setting dual_alignment.cna_features=bottleneck --setting dual_alignment.lambda_kd=10"
+  # Organ contrast in the steps (RESULTS.md (ab)): the sites differ by contrast phase, and a step's labels name the
+  # organs, so each step can keep the model from narrowing to its site's phase.
+  "finetune_oc finetune --step-organ-contrast 0.15"
+  "mib_oc mib --step-organ-contrast 0.15"
+  "dual_oc dual_alignment --step-organ-contrast 0.15"
+  "dual_oc30 dual_alignment --step-organ-contrast 0.3"
+  "dual_oc50 dual_alignment --step-organ-contrast 0.5"
+  "finetune_oc50 finetune --step-organ-contrast 0.5"
+  "mib_oc50 mib --step-organ-contrast 0.5"
 )
 for row in "${rows[@]}"; do
   # shellcheck disable=SC2086

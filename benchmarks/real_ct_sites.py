@@ -6,7 +6,7 @@ strategy adapts its own copy of the site-1 base with ``ciss adapt`` (defaults: `
 the table gives DSC on both sites before and after, and site 1's DSC over the base's (what the step forgot).
 Scored on the training CTs of each site: two patients show the mechanism, not how it generalises.
 
-Usage: python benchmarks/real_ct_sites.py --base DIR/base_ts_abdpelvis [-o DIR] [--strategies finetune,mib,dual_alignment]
+Usage: python benchmarks/real_ct_sites.py --base DIR/base_ts_abdpelvis [-o DIR] [--strategies finetune,mib,dual_alignment] [--organ-contrast S]
 (``real_ct_base.py --runs ts_abdpelvis`` trains that base.)
 """
 from __future__ import annotations
@@ -38,13 +38,13 @@ def site_2_labels(out: Path) -> Path:
     return path
 
 
-def adapt(base: Path, out: Path, strategy: str, labels: Path) -> tuple[Path, float]:
+def adapt(base: Path, out: Path, strategy: str, labels: Path, extra: list[str]) -> tuple[Path, float]:
     copy = out / f"site_2_{strategy}"
     if not copy.exists():
         shutil.copytree(base, copy)
     seconds = timed_once(out / f"{copy.name}.seconds", [
         "adapt", "-b", copy, "-i", DATA / SITE_2 / "image.nii.gz", "-l", labels,
-        "--organs", ",".join(f"{name}={value}" for name, value in SITE_2_ORGANS.items()), "--strategy", strategy, "--accept-forgetting",
+        "--organs", ",".join(f"{name}={value}" for name, value in SITE_2_ORGANS.items()), "--strategy", strategy, "--accept-forgetting", *extra,
     ])
     return copy, seconds
 
@@ -55,13 +55,15 @@ def main() -> None:
     parser.add_argument("-o", "--output", type=Path, default=Path(__file__).resolve().parent / "output" / "real_ct_sites")
     parser.add_argument("--strategies", default="finetune,mib,dual_alignment")
     parser.add_argument("--stray-mm", type=float, default=30.0)
+    parser.add_argument("--organ-contrast", default=None, help="ciss adapt's --organ-contrast (default: its own default)")
     args = parser.parse_args()
     args.output.mkdir(parents=True, exist_ok=True)
     labels = site_2_labels(args.output)
     base_version = Bundle.open_or_raise(args.base).current_version
     results = {"base (site 1)": {ct: score(args.base, base_version, ct, args.output, args.stray_mm) for ct in (SITE_1, SITE_2)}}
     for strategy in args.strategies.split(","):
-        bundle, seconds = adapt(args.base, args.output, strategy, labels)
+        extra = [] if args.organ_contrast is None else ["--organ-contrast", args.organ_contrast]
+        bundle, seconds = adapt(args.base, args.output, strategy, labels, extra)
         version = Bundle.open_or_raise(bundle).current_version
         results[strategy] = {"seconds": seconds, **{ct: score(bundle, version, ct, args.output, args.stray_mm) for ct in (SITE_1, SITE_2)}}
     (args.output / "real_ct_sites.json").write_text(json.dumps(results, indent=2))

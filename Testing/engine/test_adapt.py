@@ -1,17 +1,20 @@
 """``ciss adapt``: a domain step end to end on phantom CTs of another "scanner" (HU offset, scale and noise):
-the version, its replay buffer, the guard, resume, and the refusals."""
+the version, its replay buffer, organ contrast, the guard, resume, and the refusals."""
+import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from ciss_test_helpers import cancelling_sink, record_checksums, run_cli
+from ciss_test_helpers import cancelling_sink, new_organ_labels, record_checksums, run_cli
 from safetensors.torch import load_file, save_file
 
 from ciss_engine.api.events import AdaptDone, parse_event
 from ciss_engine.bundle import Bundle
+from ciss_engine.cli import build_parser
 from ciss_engine.cancellation import CancelToken
 from ciss_engine.errors import Cancelled, ExitCode
 from ciss_engine.events import EventSink, ProgressMode
@@ -19,9 +22,9 @@ from ciss_engine.forgetting_guard import as_shown, pooled_dsc
 from ciss_engine.inference import load_network
 from ciss_engine.postprocessing import postprocessed_labels
 from ciss_engine.preprocessing import PreprocessingConfig
-from ciss_engine.training.adapt import AdaptRequest, adapt_step, labelled_organs_or_raise
+from ciss_engine.training.adapt import AdaptRequest, _fingerprint, adapt_step, labelled_organs_or_raise
 from ciss_engine.training.cases import prepare_cases
-from ciss_engine.training.loop_config import LoopConfig
+from ciss_engine.training.loop_config import ADAPT_ORGAN_CONTRAST, LoopConfig
 from ciss_engine.training.step_common import learn_work_dir, whole_ct_labels
 
 STEP_ARGS = ["--iterations", "3", "--batch-size", "1", "--setting", "buffer_per_class=20", "--accept-forgetting"]
@@ -137,12 +140,14 @@ def test_the_buffer_is_read_from_the_parent_version(bundle, site):
 
 
 def test_adapt_with_finetune_stores_no_buffer(bundle, site):
+    """… and takes ``--organ-contrast`` into the step it runs."""
     images, labels = site
     assert run_cli("adapt", "-b", bundle, "-i", *images, "-l", *labels, "--organs", _organs(), "--strategy", "finetune",
-                   "--iterations", "2", "--batch-size", "1", "--accept-forgetting", "--quiet") == 0
+                   "--iterations", "2", "--batch-size", "1", "--organ-contrast", "0.4", "--accept-forgetting", "--quiet") == 0
     version = Bundle.open_or_raise(bundle).load()
     assert version.history[-1]["replay_buffer"] == {} and version.load_replay_buffer() is None
     assert set(version.history[-1]["losses"]) == {"ce", "dice"}
+    assert version.settings.training["organ_contrast"] == 0.4
 
 
 def test_cancel_then_resume_finishes_the_step_from_its_checkpoint(bundle, site, cudnn_left_free):
@@ -160,6 +165,41 @@ def test_cancel_then_resume_finishes_the_step_from_its_checkpoint(bundle, site, 
     again = adapt_step(resumed, device=torch.device("cpu"), sink=EventSink(ProgressMode.QUIET), cancel=CancelToken())
     assert again.version.version == "1.1.0" and again.labelled_dsc == result.labelled_dsc  # finished: reported, not redone
     assert again.guard == result.guard and again.guard.postprocessed == ("kidney_left", "gallbladder")  # the verdict read back whole
+
+
+def _adapted_weights(bundle: Path, images: list[Path], labels: list[Path], organs: list[tuple[str, int]], organ_contrast: float,
+                     augmentation: bool = True) -> tuple[dict[str, torch.Tensor], dict]:
+    """A two-iteration finetune step on a copy of ``bundle``: the new version's weights and training record."""
+    request = AdaptRequest(bundle=bundle, images=images, labels=labels, organs=organs, strategy="finetune", batch_size=1, accept_forgetting=True,
+                           loop=LoopConfig(iterations=2, checkpoint_every=100, augmentation=augmentation), organ_contrast=organ_contrast)
+    version = adapt_step(request, device=torch.device("cpu"), sink=EventSink(ProgressMode.QUIET), cancel=CancelToken()).version
+    return version.load_state_dict(), version.settings.to_json()["training"]
+
+
+def test_adapt_draws_its_patches_with_the_requests_organ_contrast(bundle, site, phantom_cohort, tmp_path):
+    """The share reaches the step's sampler (the same seed trains other weights), only for the labelled enhancing
+    organs (a gallbladder-only step trains the same weights with or without), and the version records the share
+    that ran: none with the augmentation off."""
+    images, labels = site
+    copies = [Path(shutil.copytree(bundle, tmp_path / f"copy_{i}")) for i in range(5)]
+    plain, plain_record = _adapted_weights(copies[0], images, labels, LABELLED, 0.0)
+    contrasted, record = _adapted_weights(copies[1], images, labels, LABELLED, 1.0)
+    assert any(not torch.equal(plain[k], contrasted[k]) for k in plain)
+    assert (plain_record["organ_contrast"], record["organ_contrast"]) == (0.0, 1.0)
+    bile = [new_organ_labels(case, tmp_path / f"bile_{i}.nii.gz", {4: 1}) for i, case in enumerate(phantom_cohort[2:4])]
+    plain, _ = _adapted_weights(copies[2], images, bile, [("gallbladder", 1)], 0.0)
+    contrasted, _ = _adapted_weights(copies[3], images, bile, [("gallbladder", 1)], 1.0)
+    assert all(torch.equal(plain[k], contrasted[k]) for k in plain)
+    assert _adapted_weights(copies[4], images, labels, LABELLED, 1.0, augmentation=False)[1]["organ_contrast"] == 0.0
+
+
+def test_adapt_organ_contrast_is_part_of_the_runs_fingerprint_and_the_cli_default(tmp_path):
+    """A step resumed with another share must not continue the checkpoint; ``ciss adapt`` and the domain protocol's
+    steps default to the chosen share."""
+    request = AdaptRequest(bundle=tmp_path, images=[], labels=[], loop=LoopConfig(), strategy="finetune")
+    assert _fingerprint(request, "1.0.0", []) != _fingerprint(dataclasses.replace(request, organ_contrast=0.3), "1.0.0", [])
+    assert build_parser().parse_args(["adapt", "-b", "b", "-i", "i", "-l", "l"]).organ_contrast == ADAPT_ORGAN_CONTRAST
+    assert build_parser().parse_args(["protocol", "--protocol", "domain", "--data", "phantom", "-o", str(tmp_path)]).step_organ_contrast == ADAPT_ORGAN_CONTRAST
 
 
 def test_learn_refuses_dual_alignment(bundle, site, capsys):

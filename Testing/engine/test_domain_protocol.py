@@ -61,7 +61,7 @@ def test_each_strategy_adapts_to_the_sites_in_sequence_and_every_site_is_scored(
     arguments = (
         "protocol", "--protocol", "domain", "--strategies", "finetune,dual_alignment", "--data", split_cohort["train"], "--test-data", split_cohort["test"],
         "--base-iterations", "2", "--step-iterations", "2", "--patch-size", "32", "--spacing", "6", "--init-filters", "8",
-        "--setting", "dual_alignment.buffer_per_class=10", "--base-organ-contrast", "0.25", "-o", output, "--quiet",
+        "--setting", "dual_alignment.buffer_per_class=10", "--base-organ-contrast", "0.25", "--step-organ-contrast", "0.35", "-o", output, "--quiet",
     )
     assert run_cli(*arguments) == 0
     assert Bundle.open_or_raise(output / "seed_0" / "base").load().settings.training["organ_contrast"] == 0.25
@@ -75,6 +75,7 @@ def test_each_strategy_adapts_to_the_sites_in_sequence_and_every_site_is_scored(
         bundle = Bundle.open_or_raise(output / "seed_0" / strategy)
         assert [row["version"] for row in seed[strategy]] == bundle.versions()[1:]
         assert [bundle.load(v).history[-1]["kind"] for v in bundle.versions()[1:]] == ["domain", "domain"]
+        assert [bundle.load(v).settings.training["organ_contrast"] for v in bundle.versions()[1:]] == [0.35, 0.35]
     # Each site's images are the cohort as that scanner shows it; the labels are the cohort's own.
     site_2, source = output / "data" / "site_2" / "train" / "case_000", split_cohort["train"] / "case_000"
     assert np.array_equal(_array(site_2 / "label_seg8.nii.gz"), _array(source / "label_seg8.nii.gz"))

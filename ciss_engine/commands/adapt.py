@@ -8,6 +8,8 @@ from ..api.presets import DEFAULT_ADAPT_PRESET, PRESETS
 from ..api.settings import DEFAULT_DOMAIN_STRATEGY
 from ..errors import InputError
 from ..events import EventSink
+from ..training.loop_config import ADAPT_ORGAN_CONTRAST
+from .arguments import add_organ_contrast_argument
 from .learn import add_step_arguments, step_request_fields
 
 
@@ -27,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
                         help="a setting of the strategy, repeatable, e.g. --setting lambda_cna=2 (`ciss learn --list-settings dual_alignment`, docs/settings.md)")
     add_step_arguments(parser, kept="organ without labels", default_preset=DEFAULT_ADAPT_PRESET)
+    add_organ_contrast_argument(parser, "--organ-contrast", default=ADAPT_ORGAN_CONTRAST)
 
 
 def parse_labelled_organs_or_raise(text: str | None) -> list[tuple[str, int]] | None:
@@ -50,7 +53,8 @@ def run(args: argparse.Namespace, sink: EventSink) -> None:
     from ..device import resolve_device
     from ..training.adapt import AdaptRequest, adapt_step
 
-    request = AdaptRequest(organs=parse_labelled_organs_or_raise(args.organs), **step_request_fields(args, args.iterations or PRESETS[args.preset]))
+    request = AdaptRequest(organs=parse_labelled_organs_or_raise(args.organs), organ_contrast=args.organ_contrast,
+                           **step_request_fields(args, args.iterations or PRESETS[args.preset]))
     with cancel_on_signals(CancelToken()) as cancel:
         result = adapt_step(request, device=resolve_device(args.device), sink=sink, cancel=cancel)
     sink.log(f"version {result.version.version} is current: {', '.join(result.version.registry.names)} adapted")

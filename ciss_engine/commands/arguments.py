@@ -146,12 +146,12 @@ def add_schedule_arguments(parser: argparse.ArgumentParser, *, learning_rate: fl
 
 
 def add_organ_contrast_argument(parser: argparse.ArgumentParser, flag: str, default: float = ORGAN_CONTRAST) -> None:
-    """Shared by ``train`` and ``protocol`` (for its models trained from scratch)."""
+    """Shared by ``train``, ``adapt`` and ``protocol`` (its models trained from scratch, its domain steps)."""
     parser.add_argument(
         flag, type=unit_fraction, default=default,
-        help=f"share of patches whose enhancing organs (liver, spleen, kidneys, vessels…) each get their own random intensity offset, so "
-             f"a model trained on one contrast phase finds the organs in another; 0 or --no-augmentation turns it off (default {default}; "
-             f"benchmarks/RESULTS.md (aa))",
+        help=f"share of patches whose labelled enhancing organs (liver, spleen, kidneys, vessels…) each get their own random intensity offset, "
+             f"so a model trained on one contrast phase finds the organs in another; 0 or --no-augmentation turns it off (default {default}; "
+             f"benchmarks/RESULTS.md (aa), (ab))",
     )
 
 

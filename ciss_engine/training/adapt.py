@@ -37,11 +37,13 @@ from ..replay_buffer import ReplayBuffer
 from ..strategies import DOMAIN_STRATEGIES
 from ..strategies.base import total_loss
 from ..strategies.domain import DomainBatch, DomainContext, DomainStrategy
+from .augmentation import organ_contrast_for
 from .bottleneck_pass import bottleneck_rows
 from .cases import PreparedCase, case_sha256, prepare_cases
 from .checkpoint import ExtraState
 from .gradient_shares import ShareRecorder
 from .loop import LoopResult, run_training_loop
+from .loop_config import ADAPT_ORGAN_CONTRAST
 from .prototype_pass import compute_global_prototypes
 from .run_record import run_fingerprint
 from .sampler import PatchBatch, PatchSampler
@@ -55,6 +57,9 @@ class AdaptRequest(StepRequest):
 
     organs: Sequence[tuple[str, int]] | None = None  # labelled organ, its value in the label files; None: every organ at its id
     strategy: str = DEFAULT_DOMAIN_STRATEGY
+    # Share of patches whose labelled enhancing organs get their own intensity offsets (augmentation.RandOrganContrastd):
+    # a domain step's labels name the organs it trains, as a base's do (RESULTS.md (ab): the earlier sites kept).
+    organ_contrast: float = ADAPT_ORGAN_CONTRAST
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +91,8 @@ def _fingerprint(request: AdaptRequest, parent_version: str | None, data: list[s
     return run_fingerprint({
         "kind": "domain", "parent": parent_version, "organs": None if request.organs is None else [list(o) for o in request.organs],
         "strategy": request.resolved_strategy(), "loop": dataclasses.asdict(request.loop),
-        "batch_size": request.batch_size, "seed": request.seed, "fixed_threshold": request.fixed_threshold, "data": data,
+        "batch_size": request.batch_size, "seed": request.seed, "fixed_threshold": request.fixed_threshold, "organ_contrast": request.organ_contrast,
+        "data": data,
     })
 
 
@@ -162,7 +168,7 @@ def _adapt_step_locked(request: AdaptRequest, *, device: torch.device, sink: Eve
     strategy = strategy_type(DomainContext(num_classes=registry.num_classes, labelled=labelled, bottleneck_channels=_bottleneck_channels(network),
                                              feature_channels=network.feature_channels, buffer=buffer), settings)
     sampler = PatchSampler(cases, num_classes=registry.num_classes, patch_size=preprocessing.patch_size, batch_size=request.batch_size, seed=request.seed,
-                           augment=request.loop.augmentation)
+                           augment=request.loop.augmentation, organ_contrast=organ_contrast_for(request.organ_contrast, registry, labelled))
 
     shares = ShareRecorder(network, sink, stage="adapt")
 
@@ -256,6 +262,7 @@ def _write_adapt_version(
         request, parent=parent, version=version, step=parent.settings.step, kind="domain", organs=[], data=data, status=status,
         strategy=strategy, guard=guard, fingerprint=fingerprint, result=result, labelled_organs=list(labelled_dsc),
         gradient_shares=gradient_shares,  # as a class-incremental step's (gradient_shares.py)
+        training={"organ_contrast": request.organ_contrast if request.loop.augmentation else 0.0},  # the share that ran
         labelled_dsc=labelled_dsc, replay_buffer=buffer_sizes,
     )
     history = parent.history + [entry]

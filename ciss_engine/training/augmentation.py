@@ -6,13 +6,13 @@ resampling its 20-odd channels took 1.3 s a patch against 0.2 s for image and la
 load), more than the whole iteration. Intensity transforms touch the image only: the cached teacher
 keeps what the old model said on the clean CT, a steadier target than its answer on a noisy copy.
 There is no left-right mirroring: kidney_left and kidney_right are different organs.
-Organ contrast (base training only) gives each enhancing organ of a patch (perfused tissue and blood, from the
-organ catalog) its own intensity offset: a contrast phase reorders the organs' intensities (enhanced kidneys
-185 HU and brighter than the liver, 15 HU and darker without contrast: the two real CTs), which no global
-intensity transform can. Organs that contrast does not brighten (the gallbladder's bile, a bladder's urine) keep
-their intensity: offsetting the gallbladder too cut it from 0.82 to 0.47 DSC on its own phase (RESULTS.md (aa)). MONAI
-has no per-label intensity transform; SynthSeg's per-label randomisation is the idea. It runs only with the
-other augmentation.
+Organ contrast (base training and domain steps, whose labels name the organs they train) gives each enhancing organ
+of a patch (perfused tissue and blood, from the organ catalog) its own intensity offset: a contrast phase reorders
+the organs' intensities (enhanced kidneys 185 HU and brighter than the liver, 15 HU and darker without contrast:
+the two real CTs), which no global intensity transform can. Organs that contrast does not brighten (the
+gallbladder's bile, a bladder's urine) keep their intensity: offsetting the gallbladder too cut it from 0.82 to
+0.47 DSC on its own phase (RESULTS.md (aa)). MONAI has no per-label intensity transform; SynthSeg's per-label
+randomisation is the idea. It runs only with the other augmentation.
 Probabilities and ranges follow nnU-Net's defaults, reduced where a 64³ patch on CPU would pay more
 than it gains (measured: benchmarks/RESULTS.md).
 """
@@ -39,6 +39,8 @@ from monai.transforms import (
 )
 from monai.utils import convert_to_tensor
 
+from ..registry import ClassRegistry, enhancing_organ_names
+
 ROTATION = math.radians(15.0)
 # The range an organ's offset is drawn from, in the [0, 1] units of the (-175, 250) HU window: 0.4 is 170 HU, the
 # kidneys' difference between the two real CTs (15 against 185 HU), either way.
@@ -51,6 +53,13 @@ class OrganContrast:
 
     share: float
     labels: tuple[int, ...]
+
+
+def organ_contrast_for(share: float, registry: ClassRegistry, labelled: Sequence[int] | None = None) -> OrganContrast:
+    """``share`` for the registry's organs that IV contrast brightens (the organ catalog says which), of those
+    ``labelled`` (class ids; None: every organ): a step without such an organ draws its patches as without it."""
+    enhancing = enhancing_organ_names()
+    return OrganContrast(share, tuple(o.label for o in registry.organs if o.name in enhancing and (labelled is None or o.label in labelled)))
 
 
 class RandOrganContrastd(RandomizableTransform, MapTransform):

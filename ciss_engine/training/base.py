@@ -21,8 +21,8 @@ from ..errors import Cancelled, InputError
 from ..events import EventSink
 from ..network import NetworkConfig, build_network
 from ..preprocessing import PreprocessingConfig
-from ..registry import ClassRegistry, enhancing_organ_names
-from .augmentation import OrganContrast
+from ..registry import ClassRegistry
+from .augmentation import organ_contrast_for
 from .cases import case_sha256, prepare_cases
 from .distributed import DistributedContext
 from .finished_runs import version_written_by
@@ -51,7 +51,8 @@ class BaseTrainingRequest:
     other_labels: str = "error"
     resume: bool = False
     # Share of patches whose enhancing organs get their own intensity offsets (augmentation.RandOrganContrastd):
-    # base training only, where the labels cover every organ the model learns.
+    # here the labels cover every organ the model learns (`ciss adapt` has its own share; `ciss learn` none: its labels
+    # hold only the new organs).
     organ_contrast: float = ORGAN_CONTRAST
 
 
@@ -73,12 +74,6 @@ def _fingerprint(request: BaseTrainingRequest, data_hashes: list[str], world_siz
         "world_size": world_size,
         "data": data_hashes,
     })
-
-
-def _organ_contrast(request: BaseTrainingRequest, registry: ClassRegistry) -> OrganContrast:
-    """The request's share, for the registry's organs that IV contrast brightens (the catalog says which)."""
-    enhancing = enhancing_organ_names()
-    return OrganContrast(request.organ_contrast, tuple(organ.label for organ in registry.organs if organ.name in enhancing))
 
 
 def train_base_bundle(
@@ -124,7 +119,7 @@ def _train_base_bundle_locked(
     sampler = PatchSampler(
         cases, num_classes=registry.num_classes, patch_size=request.preprocessing.patch_size, batch_size=request.batch_size,
         seed=distributed.rank_seed(request.seed), augment=request.loop.augmentation,
-        organ_contrast=_organ_contrast(request, registry),
+        organ_contrast=organ_contrast_for(request.organ_contrast, registry),
     )
     dice_ce = DiceCELoss(to_onehot_y=True, softmax=True)
     model = distributed.wrap(network, device)

@@ -138,15 +138,17 @@ def finished_step(
 
 def step_record(
     request: StepRequest, *, parent: BundleVersion, version: str, step: int, kind: str, organs: Sequence[str], data: Sequence[str], status: str,
-    strategy: dict[str, Any], guard: GuardResult, fingerprint: str, result: LoopResult, metrics: dict[str, float] | None = None, **particular: Any,
+    strategy: dict[str, Any], guard: GuardResult, fingerprint: str, result: LoopResult, metrics: dict[str, float] | None = None,
+    training: dict[str, Any] | None = None, **particular: Any,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """What every step writes: its settings over the parent's, and its history entry (run_record.py) with the
-    strategy's settings, the guard's verdict, the status and what is ``particular`` to the kind of step."""
+    """What every step writes: its settings over the parent's (``training`` adds to its training record), and its
+    history entry (run_record.py) with the strategy's settings, the guard's verdict, the status and what is
+    ``particular`` to the kind of step."""
     settings = {
         **parent.settings.to_json(),
         "status": status,
         "strategy": strategy,
-        "training": training_record(request.loop, batch_size=request.batch_size, seed=request.seed, fingerprint=fingerprint),
+        "training": training_record(request.loop, batch_size=request.batch_size, seed=request.seed, fingerprint=fingerprint, **(training or {})),
         "forgetting_guard": guard.to_json(),
         "parent_version": parent.version,
     }
