@@ -50,8 +50,8 @@ rows=(
   # and the previous model's KD (the domain mib's term) beside the alignments; both together are the default.
   "dual_decoder dual_alignment --setting dual_alignment.cna_features=decoder --setting dual_alignment.lambda_kd=0"
   "dual_kd10 dual_alignment --setting dual_alignment.cna_features=bottleneck --setting dual_alignment.lambda_kd=10"
-  # Organ contrast in the steps (RESULTS.md (ab)): the sites differ by contrast phase, and a step's labels name the
-  # organs, so each step can keep the model from narrowing to its site's phase.
+  # Organ contrast in the steps (ciss adapt --organ-contrast; RESULTS.md (ab)): the sites differ by contrast phase,
+  # and a step's labels name the organs it trains, as a base's do.
   "finetune_oc finetune --step-organ-contrast 0.15"
   "mib_oc mib --step-organ-contrast 0.15"
   "dual_oc dual_alignment --step-organ-contrast 0.15"

@@ -14,8 +14,8 @@ from safetensors.torch import load_file, save_file
 
 from ciss_engine.api.events import AdaptDone, parse_event
 from ciss_engine.bundle import Bundle
-from ciss_engine.cli import build_parser
 from ciss_engine.cancellation import CancelToken
+from ciss_engine.cli import build_parser
 from ciss_engine.errors import Cancelled, ExitCode
 from ciss_engine.events import EventSink, ProgressMode
 from ciss_engine.forgetting_guard import as_shown, pooled_dsc

@@ -37,7 +37,7 @@ from ..replay_buffer import ReplayBuffer
 from ..strategies import DOMAIN_STRATEGIES
 from ..strategies.base import total_loss
 from ..strategies.domain import DomainBatch, DomainContext, DomainStrategy
-from .augmentation import organ_contrast_for
+from .augmentation import organ_contrast_for, share_that_ran
 from .bottleneck_pass import bottleneck_rows
 from .cases import PreparedCase, case_sha256, prepare_cases
 from .checkpoint import ExtraState
@@ -262,7 +262,7 @@ def _write_adapt_version(
         request, parent=parent, version=version, step=parent.settings.step, kind="domain", organs=[], data=data, status=status,
         strategy=strategy, guard=guard, fingerprint=fingerprint, result=result, labelled_organs=list(labelled_dsc),
         gradient_shares=gradient_shares,  # as a class-incremental step's (gradient_shares.py)
-        training={"organ_contrast": request.organ_contrast if request.loop.augmentation else 0.0},  # the share that ran
+        training={"organ_contrast": share_that_ran(request.organ_contrast, request.loop.augmentation)},
         labelled_dsc=labelled_dsc, replay_buffer=buffer_sizes,
     )
     history = parent.history + [entry]

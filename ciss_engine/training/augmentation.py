@@ -62,6 +62,11 @@ def organ_contrast_for(share: float, registry: ClassRegistry, labelled: Sequence
     return OrganContrast(share, tuple(o.label for o in registry.organs if o.name in enhancing and (labelled is None or o.label in labelled)))
 
 
+def share_that_ran(share: float, augmentation: bool) -> float:
+    """The organ-contrast share a version records: none without the rest of the augmentation, which it is part of."""
+    return share if augmentation else 0.0
+
+
 class RandOrganContrastd(RandomizableTransform, MapTransform):
     """Adds to ``keys`` (images) one random offset per organ of ``label_key`` whose value is in ``organs``, drawn
     from ``offsets`` (low, high) for each organ independently; other voxels keep their values. The offset map is smoothed

@@ -22,7 +22,7 @@ from ..events import EventSink
 from ..network import NetworkConfig, build_network
 from ..preprocessing import PreprocessingConfig
 from ..registry import ClassRegistry
-from .augmentation import organ_contrast_for
+from .augmentation import organ_contrast_for, share_that_ran
 from .cases import case_sha256, prepare_cases
 from .distributed import DistributedContext
 from .finished_runs import version_written_by
@@ -152,8 +152,7 @@ def _train_base_bundle_locked(
             # DDP averages the ranks' gradients: each iteration saw world_size × batch_size patches.
             "training": training_record(request.loop, batch_size=request.batch_size, seed=request.seed, fingerprint=fingerprint,
                                         loss="dice_ce", world_size=distributed.world_size,
-                                        # organ contrast is part of the augmentation: without it, none ran
-                                        organ_contrast=request.organ_contrast if request.loop.augmentation else 0.0),
+                                        organ_contrast=share_that_ran(request.organ_contrast, request.loop.augmentation)),
             "parent_version": None,
         }
         history = [history_entry(
