@@ -51,7 +51,11 @@ rows=(
   "dual_decoder dual_alignment --setting dual_alignment.cna_features=decoder --setting dual_alignment.lambda_kd=0"
   "dual_kd10 dual_alignment --setting dual_alignment.cna_features=bottleneck --setting dual_alignment.lambda_kd=10"
   # Organ contrast in the steps (ciss adapt --organ-contrast; RESULTS.md (ab)): the sites differ by contrast phase,
-  # and a step's labels name the organs it trains, as a base's do.
+  # and a step's labels name the organs it trains, as a base's do. The rows above take ciss adapt's default share;
+  # (ab)'s and (ac)'s rows without organ contrast are these.
+  "finetune_oc0 finetune --step-organ-contrast 0"
+  "mib_oc0 mib --step-organ-contrast 0"
+  "dual_oc0 dual_alignment --step-organ-contrast 0"
   "finetune_oc finetune --step-organ-contrast 0.15"
   "mib_oc mib --step-organ-contrast 0.15"
   "dual_oc dual_alignment --step-organ-contrast 0.15"
@@ -59,6 +63,16 @@ rows=(
   "dual_oc50 dual_alignment --step-organ-contrast 0.5"
   "finetune_oc50 finetune --step-organ-contrast 0.5"
   "mib_oc50 mib --step-organ-contrast 0.5"
+  # Beyond 0.5, and less of the previous model's KD once organ contrast keeps the earlier sites (RESULTS.md (ac)).
+  "dual_oc75 dual_alignment --step-organ-contrast 0.75"
+  "dual_oc100 dual_alignment --step-organ-contrast 1"
+  "dual_oc50_kd3 dual_alignment --step-organ-contrast 0.5 --setting dual_alignment.lambda_kd=3"
+  "dual_oc75_kd3 dual_alignment --step-organ-contrast 0.75 --setting dual_alignment.lambda_kd=3"
+  "dual_oc100_kd3 dual_alignment --step-organ-contrast 1 --setting dual_alignment.lambda_kd=3"
+  "dual_oc75_kd5 dual_alignment --step-organ-contrast 0.75 --setting dual_alignment.lambda_kd=5"
+  "dual_oc100_kd5 dual_alignment --step-organ-contrast 1 --setting dual_alignment.lambda_kd=5"
+  "finetune_oc75 finetune --step-organ-contrast 0.75"
+  "mib_oc75 mib --step-organ-contrast 0.75"
 )
 for row in "${rows[@]}"; do
   # shellcheck disable=SC2086
