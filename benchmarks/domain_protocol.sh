@@ -69,8 +69,6 @@ rows=(
   "dual_oc50_kd3 dual_alignment --step-organ-contrast 0.5 --setting dual_alignment.lambda_kd=3"
   "dual_oc75_kd3 dual_alignment --step-organ-contrast 0.75 --setting dual_alignment.lambda_kd=3"
   "dual_oc100_kd3 dual_alignment --step-organ-contrast 1 --setting dual_alignment.lambda_kd=3"
-  "dual_oc75_kd5 dual_alignment --step-organ-contrast 0.75 --setting dual_alignment.lambda_kd=5"
-  "dual_oc100_kd5 dual_alignment --step-organ-contrast 1 --setting dual_alignment.lambda_kd=5"
   "finetune_oc75 finetune --step-organ-contrast 0.75"
   "mib_oc75 mib --step-organ-contrast 0.75"
 )
