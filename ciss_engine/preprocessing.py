@@ -25,6 +25,22 @@ OPTION_DEFAULTS: dict[str, Any] = {
 }
 
 
+# Abdominal soft-tissue window, as in MONAI's BTCV recipes; one unit of a model trained here spans its 425 HU.
+DEFAULT_HU_WINDOW = (-175.0, 250.0)
+ENGINE_HU_PER_UNIT = DEFAULT_HU_WINDOW[1] - DEFAULT_HU_WINDOW[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelIntensities:
+    """What one unit of the network's input is, so that augmentation given in Hounsfield units means the same for every
+    model: ``hu_per_unit`` (425 for the engine's window; None where the normalisation is per image, whose scale
+    depends on the CT) and ``bounds``, the interval the normalisation puts intensities in ([0, 1] for a window; None
+    where it fixes none)."""
+
+    hu_per_unit: float | None
+    bounds: tuple[float, float] | None
+
+
 @dataclasses.dataclass(frozen=True)
 class PreprocessingConfig:
     """Stored in the bundle (``ciss.preprocessing``); the same for training and inference.
@@ -35,8 +51,7 @@ class PreprocessingConfig:
     """
 
     spacing_mm: tuple[float, float, float] = (3.0, 3.0, 3.0)
-    # Abdominal soft-tissue window, as in MONAI's BTCV recipes.
-    hu_window: tuple[float, float] | None = (-175.0, 250.0)
+    hu_window: tuple[float, float] | None = DEFAULT_HU_WINDOW
     patch_size: tuple[int, int, int] = (64, 64, 64)
     # Imported models only: to_json writes these only when they differ from OPTION_DEFAULTS, so bundles
     # trained here read and write as before.
@@ -52,6 +67,19 @@ class PreprocessingConfig:
     def __post_init__(self) -> None:
         if (self.hu_window is None) == (not self.intensity):
             raise ValueError("give either hu_window or intensity steps, not both or neither")
+
+    def model_intensities(self) -> ModelIntensities:
+        """How the network's input relates to Hounsfield units (ModelIntensities)."""
+        if self.hu_window is not None:
+            low, high = self.hu_window
+            return ModelIntensities(hu_per_unit=high - low, bounds=(0.0, 1.0))
+        bounds: tuple[float, float] | None = None  # Hounsfield units: unbounded
+        hu_per_unit: float | None = 1.0
+        for step in self.intensity:
+            bounds = step.bounds_after(bounds)
+            scale = step.input_per_output_unit()
+            hu_per_unit = None if hu_per_unit is None or scale is None else hu_per_unit * scale
+        return ModelIntensities(hu_per_unit=hu_per_unit, bounds=bounds)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"spacing_mm": list(self.spacing_mm)}

@@ -86,6 +86,40 @@ class IntensityStep:
         """For the model card, e.g. ``NormalizeIntensity(nonzero=True, channel_wise=False)``."""
         return f"{INTENSITY_OPS[self.op][0]}({', '.join(f'{k}={v}' for k, v in self.arguments)})"
 
+    def input_per_output_unit(self) -> float | None:
+        """How many input units (Hounsfield units for the first step) one output unit spans, for a fixed linear map;
+        None for a per-image normalisation, whose scale depends on the CT."""
+        a = dict(self.arguments)
+        if self.op != "scale_intensity_range" or a["a_max"] == a["a_min"]:
+            return None
+        if a["b_min"] is None or a["b_max"] is None:
+            return a["a_max"] - a["a_min"]
+        return None if a["b_max"] == a["b_min"] else abs((a["a_max"] - a["a_min"]) / (a["b_max"] - a["b_min"]))
+
+    def bounds_after(self, bounds: tuple[float, float] | None) -> tuple[float, float] | None:
+        """The interval this step's output lies in, given its input's (None: unbounded, or known only from the image
+        itself). A clipping range is exact; a fixed linear map carries known bounds; a per-image normalisation
+        (z-score) has none, and a per-image rescale lands on its own ``minv``-``maxv``.
+
+        >>> IntensityStep.from_json({"op": "scale_intensity_range", "a_min": -1000, "a_max": 1000, "b_min": -1, "b_max": 1}).bounds_after((-2000.0, 0.0))
+        (-2.0, 0.0)
+        """
+        a = dict(self.arguments)
+        if self.op == "scale_intensity":
+            return None if a["minv"] is None or a["maxv"] is None else (min(a["minv"], a["maxv"]), max(a["minv"], a["maxv"]))
+        if self.op != "scale_intensity_range" or a["b_min"] is None or a["b_max"] is None:
+            return None  # normalize_intensity; a range without output bounds neither scales to nor clips at known values
+        if a["clip"]:
+            return (min(a["b_min"], a["b_max"]), max(a["b_min"], a["b_max"]))
+        if bounds is None or a["a_max"] == a["a_min"]:
+            return None
+
+        def mapped(value: float) -> float:
+            return (value - a["a_min"]) / (a["a_max"] - a["a_min"]) * (a["b_max"] - a["b_min"]) + a["b_min"]
+
+        low, high = mapped(bounds[0]), mapped(bounds[1])
+        return (min(low, high), max(low, high))
+
     def transform(self) -> Any:
         """The MONAI array transform that performs this step."""
         import monai.transforms

@@ -1,25 +1,29 @@
 """Patch augmentation: labels move with the image, cached teacher maps are never moved, draws are reproducible,
-each organ gets its own contrast in base training, and the switches are recorded in the bundle."""
+each organ gets its own contrast in base training inside the model's intensities, and the switches are recorded in
+the bundle."""
 import dataclasses
 import json
 
 import torch
-from ciss_test_helpers import TINY_TRAIN_ARGS, run_cli
+from ciss_test_helpers import TINY_TRAIN_ARGS, new_organ_labels, run_cli
 from monai.data import MetaTensor
-from monai.transforms import RandAffined
+from monai.transforms import Compose, RandAffined, RandGaussianNoised, RandShiftIntensityd
 
 from ciss_engine.cancellation import CancelToken
 from ciss_engine.cli import build_parser
 from ciss_engine.events import EventSink, ProgressMode
-from ciss_engine.preprocessing import PreprocessingConfig
+from ciss_engine.preprocessing import ModelIntensities, PreprocessingConfig
+from ciss_engine.preprocessing_options import IntensityStep
 from ciss_engine.registry import enhancing_organ_names
-from ciss_engine.training.augmentation import ORGAN_CONTRAST_RANGE, OrganContrast, RandOrganContrastd, patch_augmentation
+from ciss_engine.training.augmentation import NOISE_HU, ORGAN_CONTRAST_HU, SHIFT_HU, OrganContrast, RandOrganContrastd, patch_augmentation
 from ciss_engine.training.base import BaseTrainingRequest, _fingerprint, train_base_bundle
 from ciss_engine.training.cases import PreparedCase
 from ciss_engine.training.loop_config import ORGAN_CONTRAST, LoopConfig
+from ciss_engine.training import adapt, base, incremental
 from ciss_engine.training.sampler import PatchSampler
 
 PATCH = (24, 24, 24)
+OFFSETS = (-0.4, 0.4)
 
 
 def _blob(shape: tuple[int, ...]) -> torch.Tensor:
@@ -73,7 +77,7 @@ def test_organ_contrast_gives_each_enhancing_organ_its_own_offset_and_leaves_the
     label[0, 22:38, 22:38, 22:38] = 2
     label[0, 26:34, 2:10, 2:10] = 3  # an organ contrast does not brighten (bile, urine)
     image = torch.full((1, *shape), 0.5)
-    transform = RandOrganContrastd(keys="image", label_key="label", organs=(1, 2), prob=1.0)
+    transform = RandOrganContrastd(keys="image", label_key="label", organs=(1, 2), prob=1.0, offsets=OFFSETS)
     offsets = set()
     for seed in range(5):
         transform.set_random_state(seed=seed)
@@ -85,7 +89,7 @@ def test_organ_contrast_gives_each_enhancing_organ_its_own_offset_and_leaves_the
         first, second = shown[7:13, 7:13, 7:13] - 0.5, shown[27:33, 27:33, 27:33] - 0.5
         assert float(first.max() - first.min()) < 1e-6 and float(second.max() - second.min()) < 1e-6
         first, second = float(first.mean()), float(second.mean())
-        assert abs(first - second) > 1e-3 and all(ORGAN_CONTRAST_RANGE[0] <= v <= ORGAN_CONTRAST_RANGE[1] for v in (first, second))
+        assert abs(first - second) > 1e-3 and all(OFFSETS[0] <= v <= OFFSETS[1] for v in (first, second))
         assert bool((shown[:8, 30, 30] == 0.5).all()) and bool((shown[26:34, 2:10, 2:10] == 0.5).all())
         assert 0 < (float(shown[2, 10, 10]) - 0.5) / first < 1
         offsets.add(round(first, 6))
@@ -94,11 +98,89 @@ def test_organ_contrast_gives_each_enhancing_organ_its_own_offset_and_leaves_the
     assert torch.equal(torch.as_tensor(transform({"image": MetaTensor(image.clone()), "label": MetaTensor(label)})["image"]), image)
 
 
-def _tiny_base(cohort, output, organ_contrast: float, organs=(("spleen", 1, None), ("liver", 7, None))) -> dict[str, torch.Tensor]:
+def test_organ_contrast_keeps_offset_organs_inside_the_models_intensities():
+    """Clipped as the normalisation clips a brighter or darker organ of a real CT; voxels it does not offset keep
+    their values even outside the bounds (a resampling overshoot is not its business)."""
+    label = torch.zeros((1, 32, 32, 32), dtype=torch.uint8)
+    label[0, 2:14, 2:14, 2:14] = 1
+    image = torch.full((1, 32, 32, 32), 1.05)
+    image[label == 1] = 0.9
+    for offsets, bounds, expected in (((0.3, 0.4), (0.0, 1.0), 1.0), ((-1.0, -0.95), (0.0, 1.0), 0.0), ((0.3, 0.4), (-0.5, 0.5), 0.5)):
+        transform = RandOrganContrastd(keys="image", label_key="label", organs=(1,), prob=1.0, offsets=offsets, bounds=bounds)
+        transform.set_random_state(seed=0)
+        shown = torch.as_tensor(transform({"image": MetaTensor(image.clone()), "label": MetaTensor(label)})["image"])[0]
+        assert bool((shown[5:11, 5:11, 5:11] == expected).all()), (offsets, bounds)
+        assert bool((shown[20:, 20:, 20:] == 1.05).all())
+    unbounded = RandOrganContrastd(keys="image", label_key="label", organs=(1,), prob=1.0, offsets=(0.3, 0.4))
+    unbounded.set_random_state(seed=0)
+    assert float(torch.as_tensor(unbounded({"image": MetaTensor(image.clone()), "label": MetaTensor(label)})["image"])[0, 8, 8, 8]) > 1.15
+
+
+def _steps(*steps: dict) -> ModelIntensities:
+    return PreprocessingConfig(hu_window=None, intensity=tuple(IntensityStep.from_json(step) for step in steps)).model_intensities()
+
+
+def test_model_intensities_say_what_one_unit_is_in_hu_and_where_the_normalisation_clips():
+    window = {"op": "scale_intensity_range", "a_min": -1000, "a_max": 1000, "b_min": -1, "b_max": 1}
+    assert PreprocessingConfig().model_intensities() == ModelIntensities(425.0, (0.0, 1.0))
+    assert PreprocessingConfig(hu_window=(-100.0, 200.0)).model_intensities() == ModelIntensities(300.0, (0.0, 1.0))
+    assert _steps({**window, "clip": True}) == ModelIntensities(1000.0, (-1.0, 1.0))
+    assert _steps({**window, "b_min": 2, "b_max": -2, "clip": True}) == ModelIntensities(500.0, (-2.0, 2.0))
+    assert _steps(window) == ModelIntensities(1000.0, None)  # Hounsfield units have no top
+    assert _steps({**window, "b_min": None, "b_max": None}) == ModelIntensities(2000.0, None)
+    assert _steps({"op": "scale_intensity", "minv": -1, "maxv": 1}) == ModelIntensities(None, (-1.0, 1.0))  # per image
+    assert _steps({"op": "scale_intensity", "minv": -1, "maxv": 1}, {"op": "normalize_intensity"}) == ModelIntensities(None, None)
+    # nnU-Net's CT normalisation as imported (clip at percentiles, then a fixed z-score), then a second fixed map.
+    assert _steps({**window, "clip": True}, {**window, "a_min": -1, "a_max": 1, "b_min": 0, "b_max": 10}) == ModelIntensities(200.0, (0.0, 10.0))
+
+
+def test_the_augmentations_amounts_are_hounsfield_units_in_the_models_own_units():
+    def amounts(intensities: ModelIntensities, augment: Compose | None = None) -> tuple:
+        augment = augment or patch_augmentation(PATCH, with_maps=False, organ_contrast=OrganContrast(0.5, (1,)), intensities=intensities)
+        (organ,) = [t for t in augment.transforms if isinstance(t, RandOrganContrastd)]
+        (shift,) = [t for t in augment.transforms if isinstance(t, RandShiftIntensityd)]
+        (noise,) = [t for t in augment.transforms if isinstance(t, RandGaussianNoised)]
+        return organ.offsets, organ.bounds, shift.shifter.offsets, noise.rand_gaussian_noise.std
+
+    assert amounts(ModelIntensities(425.0, (0.0, 1.0))) == ((-0.4, 0.4), (0.0, 1.0), (-0.05, 0.05), 0.03)  # as chosen on the window
+    assert amounts(ModelIntensities(100.0, (-2.0, 3.0))) == (
+        (-ORGAN_CONTRAST_HU / 100, ORGAN_CONTRAST_HU / 100), (-2.0, 3.0), (-SHIFT_HU / 100, SHIFT_HU / 100), NOISE_HU / 100)
+    assert amounts(ModelIntensities(None, None)) == ((-0.4, 0.4), None, (-0.05, 0.05), 0.03)  # a per-image scale: the window's units
+    case = PreparedCase("a", MetaTensor(torch.rand((1, 40, 40, 40))), MetaTensor(_blob((40, 40, 40))), "x")
+    sampler = PatchSampler([case], num_classes=2, patch_size=PATCH, batch_size=1, seed=0, augment=True, organ_contrast=OrganContrast(0.5, (1,)),
+                           intensities=ModelIntensities(100.0, (-2.0, 3.0)))
+    assert amounts(ModelIntensities(100.0, (-2.0, 3.0)), sampler._augment) == amounts(ModelIntensities(100.0, (-2.0, 3.0)))
+
+
+def test_every_training_path_draws_its_patches_in_the_bundles_intensities(tmp_path, phantom_cohort, monkeypatch):
+    """Base training, ciss adapt and ciss learn hand their sampler the bundle's ModelIntensities: a model on another
+    window gets organ contrast, shift and noise of the same HU, clipped at its own bounds."""
+    handed = []
+
+    class RecordingSampler(PatchSampler):
+        def __init__(self, *args, **kwargs) -> None:
+            handed.append(kwargs["intensities"])
+            super().__init__(*args, **kwargs)
+
+    for module in (base, adapt, incremental):
+        monkeypatch.setattr(module, "PatchSampler", RecordingSampler)
+    bundle = tmp_path / "b"
+    _tiny_base(phantom_cohort, bundle, 0.15, preprocessing=PreprocessingConfig(hu_window=(-100.0, 200.0), spacing_mm=(6.0, 6.0, 6.0), patch_size=(32, 32, 32)))
+    case = phantom_cohort[1]
+    image, kidney = case / "image.nii.gz", new_organ_labels(case, tmp_path / "kidney.nii.gz", {2: 1})
+    spleen = new_organ_labels(case, tmp_path / "spleen.nii.gz", {1: 1})
+    step = ["--iterations", "1", "--batch-size", "1", "--accept-forgetting", "--quiet"]
+    assert run_cli("adapt", "-b", bundle, "-i", image, "-l", spleen, "--organs", "spleen=1", *step) == 0
+    assert run_cli("learn", "-b", bundle, "--organ", "kidney_right", "-i", image, "-l", kidney, *step) == 0
+    assert handed == [ModelIntensities(300.0, (0.0, 1.0))] * 3
+
+
+def _tiny_base(cohort, output, organ_contrast: float, organs=(("spleen", 1, None), ("liver", 7, None)),
+               preprocessing: PreprocessingConfig = PreprocessingConfig(spacing_mm=(6.0, 6.0, 6.0), patch_size=(32, 32, 32))) -> dict[str, torch.Tensor]:
     case = cohort[0]
     request = BaseTrainingRequest(
         images=[case / "image.nii.gz"], labels=[case / "label_seg8.nii.gz"], organs=list(organs), output=output,
-        loop=LoopConfig(iterations=3, checkpoint_every=100), preprocessing=PreprocessingConfig(spacing_mm=(6.0, 6.0, 6.0), patch_size=(32, 32, 32)),
+        loop=LoopConfig(iterations=3, checkpoint_every=100), preprocessing=preprocessing,
         init_filters=8, batch_size=1, other_labels="background", organ_contrast=organ_contrast,
     )
     return train_base_bundle(request, device=torch.device("cpu"), sink=EventSink(ProgressMode.QUIET), cancel=CancelToken()).load_state_dict()

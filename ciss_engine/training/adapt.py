@@ -168,7 +168,8 @@ def _adapt_step_locked(request: AdaptRequest, *, device: torch.device, sink: Eve
     strategy = strategy_type(DomainContext(num_classes=registry.num_classes, labelled=labelled, bottleneck_channels=_bottleneck_channels(network),
                                              feature_channels=network.feature_channels, buffer=buffer), settings)
     sampler = PatchSampler(cases, num_classes=registry.num_classes, patch_size=preprocessing.patch_size, batch_size=request.batch_size, seed=request.seed,
-                           augment=request.loop.augmentation, organ_contrast=organ_contrast_for(request.organ_contrast, registry, labelled))
+                           augment=request.loop.augmentation, organ_contrast=organ_contrast_for(request.organ_contrast, registry, labelled),
+                           intensities=preprocessing.model_intensities())
 
     shares = ShareRecorder(network, sink, stage="adapt")
 

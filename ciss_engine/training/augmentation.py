@@ -12,7 +12,12 @@ the organs' intensities (enhanced kidneys 185 HU and brighter than the liver, 15
 the two real CTs), which no global intensity transform can. Organs that contrast does not brighten (the
 gallbladder's bile, a bladder's urine) keep their intensity: offsetting the gallbladder too cut it from 0.82 to
 0.47 DSC on its own phase (RESULTS.md (aa)). MONAI has no per-label intensity transform; SynthSeg's per-label
-randomisation is the idea. It runs only with the other augmentation.
+randomisation is the idea. The result stays inside the intensities the model's normalisation produces ([0, 1] for a
+HU window): a kidney brightened past the window's top shows as the window would show it, not as a value no CT gives.
+It runs only with the other augmentation.
+Additive amounts (organ offsets, intensity shift, noise) are given in Hounsfield units and converted to the model's
+own units (ModelIntensities), so a model imported with another window or a z-score sees the same HU; where its
+normalisation is per image (no fixed scale), they are taken in the engine's window units.
 Probabilities and ranges follow nnU-Net's defaults, reduced where a 64³ patch on CPU would pay more
 than it gains (measured: benchmarks/RESULTS.md).
 """
@@ -39,12 +44,16 @@ from monai.transforms import (
 )
 from monai.utils import convert_to_tensor
 
+from ..preprocessing import ENGINE_HU_PER_UNIT, ModelIntensities, PreprocessingConfig
 from ..registry import ClassRegistry, enhancing_organ_names
 
 ROTATION = math.radians(15.0)
-# The range an organ's offset is drawn from, in the [0, 1] units of the (-175, 250) HU window: 0.4 is 170 HU, the
-# kidneys' difference between the two real CTs (15 against 185 HU), either way.
-ORGAN_CONTRAST_RANGE = (-0.4, 0.4)
+# An organ's offset is drawn from ±170 HU: the kidneys' difference between the two real CTs (15 against 185 HU).
+ORGAN_CONTRAST_HU = 170.0
+# nnU-Net-like shift and noise: 5 % and 3 % of the engine's 425-HU window.
+SHIFT_HU = 21.25
+NOISE_HU = 12.75
+ENGINE_INTENSITIES = PreprocessingConfig().model_intensities()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,15 +80,17 @@ class RandOrganContrastd(RandomizableTransform, MapTransform):
     """Adds to ``keys`` (images) one random offset per organ of ``label_key`` whose value is in ``organs``, drawn
     from ``offsets`` (low, high) for each organ independently; other voxels keep their values. The offset map is smoothed
     (Gaussian, σ one voxel) so an organ's rim blends as partial volume does, instead of a step that would outline
-    the label for the network. ``label_key`` holds one channel, as the sampler's patches do."""
+    the label for the network. Offset voxels are clipped to ``bounds`` (low, high) when given. ``label_key`` holds one
+    channel, as the sampler's patches do."""
 
     def __init__(self, keys: KeysCollection, label_key: str, organs: Sequence[int], prob: float,
-                 offsets: tuple[float, float] = ORGAN_CONTRAST_RANGE) -> None:
+                 offsets: tuple[float, float], bounds: tuple[float, float] | None = None) -> None:
         MapTransform.__init__(self, keys)
         RandomizableTransform.__init__(self, prob)
         self.label_key = label_key
         self.organs = tuple(organs)
         self.offsets = offsets
+        self.bounds = bounds
         self._smooth = GaussianSmooth(sigma=1.0)
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
@@ -97,20 +108,26 @@ class RandOrganContrastd(RandomizableTransform, MapTransform):
             offset_map[label == organ] = float(offset)
         offset_map = convert_to_tensor(self._smooth(offset_map), track_meta=False)
         for key in self.key_iterator(d):
-            d[key] = d[key] + offset_map.to(device=d[key].device, dtype=d[key].dtype)
+            shifted = d[key] + offset_map.to(device=d[key].device, dtype=d[key].dtype)
+            d[key] = shifted if self.bounds is None else torch.where(offset_map != 0, shifted.clamp(*self.bounds), d[key])
         return d
 
 
-def _organ_contrast_transforms(organ_contrast: OrganContrast | None) -> list[RandOrganContrastd]:
+def _organ_contrast_transforms(organ_contrast: OrganContrast | None, intensities: ModelIntensities, hu_per_unit: float) -> list[RandOrganContrastd]:
     """No transform where no patch would change: a zero share or no enhancing organ (the other transforms' draws stay as they were)."""
     if organ_contrast is None or organ_contrast.share <= 0 or not organ_contrast.labels:
         return []
-    return [RandOrganContrastd(keys="image", label_key="label", organs=organ_contrast.labels, prob=organ_contrast.share)]
+    offset = ORGAN_CONTRAST_HU / hu_per_unit
+    return [RandOrganContrastd(keys="image", label_key="label", organs=organ_contrast.labels, prob=organ_contrast.share,
+                               offsets=(-offset, offset), bounds=intensities.bounds)]
 
 
-def patch_augmentation(patch_size: Sequence[int], *, with_maps: bool, organ_contrast: OrganContrast | None = None) -> Compose:
-    """Random transforms of one cropped patch (``image`` in [0, 1], ``label``, and ``maps`` when ``with_maps``);
-    ``organ_contrast``: which patches' enhancing organs get their own offsets (RandOrganContrastd)."""
+def patch_augmentation(patch_size: Sequence[int], *, with_maps: bool, organ_contrast: OrganContrast | None = None,
+                       intensities: ModelIntensities = ENGINE_INTENSITIES) -> Compose:
+    """Random transforms of one cropped patch (``image`` in the model's units, ``label``, and ``maps`` when
+    ``with_maps``); ``organ_contrast``: which patches' enhancing organs get their own offsets (RandOrganContrastd);
+    ``intensities``: the model's units (PreprocessingConfig.model_intensities)."""
+    hu_per_unit = intensities.hu_per_unit if intensities.hu_per_unit is not None else ENGINE_HU_PER_UNIT
     # Border padding: a rotated patch's corners repeat the edge instead of showing a black frame
     # (zero would read as air, a context CTs never have inside the body).
     spatial = RandAffined(
@@ -119,13 +136,13 @@ def patch_augmentation(patch_size: Sequence[int], *, with_maps: bool, organ_cont
     )
     return Compose(
         ([] if with_maps else [spatial])
-        + _organ_contrast_transforms(organ_contrast)
+        + _organ_contrast_transforms(organ_contrast, intensities, hu_per_unit)
         + [
             RandScaleIntensityd(keys="image", factors=0.1, prob=0.15),
-            RandShiftIntensityd(keys="image", offsets=0.05, prob=0.15),
+            RandShiftIntensityd(keys="image", offsets=SHIFT_HU / hu_per_unit, prob=0.15),
             RandAdjustContrastd(keys="image", gamma=(0.7, 1.5), prob=0.15),
             RandSimulateLowResolutiond(keys="image", zoom_range=(0.5, 1.0), prob=0.1),
             RandGaussianSmoothd(keys="image", sigma_x=(0.5, 1.0), sigma_y=(0.5, 1.0), sigma_z=(0.5, 1.0), prob=0.1),
-            RandGaussianNoised(keys="image", std=0.03, prob=0.15),
+            RandGaussianNoised(keys="image", std=NOISE_HU / hu_per_unit, prob=0.15),
         ]
     )

@@ -119,7 +119,7 @@ def _train_base_bundle_locked(
     sampler = PatchSampler(
         cases, num_classes=registry.num_classes, patch_size=request.preprocessing.patch_size, batch_size=request.batch_size,
         seed=distributed.rank_seed(request.seed), augment=request.loop.augmentation,
-        organ_contrast=organ_contrast_for(request.organ_contrast, registry),
+        organ_contrast=organ_contrast_for(request.organ_contrast, registry), intensities=request.preprocessing.model_intensities(),
     )
     dice_ce = DiceCELoss(to_onehot_y=True, softmax=True)
     model = distributed.wrap(network, device)

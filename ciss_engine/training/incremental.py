@@ -189,7 +189,7 @@ def _learn_step_locked(request: LearnRequest, *, device: torch.device, sink: Eve
     strategy = strategy_type(context, settings)
     sampler = PatchSampler(
         cases, num_classes=registry.num_classes, patch_size=preprocessing.patch_size, batch_size=request.batch_size, seed=request.seed,
-        maps=step_data.teacher_maps, augment=request.loop.augmentation,
+        maps=step_data.teacher_maps, augment=request.loop.augmentation, intensities=preprocessing.model_intensities(),
     )
     shares = ShareRecorder(network, sink, stage="learn")
 

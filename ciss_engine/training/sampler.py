@@ -20,7 +20,8 @@ import torch
 from monai.transforms import ClassesToIndices, RandCropByLabelClassesd, SpatialPad
 from monai.utils import convert_to_tensor
 
-from .augmentation import OrganContrast, patch_augmentation
+from ..preprocessing import ModelIntensities
+from .augmentation import ENGINE_INTENSITIES, OrganContrast, patch_augmentation
 from .cases import PreparedCase
 
 
@@ -47,11 +48,13 @@ class PatchSampler:
     def __init__(
         self, cases: Sequence[PreparedCase], *, num_classes: int, patch_size: Sequence[int], batch_size: int, seed: int,
         background_share: float = 0.2, maps: Sequence[torch.Tensor] | None = None, augment: bool = False,
-        organ_contrast: OrganContrast | None = None,
+        organ_contrast: OrganContrast | None = None, intensities: ModelIntensities = ENGINE_INTENSITIES,
     ) -> None:
         """``maps``: one (C, X, Y, Z) tensor per case on the case's network grid, cropped with each patch;
         ``augment``: random spatial and intensity transforms of each patch (``augmentation.py``), with
-        ``organ_contrast`` giving a share of the patches' enhancing organs their own intensity offsets."""
+        ``organ_contrast`` giving a share of the patches' enhancing organs their own intensity offsets;
+        ``intensities``: the model's units, into which the transforms' Hounsfield amounts are converted
+        (PreprocessingConfig.model_intensities)."""
         if not 0.0 <= background_share < 1.0:
             raise ValueError(f"background_share must be in [0, 1), got {background_share}")
         if maps is not None and [m.shape[1:] for m in maps] != [c.image.shape[1:] for c in cases]:
@@ -63,7 +66,7 @@ class PatchSampler:
         self._labels = [pad(c.label) for c in cases]
         self._maps = None if maps is None else [pad(m) for m in maps]
         keys = ["image", "label"] + ([] if maps is None else ["maps"])
-        self._augment = patch_augmentation(patch_size, with_maps=maps is not None, organ_contrast=organ_contrast) if augment else None
+        self._augment = patch_augmentation(patch_size, with_maps=maps is not None, organ_contrast=organ_contrast, intensities=intensities) if augment else None
         steering = [pad(c.sampling_label if c.sampling_label is not None else c.label) for c in cases]
         to_indices = ClassesToIndices(num_classes=num_classes)
         self._indices = [to_indices(s) for s in steering]
