@@ -15,11 +15,11 @@ from ciss_engine.events import EventSink, ProgressMode
 from ciss_engine.preprocessing import ModelIntensities, PreprocessingConfig
 from ciss_engine.preprocessing_options import IntensityStep
 from ciss_engine.registry import enhancing_organ_names
+from ciss_engine.training import adapt, base, incremental
 from ciss_engine.training.augmentation import NOISE_HU, ORGAN_CONTRAST_HU, SHIFT_HU, OrganContrast, RandOrganContrastd, patch_augmentation
 from ciss_engine.training.base import BaseTrainingRequest, _fingerprint, train_base_bundle
 from ciss_engine.training.cases import PreparedCase
 from ciss_engine.training.loop_config import ORGAN_CONTRAST, LoopConfig
-from ciss_engine.training import adapt, base, incremental
 from ciss_engine.training.sampler import PatchSampler
 
 PATCH = (24, 24, 24)

@@ -113,13 +113,14 @@ class RandOrganContrastd(RandomizableTransform, MapTransform):
         return d
 
 
-def _organ_contrast_transforms(organ_contrast: OrganContrast | None, intensities: ModelIntensities, hu_per_unit: float) -> list[RandOrganContrastd]:
+def _organ_contrast_transforms(organ_contrast: OrganContrast | None, hu_per_unit: float,
+                               bounds: tuple[float, float] | None) -> list[RandOrganContrastd]:
     """No transform where no patch would change: a zero share or no enhancing organ (the other transforms' draws stay as they were)."""
     if organ_contrast is None or organ_contrast.share <= 0 or not organ_contrast.labels:
         return []
     offset = ORGAN_CONTRAST_HU / hu_per_unit
     return [RandOrganContrastd(keys="image", label_key="label", organs=organ_contrast.labels, prob=organ_contrast.share,
-                               offsets=(-offset, offset), bounds=intensities.bounds)]
+                               offsets=(-offset, offset), bounds=bounds)]
 
 
 def patch_augmentation(patch_size: Sequence[int], *, with_maps: bool, organ_contrast: OrganContrast | None = None,
@@ -136,7 +137,7 @@ def patch_augmentation(patch_size: Sequence[int], *, with_maps: bool, organ_cont
     )
     return Compose(
         ([] if with_maps else [spatial])
-        + _organ_contrast_transforms(organ_contrast, intensities, hu_per_unit)
+        + _organ_contrast_transforms(organ_contrast, hu_per_unit, intensities.bounds)
         + [
             RandScaleIntensityd(keys="image", factors=0.1, prob=0.15),
             RandShiftIntensityd(keys="image", offsets=SHIFT_HU / hu_per_unit, prob=0.15),
