@@ -72,6 +72,11 @@ rows=(
   # Between the two: λ_kd 3 kept under 0.95 x of site 1 in validation seed 1, 10 kept 0.951-0.955 x (RESULTS.md (ae)).
   "dual_oc75_kd5 dual_alignment --step-organ-contrast 0.75 --setting dual_alignment.lambda_kd=5"
   "finetune_oc75 finetune --step-organ-contrast 0.75"
+  # The previous model's KD only where it predicts the step's labels: the site's labels teach where it errs (RESULTS.md
+  # (af); the default since, so the dual_alignment rows above distil every voxel only when run before it, as dual_oc75_kdall does).
+  "dual_oc75_kdc dual_alignment --step-organ-contrast 0.75 --setting dual_alignment.kd_voxels=teacher_correct"
+  "dual_oc75_kdc20 dual_alignment --step-organ-contrast 0.75 --setting dual_alignment.kd_voxels=teacher_correct --setting dual_alignment.lambda_kd=20"
+  "dual_oc75_kdall dual_alignment --step-organ-contrast 0.75 --setting dual_alignment.kd_voxels=all"
   "mib_oc75 mib --step-organ-contrast 0.75"
 )
 for row in "${rows[@]}"; do

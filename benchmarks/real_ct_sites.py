@@ -7,6 +7,7 @@ the table gives DSC on both sites before and after, and site 1's DSC over the ba
 Scored on the training CTs of each site: two patients show the mechanism, not how it generalises.
 
 Usage: python benchmarks/real_ct_sites.py --base DIR/base_ts_abdpelvis [-o DIR] [--strategies finetune,mib,dual_alignment] [--organ-contrast S]
+    [--setting NAME=VALUE ...]
 (``real_ct_base.py --runs ts_abdpelvis`` trains that base.)
 """
 from __future__ import annotations
@@ -56,6 +57,7 @@ def main() -> None:
     parser.add_argument("--strategies", default="finetune,mib,dual_alignment")
     parser.add_argument("--stray-mm", type=float, default=30.0)
     parser.add_argument("--organ-contrast", default=None, help="ciss adapt's --organ-contrast (default: its own default)")
+    parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE", help="a setting of every strategy run, repeatable (ciss adapt --setting)")
     args = parser.parse_args()
     args.output.mkdir(parents=True, exist_ok=True)
     labels = site_2_labels(args.output)
@@ -63,6 +65,7 @@ def main() -> None:
     results = {"base (site 1)": {ct: score(args.base, base_version, ct, args.output, args.stray_mm) for ct in (SITE_1, SITE_2)}}
     for strategy in args.strategies.split(","):
         extra = [] if args.organ_contrast is None else ["--organ-contrast", args.organ_contrast]
+        extra += [flag for setting in args.setting for flag in ("--setting", setting)]
         bundle, seconds = adapt(args.base, args.output, strategy, labels, extra)
         version = Bundle.open_or_raise(bundle).current_version
         results[strategy] = {"seconds": seconds, **{ct: score(bundle, version, ct, args.output, args.stray_mm) for ct in (SITE_1, SITE_2)}}

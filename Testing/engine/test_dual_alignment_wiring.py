@@ -9,6 +9,7 @@ import torch
 from ciss_engine.api.settings import DualAlignmentSettings
 from ciss_engine.losses.hsic import HsicAlignment
 from ciss_engine.network import NetworkConfig, build_network
+from ciss_engine.prototypes import IGNORE_INDEX
 from ciss_engine.pseudo_labels import partial_label_targets
 from ciss_engine.replay_buffer import ReplayBuffer
 from ciss_engine.strategies.alignment_blocks import bottleneck_classes, pair_by_class, pair_positions
@@ -98,10 +99,33 @@ def test_dual_alignment_adds_the_previous_models_kd_only_when_weighted():
     with torch.no_grad():
         batch = make_domain_batch(_patch(), current, old, THRESHOLDS, UNLABELLED)
     assert "kd" not in _strategy(None, lambda_kd=0.0).weighted_terms(batch)
-    strategy = _strategy(None, lambda_kd=3.0)
+    strategy = _strategy(None, lambda_kd=3.0, kd_voxels="all")
     kd = strategy.weighted_terms(batch)["kd"]
     torch.testing.assert_close(kd, 3.0 * UnbiasedKnowledgeDistillation()(batch.logits_new, batch.logits_old))
     assert not torch.allclose(kd, strategy.weighted_terms(dataclasses.replace(batch, logits_old=batch.logits_new))["kd"])
+
+
+def test_teacher_correct_kd_distils_only_where_the_previous_model_predicts_the_steps_label():
+    """kd_voxels=teacher_correct: the KD's mean runs over the voxels whose Ỹ the previous model predicts, and the
+    ignored ones; it reads the previous model's argmax against Ỹ, not the current model's."""
+    from ciss_engine.losses import UnbiasedKnowledgeDistillation
+
+    old, current = _networks()
+    patch = _patch()
+    with torch.no_grad():
+        batch = make_domain_batch(patch, current, old, THRESHOLDS, UNLABELLED)
+    batch = dataclasses.replace(batch, targets=patch.labels.clone())  # organ 1 labelled; the previous model errs on part of it
+    batch.targets[:, 28:, 28:, 28:] = IGNORE_INDEX
+    predicted = batch.logits_old.argmax(1)
+    voxels = (predicted == batch.targets) | (batch.targets == IGNORE_INDEX)
+    assert 0 < int((~voxels).sum()) and bool(voxels[batch.targets == IGNORE_INDEX].all())
+    strategy = _strategy(None, lambda_kd=3.0, kd_voxels="teacher_correct")
+    kd = strategy.weighted_terms(batch)["kd"]
+    torch.testing.assert_close(kd, 3.0 * UnbiasedKnowledgeDistillation()(batch.logits_new, batch.logits_old, voxels))
+    assert not torch.allclose(kd, _strategy(None, lambda_kd=3.0, kd_voxels="all").weighted_terms(batch)["kd"])
+    by_current = (batch.logits_new.argmax(1) == batch.targets) | (batch.targets == IGNORE_INDEX)
+    assert not torch.equal(by_current, voxels)
+    assert not torch.allclose(kd, 3.0 * UnbiasedKnowledgeDistillation()(batch.logits_new, batch.logits_old, by_current))
 
 
 def test_cra_pairs_the_current_bottleneck_with_the_buffer_class_by_class():

@@ -116,12 +116,13 @@ def test_a_step_recorded_before_the_split_reads_its_temperature_into_both_losses
 
 
 def test_a_domain_step_recorded_before_the_decoder_alignment_reads_as_the_published_method():
-    """A dual_alignment record from before ``cna_features`` and ``lambda_kd``: it ran CNA on the bottleneck, without KD."""
+    """A dual_alignment record from before ``cna_features``, ``lambda_kd`` and ``kd_voxels``: it ran CNA on the
+    bottleneck, without KD (and KD, once added, on every voxel)."""
     record = {"name": "dual_alignment", "new_class_dice": 1.0, "new_class_ce": 0.0, "kernel": "linear", "lambda_cna": 1.0, "lambda_cra": 1.0,
               "embedding_size": 64, "buffer_per_class": 200, "aligned_rows": 256}
     settings = recorded_settings(record)
-    assert (settings.cna_features, settings.lambda_kd) == ("bottleneck", 0.0)
-    assert (DualAlignmentSettings().cna_features, DualAlignmentSettings().lambda_kd) == ("decoder", 10.0)
+    assert (settings.cna_features, settings.lambda_kd, settings.kd_voxels) == ("bottleneck", 0.0, "all")
+    assert (DualAlignmentSettings().cna_features, DualAlignmentSettings().lambda_kd, DualAlignmentSettings().kd_voxels) == ("decoder", 10.0, "teacher_correct")
 
 
 def test_a_step_record_reads_back_as_the_settings_it_ran():

@@ -117,6 +117,7 @@ def test_cancel_during_real_training_stops_the_engine_and_writes_no_bundle(phant
     job = LAUNCHER.job(
         "train", "-i", phantom.cases[0] / "image.nii.gz", "-l", phantom.cases[0] / "label_seg8.nii.gz", "--organs", "spleen=1",
         "--other-labels", "background", "-o", output, "--iterations", "100000", "--patch-size", "32", "--init-filters", "8", "--batch-size", "1",
+        cancel_grace_s=120,  # the engine stops at its next iteration, however slow a loaded machine makes that
     )
     result, progress = _cancel_after_first_progress(job)
     assert progress and result.state is JobState.CANCELLED and result.exit_code == 130

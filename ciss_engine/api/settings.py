@@ -216,6 +216,9 @@ HsicKernel = Literal["linear", "gaussian"]
 # Which features CNA aligns: the encoder's bottleneck (the paper's) or the decoder's output, which the
 # classifier reads (the skip connections carry forgetting past the bottleneck, RESULTS.md (r)).
 CnaFeatures = Literal["bottleneck", "decoder"]
+# Where a domain step distils the previous model: every voxel, or where it predicts the step's label Ỹ (and where Ỹ
+# is unknown): a site's labels overrule the previous model where it errs on the site's scanner.
+KdVoxels = Literal["all", "teacher_correct"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -226,13 +229,17 @@ class DualAlignmentSettings(StrategySettings):
     decoder's output and the previous model's KD beside it kept site 1 best (0.97 × against 0.83 × as published). With
     organ contrast in the step (``ciss adapt --organ-contrast``) λ_kd 3 and 5 raised the mean over the sites by 0.003
     and 0.006 but kept less of site 1 in seed 1 at 0.75 (0.944 × and 0.947 ×, under the 0.95 × bar; 10 kept 0.955 ×,
-    0.951 × with the clipped offsets; RESULTS.md (ac), (ae)), so λ_kd stays 10."""
+    0.951 × with the clipped offsets; RESULTS.md (ac), (ae)), so λ_kd stays 10. KD only where the previous model predicts
+    the step's label (``kd_voxels``) learned the newest site better (0.986 / 0.990 × of fine-tuning's against 0.973 /
+    0.969 ×) and kept as much of site 1 (0.989 / 0.951 ×); at λ_kd 20 it kept 0.992 / 0.958 × at a lower mean (RESULTS.md (af))."""
 
     kernel: HsicKernel = setting("linear", "HSIC's kernel: linear (CKA) or gaussian with the median-distance bandwidth")
     cna_features: CnaFeatures = setting("decoder", "what CNA aligns: the decoder's output, which the classifier reads (best on validation), or the bottleneck (the paper's)",
                                         before="bottleneck")
     lambda_kd: float = setting(10.0, "weight of the previous model's KD on every voxel (the domain mib's term; best on validation); 0 is Dual-Alignment as published",
                                before=0.0)
+    kd_voxels: KdVoxels = setting("teacher_correct", "where the previous model's KD applies: where it predicts the step's label and where there is none (the site's labels teach where it errs; best on validation), or every voxel",
+                                  before="all")
     lambda_cna: float = setting(1.0, "weight of CNA: the current model's features (cna_features) aligned with the previous model's on the same patch")
     lambda_cra: float = setting(1.0, "weight of CRA: the current bottleneck aligned, class by class, with the replay buffer's vectors")
     embedding_size: int = setting(64, "width of the trainable feature mapping before HSIC (not exported: inference never runs it)")

@@ -73,9 +73,9 @@ class DomainStrategy:
         targets = torch.stack([batch.targets == c for c in labelled], 1).float()
         return self._dice(probabilities, targets)
 
-    def previous_model_kd(self, batch: DomainBatch) -> torch.Tensor:
-        """KD of the frozen previous model's softmax on every voxel, weighted by ``lambda_kd``."""
-        return self.settings.lambda_kd * self._kd(batch.logits_new, batch.logits_old)  # type: ignore[attr-defined]
+    def previous_model_kd(self, batch: DomainBatch, voxels: torch.Tensor | None = None) -> torch.Tensor:
+        """KD of the frozen previous model's softmax on every voxel (or the mean over ``voxels``), weighted by ``lambda_kd``."""
+        return self.settings.lambda_kd * self._kd(batch.logits_new, batch.logits_old, voxels)  # type: ignore[attr-defined]
 
     def supervised_terms(self, batch: DomainBatch) -> dict[str, torch.Tensor]:
         return {"ce": F.cross_entropy(batch.logits_new.float(), batch.targets, ignore_index=IGNORE_INDEX),

@@ -6,6 +6,7 @@ import torch
 from ..api.settings import DualAlignmentSettings
 from ..errors import InputError
 from ..losses.hsic import HsicAlignment
+from ..prototypes import IGNORE_INDEX
 from .alignment_blocks import FeatureMapping, bottleneck_classes, pair_by_class, pair_positions, voxel_rows
 from .domain import DomainBatch, DomainContext, DomainStrategy
 
@@ -18,7 +19,8 @@ class DualAlignment(DomainStrategy):
     CNA = 1 − nHSIC(φ(features of the current model), the same features of the frozen previous model), same voxels
     of the same patch: the decoder's output by default, the bottleneck as published (``cna_features``); CRA = 1 − nHSIC(ψ(current
     bottleneck vectors), replay-buffer vectors), paired by class. φ and ψ are the trainable feature mappings
-    (alignment_blocks.py), not part of the exported network. KD (``lambda_kd`` > 0) is the domain mib's term.
+    (alignment_blocks.py), not part of the exported network. KD (``lambda_kd`` > 0) is the domain mib's term, on every
+    voxel or (``kd_voxels``) only where the previous model predicts Ỹ.
     """
 
     name = "dual_alignment"
@@ -55,8 +57,15 @@ class DualAlignment(DomainStrategy):
         current, buffered = pairs
         return self._alignment(self.blocks["cra"](current), buffered)
 
+    def kd_voxels(self, batch: DomainBatch) -> torch.Tensor | None:
+        """Where the previous model is distilled: every voxel (None), or with ``kd_voxels=teacher_correct`` those
+        whose label Ỹ it predicts and those without a label, so the site's labels alone teach where it errs."""
+        if self.settings.kd_voxels == "all":
+            return None
+        return (batch.logits_old.argmax(1) == batch.targets) | (batch.targets == IGNORE_INDEX)
+
     def weighted_terms(self, batch: DomainBatch) -> dict[str, torch.Tensor]:
         terms = {**self.supervised_terms(batch), "cna": self.settings.lambda_cna * self.cna(batch), "cra": self.settings.lambda_cra * self.cra(batch)}
         if self.settings.lambda_kd > 0:
-            terms["kd"] = self.previous_model_kd(batch)
+            terms["kd"] = self.previous_model_kd(batch, self.kd_voxels(batch))
         return terms
