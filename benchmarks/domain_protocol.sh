@@ -77,6 +77,7 @@ rows=(
   "dual_oc75_kdc dual_alignment --step-organ-contrast 0.75 --setting dual_alignment.kd_voxels=teacher_correct"
   "dual_oc75_kdc20 dual_alignment --step-organ-contrast 0.75 --setting dual_alignment.kd_voxels=teacher_correct --setting dual_alignment.lambda_kd=20"
   "dual_oc75_kdall dual_alignment --step-organ-contrast 0.75 --setting dual_alignment.kd_voxels=all"
+  "dual_oc100_kdc dual_alignment --step-organ-contrast 1 --setting dual_alignment.kd_voxels=teacher_correct"
   "mib_oc75 mib --step-organ-contrast 0.75"
 )
 for row in "${rows[@]}"; do

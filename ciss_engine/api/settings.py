@@ -236,7 +236,7 @@ class DualAlignmentSettings(StrategySettings):
     kernel: HsicKernel = setting("linear", "HSIC's kernel: linear (CKA) or gaussian with the median-distance bandwidth")
     cna_features: CnaFeatures = setting("decoder", "what CNA aligns: the decoder's output, which the classifier reads (best on validation), or the bottleneck (the paper's)",
                                         before="bottleneck")
-    lambda_kd: float = setting(10.0, "weight of the previous model's KD on every voxel (the domain mib's term; best on validation); 0 is Dual-Alignment as published",
+    lambda_kd: float = setting(10.0, "weight of the previous model's KD on the voxels kd_voxels names (the domain mib's term; best on validation); 0 is Dual-Alignment as published",
                                before=0.0)
     kd_voxels: KdVoxels = setting("teacher_correct", "where the previous model's KD applies: where it predicts the step's label and where there is none (the site's labels teach where it errs; best on validation), or every voxel",
                                   before="all")
