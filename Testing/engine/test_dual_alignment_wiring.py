@@ -116,13 +116,14 @@ def test_teacher_correct_kd_distils_only_where_the_previous_model_predicts_the_s
         batch = make_domain_batch(patch, current, old, THRESHOLDS, UNLABELLED)
     batch = dataclasses.replace(batch, targets=patch.labels.clone())  # organ 1 labelled; the previous model errs on part of it
     batch.targets[:, 28:, 28:, 28:] = IGNORE_INDEX
-    predicted = batch.logits_old.argmax(1)
-    voxels = (predicted == batch.targets) | (batch.targets == IGNORE_INDEX)
-    assert 0 < int((~voxels).sum()) and bool(voxels[batch.targets == IGNORE_INDEX].all())
+    ignored = batch.targets == IGNORE_INDEX
+    voxels = (batch.logits_old.argmax(1) == batch.targets) | ignored
+    assert 0 < int((~voxels).sum()), "the previous model must err somewhere for the mask to matter"
     strategy = _strategy(None, lambda_kd=3.0, kd_voxels="teacher_correct")
     kd = strategy.weighted_terms(batch)["kd"]
     torch.testing.assert_close(kd, 3.0 * UnbiasedKnowledgeDistillation()(batch.logits_new, batch.logits_old, voxels))
     assert not torch.allclose(kd, _strategy(None, lambda_kd=3.0, kd_voxels="all").weighted_terms(batch)["kd"])
+    assert not torch.allclose(kd, 3.0 * UnbiasedKnowledgeDistillation()(batch.logits_new, batch.logits_old, voxels & ~ignored))
     by_current = (batch.logits_new.argmax(1) == batch.targets) | (batch.targets == IGNORE_INDEX)
     assert not torch.equal(by_current, voxels)
     assert not torch.allclose(kd, 3.0 * UnbiasedKnowledgeDistillation()(batch.logits_new, batch.logits_old, by_current))
