@@ -134,7 +134,12 @@ def score_bundle(bundle: Path, cases: Sequence[Case], device: torch.device, vers
     voxel counts summed over the cases. A DSC drop can be a lost organ or an organ spreading into other
     tissue; only the second shows as predicted voxels on background or on another organ."""
     version = Bundle.open_or_raise(bundle).load(version_name)
-    segmenter = Segmenter(version, device, postprocess=postprocess)
+    return score_segmenter(Segmenter(version, device, postprocess=postprocess), cases)
+
+
+def score_segmenter(segmenter: Segmenter, cases: Sequence[Case]) -> dict[str, Any]:
+    """``score_bundle`` of a loaded segmenter (whose network a benchmark may have given other weights)."""
+    version = segmenter.version
     scores = {}
     reference_names = ("background", *PAPER_ORGANS)
     confusion: dict[str, dict[str, int]] = {o.name: {} for o in version.registry.organs}

@@ -17,6 +17,9 @@ from ciss_studio.access import TOKEN_ENV
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "test_artifacts" / "studio"  # git-ignored: screenshots and studio logs for people to look at
+# How long a test waits for an engine job (segment, learn, adapt, export, rollback) to finish: a guard against a hang,
+# not a speed requirement. Two test workers beside other CPU-bound work slowed a 20 s segment job past 90 s.
+JOB_DEADLINE_S = 600.0
 
 
 def studio_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from studio_pages import AXIAL, open_studio, view_boxes
+from studio_process import JOB_DEADLINE_S
 
 from ciss_engine.bundle import Bundle
 
@@ -32,7 +33,7 @@ def test_a_corrected_result_adapts_the_bundle_to_the_site(start_studio, browser,
     assert page.evaluate("document.querySelector('#ciss-correct').disabled") is True  # no result yet
 
     page.click("#ciss-segment")
-    assert studio.wait_event("job_finished", 90, command="segment")["state"] == "succeeded"
+    assert studio.wait_event("job_finished", JOB_DEADLINE_S, command="segment")["state"] == "succeeded"
     page.wait_for("window.trame.state.get('ciss__SegmentState__shown_version') === '1.0.0'", 20, "the result to be shown")
     assert contours_text(page) == ""
 
@@ -55,15 +56,15 @@ def test_a_corrected_result_adapts_the_bundle_to_the_site(start_studio, browser,
     page.wait_for("document.querySelector('#ciss-adapt').disabled === false", 10, "Adapt to be enabled")
     page.type_into("#ciss-iterations", "2")
     page.click("#ciss-adapt")
-    adapted = studio.wait_event("job_finished", 180, command="adapt")
+    adapted = studio.wait_event("job_finished", JOB_DEADLINE_S, command="adapt")
     assert adapted["state"] in ("succeeded", "rejected"), adapted
     page.wait_for("!!document.querySelector('#ciss-guard')", 20, "the forgetting guard's verdict")
     if adapted["state"] == "rejected":
         page.click("#ciss-accept")
-        assert studio.wait_event("job_finished", 60, command="rollback")["state"] == "succeeded"
+        assert studio.wait_event("job_finished", JOB_DEADLINE_S, command="rollback")["state"] == "succeeded"
 
     # The new version is current, with the same organs; the CT is segmented with it and compared with the old one.
-    assert studio.wait_event("job_finished", 90, command="segment")["state"] == "succeeded"
+    assert studio.wait_event("job_finished", JOB_DEADLINE_S, command="segment")["state"] == "succeeded"
     page.wait_for("window.trame.state.get('ciss__CompareState__is_comparing') === true", 30, "the side-by-side comparison")
     page.screenshot(shots / "02_compared.png")
     bundle = Bundle.open_or_raise(bundle_copy)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 
 from studio_pages import error_shown, open_paths, open_studio
+from studio_process import JOB_DEADLINE_S
 
 
 def test_bad_bundle_and_ct_and_a_failing_engine_are_shown_not_crashed(start_studio, browser, bundle_copy, phantom_cohort, tmp_path, shots):
@@ -36,7 +37,7 @@ def test_bad_bundle_and_ct_and_a_failing_engine_are_shown_not_crashed(start_stud
     page.wait_for("window.trame.state.get('ciss__DataState__current_version') === '1.0.0' && window.trame.state.get('ciss__SegmentState__is_ready')",
                   20, "the bundle and the CT to open")
     page.click("#ciss-segment")
-    assert studio.wait_event("job_finished", 90, command="segment")["state"] == "failed"
+    assert studio.wait_event("job_finished", JOB_DEADLINE_S, command="segment")["state"] == "failed"
     message = error_shown(page, contains=str(weights))
     assert "restore" in page.text("#ciss-error-hint") or "roll back" in page.text("#ciss-error-hint"), message
     log = page.text("#ciss-error-log")
@@ -46,6 +47,6 @@ def test_bad_bundle_and_ct_and_a_failing_engine_are_shown_not_crashed(start_stud
     # The session is still usable: the page is not busy, and a good bundle segments.
     open_paths(page, bundle=bundle_copy)
     page.click("#ciss-segment")
-    assert studio.wait_event("job_finished", 90, command="segment")["state"] == "succeeded"
+    assert studio.wait_event("job_finished", JOB_DEADLINE_S, command="segment")["state"] == "succeeded"
     page.wait_for("!document.querySelector('#ciss-error')", 10, "the error to clear")
     assert studio.process.poll() is None

@@ -10,6 +10,7 @@ import numpy as np
 import pydicom
 from engine.dicom.synthetic_dicom import write_ct_series
 from studio_pages import bundle_organs, exported_label_map, open_studio
+from studio_process import JOB_DEADLINE_S
 
 DICOM_EXPORT = "DICOM RTSTRUCT + SEG"
 
@@ -22,11 +23,11 @@ def test_dicom_ct_is_segmented_and_exported_as_rtstruct_and_seg(start_studio, br
     assert "56×48×40 voxels" in page.text("#ciss-ct")
 
     page.click("#ciss-segment")
-    assert studio.wait_event("job_finished", 90, command="segment")["state"] == "succeeded"
+    assert studio.wait_event("job_finished", JOB_DEADLINE_S, command="segment")["state"] == "succeeded"
     page.choose("#ciss-export-format", DICOM_EXPORT)
     page.type_into("#ciss-export-folder", str(tmp_path / "out"))
     page.click("#ciss-export")
-    assert studio.wait_event("job_finished", 90, command="export")["state"] == "succeeded"
+    assert studio.wait_event("job_finished", JOB_DEADLINE_S, command="export")["state"] == "succeeded"
     page.wait_for("(document.querySelector('#ciss-exported') || {textContent: ''}).textContent.includes('seg.dcm')", 20, "the files written")
     page.screenshot(shots / "exported.png")
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import psutil
 from studio_browser import Browser
 from studio_pages import AXIAL, add_and_paint_organ, open_studio, shoot_views
+from studio_process import JOB_DEADLINE_S
 
 from ciss_engine.bundle import Bundle
 from ciss_engine.training.step_common import learn_work_dir
@@ -37,7 +38,7 @@ def test_learning_finishes_when_the_browser_disconnects(start_studio, browser, c
     start_learning(open_studio(browser, studio), studio, iterations=2)
     browser.close()  # the tab, its websocket and the browser are gone while the engine learns
 
-    finished = studio.wait_event("job_finished", 180, command="learn")
+    finished = studio.wait_event("job_finished", JOB_DEADLINE_S, command="learn")
     assert finished["state"] in ("succeeded", "rejected"), finished
     bundle = Bundle.open_or_raise(bundle_copy)
     new_version = max(bundle.versions(), key=lambda v: tuple(int(p) for p in v.split(".")))

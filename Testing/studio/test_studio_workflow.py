@@ -18,6 +18,7 @@ from studio_pages import (
     bundle_organs, distance_to, drawing_problems, export_label_map, fullest_slice, hex_to_rgb, open_studio, shoot_views, show_slice,
     shown_slice,
 )
+from studio_process import JOB_DEADLINE_S
 
 from ciss_engine.bundle import Bundle
 
@@ -51,7 +52,7 @@ def test_clinical_workflow_in_the_browser(start_studio, browser, bundle_copy, ph
 
     # Segment all organs, export the result, show each slice view where it holds the most organs; the views draw what it holds.
     page.click("#ciss-segment")
-    assert studio.wait_event("job_finished", 90, command="segment")["state"] == "succeeded"
+    assert studio.wait_event("job_finished", JOB_DEADLINE_S, command="segment")["state"] == "succeeded"
     page.wait_for("window.trame.state.get('ciss__SegmentState__shown_version') === '1.0.0'", 20, "the result to be shown")
     old_labels, written = export_label_map(page, tmp_path / "export_old")
     assert written.name == "image_organs_1.0.0.nii.gz"
@@ -70,17 +71,17 @@ def test_clinical_workflow_in_the_browser(start_studio, browser, bundle_copy, ph
     # Learn with a tiny budget; the forgetting guard's verdict is shown; a rejected step can be accepted knowingly.
     page.type_into("#ciss-iterations", "2")
     page.click("#ciss-learn")
-    learned = studio.wait_event("job_finished", 180, command="learn")
+    learned = studio.wait_event("job_finished", JOB_DEADLINE_S, command="learn")
     assert learned["state"] in ("succeeded", "rejected"), learned
     page.wait_for("!!document.querySelector('#ciss-guard')", 20, "the forgetting guard's verdict")
     assert "Forgetting guard" in page.text("#ciss-guard")
     if learned["state"] == "rejected":
         assert "anyway" in page.text("#ciss-accept")
         page.click("#ciss-accept")
-        assert studio.wait_event("job_finished", 60, command="rollback")["state"] == "succeeded"
+        assert studio.wait_event("job_finished", JOB_DEADLINE_S, command="rollback")["state"] == "succeeded"
 
     # The new version is current and lists the new organ; the CT is segmented with it and compared with the old one.
-    assert studio.wait_event("job_finished", 90, command="segment")["state"] == "succeeded"
+    assert studio.wait_event("job_finished", JOB_DEADLINE_S, command="segment")["state"] == "succeeded"
     page.wait_for("window.trame.state.get('ciss__CompareState__is_comparing') === true", 30, "the side-by-side comparison")
     bundle = Bundle.open_or_raise(bundle_copy)
     new_version = bundle.current_version
