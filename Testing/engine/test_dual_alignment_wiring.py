@@ -14,7 +14,7 @@ from ciss_engine.pseudo_labels import partial_label_targets
 from ciss_engine.replay_buffer import ReplayBuffer
 from ciss_engine.strategies.alignment_blocks import bottleneck_classes, pair_by_class, pair_positions
 from ciss_engine.strategies.domain import DomainContext
-from ciss_engine.strategies.dual_alignment import DualAlignment
+from ciss_engine.strategies.dual_alignment import DualAlignment, teacher_correct
 from ciss_engine.training.adapt import make_domain_batch
 from ciss_engine.training.sampler import PatchBatch
 
@@ -127,6 +127,46 @@ def test_teacher_correct_kd_distils_only_where_the_previous_model_predicts_the_s
     by_current = (batch.logits_new.argmax(1) == batch.targets) | (batch.targets == IGNORE_INDEX)
     assert not torch.equal(by_current, voxels)
     assert not torch.allclose(kd, 3.0 * UnbiasedKnowledgeDistillation()(batch.logits_new, batch.logits_old, by_current))
+
+
+def test_teacher_correct_cna_pairs_only_the_voxels_where_the_previous_model_predicts_the_steps_label():
+    """cna_voxels=teacher_correct: CNA draws its pairs from the voxels of kd_voxels=teacher_correct (the previous
+    model's argmax against Ỹ, and the ignored voxels), so the current features elsewhere do not enter it."""
+    old, current = _networks()
+    patch = _patch()
+    with torch.no_grad():
+        batch = make_domain_batch(patch, current, old, THRESHOLDS, UNLABELLED)
+    batch = dataclasses.replace(batch, targets=patch.labels.clone())
+    batch.targets[:, 28:, 28:, 28:] = IGNORE_INDEX
+    ignored = batch.targets == IGNORE_INDEX
+    voxels = (batch.logits_old.argmax(1) == batch.targets) | ignored
+    by_current = (batch.logits_new.argmax(1) == batch.targets) | ignored
+    assert 0 < int((~voxels).sum()) and not torch.equal(by_current, voxels)
+    strategy = _strategy(None, cna_voxels="teacher_correct")
+
+    def cna_with(where: torch.Tensor | None, features_new: torch.Tensor = batch.features_new) -> torch.Tensor:
+        torch.manual_seed(4)
+        mine, theirs = pair_positions(features_new, batch.features_old, strategy.settings.aligned_rows, where)
+        return HsicAlignment()(strategy.blocks["cna"](mine), theirs)
+
+    with torch.no_grad():
+        torch.manual_seed(4)
+        cna = strategy.cna(batch)
+        torch.testing.assert_close(cna, cna_with(voxels))
+        for look_alike in (None, by_current, voxels & ~ignored):
+            assert not torch.allclose(cna, cna_with(look_alike))
+        # The current model's features where the previous model errs do not enter the term; with every voxel they do.
+        elsewhere = torch.where((~voxels)[:, None], torch.randn_like(batch.features_new), batch.features_new)
+        torch.manual_seed(4)
+        torch.testing.assert_close(strategy.cna(dataclasses.replace(batch, features_new=elsewhere)), cna)
+        every_voxel = _strategy(None, cna_voxels="all")
+        torch.manual_seed(4)
+        before = every_voxel.cna(batch)
+        torch.manual_seed(4)
+        assert not torch.allclose(every_voxel.cna(dataclasses.replace(batch, features_new=elsewhere)), before)
+        # Nothing where the previous model is right: no pairs to align, a zero term that still reaches the log.
+        nowhere = dataclasses.replace(batch, targets=torch.where(voxels, (batch.logits_old.argmax(1) + 1) % CLASSES, batch.targets))
+        assert not teacher_correct(nowhere).any() and float(strategy.cna(nowhere)) == 0.0
 
 
 def test_cra_pairs_the_current_bottleneck_with_the_buffer_class_by_class():

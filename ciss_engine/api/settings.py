@@ -218,7 +218,7 @@ HsicKernel = Literal["linear", "gaussian"]
 CnaFeatures = Literal["bottleneck", "decoder"]
 # Where a domain step distils the previous model: every voxel, or where it predicts the step's label Ỹ (and where Ỹ
 # is unknown): a site's labels overrule the previous model where it errs on the site's scanner.
-KdVoxels = Literal["all", "teacher_correct"]
+TeacherVoxels = Literal["all", "teacher_correct"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -238,9 +238,10 @@ class DualAlignmentSettings(StrategySettings):
                                         before="bottleneck")
     lambda_kd: float = setting(10.0, "weight of the previous model's KD on the voxels kd_voxels names (the domain mib's term; best on validation); 0 is Dual-Alignment as published",
                                before=0.0)
-    kd_voxels: KdVoxels = setting("teacher_correct", "where the previous model's KD applies: where it predicts the step's label and where there is none (the site's labels teach where it errs; best on validation), or every voxel",
+    kd_voxels: TeacherVoxels = setting("teacher_correct", "where the previous model's KD applies: where it predicts the step's label and where there is none (the site's labels teach where it errs; best on validation), or every voxel",
                                   before="all")
     lambda_cna: float = setting(1.0, "weight of CNA: the current model's features (cna_features) aligned with the previous model's on the same patch")
+    cna_voxels: TeacherVoxels = setting("all", "where CNA pairs the features: every voxel (best on validation; only where the previous model is right kept less of site 1), or teacher_correct, the voxels of kd_voxels")
     lambda_cra: float = setting(1.0, "weight of CRA: the current bottleneck aligned, class by class, with the replay buffer's vectors")
     embedding_size: int = setting(64, "width of the trainable feature mapping before HSIC (not exported: inference never runs it)")
     buffer_per_class: int = setting(200, "replay vectors kept per class in the bundle: a few hundred bottleneck vectors, no voxels")

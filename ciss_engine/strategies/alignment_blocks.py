@@ -39,13 +39,19 @@ def voxel_rows(features: torch.Tensor) -> torch.Tensor:
     return features.movedim(1, -1).reshape(-1, features.shape[1])
 
 
-def pair_positions(current: torch.Tensor, previous: torch.Tensor, max_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+def pair_positions(
+    current: torch.Tensor, previous: torch.Tensor, max_rows: int, where: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """CNA's pairs: the rows of the same voxels (at most ``max_rows``, drawn with torch's generator, which the
-    loop seeds per iteration) from the current and the previous bottleneck, both (B, C, D, H, W)."""
+    loop seeds per iteration) from the current and the previous bottleneck, both (B, C, D, H, W); only voxels
+    where ``where`` (B, D, H, W, resampled by nearest neighbour to their grid) holds, when given."""
     if current.shape[0] != previous.shape[0] or current.shape[2:] != previous.shape[2:]:
         raise ValueError(f"bottlenecks {tuple(current.shape)} and {tuple(previous.shape)} cover different voxels")
     rows_current, rows_previous = voxel_rows(current), voxel_rows(previous)
-    chosen = torch.randperm(rows_current.shape[0], device=current.device)[:max_rows]
+    candidates = torch.arange(rows_current.shape[0], device=current.device)
+    if where is not None:
+        candidates = resize_labels(where.to(torch.uint8), current.shape[2:]).reshape(-1).nonzero().flatten()
+    chosen = candidates[torch.randperm(candidates.shape[0], device=current.device)[:max_rows]]
     return rows_current[chosen], rows_previous[chosen]
 
 

@@ -11,6 +11,16 @@ from .alignment_blocks import FeatureMapping, bottleneck_classes, pair_by_class,
 from .domain import DomainBatch, DomainContext, DomainStrategy
 
 
+# Fewest voxel pairs CNA aligns: HSIC centres its Gram matrices, so a handful of rows carries no structure.
+MIN_ALIGNED_ROWS = 4
+
+
+def teacher_correct(batch: DomainBatch) -> torch.Tensor:
+    """(B, D, H, W) voxels whose label Ỹ the previous model predicts, and those without a label (Ỹ ignored), where
+    the previous model is all there is."""
+    return (batch.logits_old.argmax(1) == batch.targets) | (batch.targets == IGNORE_INDEX)
+
+
 class DualAlignment(DomainStrategy):
     """Domain-incremental with a feature buffer: one site adapts the bundle's organs to its own scanner.
 
@@ -20,7 +30,7 @@ class DualAlignment(DomainStrategy):
     of the same patch: the decoder's output by default, the bottleneck as published (``cna_features``); CRA = 1 − nHSIC(ψ(current
     bottleneck vectors), replay-buffer vectors), paired by class. φ and ψ are the trainable feature mappings
     (alignment_blocks.py), not part of the exported network. KD (``lambda_kd`` > 0) is the domain mib's term, on every
-    voxel or (``kd_voxels``) only where the previous model predicts Ỹ.
+    voxel or (``kd_voxels``) only where the previous model predicts Ỹ; CNA likewise with ``cna_voxels``.
     """
 
     name = "dual_alignment"
@@ -31,20 +41,25 @@ class DualAlignment(DomainStrategy):
         for name in ("embedding_size", "buffer_per_class"):
             if getattr(settings, name) < 1:
                 raise InputError(f"setting {name} of dual_alignment must be >= 1, got {getattr(settings, name)}", f"pass --setting {name}=64 or more")
-        if settings.aligned_rows < 4:
-            raise InputError(f"setting aligned_rows of dual_alignment must be >= 4, got {settings.aligned_rows}", "pass --setting aligned_rows=256")
+        if settings.aligned_rows < MIN_ALIGNED_ROWS:
+            raise InputError(f"setting aligned_rows of dual_alignment must be >= {MIN_ALIGNED_ROWS}, got {settings.aligned_rows}", "pass --setting aligned_rows=256")
         cna_channels = context.feature_channels if settings.cna_features == "decoder" else context.bottleneck_channels
         self.blocks["cna"] = FeatureMapping(cna_channels, settings.embedding_size)
         self.blocks["cra"] = FeatureMapping(context.bottleneck_channels, settings.embedding_size)
         self._alignment = HsicAlignment(settings.kernel)
 
     def cna(self, batch: DomainBatch) -> torch.Tensor:
-        """Current-to-previous alignment on the patch's bottleneck cells (or decoder voxels)."""
+        """Current-to-previous alignment on the patch's bottleneck cells (or decoder voxels): every one, or with
+        ``cna_voxels=teacher_correct`` those where the previous model is right or all there is; 0 when fewer
+        than ``MIN_ALIGNED_ROWS`` are."""
         if self.settings.cna_features == "decoder":
             mine, theirs = batch.features_new, batch.features_old
         else:
             mine, theirs = batch.bottleneck_new, batch.bottleneck_old
-        current, previous = pair_positions(mine.float(), theirs.float(), self.settings.aligned_rows)
+        where = teacher_correct(batch) if self.settings.cna_voxels == "teacher_correct" else None
+        current, previous = pair_positions(mine.float(), theirs.float(), self.settings.aligned_rows, where)
+        if current.shape[0] < MIN_ALIGNED_ROWS:
+            return mine.float().sum() * 0.0  # keeps the term (and its gradient share) in every iteration's log
         return self._alignment(self.blocks["cna"](current), previous)
 
     def cra(self, batch: DomainBatch) -> torch.Tensor:
@@ -59,10 +74,8 @@ class DualAlignment(DomainStrategy):
 
     def kd_voxels(self, batch: DomainBatch) -> torch.Tensor | None:
         """Where the previous model is distilled: every voxel (None), or with ``kd_voxels=teacher_correct`` those
-        whose label Ỹ it predicts and those without a label, so the site's labels alone teach where it errs."""
-        if self.settings.kd_voxels == "all":
-            return None
-        return (batch.logits_old.argmax(1) == batch.targets) | (batch.targets == IGNORE_INDEX)
+        of ``teacher_correct``, so the site's labels alone teach where it errs."""
+        return None if self.settings.kd_voxels == "all" else teacher_correct(batch)
 
     def weighted_terms(self, batch: DomainBatch) -> dict[str, torch.Tensor]:
         terms = {**self.supervised_terms(batch), "cna": self.settings.lambda_cna * self.cna(batch), "cra": self.settings.lambda_cra * self.cra(batch)}
