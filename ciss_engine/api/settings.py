@@ -240,7 +240,7 @@ class DualAlignmentSettings(StrategySettings):
                                before=0.0)
     kd_voxels: TeacherVoxels = setting("teacher_correct", "where the previous model's KD applies: where it predicts the step's label and where there is none (the site's labels teach where it errs; best on validation), or every voxel",
                                   before="all")
-    lambda_cna: float = setting(1.0, "weight of CNA: the current model's features (cna_features) aligned with the previous model's on the same patch (3 and 10 kept less of site 1 on validation)")
+    lambda_cna: float = setting(1.0, "weight of CNA: the current model's features (cna_features) aligned with the previous model's on the same patch (on validation 3 kept less of site 1, 10 did not help)")
     cna_voxels: TeacherVoxels = setting("all", "where CNA pairs the features: every voxel (best on validation; only where the previous model is right kept less of site 1), or teacher_correct, the voxels of kd_voxels")
     lambda_cra: float = setting(1.0, "weight of CRA: the current bottleneck aligned, class by class, with the replay buffer's vectors")
     embedding_size: int = setting(64, "width of the trainable feature mapping before HSIC (not exported: inference never runs it)")
