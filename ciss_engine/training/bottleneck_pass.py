@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ..events import EventSink
+from ..inference import WINDOW_BATCH
 from ..network import SegmentationNetwork
 from ..prototypes import IGNORE_INDEX, region_rows, resize_labels
 
@@ -28,19 +29,21 @@ def bottleneck_rows(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Every bottleneck cell of ``pairs`` (image (1, X, Y, Z), Ỹ (1, X, Y, Z) with 255 ignored) as rows (n, C)
     float32 with its class (n,): the case is cut into whole, non-overlapping patches (zero-padded at the far
-    end, padding ignored), so a cell is computed once and in the context training gave it."""
+    end, padding ignored), so a cell is computed once and in the context training gave it. The patches run
+    ``WINDOW_BATCH`` at a time, as sliding-window inference runs them."""
     vectors, classes = [], []
     network.eval()
     for index, (image, labels) in enumerate(pairs):
         sink.progress("replay_buffer", index, len(pairs))
         image = _padded(torch.as_tensor(image).float(), patch_size, 0.0)
         labels = _padded(torch.as_tensor(labels).long(), patch_size, IGNORE_INDEX)
-        corners = itertools.product(*(range(0, size, patch) for size, patch in zip(image.shape[1:], patch_size)))
-        for x, y, z in corners:
-            window = (slice(None), slice(x, x + patch_size[0]), slice(y, y + patch_size[1]), slice(z, z + patch_size[2]))
+        corners = list(itertools.product(*(range(0, size, patch) for size, patch in zip(image.shape[1:], patch_size))))
+        windows = [(slice(x, x + patch_size[0]), slice(y, y + patch_size[1]), slice(z, z + patch_size[2])) for x, y, z in corners]
+        for start in range(0, len(windows), WINDOW_BATCH):
+            chosen = windows[start:start + WINDOW_BATCH]
             with torch.no_grad():
-                bottleneck = network.bottleneck(image[window][None].to(device)).float().cpu()
-            cells = resize_labels(labels[window], bottleneck.shape[2:])
+                bottleneck = network.bottleneck(torch.stack([image[(slice(None), *w)] for w in chosen]).to(device)).float().cpu()
+            cells = resize_labels(torch.stack([labels[(0, *w)] for w in chosen]), bottleneck.shape[2:])
             kept = cells != IGNORE_INDEX
             vectors.append(region_rows(bottleneck, kept))
             classes.append(cells[kept])
