@@ -44,10 +44,10 @@ from .checkpoint import ExtraState
 from .gradient_shares import ShareRecorder
 from .loop import LoopResult, run_training_loop
 from .loop_config import ADAPT_ORGAN_CONTRAST
-from .prototype_pass import compute_global_prototypes
+from .prototype_pass import prototypes_and_predictions
 from .run_record import run_fingerprint
 from .sampler import PatchBatch, PatchSampler
-from .step_common import StepRequest, finished_step, learn_run_dir, parent_or_raise, publish_or_reject, step_record, whole_ct_labels
+from .step_common import StepRequest, finished_step, learn_run_dir, parent_or_raise, publish_or_reject, step_record
 from .step_data import analyse_step_cases
 
 
@@ -187,7 +187,8 @@ def _adapt_step_locked(request: AdaptRequest, *, device: torch.device, sink: Eve
         work_dir=learn_run_dir(bundle.root, fingerprint), fingerprint=fingerprint, resume=request.resume, sink=sink, cancel=cancel, stage="adapt",
         extra_state=ExtraState(save=shares.average.to_tensors, restore=shares.average.restore), patch_network=network,
     )
-    new_predictions = whole_ct_labels(network, cases, patch_size=preprocessing.patch_size, device=device)
+    fresh_prototypes, new_predictions = prototypes_and_predictions(network, [(c.image, c.sampling_label) for c in cases], num_classes=registry.num_classes,
+                                                                   patch_size=preprocessing.patch_size, device=device, sink=sink)
     labels = [c.label.as_tensor()[0] for c in cases]
     is_labelled = [torch.isin(label, torch.tensor(labelled, dtype=label.dtype)) for label in labels]
     without_labels = [(o.label, o.name) for o in registry.organs if o.label not in labelled]
@@ -204,7 +205,7 @@ def _adapt_step_locked(request: AdaptRequest, *, device: torch.device, sink: Eve
         drawn = draw_replay_buffer(network, cases, per_class=settings.buffer_per_class, seed=request.seed,  # type: ignore[attr-defined]
                                    patch_size=preprocessing.patch_size, device=device, sink=sink)
         stored_buffer = buffer.merged_with(drawn, per_class=settings.buffer_per_class, seed=request.seed)  # type: ignore[attr-defined]
-    prototypes = _adapted_prototypes(network, cases, parent, preprocessing, device, sink)
+    prototypes = _adapted_prototypes(fresh_prototypes, parent)
     version = bundle.next_version()
     written = publish_or_reject(
         bundle_root=bundle.root, version=version, parent_version=parent.version, fingerprint=fingerprint, guard=guard,
@@ -222,12 +223,8 @@ def _bottleneck_channels(network: SegmentationNetwork) -> int:
     return network.config.init_filters * 2 ** (len(network.config.blocks_down) - 1)
 
 
-def _adapted_prototypes(
-    network: SegmentationNetwork, cases: Sequence[PreparedCase], parent: BundleVersion, preprocessing: PreprocessingConfig, device: torch.device, sink: EventSink,
-) -> FeaturePrototypes:
-    """Prototypes of the adapted features on Ỹ; a class absent from the step's CTs keeps the parent's row."""
-    final = compute_global_prototypes(network, [(c.image, c.sampling_label) for c in cases], num_classes=parent.registry.num_classes,
-                                      patch_size=preprocessing.patch_size, device=device, sink=sink)
+def _adapted_prototypes(final: FeaturePrototypes, parent: BundleVersion) -> FeaturePrototypes:
+    """``final``, the prototypes of the adapted features on Ỹ, where a class absent from the step's CTs keeps the parent's row."""
     stored = parent.load_prototypes()
     if stored:
         kept = FeaturePrototypes.from_tensors(stored)

@@ -39,10 +39,10 @@ from .gradient_shares import ShareRecorder
 from .loop import LoopResult, run_training_loop
 from .new_class_rate import scale_new_class_gradients
 from .prototype_bootstrap import bootstrap_prototypes, bootstrap_record
-from .prototype_pass import compute_global_prototypes
+from .prototype_pass import prototypes_and_predictions
 from .run_record import run_fingerprint
 from .sampler import PatchBatch, PatchSampler
-from .step_common import StepRequest, finished_step, learn_run_dir, parent_or_raise, publish_or_reject, step_record, whole_ct_labels
+from .step_common import StepRequest, finished_step, learn_run_dir, parent_or_raise, publish_or_reject, step_record
 from .step_data import analyse_step_cases, running_prototype_labels, teacher_map_bytes
 
 
@@ -211,7 +211,7 @@ def _learn_step_locked(request: LearnRequest, *, device: torch.device, sink: Eve
         fingerprint=fingerprint, resume=request.resume, sink=sink, cancel=cancel, stage="learn",
         extra_state=ExtraState(save=lambda: {**context.running_prototypes.to_tensors(), **shares.average.to_tensors()}, restore=restore_step_state),
     )
-    final = compute_global_prototypes(
+    final, new_predictions = prototypes_and_predictions(
         network, [(c.image, c.sampling_label) for c in cases], num_classes=registry.num_classes,
         patch_size=preprocessing.patch_size, device=device, sink=sink,
     )
@@ -220,7 +220,7 @@ def _learn_step_locked(request: LearnRequest, *, device: torch.device, sink: Eve
         final.pre = None  # the old organs' pre-activation means are unknown: store none rather than a mix
     final.copy_rows_from(stored_prototypes, slice(1, 1 + num_old))
     guard = check_forgetting(
-        step_data.old_predictions, whole_ct_labels(network, cases, patch_size=preprocessing.patch_size, device=device),
+        step_data.old_predictions, new_predictions,
         [(o.label, o.name) for o in parent.registry.organs],
         threshold=request.guard_threshold, new_organ_masks=[c.label.as_tensor()[0] > num_old for c in cases], one_piece=postprocessed_labels(parent),
     )

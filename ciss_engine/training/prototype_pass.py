@@ -22,11 +22,28 @@ def compute_global_prototypes(
 ) -> FeaturePrototypes:
     """Mean feature per class, pre- and post-activation, over all labelled voxels of ``pairs`` (image
     (1, X, Y, Z), label (1, X, Y, Z))."""
+    return prototypes_and_predictions(network, pairs, num_classes=num_classes, patch_size=patch_size, device=device, sink=sink)[0]
+
+
+def prototypes_and_predictions(
+    network: SegmentationNetwork,
+    pairs: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    num_classes: int,
+    patch_size: tuple[int, int, int],
+    device: torch.device,
+    sink: EventSink,
+) -> tuple[FeaturePrototypes, list[torch.Tensor]]:
+    """``compute_global_prototypes`` and, from the same pass, the network's label of every voxel of each image
+    (what a step's forgetting guard compares, as ``step_common.whole_ct_labels``): a step ends with one whole-CT
+    pass of its network instead of two."""
     prototypes = FeaturePrototypes.empty(num_classes, network.feature_channels)
+    predictions = []
     network.eval()
     for index, (image, label) in enumerate(pairs):
         sink.progress("prototypes", index, len(pairs))
-        _, features = sliding_window_outputs(network, image[None], patch_size=patch_size, device=device, with_features=True)
+        logits, features = sliding_window_outputs(network, image[None], patch_size=patch_size, device=device, with_features=True)
         prototypes.update_from_batch(features, torch.as_tensor(label).long())
+        predictions.append(logits[0].argmax(0).to(torch.uint8))
     sink.progress("prototypes", len(pairs), len(pairs))
-    return prototypes
+    return prototypes, predictions
