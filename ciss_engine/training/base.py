@@ -28,7 +28,7 @@ from .distributed import DistributedContext
 from .finished_runs import version_written_by
 from .loop import run_training_loop
 from .loop_config import ORGAN_CONTRAST, LoopConfig
-from .prototype_pass import compute_global_prototypes
+from .prototype_pass import prototypes_and_predictions
 from .run_record import history_entry, run_fingerprint, training_record
 from .sampler import PatchBatch, PatchSampler
 
@@ -139,7 +139,7 @@ def _train_base_bundle_locked(
 
     def publish() -> BundleVersion:
         """The prototype pass and the bundle's first version, written once (by rank 0 under torchrun)."""
-        prototypes = compute_global_prototypes(
+        prototypes, _ = prototypes_and_predictions(
             network, [(c.image, c.label) for c in cases], num_classes=registry.num_classes,
             patch_size=request.preprocessing.patch_size, device=device, sink=sink,
         )

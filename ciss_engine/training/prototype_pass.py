@@ -11,20 +11,6 @@ from ..network import SegmentationNetwork
 from ..prototypes import FeaturePrototypes
 
 
-def compute_global_prototypes(
-    network: SegmentationNetwork,
-    pairs: Sequence[tuple[torch.Tensor, torch.Tensor]],
-    *,
-    num_classes: int,
-    patch_size: tuple[int, int, int],
-    device: torch.device,
-    sink: EventSink,
-) -> FeaturePrototypes:
-    """Mean feature per class, pre- and post-activation, over all labelled voxels of ``pairs`` (image
-    (1, X, Y, Z), label (1, X, Y, Z))."""
-    return prototypes_and_predictions(network, pairs, num_classes=num_classes, patch_size=patch_size, device=device, sink=sink)[0]
-
-
 def prototypes_and_predictions(
     network: SegmentationNetwork,
     pairs: Sequence[tuple[torch.Tensor, torch.Tensor]],
@@ -34,9 +20,10 @@ def prototypes_and_predictions(
     device: torch.device,
     sink: EventSink,
 ) -> tuple[FeaturePrototypes, list[torch.Tensor]]:
-    """``compute_global_prototypes`` and, from the same pass, the network's label of every voxel of each image
-    (what a step's forgetting guard compares, as ``step_common.whole_ct_labels``): a step ends with one whole-CT
-    pass of its network instead of two."""
+    """Mean feature per class, pre- and post-activation, over all labelled voxels of ``pairs`` (image
+    (1, X, Y, Z), label (1, X, Y, Z)), and from the same pass the network's label of every voxel of each image (what
+    a step's forgetting guard compares, as ``step_common.whole_ct_labels``): a step ends with one whole-CT pass of its
+    network instead of two."""
     prototypes = FeaturePrototypes.empty(num_classes, network.feature_channels)
     predictions = []
     network.eval()
