@@ -47,8 +47,9 @@ def main() -> None:
     organs = [PAPER_ORGANS.index(o.name) + 1 for o in step.registry.organs]  # old_new_all counts in the paper's ids
     print(f"{names[-1]} interpolated towards {anchor.version} ({args.anchor}); mean DSC over {', '.join(o.name for o in step.registry.organs)}")
     print("| β | " + " | ".join(sites) + " | mean of the sites |\n|---:|" + "---:|" * (len(sites) + 1))
+    anchor_weights, step_weights = anchor.load_state_dict(), step.load_state_dict()
     for beta in (float(b) for b in args.betas.split(",")):
-        segmenter.network.load_state_dict(interpolated(anchor.load_state_dict(), step.load_state_dict(), beta))
+        segmenter.network.load_state_dict(interpolated(anchor_weights, step_weights, beta))
         dsc = [old_new_all(score_segmenter(segmenter, cases)["scores"], [organs])["all"] for cases in sites.values()]
         print(f"| {beta:g} | " + " | ".join(f"{d:.4f}" for d in dsc) + f" | {np.mean(dsc):.4f} |", flush=True)
 

@@ -30,7 +30,8 @@ def load_network(version: BundleVersion, device: torch.device) -> AnyNetwork:
 
 
 # Patches per forward pass of whole-CT inference. On the CPU PyTorch runs a batch of one small 3D patch through its
-# slow im2col convolution instead of oneDNN's: at 8 filters and 48³ a patch alone took 0.44 s, two together 0.12 s.
+# slow im2col convolution instead of oneDNN's: at 8 filters and 48³ a patch alone took 0.39 s, two together 0.10 s
+# (benchmarks/RESULTS.md (ai)).
 WINDOW_BATCH = 2
 
 

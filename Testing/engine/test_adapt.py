@@ -116,6 +116,22 @@ def test_the_labelled_organs_are_scored_as_ciss_segment_shows_them(painted_bundl
     assert raw_differs, "the painting models leave stray islands, so scoring the raw masks would show"
 
 
+def test_organs_without_labels_take_their_prototypes_from_the_parents_pseudo_labels(painted_bundle, site):
+    """The adapted prototypes are taken on Ỹ: an organ without labels that the parent finds on the step's CTs gets
+    its row from the adapted features on the voxels the parent pseudo-labels, not the parent's stored row (a pass on
+    the labels alone would find none of its voxels and keep that row)."""
+    images, labels = site
+    request = AdaptRequest(bundle=painted_bundle, images=images, labels=labels, organs=LABELLED, loop=LoopConfig(iterations=2), batch_size=1,
+                           strategy_settings={"buffer_per_class": "10"}, accept_forgetting=True)
+    result = adapt_step(request, device=torch.device("cpu"), sink=EventSink(ProgressMode.QUIET), cancel=CancelToken())
+    parent = Bundle.open_or_raise(painted_bundle).load("1.0.0").load_prototypes()
+    adapted = result.version.load_prototypes()
+    unlabelled = slice(3, 5)  # kidney_left and gallbladder
+    assert (adapted["counts"][unlabelled] > 0).all()
+    assert not torch.equal(adapted["counts"][unlabelled], parent["counts"][unlabelled])
+    assert not torch.equal(adapted["prototypes"][unlabelled], parent["prototypes"][unlabelled])
+
+
 def test_the_buffer_is_read_from_the_parent_version(bundle, site):
     """A parent that stores a buffer hands it to the step: its (recognisable) rows reach the new version's buffer."""
     parent_dir = bundle / "versions" / "1.0.0"

@@ -13,6 +13,8 @@ from ciss_engine.bundle import Bundle
 from ciss_engine.cancellation import CancelToken
 from ciss_engine.errors import BundleError, Cancelled, ExitCode
 from ciss_engine.events import EventSink, ProgressMode
+from ciss_engine.preprocessing import PreprocessingConfig
+from ciss_engine.training.cases import prepare_cases
 from ciss_engine.training.incremental import LearnRequest, learn_step, retry_advice
 from ciss_engine.training.step_common import learn_work_dir
 from ciss_engine.training.loop_config import LoopConfig
@@ -62,6 +64,19 @@ def test_learn_adds_organs_in_a_new_version_and_keeps_the_parent(bundle, phantom
     assert set(shares) == {"unbiased_ce", "orcd", "crcd", "dapd", "dice_new", "ce_new"} and sum(shares.values()) == pytest.approx(1, abs=1e-3)
     assert _tree_hash(bundle / "versions" / "1.0.0") == parent_hash
     assert not learn_work_dir(bundle).exists()
+
+
+def test_the_background_prototype_is_taken_where_the_old_model_sees_no_organ(painted_bundle, phantom_cohort, step_labels):
+    """The closing pass reads Ỹ: the painting bundle's old organs cover part of every CT, and those voxels (pseudo-labelled
+    or left unsure) are not background. A pass on the raw labels, which hold only the new organs, would count them."""
+    assert run_cli("learn", "-b", painted_bundle, "--organ", "pancreas,liver", "-i", *step_images(phantom_cohort), "-l", *step_labels,
+                   "--strategy", "finetune", "--accept-forgetting", *STEP_ARGS) == 0
+    version = Bundle.open_or_raise(painted_bundle).load("1.1.0")
+    preprocessing = PreprocessingConfig.from_json(version.settings.preprocessing)
+    cases = prepare_cases(step_images(phantom_cohort), step_labels, value_to_class={1: 5, 2: 6}, other_labels="error", config=preprocessing,
+                          sink=EventSink(ProgressMode.QUIET))
+    raw_background = sum(int((c.label.as_tensor() == 0).sum()) for c in cases)
+    assert 0 < int(version.load_prototypes()["counts"][0]) < 0.97 * raw_background
 
 
 @pytest.mark.parametrize("strategy", ["mib", "plop", "lwf", "finetune"])

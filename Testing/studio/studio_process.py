@@ -18,7 +18,7 @@ from ciss_studio.access import TOKEN_ENV
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "test_artifacts" / "studio"  # git-ignored: screenshots and studio logs for people to look at
 # How long a test waits for an engine job (segment, learn, adapt, export, rollback) to finish: a guard against a hang,
-# not a speed requirement. Two test workers beside other CPU-bound work slowed a 20 s segment job past 90 s.
+# not a speed requirement. Two test workers beside other CPU-bound work slowed a segment job past the 90 s it once had.
 JOB_DEADLINE_S = 600.0
 
 

@@ -37,8 +37,8 @@ def bottleneck_rows(
         sink.progress("replay_buffer", index, len(pairs))
         image = _padded(torch.as_tensor(image).float(), patch_size, 0.0)
         labels = _padded(torch.as_tensor(labels).long(), patch_size, IGNORE_INDEX)
-        corners = list(itertools.product(*(range(0, size, patch) for size, patch in zip(image.shape[1:], patch_size))))
-        windows = [(slice(x, x + patch_size[0]), slice(y, y + patch_size[1]), slice(z, z + patch_size[2])) for x, y, z in corners]
+        corners = itertools.product(*(range(0, size, patch) for size, patch in zip(image.shape[1:], patch_size)))
+        windows = [tuple(slice(start, start + patch) for start, patch in zip(corner, patch_size)) for corner in corners]
         for start in range(0, len(windows), WINDOW_BATCH):
             chosen = windows[start:start + WINDOW_BATCH]
             with torch.no_grad():

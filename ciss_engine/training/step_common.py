@@ -95,7 +95,8 @@ def rejected(version: str, parent_version: str, guard: GuardResult, *, action: s
 
 
 def whole_ct_labels(network: torch.nn.Module, cases: Sequence[PreparedCase], *, patch_size: Sequence[int], device: torch.device) -> list[torch.Tensor]:
-    """The network's label of every voxel of each whole CT (sliding window): what the forgetting guard compares."""
+    """The network's label of every voxel of each whole CT (sliding window), without features: a step's guard takes the
+    same labels from its closing pass (prototype_pass.prototypes_and_predictions)."""
     return [
         sliding_window_outputs(network, case.image[None], patch_size=patch_size, device=device)[0][0].argmax(0).to(torch.uint8)
         for case in cases
