@@ -84,6 +84,11 @@ rows=(
   # CNA on every voxel kept site 1 and learned site 3 better than CNA only where the parent is right (RESULTS.md (ah)): more of it.
   "dual_oc75_cna3 dual_alignment --step-organ-contrast 0.75 --setting dual_alignment.lambda_cna=3"
   "mib_oc75 mib --step-organ-contrast 0.75"
+  # Appearance replay: of the organ-contrast patches, a share shows an earlier site's recorded organ intensities instead
+  # of random ones (ciss adapt --appearance-replay; RESULTS.md (aj)).
+  "dual_oc75_rep50 dual_alignment --step-organ-contrast 0.75 --step-appearance-replay 0.5"
+  "dual_oc75_rep100 dual_alignment --step-organ-contrast 0.75 --step-appearance-replay 1"
+  "dual_oc50_rep100 dual_alignment --step-organ-contrast 0.5 --step-appearance-replay 1"
 )
 for row in "${rows[@]}"; do
   # shellcheck disable=SC2086

@@ -23,7 +23,7 @@ from .preprocessing import PreprocessingConfig
 from .protocol import PAPER_ORGANS, Case, copy_bundle, organs_of, scored_entry, step_labels, train_from_scratch
 from .scanner_sites import ScannerSite, write_site_cases
 from .training.adapt import AdaptRequest, adapt_step
-from .training.loop_config import ADAPT_ORGAN_CONTRAST, PROTOCOL_ORGAN_CONTRAST, STEP_LEARNING_RATE, LoopConfig
+from .training.loop_config import ADAPT_APPEARANCE_REPLAY, ADAPT_ORGAN_CONTRAST, PROTOCOL_ORGAN_CONTRAST, STEP_LEARNING_RATE, LoopConfig
 
 @dataclasses.dataclass(frozen=True)
 class DomainProtocolRequest:
@@ -44,6 +44,7 @@ class DomainProtocolRequest:
     postprocess: bool = True  # as ciss segment writes it (postprocessing.py)
     organ_contrast: float = PROTOCOL_ORGAN_CONTRAST  # of the site-1 base
     step_organ_contrast: float = ADAPT_ORGAN_CONTRAST  # of each adapt step, as ciss adapt's
+    step_appearance_replay: float = ADAPT_APPEARANCE_REPLAY  # of each adapt step, as ciss adapt's
 
 
 def _site_cases(request: DomainProtocolRequest, split: str, cases: Sequence[Path]) -> dict[str, list[Case]]:
@@ -91,7 +92,7 @@ def run_domain_protocol(request: DomainProtocolRequest, *, device: torch.device,
                         loop=LoopConfig(iterations=request.step_iterations, learning_rate=request.step_learning_rate),
                         organs=[(name, value) for name, value, _ in organs_of(request.organs)], strategy=strategy,
                         strategy_settings=request.strategy_settings.get(strategy, {}), batch_size=request.batch_size, seed=seed, accept_forgetting=True,
-                        organ_contrast=request.step_organ_contrast,
+                        organ_contrast=request.step_organ_contrast, appearance_replay=request.step_appearance_replay,
                     ), device=device, sink=quiet, cancel=cancel)
                 version = Bundle.open_or_raise(bundle).versions()[step]
                 rows.append({"after": site, "version": version, "dsc": _site_dsc(bundle, test, request, device, version)})

@@ -18,6 +18,7 @@ from ciss_engine.training.cases import prepare_cases
 from ciss_engine.training.incremental import LearnRequest, learn_step, retry_advice
 from ciss_engine.training.step_common import learn_work_dir
 from ciss_engine.training.loop_config import LoopConfig
+from ciss_engine.training.site_appearance import organ_medians
 
 STEP_ARGS = ["--iterations", "3", "--batch-size", "1", "--quiet"]
 
@@ -62,6 +63,10 @@ def test_learn_adds_organs_in_a_new_version_and_keeps_the_parent(bundle, phantom
     # Each weighted term's share of the gradient on the shared parameters, recorded for the step.
     shares = step["gradient_shares"]
     assert set(shares) == {"unbiased_ce", "orcd", "crcd", "dapd", "dice_new", "ce_new"} and sum(shares.values()) == pytest.approx(1, abs=1e-3)
+    # The new organs' appearance on the step's CTs, for a later domain step to replay (site_appearance.py).
+    cases = prepare_cases(step_images(phantom_cohort), step_labels, value_to_class={1: 5, 2: 6}, other_labels="error",
+                          config=PreprocessingConfig.from_json(version.settings.preprocessing), sink=EventSink(ProgressMode.QUIET))
+    assert step["site_appearance"] == pytest.approx(organ_medians(cases, version.registry)) and set(step["site_appearance"]) == {"pancreas", "liver"}
     assert _tree_hash(bundle / "versions" / "1.0.0") == parent_hash
     assert not learn_work_dir(bundle).exists()
 

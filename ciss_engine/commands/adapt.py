@@ -9,7 +9,7 @@ from ..api.settings import DEFAULT_DOMAIN_STRATEGY
 from ..errors import InputError
 from ..events import EventSink
 from ..training.loop_config import ADAPT_ORGAN_CONTRAST
-from .arguments import add_organ_contrast_argument
+from .arguments import add_appearance_replay_argument, add_organ_contrast_argument
 from .learn import add_step_arguments, step_request_fields
 
 
@@ -30,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a setting of the strategy, repeatable, e.g. --setting lambda_cna=2 (`ciss learn --list-settings dual_alignment`, docs/settings.md)")
     add_step_arguments(parser, kept="organ without labels", default_preset=DEFAULT_ADAPT_PRESET)
     add_organ_contrast_argument(parser, "--organ-contrast", default=ADAPT_ORGAN_CONTRAST)
+    add_appearance_replay_argument(parser, "--appearance-replay")
 
 
 def parse_labelled_organs_or_raise(text: str | None) -> list[tuple[str, int]] | None:
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace, sink: EventSink) -> None:
     from ..device import resolve_device
     from ..training.adapt import AdaptRequest, adapt_step
 
-    request = AdaptRequest(organs=parse_labelled_organs_or_raise(args.organs), organ_contrast=args.organ_contrast,
+    request = AdaptRequest(organs=parse_labelled_organs_or_raise(args.organs), organ_contrast=args.organ_contrast, appearance_replay=args.appearance_replay,
                            **step_request_fields(args, args.iterations or PRESETS[args.preset]))
     with cancel_on_signals(CancelToken()) as cancel:
         result = adapt_step(request, device=resolve_device(args.device), sink=sink, cancel=cancel)

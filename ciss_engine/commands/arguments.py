@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..device import DEVICE_CHOICES
-from ..training.loop_config import ORGAN_CONTRAST, LoopConfig
+from ..training.loop_config import ADAPT_APPEARANCE_REPLAY, ORGAN_CONTRAST, LoopConfig
 
 
 def _number(text: str, cast: type, is_valid: Callable[[float], bool], expected: str) -> Any:
@@ -152,6 +152,15 @@ def add_organ_contrast_argument(parser: argparse.ArgumentParser, flag: str, defa
         help=f"share of patches whose labelled enhancing organs (liver, spleen, kidneys, vessels…) each get their own random intensity offset, "
              f"so a model trained on one contrast phase finds the organs in another; 0 or --no-augmentation turns it off (default {default}; "
              f"benchmarks/RESULTS.md (aa), (ab))",
+    )
+
+
+def add_appearance_replay_argument(parser: argparse.ArgumentParser, flag: str) -> None:
+    """Shared by ``adapt`` and ``protocol`` (its domain steps)."""
+    parser.add_argument(
+        flag, type=unit_fraction, default=ADAPT_APPEARANCE_REPLAY,
+        help="of the organ-contrast patches, the share whose organs show the intensities an earlier site of the bundle's lineage recorded "
+             f"(each organ's median, kept in the history) instead of random offsets (default {ADAPT_APPEARANCE_REPLAY}; benchmarks/RESULTS.md (aj))",
     )
 
 

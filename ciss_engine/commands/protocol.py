@@ -10,7 +10,7 @@ from ..api.settings import STRATEGY_SETTINGS, parse_settings_or_raise
 from ..events import EventSink
 from ..training.loop_config import ADAPT_ORGAN_CONTRAST, OFFLINE_ITERATIONS, PROTOCOL_ORGAN_CONTRAST, STEP_LEARNING_RATE
 from .arguments import (
-    add_device_argument, add_organ_contrast_argument, add_postprocessing_argument, comma_separated, comma_separated_choices, float_triple, int_triple, multiple_of_8, non_negative_int, positive_float, positive_int,
+    add_appearance_replay_argument, add_device_argument, add_organ_contrast_argument, add_postprocessing_argument, comma_separated, comma_separated_choices, float_triple, int_triple, multiple_of_8, non_negative_int, positive_float, positive_int,
 )
 
 
@@ -63,6 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base-iterations", type=positive_int, default=STANDARD_ITERATIONS, help=f"base step iterations (default {STANDARD_ITERATIONS})")
     add_organ_contrast_argument(parser, "--base-organ-contrast", default=PROTOCOL_ORGAN_CONTRAST)
     add_organ_contrast_argument(parser, "--step-organ-contrast", default=ADAPT_ORGAN_CONTRAST)  # the domain protocol's steps, as ciss adapt
+    add_appearance_replay_argument(parser, "--step-appearance-replay")
     parser.add_argument("--step-iterations", type=positive_int, default=STANDARD_ITERATIONS, help=f"iterations of each incremental step (default {STANDARD_ITERATIONS})")
     parser.add_argument("--offline-iterations", type=positive_int, default=OFFLINE_ITERATIONS, help=f"iterations of the offline upper bound (default {OFFLINE_ITERATIONS})")
     parser.add_argument("--step-learning-rate", type=positive_float, default=STEP_LEARNING_RATE, help=f"learning rate of each incremental step, before poly decay (default {STEP_LEARNING_RATE}, as ciss learn)")
@@ -140,6 +141,7 @@ def _run_domain(args: argparse.Namespace, settings: dict[str, dict[str, str]], o
         step_iterations=args.step_iterations, preprocessing=PreprocessingConfig(spacing_mm=args.spacing, patch_size=args.patch_size),
         init_filters=args.init_filters, step_learning_rate=args.step_learning_rate, strategy_settings=settings,
         postprocess=not args.no_postprocessing, organ_contrast=args.base_organ_contrast, step_organ_contrast=args.step_organ_contrast,
+        step_appearance_replay=args.step_appearance_replay,
     )
     with cancel_on_signals(CancelToken()) as cancel:
         run_domain_protocol(request, device=resolve_device(args.device), sink=sink, cancel=cancel)

@@ -43,10 +43,11 @@ from .cases import PreparedCase, case_sha256, prepare_cases
 from .checkpoint import ExtraState
 from .gradient_shares import ShareRecorder
 from .loop import LoopResult, run_training_loop
-from .loop_config import ADAPT_ORGAN_CONTRAST
+from .loop_config import ADAPT_APPEARANCE_REPLAY, ADAPT_ORGAN_CONTRAST
 from .prototype_pass import prototypes_and_predictions
 from .run_record import run_fingerprint
 from .sampler import PatchBatch, PatchSampler
+from .site_appearance import APPEARANCE_KEY, organ_medians, recorded_appearances, replay_offsets
 from .step_common import StepRequest, finished_step, learn_run_dir, parent_or_raise, publish_or_reject, step_record
 from .step_data import analyse_step_cases
 
@@ -60,6 +61,8 @@ class AdaptRequest(StepRequest):
     # Share of patches whose labelled enhancing organs get their own intensity offsets (augmentation.RandOrganContrastd):
     # a domain step's labels name the organs it trains, as a base's do (RESULTS.md (ab): the earlier sites kept).
     organ_contrast: float = ADAPT_ORGAN_CONTRAST
+    # Of the organ-contrast patches, the share whose organs show an earlier site's recorded intensities (site_appearance.py).
+    appearance_replay: float = ADAPT_APPEARANCE_REPLAY
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +95,7 @@ def _fingerprint(request: AdaptRequest, parent_version: str | None, data: list[s
         "kind": "domain", "parent": parent_version, "organs": None if request.organs is None else [list(o) for o in request.organs],
         "strategy": request.resolved_strategy(), "loop": dataclasses.asdict(request.loop),
         "batch_size": request.batch_size, "seed": request.seed, "fixed_threshold": request.fixed_threshold, "organ_contrast": request.organ_contrast,
-        "data": data,
+        "appearance_replay": request.appearance_replay, "data": data,
     })
 
 
@@ -163,12 +166,19 @@ def _adapt_step_locked(request: AdaptRequest, *, device: torch.device, sink: Eve
             buffer = draw_replay_buffer(old_network, cases, per_class=settings.buffer_per_class, seed=request.seed,  # type: ignore[attr-defined]
                                         patch_size=preprocessing.patch_size, device=device, sink=sink)
         sink.log(f"replay buffer {source} {buffer.vectors.shape[0]} bottleneck vectors ({buffer.class_sizes(['background', *registry.names])})")
+    appearance = organ_medians(cases, registry)
+    recorded = replay_offsets(recorded_appearances(parent.history), appearance, registry) if request.appearance_replay > 0 else ()
+    if request.appearance_replay > 0:
+        sink.log(f"appearance replay: {request.appearance_replay:g} of the organ-contrast patches show one of {len(recorded)} earlier site(s)' organ intensities"
+                 if recorded else "appearance replay: no earlier site's organ intensities in the lineage (a bundle from before they were recorded, "
+                 "or an imported model); organ contrast draws random offsets")
     seed_run(request.seed)
     network = copy.deepcopy(old_network).requires_grad_(True)
     strategy = strategy_type(DomainContext(num_classes=registry.num_classes, labelled=labelled, bottleneck_channels=_bottleneck_channels(network),
                                              feature_channels=network.feature_channels, buffer=buffer), settings)
     sampler = PatchSampler(cases, num_classes=registry.num_classes, patch_size=preprocessing.patch_size, batch_size=request.batch_size, seed=request.seed,
-                           augment=request.loop.augmentation, organ_contrast=organ_contrast_for(request.organ_contrast, registry, labelled),
+                           augment=request.loop.augmentation,
+                           organ_contrast=organ_contrast_for(request.organ_contrast, registry, labelled, replay=request.appearance_replay, recorded=recorded),
                            intensities=preprocessing.model_intensities())
 
     shares = ShareRecorder(network, sink, stage="adapt")
@@ -213,6 +223,7 @@ def _adapt_step_locked(request: AdaptRequest, *, device: torch.device, sink: Eve
             request=request, root=bundle.root, version=version, parent=parent, network=network, prototypes=prototypes,
             thresholds=step_data.thresholds, guard=guard, status=status, result=result, strategy=strategy.describe(), labelled_dsc=labelled_dsc,
             buffer=stored_buffer, data=[c.sha256 for c in cases], gradient_shares=shares.average.mean(), fingerprint=fingerprint,
+            appearance=appearance, replayed=recorded,
         ),
     )
     return _result_of(written, guard)
@@ -253,6 +264,8 @@ def _write_adapt_version(
     data: list[str],
     gradient_shares: dict[str, float],
     fingerprint: str,
+    appearance: dict[str, float],
+    replayed: Sequence[dict[int, float]],
 ) -> BundleVersion:
     """The step's version folder: adapted network, prototypes with τ, the buffer, lineage (kind "domain")."""
     buffer_sizes = buffer.class_sizes(["background", *parent.registry.names]) if buffer is not None else {}
@@ -260,8 +273,12 @@ def _write_adapt_version(
         request, parent=parent, version=version, step=parent.settings.step, kind="domain", organs=[], data=data, status=status,
         strategy=strategy, guard=guard, fingerprint=fingerprint, result=result, labelled_organs=list(labelled_dsc),
         gradient_shares=gradient_shares,  # as a class-incremental step's (gradient_shares.py)
-        training={"organ_contrast": share_that_ran(request.organ_contrast, request.loop.augmentation)},
+        training={"organ_contrast": share_that_ran(request.organ_contrast, request.loop.augmentation),
+                  "appearance_replay": share_that_ran(request.appearance_replay, request.loop.augmentation) if replayed else 0.0},
         labelled_dsc=labelled_dsc, replay_buffer=buffer_sizes,
+        # The offsets each replayed site gave its organs (model units), for review; this site's own medians for later steps.
+        replayed_offsets=[{parent.registry.names[label - 1]: offset for label, offset in site.items()} for site in replayed],
+        **{APPEARANCE_KEY: appearance},
     )
     history = parent.history + [entry]
     changelog = {**parent.metadata.get("changelog", {}), version: f"domain step: adapted {', '.join(labelled_dsc) or 'no organ'} to {len(data)} CT(s) of a new site ({strategy['name']}, {status})"}

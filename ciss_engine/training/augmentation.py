@@ -58,17 +58,24 @@ ENGINE_INTENSITIES = PreprocessingConfig().model_intensities()
 
 @dataclasses.dataclass(frozen=True)
 class OrganContrast:
-    """Which share of the patches get organ contrast, and the label values of the organs that enhance."""
+    """Which share of the patches get organ contrast, and the label values of the organs that enhance; of those
+    patches the ``replay`` share shows one of the ``recorded`` sites' organ offsets (site_appearance.py) instead of
+    random ones."""
 
     share: float
     labels: tuple[int, ...]
+    replay: float = 0.0
+    recorded: tuple[Mapping[int, float], ...] = ()
 
 
-def organ_contrast_for(share: float, registry: ClassRegistry, labelled: Sequence[int] | None = None) -> OrganContrast:
+def organ_contrast_for(share: float, registry: ClassRegistry, labelled: Sequence[int] | None = None, *, replay: float = 0.0,
+                       recorded: Sequence[Mapping[int, float]] = ()) -> OrganContrast:
     """``share`` for the registry's organs that IV contrast brightens (the organ catalog says which), of those
-    ``labelled`` (class ids; None: every organ): a step without such an organ draws its patches as without it."""
+    ``labelled`` (class ids; None: every organ): a step without such an organ draws its patches as without it.
+    ``replay`` and ``recorded``: see OrganContrast (model units)."""
     enhancing = enhancing_organ_names()
-    return OrganContrast(share, tuple(o.label for o in registry.organs if o.name in enhancing and (labelled is None or o.label in labelled)))
+    return OrganContrast(share, tuple(o.label for o in registry.organs if o.name in enhancing and (labelled is None or o.label in labelled)),
+                         replay, tuple(recorded))
 
 
 def share_that_ran(share: float, augmentation: bool) -> float:
@@ -78,20 +85,32 @@ def share_that_ran(share: float, augmentation: bool) -> float:
 
 class RandOrganContrastd(RandomizableTransform, MapTransform):
     """Adds to ``keys`` (images) one random offset per organ of ``label_key`` whose value is in ``organs``, drawn
-    from ``offsets`` (low, high) for each organ independently; other voxels keep their values. The offset map is smoothed
+    from ``offsets`` (low, high) for each organ independently; other voxels keep their values. With ``recorded``
+    (one mapping organ → offset per earlier site) a ``replay`` share of the patches it changes takes one site's
+    offsets instead, drawn uniformly; an organ that site lacks keeps its intensity. The offset map is smoothed
     (Gaussian, σ one voxel) so an organ's rim blends as partial volume does, instead of a step that would outline
     the label for the network. Offset voxels are clipped to ``bounds`` (low, high) when given. ``label_key`` holds one
     channel, as the sampler's patches do."""
 
     def __init__(self, keys: KeysCollection, label_key: str, organs: Sequence[int], prob: float,
-                 offsets: tuple[float, float], bounds: tuple[float, float] | None = None) -> None:
+                 offsets: tuple[float, float], bounds: tuple[float, float] | None = None, *,
+                 replay: float = 0.0, recorded: Sequence[Mapping[int, float]] = ()) -> None:
         MapTransform.__init__(self, keys)
         RandomizableTransform.__init__(self, prob)
         self.label_key = label_key
         self.organs = tuple(organs)
         self.offsets = offsets
         self.bounds = bounds
+        self.replay = replay if recorded else 0.0
+        self.recorded = tuple(recorded)
         self._smooth = GaussianSmooth(sigma=1.0)
+
+    def _organ_offsets(self, organs: list[int]) -> list[float]:
+        """This patch's offset for each of ``organs``: one recorded site's, or random."""
+        if self.replay > 0 and self.R.uniform() < self.replay:
+            site = self.recorded[self.R.randint(len(self.recorded))]
+            return [float(site.get(organ, 0.0)) for organ in organs]
+        return [float(offset) for offset in self.R.uniform(*self.offsets, size=len(organs))]
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)
@@ -102,10 +121,9 @@ class RandOrganContrastd(RandomizableTransform, MapTransform):
         organs = [int(v) for v in torch.unique(label) if int(v) in self.organs]
         if not organs:
             return d
-        offsets = self.R.uniform(*self.offsets, size=len(organs))
         offset_map = torch.zeros(label.shape, dtype=torch.float32, device=label.device)
-        for organ, offset in zip(organs, offsets):
-            offset_map[label == organ] = float(offset)
+        for organ, offset in zip(organs, self._organ_offsets(organs)):
+            offset_map[label == organ] = offset
         offset_map = convert_to_tensor(self._smooth(offset_map), track_meta=False)
         for key in self.key_iterator(d):
             shifted = d[key] + offset_map.to(device=d[key].device, dtype=d[key].dtype)
@@ -120,7 +138,7 @@ def _organ_contrast_transforms(organ_contrast: OrganContrast | None, hu_per_unit
         return []
     offset = ORGAN_CONTRAST_HU / hu_per_unit
     return [RandOrganContrastd(keys="image", label_key="label", organs=organ_contrast.labels, prob=organ_contrast.share,
-                               offsets=(-offset, offset), bounds=bounds)]
+                               offsets=(-offset, offset), bounds=bounds, replay=organ_contrast.replay, recorded=organ_contrast.recorded)]
 
 
 def patch_augmentation(patch_size: Sequence[int], *, with_maps: bool, organ_contrast: OrganContrast | None = None,

@@ -30,6 +30,7 @@ from .loop import run_training_loop
 from .loop_config import ORGAN_CONTRAST, LoopConfig
 from .prototype_pass import prototypes_and_predictions
 from .run_record import history_entry, run_fingerprint, training_record
+from .site_appearance import APPEARANCE_KEY, organ_medians
 from .sampler import PatchBatch, PatchSampler
 
 BASE_VERSION = "1.0.0"
@@ -158,6 +159,7 @@ def _train_base_bundle_locked(
         history = [history_entry(
             version=BASE_VERSION, step=1, kind="base", organs=registry.names, data=[c.sha256 for c in cases],
             strategy="supervised (Dice + CE)", parent_version=None, result=result, world_size=distributed.world_size,
+            **{APPEARANCE_KEY: organ_medians(cases, registry)},
         )]
         version = write_version(
             output,

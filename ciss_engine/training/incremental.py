@@ -43,6 +43,7 @@ from .prototype_pass import prototypes_and_predictions
 from .run_record import run_fingerprint
 from .sampler import PatchBatch, PatchSampler
 from .step_common import StepRequest, finished_step, learn_run_dir, parent_or_raise, publish_or_reject, step_record
+from .site_appearance import APPEARANCE_KEY, organ_medians
 from .step_data import analyse_step_cases, running_prototype_labels, teacher_map_bytes
 
 
@@ -231,6 +232,7 @@ def _learn_step_locked(request: LearnRequest, *, device: torch.device, sink: Eve
             request=request, root=bundle.root, parent=parent, version=version, step=step, registry=registry, network=network,
             prototypes=final, thresholds=step_data.thresholds, guard=guard, status=status, result=result, strategy=strategy.describe(),
             gradient_shares=shares.average.mean(), data=[c.sha256 for c in cases], fingerprint=fingerprint,
+            appearance=organ_medians(cases, registry),
         ),
     )
     return written, guard
@@ -268,14 +270,16 @@ def _write_step_version(
     data: list[str],
     gradient_shares: dict[str, float],
     fingerprint: str,
+    appearance: dict[str, float],
 ) -> BundleVersion:
-    """The step's version folder: grown network, prototypes with τ, lineage, guard verdict, status."""
+    """The step's version folder: grown network, prototypes with τ, lineage (with the new organs' appearance on this
+    step's CTs, site_appearance.py), guard verdict, status."""
     settings, entry = step_record(
         request, parent=parent, version=version, step=step, kind="incremental", organs=[name for name, _, _ in request.organs], data=data,
         status=status, strategy=strategy, guard=guard, fingerprint=fingerprint, result=result,
         metrics={f"agreement_{k}": v for k, v in guard.agreement.items() if v is not None},
         # Mean share of each weighted term in the gradient norm on the shared parameters (gradient_shares.py).
-        gradient_shares=gradient_shares, **bootstrap_record(parent),
+        gradient_shares=gradient_shares, **bootstrap_record(parent), **{APPEARANCE_KEY: appearance},
     )
     settings.update({
         "step": step, "network": network.config.to_json(),

@@ -52,6 +52,9 @@ ORGAN_CONTRAST = 0.15
 # test split two steps to phantom sites in other contrast phases kept 0.92-0.97 x of the first site at 0.75, 0.72-0.85 x
 # without (benchmarks/RESULTS.md (ab), (ac)).
 ADAPT_ORGAN_CONTRAST = 0.75
+# Of those patches, the share that shows an earlier site's recorded organ intensities instead of random offsets
+# (appearance replay, training/site_appearance.py); chosen on the domain validation split (benchmarks/RESULTS.md (aj)).
+ADAPT_APPEARANCE_REPLAY = 0.0
 # The protocols' bases keep none, so their results stay comparable with every one recorded before it.
 PROTOCOL_ORGAN_CONTRAST = 0.0
 # The offline upper bound of `ciss protocol`: on the phantom an offline model at twice base + step still
