@@ -152,3 +152,8 @@ def test_a_domain_step_replays_the_base_sites_recorded_organs_and_records_its_ow
     assert step[APPEARANCE_KEY] == pytest.approx(step_medians)
     metadata = json.loads((bundle / "versions" / "1.1.0" / "configs" / "metadata.json").read_text())
     assert metadata["ciss"]["training"]["appearance_replay"] == 1.0
+    # Without the augmentation (organ contrast is part of it) nothing is replayed, and the version says so.
+    assert run_cli("adapt", "-b", bundle, "-i", image, "-l", spleen, "--organs", "spleen=1", "--appearance-replay", "1", "--no-augmentation",
+                   "--iterations", "1", "--batch-size", "1", "--accept-forgetting", "--quiet") == 0
+    assert handed[-1].recorded == () and json.loads((bundle / "versions" / "1.2.0" / "docs" / "history.json").read_text())[-1]["replayed_offsets"] == []
+    assert json.loads((bundle / "versions" / "1.2.0" / "configs" / "metadata.json").read_text())["ciss"]["training"]["appearance_replay"] == 0.0

@@ -167,8 +167,10 @@ def _adapt_step_locked(request: AdaptRequest, *, device: torch.device, sink: Eve
                                         patch_size=preprocessing.patch_size, device=device, sink=sink)
         sink.log(f"replay buffer {source} {buffer.vectors.shape[0]} bottleneck vectors ({buffer.class_sizes(['background', *registry.names])})")
     appearance = organ_medians(cases, registry)
-    recorded = replay_offsets(recorded_appearances(parent.history), appearance, registry) if request.appearance_replay > 0 else ()
-    if request.appearance_replay > 0:
+    # Replay is part of organ contrast, which is part of the augmentation: without either no patch would show it.
+    replaying = request.appearance_replay > 0 and request.organ_contrast > 0 and request.loop.augmentation
+    recorded = replay_offsets(recorded_appearances(parent.history), appearance, registry) if replaying else ()
+    if replaying:
         sink.log(f"appearance replay: {request.appearance_replay:g} of the organ-contrast patches show one of {len(recorded)} earlier site(s)' organ intensities"
                  if recorded else "appearance replay: no earlier site's organ intensities in the lineage (a bundle from before they were recorded, "
                  "or an imported model); organ contrast draws random offsets")
@@ -274,7 +276,7 @@ def _write_adapt_version(
         strategy=strategy, guard=guard, fingerprint=fingerprint, result=result, labelled_organs=list(labelled_dsc),
         gradient_shares=gradient_shares,  # as a class-incremental step's (gradient_shares.py)
         training={"organ_contrast": share_that_ran(request.organ_contrast, request.loop.augmentation),
-                  "appearance_replay": share_that_ran(request.appearance_replay, request.loop.augmentation) if replayed else 0.0},
+                  "appearance_replay": request.appearance_replay if replayed else 0.0},
         labelled_dsc=labelled_dsc, replay_buffer=buffer_sizes,
         # The offsets each replayed site gave its organs (model units), for review; this site's own medians for later steps.
         replayed_offsets=[{parent.registry.names[label - 1]: offset for label, offset in site.items()} for site in replayed],
