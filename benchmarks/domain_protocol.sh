@@ -96,4 +96,4 @@ for row in "${rows[@]}"; do
   while [ "$(jobs -rp | wc -l)" -ge "${JOBS:-2}" ]; do wait -n; done
 done
 wait
-for row in "${rows[@]}"; do name=${row%% *}; [ -f "$out/$name/protocol.md" ] && { echo "## $name"; cat "$out/$name/protocol.md"; }; done
+for row in "${rows[@]}"; do name=${row%% *}; if [ -f "$out/$name/protocol.md" ]; then echo "## $name"; cat "$out/$name/protocol.md"; fi; done
