@@ -17,7 +17,7 @@ from ciss_engine.preprocessing import PreprocessingConfig
 from ciss_engine.registry import ClassRegistry
 from ciss_engine.training import adapt
 from ciss_engine.training.adapt import AdaptRequest, _fingerprint
-from ciss_engine.training.augmentation import RandOrganContrastd
+from ciss_engine.training.augmentation import RandOrganContrastd, organ_contrast_for
 from ciss_engine.training.cases import PreparedCase, prepare_cases
 from ciss_engine.training.loop_config import LoopConfig
 from ciss_engine.training.sampler import PatchSampler
@@ -92,12 +92,15 @@ def test_an_organs_median_is_taken_on_its_labels_over_every_case():
 
 
 def test_the_offsets_move_this_sites_organs_to_each_recorded_sites_and_skip_what_either_lacks():
-    registry = ClassRegistry.from_names([("spleen", None), ("liver", None), ("kidney_left", None)])
     history = [{"version": "1.0.0", APPEARANCE_KEY: {"spleen": 0.3, "liver": 0.5}}, {"version": "2.0.0"},
                {"version": "2.1.0", APPEARANCE_KEY: {"spleen": 0.6, "kidney_left": 0.4}}]
     recorded = recorded_appearances(history)
     assert recorded == [{"spleen": 0.3, "liver": 0.5}, {"spleen": 0.6, "kidney_left": 0.4}]
-    assert replay_offsets(recorded, {"spleen": 0.4, "liver": 0.45}, registry) == ({1: pytest.approx(-0.1), 2: pytest.approx(0.05)}, {1: pytest.approx(0.2)})
+    assert replay_offsets(recorded, {"spleen": 0.4, "liver": 0.45}) == ({"spleen": pytest.approx(-0.1), "liver": pytest.approx(0.05)},
+                                                                        {"spleen": pytest.approx(0.2)})
+    registry = ClassRegistry.from_names([("spleen", None), ("liver", None), ("kidney_left", None)])
+    organ_contrast = organ_contrast_for(0.5, registry, replay=1.0, recorded=replay_offsets(recorded, {"spleen": 0.4, "liver": 0.45}))
+    assert organ_contrast.labels == (1, 2, 3) and organ_contrast.recorded == ({1: pytest.approx(-0.1), 2: pytest.approx(0.05)}, {1: pytest.approx(0.2)})
 
 
 def test_appearance_replay_is_part_of_a_runs_fingerprint_and_a_flag_of_adapt_and_the_protocol(tmp_path):
@@ -157,3 +160,27 @@ def test_a_domain_step_replays_the_base_sites_recorded_organs_and_records_its_ow
                    "--iterations", "1", "--batch-size", "1", "--accept-forgetting", "--quiet") == 0
     assert handed[-1].recorded == () and json.loads((bundle / "versions" / "1.2.0" / "docs" / "history.json").read_text())[-1]["replayed_offsets"] == []
     assert json.loads((bundle / "versions" / "1.2.0" / "configs" / "metadata.json").read_text())["ciss"]["training"]["appearance_replay"] == 0.0
+
+
+def test_a_lineage_without_records_draws_random_offsets_and_says_so(bundle, phantom_cohort, tmp_path, monkeypatch, capsys):
+    """A bundle from before the medians were recorded (its history without them): the step replays nothing and logs why."""
+    history_file = bundle / "versions" / "1.0.0" / "docs" / "history.json"
+    history = json.loads(history_file.read_text())
+    history_file.write_text(json.dumps([{k: v for k, v in entry.items() if k != APPEARANCE_KEY} for entry in history]))
+    handed = []
+
+    class RecordingSampler(PatchSampler):
+        def __init__(self, *args, **kwargs) -> None:
+            handed.append(kwargs["organ_contrast"])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(adapt, "PatchSampler", RecordingSampler)
+    case = phantom_cohort[0]
+    spleen = new_organ_labels(case, tmp_path / "spleen.nii.gz", {1: 1})
+    capsys.readouterr()
+    assert run_cli("adapt", "-b", bundle, "-i", case / "image.nii.gz", "-l", spleen, "--organs", "spleen=1", "--appearance-replay", "1",
+                   "--iterations", "1", "--batch-size", "1", "--accept-forgetting") == 0
+    assert "no earlier site's organ intensities in the lineage" in capsys.readouterr().err
+    assert handed[0].recorded == ()
+    step = json.loads((bundle / "versions" / "1.1.0" / "docs" / "history.json").read_text())[-1]
+    assert step["replayed_offsets"] == [] and set(step[APPEARANCE_KEY]) == {"spleen"}

@@ -169,7 +169,7 @@ def _adapt_step_locked(request: AdaptRequest, *, device: torch.device, sink: Eve
     appearance = organ_medians(cases, registry)
     # Replay is part of organ contrast, which is part of the augmentation: without either no patch would show it.
     replaying = request.appearance_replay > 0 and request.organ_contrast > 0 and request.loop.augmentation
-    recorded = replay_offsets(recorded_appearances(parent.history), appearance, registry) if replaying else ()
+    recorded = replay_offsets(recorded_appearances(parent.history), appearance) if replaying else ()
     if replaying:
         sink.log(f"appearance replay: {request.appearance_replay:g} of the organ-contrast patches show one of {len(recorded)} earlier site(s)' organ intensities"
                  if recorded else "appearance replay: no earlier site's organ intensities in the lineage (a bundle from before they were recorded, "
@@ -267,7 +267,7 @@ def _write_adapt_version(
     gradient_shares: dict[str, float],
     fingerprint: str,
     appearance: dict[str, float],
-    replayed: Sequence[dict[int, float]],
+    replayed: Sequence[dict[str, float]],
 ) -> BundleVersion:
     """The step's version folder: adapted network, prototypes with τ, the buffer, lineage (kind "domain")."""
     buffer_sizes = buffer.class_sizes(["background", *parent.registry.names]) if buffer is not None else {}
@@ -279,7 +279,7 @@ def _write_adapt_version(
                   "appearance_replay": request.appearance_replay if replayed else 0.0},
         labelled_dsc=labelled_dsc, replay_buffer=buffer_sizes,
         # The offsets each replayed site gave its organs (model units), for review; this site's own medians for later steps.
-        replayed_offsets=[{parent.registry.names[label - 1]: offset for label, offset in site.items()} for site in replayed],
+        replayed_offsets=list(replayed),
         **{APPEARANCE_KEY: appearance},
     )
     history = parent.history + [entry]

@@ -69,13 +69,14 @@ class OrganContrast:
 
 
 def organ_contrast_for(share: float, registry: ClassRegistry, labelled: Sequence[int] | None = None, *, replay: float = 0.0,
-                       recorded: Sequence[Mapping[int, float]] = ()) -> OrganContrast:
+                       recorded: Sequence[Mapping[str, float]] = ()) -> OrganContrast:
     """``share`` for the registry's organs that IV contrast brightens (the organ catalog says which), of those
     ``labelled`` (class ids; None: every organ): a step without such an organ draws its patches as without it.
-    ``replay`` and ``recorded``: see OrganContrast (model units)."""
+    ``replay`` and ``recorded`` (organ name → offset in model units, per earlier site): see OrganContrast."""
     enhancing = enhancing_organ_names()
+    by_label = tuple({registry.by_name(name).label: offset for name, offset in site.items()} for site in recorded)
     return OrganContrast(share, tuple(o.label for o in registry.organs if o.name in enhancing and (labelled is None or o.label in labelled)),
-                         replay, tuple(recorded))
+                         replay, by_label)
 
 
 def share_that_ran(share: float, augmentation: bool) -> float:

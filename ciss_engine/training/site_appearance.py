@@ -39,10 +39,7 @@ def recorded_appearances(history: Sequence[Mapping[str, Any]]) -> list[dict[str,
     return [dict(entry[APPEARANCE_KEY]) for entry in history if entry.get(APPEARANCE_KEY)]
 
 
-def replay_offsets(recorded: Sequence[Mapping[str, float]], current: Mapping[str, float], registry: ClassRegistry) -> tuple[dict[int, float], ...]:
-    """For each earlier site, the offset (class id → model units) that moves an organ from this step's median to the
+def replay_offsets(recorded: Sequence[Mapping[str, float]], current: Mapping[str, float]) -> tuple[dict[str, float], ...]:
+    """For each earlier site, the offset (organ → model units) that moves an organ from this step's median to the
     one that site recorded; organs either side lacks are left out (they keep this site's intensity)."""
-    return tuple(
-        {registry.by_name(name).label: round(site[name] - current[name], 6) for name in registry.names if name in site and name in current}
-        for site in recorded
-    )
+    return tuple({name: round(site[name] - median, 6) for name, median in current.items() if name in site} for site in recorded)
