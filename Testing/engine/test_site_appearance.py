@@ -117,6 +117,19 @@ def _medians_of(image, label, organs: list[tuple[str, int]]) -> dict[str, float]
     return organ_medians(cases, registry)
 
 
+def _record_organ_contrast(monkeypatch) -> list:
+    """The organ contrast each adapt step hands its sampler, in order."""
+    handed = []
+
+    class RecordingSampler(PatchSampler):
+        def __init__(self, *args, **kwargs) -> None:
+            handed.append(kwargs["organ_contrast"])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(adapt, "PatchSampler", RecordingSampler)
+    return handed
+
+
 def test_a_domain_step_replays_the_base_sites_recorded_organs_and_records_its_own(tmp_path, phantom_cohort, monkeypatch):
     """The base records its CTs' medians; a step on a CT whose spleen is 170 HU brighter hands its sampler the offset
     from its own spleen back to the base's (negative: the recorded site is darker), records it, and records its own
@@ -135,14 +148,7 @@ def test_a_domain_step_replays_the_base_sites_recorded_organs_and_records_its_ow
     image = tmp_path / "enhanced.nii.gz"
     nib.save(nib.Nifti1Image(enhanced, ct.affine), str(image))
     spleen = new_organ_labels(case, tmp_path / "spleen.nii.gz", {1: 1})
-    handed = []
-
-    class RecordingSampler(PatchSampler):
-        def __init__(self, *args, **kwargs) -> None:
-            handed.append(kwargs["organ_contrast"])
-            super().__init__(*args, **kwargs)
-
-    monkeypatch.setattr(adapt, "PatchSampler", RecordingSampler)
+    handed = _record_organ_contrast(monkeypatch)
     assert run_cli("adapt", "-b", bundle, "-i", image, "-l", spleen, "--organs", "spleen=1", "--appearance-replay", "1",
                    "--iterations", "1", "--batch-size", "1", "--accept-forgetting", "--quiet") == 0
     step_medians = _medians_of(image, spleen, [("spleen", 1)])
@@ -167,14 +173,7 @@ def test_a_lineage_without_records_draws_random_offsets_and_says_so(bundle, phan
     history_file = bundle / "versions" / "1.0.0" / "docs" / "history.json"
     history = json.loads(history_file.read_text())
     history_file.write_text(json.dumps([{k: v for k, v in entry.items() if k != APPEARANCE_KEY} for entry in history]))
-    handed = []
-
-    class RecordingSampler(PatchSampler):
-        def __init__(self, *args, **kwargs) -> None:
-            handed.append(kwargs["organ_contrast"])
-            super().__init__(*args, **kwargs)
-
-    monkeypatch.setattr(adapt, "PatchSampler", RecordingSampler)
+    handed = _record_organ_contrast(monkeypatch)
     case = phantom_cohort[0]
     spleen = new_organ_labels(case, tmp_path / "spleen.nii.gz", {1: 1})
     capsys.readouterr()
