@@ -20,7 +20,7 @@ from .bundle import Bundle
 from .cancellation import CancelToken
 from .events import EventSink
 from .preprocessing import PreprocessingConfig
-from .protocol import PAPER_ORGANS, Case, copy_bundle, organs_of, scored_entry, step_labels, train_from_scratch
+from .protocol import PAPER_ORGANS, Case, copy_bundle, organs_of, run_settings, scored_entry, step_labels, train_from_scratch
 from .scanner_sites import ScannerSite, write_site_cases
 from .training.adapt import AdaptRequest, adapt_step
 from .training.loop_config import ADAPT_APPEARANCE_REPLAY, ADAPT_ORGAN_CONTRAST, PROTOCOL_ORGAN_CONTRAST, STEP_LEARNING_RATE, LoopConfig
@@ -67,7 +67,8 @@ def _site_dsc(bundle: Path, test: dict[str, list[Case]], request: DomainProtocol
 def run_domain_protocol(request: DomainProtocolRequest, *, device: torch.device, sink: EventSink, cancel: CancelToken) -> dict[str, Any]:
     train, test = _site_cases(request, "train", request.train), _site_cases(request, "test", request.test)
     names = [site.name for site in request.sites]
-    results: dict[str, Any] = {"protocol": "domain", "sites": names, "organs": [PAPER_ORGANS[v - 1] for v in request.organs], "seeds": {}}
+    results: dict[str, Any] = {"protocol": "domain", "sites": names, "organs": [PAPER_ORGANS[v - 1] for v in request.organs],
+                               "settings": run_settings(request), "seeds": {}}
     quiet = EventSink("quiet")
     for seed in request.seeds:
         root = request.output / f"seed_{seed}"

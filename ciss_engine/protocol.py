@@ -102,6 +102,23 @@ def step_labels(cases: Sequence[Case], classes: Sequence[int], folder: Path) -> 
     return pairs
 
 
+def run_settings(request: Any) -> dict[str, Any]:
+    """What a protocol ran with, for its protocol.json: a recorded table then says its budget and settings.
+
+    The cases and the output folder are left out (paths of the machine that ran it).
+    """
+    def plain(value: Any) -> Any:
+        if isinstance(value, PreprocessingConfig):
+            return value.to_json()
+        if dataclasses.is_dataclass(value):
+            return dataclasses.asdict(value)
+        if isinstance(value, (list, tuple)):
+            return [plain(item) for item in value]
+        return value
+
+    return {field.name: plain(getattr(request, field.name)) for field in dataclasses.fields(request) if field.name not in ("train", "test", "output")}
+
+
 def copy_bundle(source: Path, target: Path) -> None:
     """``source`` copied to ``target`` whole or not at all (a staging folder renamed into place)."""
     with staged_directory(target) as staging:
@@ -207,7 +224,8 @@ def run_protocol(request: ProtocolRequest, *, device: torch.device, sink: EventS
         raise InputError(f"unknown protocol {request.protocol!r}", f"choose one of {', '.join(PROTOCOLS)}")
     steps = PROTOCOLS[request.protocol]
     quiet = EventSink("quiet")
-    results: dict[str, Any] = {"protocol": request.protocol, "steps": [[PAPER_ORGANS[v - 1] for v in s] for s in steps], "seeds": {}}
+    results: dict[str, Any] = {"protocol": request.protocol, "steps": [[PAPER_ORGANS[v - 1] for v in s] for s in steps],
+                               "settings": run_settings(request), "seeds": {}}
     for seed in request.seeds:
         root = request.output / f"seed_{seed}"
         labels_root = root / "labels"

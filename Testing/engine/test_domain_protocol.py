@@ -67,6 +67,11 @@ def test_each_strategy_adapts_to_the_sites_in_sequence_and_every_site_is_scored(
     assert Bundle.open_or_raise(output / "seed_0" / "base").load().settings.training["organ_contrast"] == 0.25
     results = json.loads((output / "protocol.json").read_text())
     assert results["sites"] == ["site_1", "site_2", "site_3"] and results["organs"] == ["spleen", "kidney_right", "kidney_left", "gallbladder"]
+    # protocol.json says what the run was: its budget, shares, settings and sites (not the machine's paths).
+    settings = results["settings"]
+    assert (settings["base_iterations"], settings["step_iterations"], settings["step_organ_contrast"], settings["organ_contrast"]) == (2, 2, 0.35, 0.25)
+    assert settings["strategy_settings"] == {"dual_alignment": {"buffer_per_class": "10"}} and settings["preprocessing"]["patch_size"] == [32, 32, 32]
+    assert [site["name"] for site in settings["sites"]] == ["site_1", "site_2", "site_3"] and not {"train", "test", "output"} & settings.keys()
     seed = results["seeds"]["0"]
     assert [row["after"] for row in seed["base"]] == ["site_1"]
     for strategy in ("finetune", "dual_alignment"):

@@ -52,6 +52,7 @@ def test_protocol_runs_strategies_and_offline_and_writes_reports(phantom_cohort,
     assert Bundle.open_or_raise(seed_folder / "finetune").versions() == ["1.0.0", "1.1.0"]
     assert Bundle.open_or_raise(seed_folder / "pcdd").versions() == ["1.0.0", "1.1.0"]
     results = json.loads((tmp_path / "run" / "protocol.json").read_text())
+    assert (results["settings"]["step_iterations"], results["settings"]["amp"], results["settings"]["organ_contrast"]) == (2, False, 0.25)
     seed = results["seeds"]["0"]
     assert set(seed) == {"base", "pcdd", "finetune", "offline"}
     assert set(seed["pcdd"]["scores"]) == {"case_003"}
