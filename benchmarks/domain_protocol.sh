@@ -2,7 +2,9 @@
 # Issue 17's domain-incremental benchmark: a base model on phantom site 1, adapted to sites 2 and 3 (other
 # scanners: calibration, noise, slice thickness, contrast phase; ciss_engine/scanner_sites.py) in sequence by
 # finetune, mib and dual_alignment, every site's held-out cases scored after each step.
-# Network for 2 CPU cores as the PCDD benchmarks: 8 filters, 48³ patches, 4 mm grid; base 400 iterations, steps 200.
+# Network for 2 CPU cores as the PCDD benchmarks: 8 filters, 48³ patches, 4 mm grid; base 400 iterations (the recorded
+# runs pass --base-iterations 800), steps 400 as `ciss adapt` runs them (its `standard` preset; RESULTS.md (ak)).
+# Sections (ab) to (aj) of RESULTS.md ran 200-iteration steps: add `--step-iterations 200` to repeat them.
 # Usage: [SEEDS=0] bash benchmarks/domain_protocol.sh [OUTPUT] [-- extra protocol flags]
 #   test split: training cohort seed 0, held-out cohort seed 1 (the protocol's own phantom data).
 # Usage: [SEEDS=0] [ROWS="dual_alignment mib"] [JOBS=2] bash benchmarks/domain_protocol.sh validation|test [OUTPUT] [-- extra protocol flags]
@@ -14,7 +16,7 @@ cd "$(dirname "$0")/.."
 # shellcheck source=benchmarks/shared_bases.sh
 source benchmarks/shared_bases.sh
 ciss() { .venv/bin/python -m ciss_engine "$@" --quiet; }
-network=(--spacing 4 --patch-size 48 --init-filters 8 --base-iterations 400 --step-iterations 200)
+network=(--spacing 4 --patch-size 48 --init-filters 8 --base-iterations 400 --step-iterations 400)
 if [ "${1:-}" != validation ] && [ "${1:-}" != test ]; then
   out="${1:-benchmarks/output/domain_protocol}"; shift $(( $# < 1 ? $# : 1 )); [ "${1:-}" = "--" ] && shift
   ciss protocol --protocol domain --data phantom --train-cases 4 --test-cases 2 --seeds "${SEEDS:-0}" "${network[@]}" -o "$out" "$@"
