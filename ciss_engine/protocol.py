@@ -105,6 +105,7 @@ def step_labels(cases: Sequence[Case], classes: Sequence[int], folder: Path) -> 
 def run_settings(request: Any) -> dict[str, Any]:
     """What a protocol ran with, for its protocol.json: a recorded table then says its budget and settings.
 
+    Those of the invocation that wrote the file: a resumed run scores the models it finds, whatever made them.
     The cases and the output folder are left out (paths of the machine that ran it).
     """
     def plain(value: Any) -> Any:
