@@ -98,6 +98,8 @@ def test_the_offsets_move_this_sites_organs_to_each_recorded_sites_and_skip_what
     assert recorded == [{"spleen": 0.3, "liver": 0.5}, {"spleen": 0.6, "kidney_left": 0.4}]
     assert replay_offsets(recorded, {"spleen": 0.4, "liver": 0.45}) == ({"spleen": pytest.approx(-0.1), "liver": pytest.approx(0.05)},
                                                                         {"spleen": pytest.approx(0.2)})
+    # A site that recorded none of this step's organs is no site to replay: it would show the patch unchanged.
+    assert replay_offsets([{"kidney_left": 0.4}, {"spleen": 0.5}], {"spleen": 0.4}) == ({"spleen": pytest.approx(0.1)},)
     registry = ClassRegistry.from_names([("spleen", None), ("liver", None), ("kidney_left", None)])
     organ_contrast = organ_contrast_for(0.5, registry, replay=1.0, recorded=replay_offsets(recorded, {"spleen": 0.4, "liver": 0.45}))
     assert organ_contrast.labels == (1, 2, 3) and organ_contrast.recorded == ({1: pytest.approx(-0.1), 2: pytest.approx(0.05)}, {1: pytest.approx(0.2)})

@@ -172,8 +172,8 @@ def _adapt_step_locked(request: AdaptRequest, *, device: torch.device, sink: Eve
     recorded = replay_offsets(recorded_appearances(parent.history), appearance) if replaying else ()
     if replaying:
         sink.log(f"appearance replay: {request.appearance_replay:g} of the organ-contrast patches show one of {len(recorded)} earlier site(s)' organ intensities"
-                 if recorded else "appearance replay: no earlier site's organ intensities in the lineage (a bundle from before they were recorded, "
-                 "or an imported model); organ contrast draws random offsets")
+                 if recorded else "appearance replay: no earlier site's organ intensities in the lineage for this step's organs (a bundle from before "
+                 "they were recorded, an imported model, or sites that labelled other organs); organ contrast draws random offsets")
     seed_run(request.seed)
     network = copy.deepcopy(old_network).requires_grad_(True)
     strategy = strategy_type(DomainContext(num_classes=registry.num_classes, labelled=labelled, bottleneck_channels=_bottleneck_channels(network),

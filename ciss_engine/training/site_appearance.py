@@ -41,5 +41,7 @@ def recorded_appearances(history: Sequence[Mapping[str, Any]]) -> list[dict[str,
 
 def replay_offsets(recorded: Sequence[Mapping[str, float]], current: Mapping[str, float]) -> tuple[dict[str, float], ...]:
     """For each earlier site, the offset (organ → model units) that moves an organ from this step's median to the
-    one that site recorded; organs either side lacks are left out (they keep this site's intensity)."""
-    return tuple({name: round(site[name] - median, 6) for name, median in current.items() if name in site} for site in recorded)
+    one that site recorded; organs either side lacks are left out (they keep this site's intensity), and so is a site
+    that recorded none of this step's organs (replaying it would show the patch unchanged)."""
+    offsets = ({name: round(site[name] - median, 6) for name, median in current.items() if name in site} for site in recorded)
+    return tuple(site for site in offsets if site)
