@@ -26,7 +26,7 @@ def main() -> None:
     base_old = [base[s]["base"]["old"] for s in seeds]
     print(f"| base (before the step) | {_cells(base_old)} | 1 | – | – | {_cells([base[s]['base']['all'] for s in seeds])} |")
     for name, results in runs.items():
-        for strategy in results[seeds[0]]:
+        for strategy in results.get(seeds[0], {}):  # a folder without every seed of the base is left out
             if strategy == "base" or any(strategy not in results.get(s, {}) for s in seeds):
                 continue
             entries = [results[s][strategy] for s in seeds]
