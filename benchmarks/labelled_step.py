@@ -15,10 +15,10 @@ shows it beside the strategies' rows. A finished seed is scored again, not retra
 recorded by an earlier run stay in protocol.json.
 
 Usage: python benchmarks/labelled_step.py OUTPUT --data TRAIN --test-data TEST [--protocol 4-4] [--seeds 0,1,2]
-           [--step-iterations 1000] [--loss finetune|dice_ce] [--setting NAME=VALUE ...]
+           [--step-iterations 1000] [--loss finetune|dice_ce] [--like pcdd] [--setting NAME=VALUE ...]
   OUTPUT: a protocol sweep's folder whose base/seed_S/base are the base models (pcdd_calibration.sh's layout);
-  --setting: the new organs' settings of the strategy compared (default: pcdd's new_class_ce 0.3 and
-  new_class_lr_scale 20; new_class_dice 1 as every strategy).
+  --like: the strategy whose new-organ settings (new_class_dice, new_class_ce, new_class_lr_scale) the step takes at
+  their defaults (pcdd's: 1, 0.3, 20); --setting NAME=VALUE overrides one.
 """
 from __future__ import annotations
 
@@ -29,7 +29,6 @@ import sys
 from pathlib import Path
 
 import torch
-from monai.losses import DiceCELoss
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -47,6 +46,7 @@ from ciss_engine.protocol import PAPER_ORGANS, PROTOCOLS, cases_in, copy_bundle,
 from ciss_engine.strategies import StepContext  # noqa: E402
 from ciss_engine.strategies.base import total_loss  # noqa: E402
 from ciss_engine.strategies.finetune import FineTuning  # noqa: E402
+from ciss_engine.training.base import dice_ce_loss  # noqa: E402
 from ciss_engine.training.cases import prepare_cases  # noqa: E402
 from ciss_engine.training.incremental import make_step_batch  # noqa: E402
 from ciss_engine.training.loop import run_training_loop  # noqa: E402
@@ -55,7 +55,13 @@ from ciss_engine.training.new_class_rate import scale_new_class_gradients  # noq
 from ciss_engine.training.sampler import PatchBatch, PatchSampler  # noqa: E402
 
 ROWS = {"finetune": "labelled_step", "dice_ce": "labelled_dice_ce"}  # the row's folder by loss
-PCDD_NEW_ORGAN_SETTINGS = {"new_class_ce": "0.3", "new_class_lr_scale": "20"}
+NEW_ORGAN_SETTINGS = ("new_class_dice", "new_class_ce", "new_class_lr_scale")  # those every strategy takes
+
+
+def new_organ_settings(strategy: str) -> dict[str, str]:
+    """The new organs' settings of ``strategy`` at their defaults, as ``--setting`` text."""
+    defaults = parse_settings_or_raise(strategy, {})
+    return {name: str(getattr(defaults, name)) for name in NEW_ORGAN_SETTINGS}
 
 
 def train_labelled_step(base: Path, target: Path, cases_folder: Path, steps: tuple[tuple[int, ...], ...], *, iterations: int, seed: int,
@@ -85,15 +91,11 @@ def train_labelled_step(base: Path, target: Path, cases_folder: Path, steps: tup
     sampler = PatchSampler(cases, num_classes=registry.num_classes, patch_size=preprocessing.patch_size, batch_size=2, seed=seed,
                            augment=loop.augmentation, intensities=preprocessing.model_intensities())
     no_thresholds = torch.zeros(1 + len(parent.registry))  # FineTuning makes no pseudo-labels
-    dice_ce = DiceCELoss(to_onehot_y=True, softmax=True)
 
-    def loss_fn(batch: PatchBatch, iteration: int) -> tuple[torch.Tensor, dict[str, float]]:
-        if loss == "dice_ce":
-            value = dice_ce(network(batch.images).float(), batch.labels[:, None])
-            return value, {"dice_ce": float(value.detach())}
+    def finetune_loss(batch: PatchBatch, iteration: int) -> tuple[torch.Tensor, dict[str, float]]:
         return total_loss(strategy.weighted_terms(make_step_batch(batch, network, old_network, strategy, no_thresholds)))
 
-    run_training_loop(network=network, loss_fn=loss_fn, sampler=sampler, config=loop, device=device, work_dir=target.parent / f".{target.name}.work",
+    run_training_loop(network=network, loss_fn=dice_ce_loss(network) if loss == "dice_ce" else finetune_loss, sampler=sampler, config=loop, device=device, work_dir=target.parent / f".{target.name}.work",
                       fingerprint=f"{loss}-{seed}-{iterations}-{sorted(settings.items())}", resume=True, sink=sink, cancel=CancelToken(), stage="learn")
     ciss_settings = {**parent.metadata["ciss"], "step": 2, "network": network.config.to_json()}
     write_version(target, version="1.1.0", registry=registry, settings=ciss_settings, state_dict=network.state_dict(), prototypes={},
@@ -110,9 +112,10 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--step-iterations", type=int, default=1000)
     parser.add_argument("--loss", choices=tuple(ROWS), default="finetune")
-    parser.add_argument("--setting", action="append", default=[], help="NAME=VALUE of the new organs' settings")
+    parser.add_argument("--like", default="pcdd", help="the strategy whose new-organ settings the step takes (default pcdd)")
+    parser.add_argument("--setting", action="append", default=[], help="NAME=VALUE of the new organs' settings, over --like's")
     args = parser.parse_args()
-    settings = {**PCDD_NEW_ORGAN_SETTINGS, **dict(item.split("=", 1) for item in args.setting)}
+    settings = {**new_organ_settings(args.like), **dict(item.split("=", 1) for item in args.setting)}
     steps, device, sink = PROTOCOLS[args.protocol], torch.device("cpu"), EventSink("quiet")
     test = cases_in(args.test_data)
     row = ROWS[args.loss]

@@ -26,7 +26,7 @@ from .augmentation import organ_contrast_for, share_that_ran
 from .cases import case_sha256, prepare_cases
 from .distributed import DistributedContext
 from .finished_runs import version_written_by
-from .loop import run_training_loop
+from .loop import LossFn, run_training_loop
 from .loop_config import ORGAN_CONTRAST, LoopConfig
 from .prototype_pass import prototypes_and_predictions
 from .run_record import history_entry, run_fingerprint, training_record
@@ -77,6 +77,18 @@ def _fingerprint(request: BaseTrainingRequest, data_hashes: list[str], world_siz
     })
 
 
+def dice_ce_loss(model: torch.nn.Module) -> LossFn:
+    """Dice + CE over every class of fully labelled patches: the base model's loss (and that of a step given every
+    organ's labels, benchmarks/labelled_step.py)."""
+    dice_ce = DiceCELoss(to_onehot_y=True, softmax=True)
+
+    def loss_fn(batch: PatchBatch, iteration: int) -> tuple[torch.Tensor, dict[str, float]]:
+        loss = dice_ce(model(batch.images).float(), batch.labels[:, None])
+        return loss, {"dice_ce": float(loss.detach())}
+
+    return loss_fn
+
+
 def train_base_bundle(
     request: BaseTrainingRequest, *, device: torch.device, sink: EventSink, cancel: CancelToken, distributed: DistributedContext = DistributedContext(),
 ) -> BundleVersion:
@@ -122,13 +134,7 @@ def _train_base_bundle_locked(
         seed=distributed.rank_seed(request.seed), augment=request.loop.augmentation,
         organ_contrast=organ_contrast_for(request.organ_contrast, registry), intensities=request.preprocessing.model_intensities(),
     )
-    dice_ce = DiceCELoss(to_onehot_y=True, softmax=True)
-    model = distributed.wrap(network, device)
-
-    def loss_fn(batch: PatchBatch, iteration: int) -> tuple[torch.Tensor, dict[str, float]]:
-        loss = dice_ce(model(batch.images).float(), batch.labels[:, None])
-        return loss, {"dice_ce": float(loss.detach())}
-
+    loss_fn = dice_ce_loss(distributed.wrap(network, device))
     sink.log(f"training {len(registry)} organs ({', '.join(registry.names)}) on {len(cases)} CT(s), {request.loop.iterations} iterations on {device}"
              + (f" in each of {distributed.world_size} processes (effective batch {distributed.world_size * request.batch_size})" if distributed.is_distributed else ""))
     result = run_training_loop(
