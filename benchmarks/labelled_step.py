@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -95,12 +96,14 @@ def train_labelled_step(base: Path, target: Path, cases_folder: Path, steps: tup
     def finetune_loss(batch: PatchBatch, iteration: int) -> tuple[torch.Tensor, dict[str, float]]:
         return total_loss(strategy.weighted_terms(make_step_batch(batch, network, old_network, strategy, no_thresholds)))
 
-    run_training_loop(network=network, loss_fn=dice_ce_loss(network) if loss == "dice_ce" else finetune_loss, sampler=sampler, config=loop, device=device, work_dir=target.parent / f".{target.name}.work",
+    work_dir = target.parent / f".{target.name}.work"
+    run_training_loop(network=network, loss_fn=dice_ce_loss(network) if loss == "dice_ce" else finetune_loss, sampler=sampler, config=loop, device=device, work_dir=work_dir,
                       fingerprint=f"{loss}-{seed}-{iterations}-{sorted(settings.items())}", resume=True, sink=sink, cancel=CancelToken(), stage="learn")
     ciss_settings = {**parent.metadata["ciss"], "step": 2, "network": network.config.to_json()}
     write_version(target, version="1.1.0", registry=registry, settings=ciss_settings, state_dict=network.state_dict(), prototypes={},
                   history=parent.history, changelog={**parent.metadata.get("changelog", {}), "1.1.0": f"{ROWS[loss]}: {', '.join(new)} with every organ labelled"},
                   make_current=True)
+    shutil.rmtree(work_dir, ignore_errors=True)  # the checkpoints of a finished step, as ciss learn drops them
 
 
 def main() -> None:
