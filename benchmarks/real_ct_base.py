@@ -4,7 +4,8 @@ Three trainings with the same settings: on both real CTs (``ts_abdpelvis`` organ
 1-3; it has no gallbladder), and on each CT alone, scored on the other (transfer to another patient).
 Each model segments both CTs with ``ciss segment``; the table gives DSC per organ and the predicted organ
 voxels that lie more than ``--stray-mm`` from every labelled organ (1-8) of that CT: organs painted where
-there is no abdomen (the chest_4x CT reaches the neck and shoulders).
+there is no abdomen (the chest_4x CT reaches the neck and shoulders). Beside each prediction a picture shows the
+reference and the prediction on the same slices (``<bundle>_<version>_<ct>.png``).
 
 With ``--step``, the model trained on both CTs then learns organs 5-8 from labels 5-8 only on both CTs with
 ``ciss learn``'s defaults (the issue's real-CT step goal); with ``--step-strategies pcdd,mib``, a copy of that
@@ -39,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from ciss_engine.atomic import write_atomic, write_json_atomic  # noqa: E402
 from ciss_engine.bundle import Bundle  # noqa: E402
+from ciss_engine.preview import write_comparison_png  # noqa: E402
 
 DATA = Path(os.environ.get("CISS_DATA", ROOT.parent / "shared" / "data")) / "ct"
 ORGANS = {"spleen": 1, "kidney_right": 2, "kidney_left": 3, "gallbladder": 4}
@@ -114,12 +116,16 @@ def score(bundle: Path, version: str, ct: str, out: Path, stray_mm: float) -> di
     predicted = np.asarray(nib.load(str(prediction_path)).dataobj).astype(np.int64)
     registry = Bundle(bundle).load(version).registry
     scores: dict[str, float] = {}
+    reference_as_bundle = np.zeros_like(predicted)  # the reference in the bundle's class ids, for the picture
     for name, value in {**ORGANS, **NEW_ORGANS}.items():
         if name not in registry.names:
             continue
         truth, guess = reference == value, predicted == registry.by_name(name).label
+        reference_as_bundle[truth] = registry.by_name(name).label
         if truth.any():
             scores[name] = float(2 * (truth & guess).sum() / (truth.sum() + guess.sum()))
+    write_comparison_png(prediction_path.with_name(prediction_path.name.removesuffix(".nii.gz") + ".png"), nib.load(str(DATA / ct / "image.nii.gz")),
+                         reference_as_bundle, predicted, registry, labels=("reference", f"{bundle.name} {version}"), title=f"{bundle.name} {version} on {ct}")
     spacing = reference_image.header.get_zooms()[:3]
     distance = ndimage.distance_transform_edt(reference == 0, sampling=spacing)
     scores["stray_voxels"] = float(((predicted > 0) & (distance > stray_mm)).sum())

@@ -35,6 +35,34 @@ def load_network(version: BundleVersion, device: torch.device) -> AnyNetwork:
 WINDOW_BATCH = 2
 
 
+# ATen's rule (use_mkldnn): a batch of one goes through the slow convolution when its channels times its first two
+# spatial sizes are at most this.
+SLOW_LONE_CONVOLUTION_SIZE = 20480
+
+
+def pads_lone_patches(network: torch.nn.Module, patch_size: tuple[int, int, int], device: torch.device) -> bool:
+    """Whether a pass's lone last patch (an odd window count) should run beside a copy of itself.
+
+    On the CPU only, and where PyTorch would run it through its slow im2col convolution: the input of the network's
+    second convolution at full resolution decides. The engine's 8 filters at 48³ (18432): a lone patch costs 5.6–6.7 times a
+    patch of a pair; 16 filters at 64³ (65536) take oneDNN's path alone, 0.85–0.94 times, so a copy would only add work
+    (RESULTS.md (ai), (an)).
+    """
+    if device.type != "cpu":
+        return False
+    first = next((m for m in network.modules() if isinstance(m, torch.nn.Conv3d)), None)
+    return first is not None and first.out_channels * patch_size[0] * patch_size[1] <= SLOW_LONE_CONVOLUTION_SIZE
+
+
+def padded_to_window_batch(patches: torch.Tensor, pad: bool) -> tuple[torch.Tensor, int]:
+    """``patches`` with copies of its last patch up to WINDOW_BATCH when ``pad`` (pads_lone_patches), and how many
+    are real: the caller keeps only the first ``real`` rows of what the network returns."""
+    real = patches.shape[0]
+    if not pad or real >= WINDOW_BATCH:
+        return patches, real
+    return torch.cat([patches, patches[-1:].expand(WINDOW_BATCH - real, *patches.shape[1:])]), real
+
+
 def sliding_window_outputs(
     network: AnyNetwork,
     image: torch.Tensor,
@@ -59,14 +87,16 @@ def sliding_window_outputs(
     if with_features and mirroring_axes:
         raise ValueError("mirroring averages logits only; features are taken without it")
     flips = [[2 + a for a in subset] for n in range(1, len(mirroring_axes) + 1) for subset in itertools.combinations(mirroring_axes, n)]
+    pad = pads_lone_patches(network, patch_size, device)
 
     def predict(patch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | torch.Tensor:
+        patch, real = padded_to_window_batch(patch, pad)
         with autocast(device, dtype):
             logits, features = network.forward_with_features(patch)
             for dims in flips:
                 logits = logits + network(patch.flip(dims)).flip(dims)
-        logits = logits.float() / (1 + len(flips))
-        return (logits, features.float()) if with_features else logits
+        logits = logits[:real].float() / (1 + len(flips))
+        return (logits, features[:real].float()) if with_features else logits
 
     with torch.no_grad():
         outputs = sliding_window_inference(

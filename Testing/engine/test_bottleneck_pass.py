@@ -1,5 +1,5 @@
 """The replay buffer's source (training/bottleneck_pass.py): every bottleneck cell of a case once, with its class,
-computed WINDOW_BATCH patches at a time."""
+computed WINDOW_BATCH patches at a time, a lone last patch beside a copy of itself."""
 import torch
 
 from ciss_engine.events import EventSink
@@ -23,13 +23,14 @@ def _case() -> tuple[torch.Tensor, torch.Tensor]:
 
 def _one_window_at_a_time(network, image: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The definition: each padded patch alone, its cells' rows with the class of the voxel each cell samples."""
-    padded_image = torch.zeros(1, 96, 64, 32)
-    padded_image[:, :90, :40] = image
-    padded_labels = torch.full((1, 96, 64, 32), IGNORE_INDEX)
-    padded_labels[:, :90, :40] = labels
+    size_x, size_y = (-(-n // 32) * 32 for n in image.shape[1:3])  # z is one patch deep in these cases
+    padded_image = torch.zeros(1, size_x, size_y, 32)
+    padded_image[:, :image.shape[1], :image.shape[2]] = image
+    padded_labels = torch.full((1, size_x, size_y, 32), IGNORE_INDEX)
+    padded_labels[:, :image.shape[1], :image.shape[2]] = labels
     rows, classes = [], []
-    for x in range(0, 96, 32):
-        for y in range(0, 64, 32):
+    for x in range(0, size_x, 32):
+        for y in range(0, size_y, 32):
             with torch.no_grad():
                 bottleneck = network.bottleneck(padded_image[None, :, x:x + 32, y:y + 32])[0]
             cells = padded_labels[0, x:x + 32:32 // CELLS, y:y + 32:32 // CELLS, ::32 // CELLS]
@@ -54,3 +55,19 @@ def test_every_cell_once_with_its_class_in_pairs_of_patches():
     torch.testing.assert_close(vectors, expected_rows, rtol=1e-4, atol=1e-4)
     assert set(classes.tolist()) == {0, 1, 2}  # ignored voxels and the padding give no rows
     assert batches == [WINDOW_BATCH] * 3  # 6 patches, two at a time
+
+
+def test_a_lone_last_patch_runs_beside_a_copy_and_keeps_only_its_own_rows():
+    torch.manual_seed(1)
+    network = build_network(NetworkConfig(init_filters=8, out_channels=3))
+    image, labels = (tensor[:, :, :32] for tensor in _case())  # 3 × 1 × 1 patches: the second pair holds one
+    batches = []
+    hook = network.backbone.convInit.register_forward_pre_hook(lambda _, inputs: batches.append(inputs[0].shape[0]))
+
+    vectors, classes = bottleneck_rows(network, [(image, labels)], patch_size=PATCH, device=torch.device("cpu"), sink=EventSink("quiet"))
+    hook.remove()
+
+    expected_rows, expected_classes = _one_window_at_a_time(network, image, labels)
+    assert batches == [WINDOW_BATCH, WINDOW_BATCH]
+    assert torch.equal(classes, expected_classes)  # the copy's cells are not rows
+    torch.testing.assert_close(vectors, expected_rows, rtol=1e-4, atol=1e-4)
