@@ -4,7 +4,7 @@ Takes the two single-CT bases of ``real_ct_base.py --runs ts_abdpelvis,chest_4x`
 patient's CT twice: as it is, and with that CT's spleen and kidneys moved to the training CT's median HU (their
 reference labels say where; the offset map smoothed by a Gaussian of σ one voxel, as organ contrast blends its
 rims). An oracle no site has: if the phase decided, the moved organs would be found. DSC on the network grid,
-argmax without postprocessing.
+argmax without postprocessing, and the mean probability the network gives background inside each organ.
 
 Usage: python benchmarks/phase_swap.py OUTPUT_OF_REAL_CT_BASE
 """
@@ -50,19 +50,27 @@ def with_organs_at(ct: str, medians: dict[int, float]) -> nib.Nifti1Image:
     return nib.Nifti1Image(hu + ndimage.gaussian_filter(offsets, 1.0), image.affine)
 
 
-def dice_on_grid(bundle: Path, image: nib.Nifti1Image, ct: str) -> dict[str, float]:
-    version = Bundle(bundle).load()
-    config = PreprocessingConfig.from_json(version.settings.preprocessing)
-    network = load_network(version, torch.device("cpu"))
-    reference_image, _, reference = load_ct(ct)
-    truth = torch.as_tensor(np.asarray(label_to_network(reference_image, reference, config)))[0]
-    logits, _ = sliding_window_outputs(network, image_to_network(image, config)[None], patch_size=config.patch_size, device=torch.device("cpu"))
-    predicted = logits.argmax(1)[0]
-    scores = {}
-    for name, value in MOVED.items():
-        guess, labelled = predicted == version.registry.by_name(name).label, truth == value
-        scores[name] = float(2 * (guess & labelled).sum() / (guess.sum() + labelled.sum()))
-    return scores
+class GridScorer:
+    """One bundle's network and one CT's reference on the network grid, loaded once for every image scored."""
+
+    def __init__(self, bundle: Path, ct: str) -> None:
+        self.version = Bundle(bundle).load()
+        self.config = PreprocessingConfig.from_json(self.version.settings.preprocessing)
+        self.network = load_network(self.version, torch.device("cpu"))
+        reference_image, _, reference = load_ct(ct)
+        self.truth = torch.as_tensor(np.asarray(label_to_network(reference_image, reference, self.config)))[0]
+
+    def score(self, image: nib.Nifti1Image) -> dict[str, tuple[float, float]]:
+        """Per moved organ: DSC of the argmax, and the mean probability of background inside the organ (near 1: the
+        network sees no organ there at all, not a near miss)."""
+        logits, _ = sliding_window_outputs(self.network, image_to_network(image, self.config)[None], patch_size=self.config.patch_size, device=torch.device("cpu"))
+        probabilities = logits.softmax(1)[0]
+        predicted = probabilities.argmax(0)
+        scores = {}
+        for name, value in MOVED.items():
+            guess, labelled = predicted == self.version.registry.by_name(name).label, self.truth == value
+            scores[name] = (float(2 * (guess & labelled).sum() / (guess.sum() + labelled.sum())), float(probabilities[0][labelled].mean()))
+        return scores
 
 
 def main() -> None:
@@ -72,10 +80,10 @@ def main() -> None:
     print("| trained on | scored on | its spleen and kidneys | " + " | ".join(MOVED) + " |")
     print("|---|---|---|" + "---:|" * len(MOVED))
     for trained_on, scored_on in OTHER.items():
-        bundle = args.output / f"base_{trained_on}"
+        scorer = GridScorer(args.output / f"base_{trained_on}", scored_on)
         for label, image in (("as they are", load_ct(scored_on)[0]), (f"at {trained_on}'s median HU", with_organs_at(scored_on, organ_medians(trained_on)))):
-            scores = dice_on_grid(bundle, image, scored_on)
-            print(f"| {trained_on} | {scored_on} | {label} | " + " | ".join(f"{scores[name]:.2f}" for name in MOVED) + " |", flush=True)
+            scores = scorer.score(image)
+            print(f"| {trained_on} | {scored_on} | {label} | " + " | ".join(f"{dice:.2f} (background {background:.2f})" for dice, background in scores.values()) + " |", flush=True)
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ def test_every_cell_once_with_its_class_in_pairs_of_patches():
     assert batches == [WINDOW_BATCH] * 3  # 6 patches, two at a time
 
 
-def test_a_lone_last_patch_runs_beside_a_copy_and_keeps_only_its_own_rows():
+def test_a_lone_last_patch_runs_beside_a_copy_and_each_patch_gives_its_rows_once():
     torch.manual_seed(1)
     network = build_network(NetworkConfig(init_filters=8, out_channels=3))
     image, labels = (tensor[:, :, :32] for tensor in _case())  # 3 × 1 × 1 patches: the second pair holds one
@@ -69,5 +69,5 @@ def test_a_lone_last_patch_runs_beside_a_copy_and_keeps_only_its_own_rows():
 
     expected_rows, expected_classes = _one_window_at_a_time(network, image, labels)
     assert batches == [WINDOW_BATCH, WINDOW_BATCH]
-    assert torch.equal(classes, expected_classes)  # the copy's cells are not rows
+    assert torch.equal(classes, expected_classes)  # no rows from the copy
     torch.testing.assert_close(vectors, expected_rows, rtol=1e-4, atol=1e-4)

@@ -45,7 +45,7 @@ def test_an_odd_window_count_runs_in_pairs_and_gives_each_windows_own_logits(mir
     torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-4)
 
 
-def test_features_of_a_lone_window_are_its_own():
+def test_features_of_an_odd_pass_match_the_window_by_window_pass():
     network, image = _network_and_image()
     logits, features = sliding_window_outputs(network, image, patch_size=PATCH, device=torch.device("cpu"), with_features=True)
 
