@@ -37,6 +37,7 @@ from ciss_engine.api.settings import parse_settings_or_raise  # noqa: E402
 from ciss_engine.atomic import write_json_atomic  # noqa: E402
 from ciss_engine.bundle import Bundle, write_version  # noqa: E402
 from ciss_engine.cancellation import CancelToken  # noqa: E402
+from ciss_engine.commands.learn import setting_texts_or_raise  # noqa: E402
 from ciss_engine.device import seed_run  # noqa: E402
 from ciss_engine.events import EventSink  # noqa: E402
 from ciss_engine.inference import load_network  # noqa: E402
@@ -118,7 +119,7 @@ def main() -> None:
     parser.add_argument("--like", default="pcdd", help="the strategy whose new-organ settings the step takes (default pcdd)")
     parser.add_argument("--setting", action="append", default=[], help="NAME=VALUE of the new organs' settings, over --like's")
     args = parser.parse_args()
-    settings = {**new_organ_settings(args.like), **dict(item.split("=", 1) for item in args.setting)}
+    settings = {**new_organ_settings(args.like), **setting_texts_or_raise(args.setting)}
     steps, device, sink = PROTOCOLS[args.protocol], torch.device("cpu"), EventSink("quiet")
     test = cases_in(args.test_data)
     row = ROWS[args.loss]

@@ -31,7 +31,7 @@ from .preprocessing import PreprocessingConfig
 from .registry import ClassRegistry
 from .training.base import BaseTrainingRequest, train_base_bundle
 from .training.incremental import LearnRequest, learn_step
-from .training.loop_config import OFFLINE_ITERATIONS, PROTOCOL_ORGAN_CONTRAST, STEP_LEARNING_RATE, LoopConfig
+from .training.loop_config import OFFLINE_ITERATIONS, PROTOCOL_ORGAN_CONTRAST, PROTOCOL_SYNTHETIC_SHARE, STEP_LEARNING_RATE, LoopConfig
 
 # The paper's class order (label ids of the seg8 files).
 PAPER_ORGANS = ("spleen", "kidney_right", "kidney_left", "gallbladder", "esophagus", "pancreas", "liver", "stomach")
@@ -185,7 +185,7 @@ def train_from_scratch(
         BaseTrainingRequest(
             images=[p[0] for p in pairs], labels=[p[1] for p in pairs], organs=organs_of(classes), output=output,
             loop=LoopConfig(iterations=iterations, amp=amp), preprocessing=preprocessing, init_filters=init_filters, batch_size=batch_size, seed=seed,
-            organ_contrast=organ_contrast,
+            organ_contrast=organ_contrast, synthetic_share=PROTOCOL_SYNTHETIC_SHARE,
         ),
         device=device, sink=EventSink("quiet"), cancel=cancel,
     )

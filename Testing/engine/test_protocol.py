@@ -42,7 +42,8 @@ def test_protocol_runs_strategies_and_offline_and_writes_reports(phantom_cohort,
     for model in ("base", "pcdd", "finetune", "offline"):
         assert Bundle.open_or_raise(tmp_path / "run" / "seed_0" / model).load().settings.training["amp"] is False, model
     for model in ("base", "offline"):
-        assert Bundle.open_or_raise(tmp_path / "run" / "seed_0" / model).load("1.0.0").settings.training["organ_contrast"] == 0.25, model
+        training = Bundle.open_or_raise(tmp_path / "run" / "seed_0" / model).load("1.0.0").settings.training
+        assert (training["organ_contrast"], training["synthetic_share"]) == (0.25, 0.0), model
     # A run killed inside finetune's step left its bundle a copy of the base model: the re-run learns that step
     # (it used to score the base model as finetune's result) and leaves pcdd's finished step alone.
     seed_folder = tmp_path / "run" / "seed_0"

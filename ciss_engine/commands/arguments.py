@@ -39,6 +39,10 @@ def unit_fraction(text: str) -> float:
     return _number(text, float, lambda v: 0.0 <= v <= 1.0, "a number between 0 and 1")
 
 
+def share_below_one(text: str) -> float:
+    return _number(text, float, lambda v: 0.0 <= v < 1.0, "a number from 0 up to, not including, 1")
+
+
 def positive_float(text: str) -> float:
     return _number(text, float, lambda v: v > 0, "a positive number")
 

@@ -9,8 +9,8 @@ from ..cancellation import CancelToken, cancel_on_signals
 from ..errors import InputError
 from ..events import EventSink
 from ..registry import parse_organ_spec
-from ..training.loop_config import BASE_ITERATIONS, LoopConfig
-from .arguments import add_network_arguments, add_organ_contrast_argument, add_schedule_arguments, loop_config_from, positive_int
+from ..training.loop_config import BASE_ITERATIONS, SYNTHETIC_SHARE, LoopConfig
+from .arguments import add_network_arguments, add_organ_contrast_argument, add_schedule_arguments, loop_config_from, positive_int, share_below_one
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,6 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--iterations", type=positive_int, default=BASE_ITERATIONS, help=f"training iterations (default {BASE_ITERATIONS}; timings in the README's Measured results)")
     add_organ_contrast_argument(parser, "--organ-contrast")
+    parser.add_argument(
+        "--synthetic-share", type=share_below_one, default=SYNTHETIC_SHARE,
+        help="share of patches drawn from synthetic phantom patients beside your CTs, so a model trained on one or two patients finds "
+             "more of other patients' organs; only when every organ learned is one the phantom draws (spleen, kidneys, gallbladder, "
+             f"esophagus, pancreas, liver, stomach); it cost the gallbladder in measured runs (default {SYNTHETIC_SHARE}: off; try 0.5; "
+             "benchmarks/RESULTS.md (ao))",
+    )
     add_network_arguments(parser)
     add_schedule_arguments(parser, learning_rate=LoopConfig.learning_rate)
 
@@ -65,6 +72,7 @@ def run(args: argparse.Namespace, sink: EventSink) -> None:
         other_labels=args.other_labels,
         resume=args.resume,
         organ_contrast=args.organ_contrast,
+        synthetic_share=args.synthetic_share,
     )
     distributed = DistributedContext.from_environment()
     # The group is joined before the signal handlers go in: a SIGTERM while ranks still gather ends the process.

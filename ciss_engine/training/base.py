@@ -27,11 +27,12 @@ from .cases import case_sha256, prepare_cases
 from .distributed import DistributedContext
 from .finished_runs import version_written_by
 from .loop import LossFn, run_training_loop
-from .loop_config import ORGAN_CONTRAST, LoopConfig
+from .loop_config import ORGAN_CONTRAST, SYNTHETIC_SHARE, LoopConfig
 from .prototype_pass import prototypes_and_predictions
 from .run_record import history_entry, run_fingerprint, training_record
 from .site_appearance import APPEARANCE_KEY, organ_medians
 from .sampler import PatchBatch, PatchSampler
+from .synthetic_cases import synthetic_cases
 
 BASE_VERSION = "1.0.0"
 
@@ -55,6 +56,8 @@ class BaseTrainingRequest:
     # here the labels cover every organ the model learns (`ciss adapt` has its own share; `ciss learn` none: its labels
     # hold only the new organs).
     organ_contrast: float = ORGAN_CONTRAST
+    # Share of patches from synthetic phantom patients beside the site's CTs (training/synthetic_cases.py).
+    synthetic_share: float = SYNTHETIC_SHARE
 
 
 def work_dir_for(output: Path) -> Path:
@@ -67,6 +70,7 @@ def _fingerprint(request: BaseTrainingRequest, data_hashes: list[str], world_siz
         "organs": [list(o[:2]) for o in request.organs],
         "loop": dataclasses.asdict(request.loop),
         "organ_contrast": request.organ_contrast,
+        "synthetic_share": request.synthetic_share,
         "preprocessing": request.preprocessing.to_json(),
         "init_filters": request.init_filters,
         "batch_size": request.batch_size,
@@ -125,17 +129,22 @@ def _train_base_bundle_locked(
     value_to_class = {value: registry.by_name(name).label for name, value, _ in request.organs}
     cases = prepare_cases(request.images, request.labels, value_to_class=value_to_class, other_labels=request.other_labels, config=request.preprocessing, sink=sink)
     fingerprint = _fingerprint(request, [c.sha256 for c in cases], distributed.world_size)
+    synthetic = synthetic_cases(registry, request.synthetic_share, seed=request.seed, config=request.preprocessing, sink=sink)
+    synthetic_share = request.synthetic_share if synthetic else 0.0
 
     seed_run(request.seed)
     network_config = NetworkConfig(init_filters=request.init_filters, out_channels=registry.num_classes)
     network = build_network(network_config).to(device)
     sampler = PatchSampler(
-        cases, num_classes=registry.num_classes, patch_size=request.preprocessing.patch_size, batch_size=request.batch_size,
+        cases + synthetic, num_classes=registry.num_classes, patch_size=request.preprocessing.patch_size, batch_size=request.batch_size,
         seed=distributed.rank_seed(request.seed), augment=request.loop.augmentation,
         organ_contrast=organ_contrast_for(request.organ_contrast, registry), intensities=request.preprocessing.model_intensities(),
+        synthetic_share=synthetic_share,
     )
     loss_fn = dice_ce_loss(distributed.wrap(network, device))
-    sink.log(f"training {len(registry)} organs ({', '.join(registry.names)}) on {len(cases)} CT(s), {request.loop.iterations} iterations on {device}"
+    sink.log(f"training {len(registry)} organs ({', '.join(registry.names)}) on {len(cases)} CT(s)"
+             + (f" and {len(synthetic)} synthetic patients ({synthetic_share:g} of the patches)" if synthetic else "")
+             + f", {request.loop.iterations} iterations on {device}"
              + (f" in each of {distributed.world_size} processes (effective batch {distributed.world_size * request.batch_size})" if distributed.is_distributed else ""))
     result = run_training_loop(
         network=network, loss_fn=loss_fn, sampler=sampler, config=request.loop, device=device,
@@ -159,7 +168,8 @@ def _train_base_bundle_locked(
             # DDP averages the ranks' gradients: each iteration saw world_size × batch_size patches.
             "training": training_record(request.loop, batch_size=request.batch_size, seed=request.seed, fingerprint=fingerprint,
                                         loss="dice_ce", world_size=distributed.world_size,
-                                        organ_contrast=share_that_ran(request.organ_contrast, request.loop.augmentation)),
+                                        organ_contrast=share_that_ran(request.organ_contrast, request.loop.augmentation),
+                                        synthetic_share=synthetic_share, synthetic_cases=len(synthetic)),
             "parent_version": None,
         }
         history = [history_entry(

@@ -17,13 +17,15 @@ from ..preprocessing import PreprocessingConfig, image_to_network, label_to_netw
 
 @dataclasses.dataclass
 class PreparedCase:
-    """One CT and its target label map on the network grid; ``sampling_label`` steers patch centres."""
+    """One CT and its target label map on the network grid; ``sampling_label`` steers patch centres; ``synthetic``: a
+    phantom patient drawn beside the site's CTs (synthetic_cases.py), sampled at its own share."""
 
     name: str
     image: MetaTensor
     label: MetaTensor
     sha256: str
     sampling_label: MetaTensor | None = None
+    synthetic: bool = False
 
 
 def file_sha256(path: Path) -> str:

@@ -52,6 +52,13 @@ ORGAN_CONTRAST = 0.15
 # test split two steps to phantom sites in other contrast phases kept 0.92-0.97 x of the first site at 0.75, 0.72-0.85 x
 # without (benchmarks/RESULTS.md (ab), (ac)).
 ADAPT_ORGAN_CONTRAST = 0.75
+# Share of a base model's patches drawn from synthetic phantom patients (training/synthetic_cases.py), which give
+# one or two site CTs the variety of anatomy they lack. Off by default: a base on both real CTs lost the gallbladder
+# on its own training CT at shares 0.25 and 0.5 (0.00 against 0.92-0.95 without), although the chest CT's model then
+# found the abdomen CT's spleen and left kidney (0.37-0.71 and 0.34-0.78, 0.00 without; benchmarks/RESULTS.md (ao)).
+SYNTHETIC_SHARE = 0.0
+# The protocols train on phantom patients already; more of them would change every result recorded before.
+PROTOCOL_SYNTHETIC_SHARE = 0.0
 # Of those patches, the share that shows an earlier site's recorded organ intensities instead of random offsets
 # (appearance replay, training/site_appearance.py). None: on the domain validation split replaying every such patch
 # (at organ contrast 0.75 or 0.5) kept the first site no better in the seed closest to the bar and learned the newest

@@ -6,6 +6,8 @@ that hold it, or on background. Drawing the class before the case gives an organ
 cases (chest_4x has no gallbladder) as many patches as any other; drawn per case, it had half. Measured
 here: class-balanced patches with bf16 took the base model from finding 1 of 4 organs to 3 of 4 in fewer
 iterations.
+Synthetic patients (synthetic_cases.py) form a pool of their own: ``synthetic_share`` of the patches come from it,
+the class again drawn before the case, so the site's CTs keep the rest however many phantom patients there are.
 Each iteration's randomness derives from (seed, iteration) alone, so a resumed run draws exactly
 the patches an uninterrupted one would have drawn. Maps computed once over each whole case (the frozen
 old model's logits and features: the cached teacher) are cropped with the very same crop.
@@ -38,6 +40,20 @@ class PatchBatch:
         return PatchBatch(self.images.to(device), self.labels.to(device), None if self.maps is None else self.maps.to(device))
 
 
+@dataclasses.dataclass(frozen=True)
+class CasePool:
+    """Cases patches are drawn from together: per class (0: background) the cases holding it, and the organs present."""
+
+    cases: list[int]
+    cases_with: dict[int, list[int]]
+    organs: list[int]
+
+    @classmethod
+    def of(cls, cases: list[int], indices: Sequence[Sequence[np.ndarray]], num_classes: int) -> CasePool:
+        cases_with = {c: [i for i in cases if len(indices[i][c]) > 0] for c in range(num_classes)}
+        return cls(cases, cases_with, [c for c in range(1, num_classes) if cases_with[c]])
+
+
 def iteration_seed(seed: int, iteration: int) -> int:
     return int(np.random.SeedSequence([seed, iteration]).generate_state(1)[0])
 
@@ -48,15 +64,18 @@ class PatchSampler:
     def __init__(
         self, cases: Sequence[PreparedCase], *, num_classes: int, patch_size: Sequence[int], batch_size: int, seed: int,
         background_share: float = 0.2, maps: Sequence[torch.Tensor] | None = None, augment: bool = False,
-        organ_contrast: OrganContrast | None = None, intensities: ModelIntensities = ENGINE_INTENSITIES,
+        organ_contrast: OrganContrast | None = None, intensities: ModelIntensities = ENGINE_INTENSITIES, synthetic_share: float = 0.0,
     ) -> None:
         """``maps``: one (C, X, Y, Z) tensor per case on the case's network grid, cropped with each patch;
         ``augment``: random spatial and intensity transforms of each patch (``augmentation.py``), with
         ``organ_contrast`` giving a share of the patches' enhancing organs their own intensity offsets;
         ``intensities``: the model's units, into which the transforms' Hounsfield amounts are converted
-        (PreprocessingConfig.model_intensities)."""
+        (PreprocessingConfig.model_intensities); ``synthetic_share``: the share of patches drawn from the
+        ``synthetic`` cases, when there are any."""
         if not 0.0 <= background_share < 1.0:
             raise ValueError(f"background_share must be in [0, 1), got {background_share}")
+        if not 0.0 <= synthetic_share < 1.0:
+            raise ValueError(f"synthetic_share must be in [0, 1), got {synthetic_share}")
         if maps is not None and [m.shape[1:] for m in maps] != [c.image.shape[1:] for c in cases]:
             raise ValueError("each case's maps must have the case's spatial shape")
         self.batch_size = batch_size
@@ -71,9 +90,11 @@ class PatchSampler:
         to_indices = ClassesToIndices(num_classes=num_classes)
         self._indices = [to_indices(s) for s in steering]
         self.background_share = background_share
-        # Per class (0: background), the cases holding it; per case and class, a crop centred on that class.
-        self._cases_with = {c: [i for i, indices in enumerate(self._indices) if len(indices[c]) > 0] for c in range(num_classes)}
-        self._organs = [c for c in range(1, num_classes) if self._cases_with[c]]
+        self._site = CasePool.of([i for i, c in enumerate(cases) if not c.synthetic], self._indices, num_classes)
+        synthetic = [i for i, c in enumerate(cases) if c.synthetic]
+        self._synthetic = CasePool.of(synthetic, self._indices, num_classes) if synthetic and synthetic_share > 0 else None
+        self.synthetic_share = synthetic_share
+        # Per case and class, a crop centred on that class.
         self._crops = [
             {c: RandCropByLabelClassesd(keys=keys, label_key="label", spatial_size=patch_size, ratios=[float(k == c) for k in range(num_classes)],
                                         num_classes=num_classes, num_samples=1, indices_key="indices", warn=False)
@@ -82,10 +103,12 @@ class PatchSampler:
         ]
 
     def _draw_case_and_class(self, rng: np.random.Generator) -> tuple[int, int]:
-        """The class a patch is centred on (background for ``background_share`` of the draws), then a case holding it."""
-        background = rng.random() < self.background_share or not self._organs
-        chosen = 0 if background else self._organs[int(rng.integers(len(self._organs)))]
-        holders = self._cases_with[chosen] or list(range(len(self._images)))
+        """The pool (synthetic for ``synthetic_share`` of the draws), the class a patch is centred on (background for
+        ``background_share`` of them), then a case of the pool holding it."""
+        pool = self._synthetic if self._synthetic is not None and rng.random() < self.synthetic_share else self._site
+        background = rng.random() < self.background_share or not pool.organs
+        chosen = 0 if background else pool.organs[int(rng.integers(len(pool.organs)))]
+        holders = pool.cases_with[chosen] or pool.cases
         case = holders[int(rng.integers(len(holders)))]
         return case, chosen if chosen in self._crops[case] else next(iter(self._crops[case]))
 
