@@ -56,7 +56,7 @@ ADAPT_ORGAN_CONTRAST = 0.75
 # one or two site CTs the variety of anatomy they lack. Off by default: a base on both real CTs lost the gallbladder
 # on its own training CT at shares 0.25 and 0.5 (0.00 against 0.92-0.95 without), although the chest CT's model then
 # found the abdomen CT's spleen and left kidney (0.37-0.71 and 0.34-0.78, 0.00 without; benchmarks/RESULTS.md (ao)).
-# With 1500 iterations the gallbladder came back (0.91, one seed), at 1.5 x the base's time.
+# With 1500 iterations the gallbladder came back (0.91 / 0.92 in two seeds), at 1.5 x the base's time.
 SYNTHETIC_SHARE = 0.0
 # The protocols train on phantom patients already; more of them would change every result recorded before.
 PROTOCOL_SYNTHETIC_SHARE = 0.0
