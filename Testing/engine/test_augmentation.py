@@ -5,19 +5,17 @@ import dataclasses
 import json
 
 import torch
-from ciss_test_helpers import TINY_TRAIN_ARGS, new_organ_labels, run_cli
+from ciss_test_helpers import TINY_TRAIN_ARGS, new_organ_labels, run_cli, tiny_base
 from monai.data import MetaTensor
 from monai.transforms import Compose, RandAffined, RandGaussianNoised, RandShiftIntensityd
 
-from ciss_engine.cancellation import CancelToken
 from ciss_engine.cli import build_parser
-from ciss_engine.events import EventSink, ProgressMode
 from ciss_engine.preprocessing import ModelIntensities, PreprocessingConfig
 from ciss_engine.preprocessing_options import IntensityStep
 from ciss_engine.registry import enhancing_organ_names
 from ciss_engine.training import adapt, base, incremental
 from ciss_engine.training.augmentation import NOISE_HU, ORGAN_CONTRAST_HU, SHIFT_HU, OrganContrast, RandOrganContrastd, patch_augmentation
-from ciss_engine.training.base import BaseTrainingRequest, _fingerprint, train_base_bundle
+from ciss_engine.training.base import BaseTrainingRequest, _fingerprint
 from ciss_engine.training.cases import PreparedCase
 from ciss_engine.training.loop_config import ORGAN_CONTRAST, SYNTHETIC_SHARE, LoopConfig
 from ciss_engine.training.sampler import PatchSampler
@@ -165,7 +163,7 @@ def test_every_training_path_draws_its_patches_in_the_bundles_intensities(tmp_pa
     for module in (base, adapt, incremental):
         monkeypatch.setattr(module, "PatchSampler", RecordingSampler)
     bundle = tmp_path / "b"
-    _tiny_base(phantom_cohort, bundle, 0.15, preprocessing=PreprocessingConfig(hu_window=(-100.0, 200.0), spacing_mm=(6.0, 6.0, 6.0), patch_size=(32, 32, 32)))
+    tiny_base(phantom_cohort, bundle, organ_contrast=0.15, preprocessing=PreprocessingConfig(hu_window=(-100.0, 200.0), spacing_mm=(6.0, 6.0, 6.0), patch_size=(32, 32, 32)))
     case = phantom_cohort[1]
     image, kidney = case / "image.nii.gz", new_organ_labels(case, tmp_path / "kidney.nii.gz", {2: 1})
     spleen = new_organ_labels(case, tmp_path / "spleen.nii.gz", {1: 1})
@@ -173,17 +171,6 @@ def test_every_training_path_draws_its_patches_in_the_bundles_intensities(tmp_pa
     assert run_cli("adapt", "-b", bundle, "-i", image, "-l", spleen, "--organs", "spleen=1", *step) == 0
     assert run_cli("learn", "-b", bundle, "--organ", "kidney_right", "-i", image, "-l", kidney, *step) == 0
     assert handed == [ModelIntensities(300.0, (0.0, 1.0))] * 3
-
-
-def _tiny_base(cohort, output, organ_contrast: float, organs=(("spleen", 1, None), ("liver", 7, None)),
-               preprocessing: PreprocessingConfig = PreprocessingConfig(spacing_mm=(6.0, 6.0, 6.0), patch_size=(32, 32, 32))) -> dict[str, torch.Tensor]:
-    case = cohort[0]
-    request = BaseTrainingRequest(
-        images=[case / "image.nii.gz"], labels=[case / "label_seg8.nii.gz"], organs=list(organs), output=output,
-        loop=LoopConfig(iterations=3, checkpoint_every=100), preprocessing=preprocessing,
-        init_filters=8, batch_size=1, other_labels="background", organ_contrast=organ_contrast,
-    )
-    return train_base_bundle(request, device=torch.device("cpu"), sink=EventSink(ProgressMode.QUIET), cancel=CancelToken()).load_state_dict()
 
 
 def test_the_catalog_marks_perfused_organs_and_blood_as_enhancing():
@@ -194,10 +181,10 @@ def test_the_catalog_marks_perfused_organs_and_blood_as_enhancing():
 def test_base_training_draws_its_patches_with_the_requests_organ_contrast(tmp_path, phantom_cohort):
     """The request's share reaches the sampler (the same seed trains other weights), only for enhancing organs
     (a gallbladder-only model trains the same weights with or without), and the bundle records it."""
-    plain, contrasted = _tiny_base(phantom_cohort, tmp_path / "plain", 0.0), _tiny_base(phantom_cohort, tmp_path / "contrast", 1.0)
+    plain, contrasted = (tiny_base(phantom_cohort, tmp_path / name, organ_contrast=share).load_state_dict() for name, share in (("plain", 0.0), ("contrast", 1.0)))
     assert any(not torch.equal(plain[k], contrasted[k]) for k in plain)
     bile = (("gallbladder", 4, None),)
-    plain, contrasted = _tiny_base(phantom_cohort, tmp_path / "bile_plain", 0.0, bile), _tiny_base(phantom_cohort, tmp_path / "bile_contrast", 1.0, bile)
+    plain, contrasted = (tiny_base(phantom_cohort, tmp_path / name, bile, organ_contrast=share).load_state_dict() for name, share in (("bile_plain", 0.0), ("bile_contrast", 1.0)))
     assert all(torch.equal(plain[k], contrasted[k]) for k in plain)
     metadata = json.loads((tmp_path / "contrast" / "versions" / "1.0.0" / "configs" / "metadata.json").read_text())
     assert metadata["ciss"]["training"]["organ_contrast"] == 1.0

@@ -8,15 +8,15 @@ import json
 import numpy as np
 import pytest
 import torch
+from ciss_test_helpers import tiny_base
 from monai.data import MetaTensor
 
-from ciss_engine.cancellation import CancelToken
 from ciss_engine.cli import build_parser
 from ciss_engine.events import EventSink, ProgressMode
 from ciss_engine.phantom import case_seed, generate_case
 from ciss_engine.preprocessing import PreprocessingConfig
 from ciss_engine.registry import ClassRegistry
-from ciss_engine.training.base import BaseTrainingRequest, _fingerprint, train_base_bundle
+from ciss_engine.training.base import BaseTrainingRequest, _fingerprint
 from ciss_engine.training.cases import PreparedCase
 from ciss_engine.training.loop_config import SYNTHETIC_SHARE, LoopConfig
 from ciss_engine.training.sampler import PatchSampler
@@ -96,24 +96,19 @@ def test_a_sampler_without_a_synthetic_share_draws_the_site_patches_it_drew_befo
         PatchSampler([site], num_classes=2, patch_size=(8, 8, 8), batch_size=1, seed=0, synthetic_share=1.0)
 
 
-def _tiny_base(cohort, output, synthetic_share: float, organs=(("spleen", 1, None), ("liver", 7, None))) -> dict:
-    case = cohort[0]
-    request = BaseTrainingRequest(
-        images=[case / "image.nii.gz"], labels=[case / "label_seg8.nii.gz"], organs=list(organs), output=output,
-        loop=LoopConfig(iterations=3, checkpoint_every=100), preprocessing=CONFIG, init_filters=8, batch_size=1, other_labels="background",
-        synthetic_share=synthetic_share,
-    )
-    state = train_base_bundle(request, device=torch.device("cpu"), sink=QUIET, cancel=CancelToken()).load_state_dict()
+def _trained(cohort, output, synthetic_share: float, organs=(("spleen", 1, None), ("liver", 7, None))) -> dict:
+    """A tiny base's weights and the training record its bundle wrote."""
+    state = tiny_base(cohort, output, organs, synthetic_share=synthetic_share).load_state_dict()
     training = json.loads((output / "versions" / "1.0.0" / "configs" / "metadata.json").read_text())["ciss"]["training"]
     return {"state": state, "training": training}
 
 
 def test_base_training_draws_patches_from_synthetic_patients_at_the_requests_share_and_records_it(tmp_path, phantom_cohort):
-    plain, mixed = _tiny_base(phantom_cohort, tmp_path / "plain", 0.0), _tiny_base(phantom_cohort, tmp_path / "mixed", 0.5)
+    plain, mixed = _trained(phantom_cohort, tmp_path / "plain", 0.0), _trained(phantom_cohort, tmp_path / "mixed", 0.5)
     assert any(not torch.equal(plain["state"][k], mixed["state"][k]) for k in plain["state"])
     assert (plain["training"]["synthetic_share"], plain["training"]["synthetic_cases"]) == (0.0, 0)
     assert (mixed["training"]["synthetic_share"], mixed["training"]["synthetic_cases"]) == (0.5, SYNTHETIC_CASES)
-    custom = _tiny_base(phantom_cohort, tmp_path / "custom", 0.5, organs=(("spleen", 1, None), ("lesion", 2, (200, 40, 40))))
+    custom = _trained(phantom_cohort, tmp_path / "custom", 0.5, organs=(("spleen", 1, None), ("lesion", 2, (200, 40, 40))))
     assert (custom["training"]["synthetic_share"], custom["training"]["synthetic_cases"]) == (0.0, 0)
 
 
