@@ -6,6 +6,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from ciss_engine.training.loop_config import SYNTHETIC_SHARE
+from ciss_engine.training.synthetic_cases import SYNTHETIC_CASES
 from ciss_test_helpers import data_dir, real_case, run_cli
 
 TINY_DEMO_ARGS = ["--iterations", "2", "--step-iterations", "2", "--patch-size", "32", "--spacing", "6", "--init-filters", "8", "--progress", "quiet"]
@@ -29,6 +31,9 @@ def test_demo_without_real_data_adds_liver_and_stomach_to_the_phantom_base_and_s
     # The step went through `ciss learn`'s code: a new version in the bundle's lineage, parent 1.0.0.
     history = json.loads((output / "bundle" / "versions" / "1.1.0" / "docs" / "history.json").read_text())
     assert history[-1]["kind"] == "incremental" and history[-1]["organs"] == ["liver", "stomach"] and history[-1]["parent_version"] == "1.0.0"
+    # The base trained as `ciss train` does by default: half its patches from the synthetic patients.
+    base_training = json.loads((output / "bundle" / "versions" / "1.0.0" / "configs" / "metadata.json").read_text())["ciss"]["training"]
+    assert (base_training["synthetic_share"], base_training["synthetic_cases"]) == (SYNTHETIC_SHARE, SYNTHETIC_CASES) and SYNTHETIC_SHARE > 0
     # Its labels were the new organs only, taken from the reference's liver (7) and stomach (8).
     for case in ("case_001", "case_002"):
         step_label = _values(output / "step_labels" / f"{case}_liver_stomach.nii.gz")

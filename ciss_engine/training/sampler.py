@@ -1,7 +1,7 @@
 """Class-balanced patch sampling, reproducible per iteration.
 
 Small organs need their own share of patches: a patch is centred on a voxel of a class drawn uniformly
-among the classes present in any case (``1 - background_share`` of the time), in a case drawn among those
+among the classes present in the pool's cases (pools below; ``1 - background_share`` of the time), in a case drawn among those
 that hold it, or on background. Drawing the class before the case gives an organ labelled in only some
 cases (chest_4x has no gallbladder) as many patches as any other; drawn per case, it had half. Measured
 here: class-balanced patches with bf16 took the base model from finding 1 of 4 organs to 3 of 4 in fewer
