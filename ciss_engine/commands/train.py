@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="share of patches drawn from synthetic phantom patients beside your CTs, so a model trained on one or two patients finds "
              "more of other patients' organs; only when every organ learned is one the phantom draws (spleen, kidneys, gallbladder, "
              f"esophagus, pancreas, liver, stomach); 0 turns them off (default {SYNTHETIC_SHARE}, measured with {BASE_ITERATIONS} iterations: "
-             "fewer learn the smallest organ later; benchmarks/RESULTS.md (ap))",
+             "with fewer, the smallest organ may not be learned yet; benchmarks/RESULTS.md (ap))",
     )
     add_network_arguments(parser)
     add_schedule_arguments(parser, learning_rate=LoopConfig.learning_rate)
