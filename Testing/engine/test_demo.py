@@ -6,8 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from ciss_engine.training.loop_config import SYNTHETIC_SHARE
-from ciss_engine.training.synthetic_cases import SYNTHETIC_CASES
+from ciss_engine.training.loop_config import SYNTHETIC_CASES, SYNTHETIC_SHARE
 from ciss_test_helpers import data_dir, real_case, run_cli
 
 TINY_DEMO_ARGS = ["--iterations", "2", "--step-iterations", "2", "--patch-size", "32", "--spacing", "6", "--init-filters", "8", "--progress", "quiet"]

@@ -18,9 +18,9 @@ from ciss_engine.preprocessing import PreprocessingConfig
 from ciss_engine.registry import ClassRegistry
 from ciss_engine.training.base import BaseTrainingRequest, _fingerprint
 from ciss_engine.training.cases import PreparedCase
-from ciss_engine.training.loop_config import SYNTHETIC_SHARE, LoopConfig
+from ciss_engine.training.loop_config import SYNTHETIC_CASES, SYNTHETIC_SHARE, LoopConfig
 from ciss_engine.training.sampler import PatchSampler
-from ciss_engine.training.synthetic_cases import SYNTHETIC_CASES, synthetic_cases
+from ciss_engine.training.synthetic_cases import synthetic_cases
 
 CONFIG = PreprocessingConfig(spacing_mm=(6.0, 6.0, 6.0), patch_size=(32, 32, 32))
 QUIET = EventSink(ProgressMode.QUIET)
@@ -33,12 +33,13 @@ def _registry(*names: str) -> ClassRegistry:
 def test_synthetic_patients_are_the_phantom_drawn_on_the_network_grid_with_the_runs_class_ids():
     """The liver is the run's class 1 and the phantom's value 7: each organ lands on its own class, the phantom's
     other organs on background; the first patient's image is the phantom's CT in the model's [0, 1] window, the second
-    shows it as the portal-venous site does (its kidneys enhanced)."""
+    shows it as the portal-venous site does (its kidneys enhanced), the fourth as the first again (three sites in turn)."""
     registry = _registry("liver", "spleen")
-    cases = synthetic_cases(registry, 0.5, seed=0, config=CONFIG, sink=QUIET)
-    assert len(cases) == SYNTHETIC_CASES and all(case.synthetic for case in cases)
+    cases = synthetic_cases(registry, 0.5, count=4, seed=0, config=CONFIG, sink=QUIET)
+    assert len(cases) == 4 and all(case.synthetic for case in cases)
     low, high = CONFIG.hu_window
-    for index, case in enumerate(cases[:2]):
+    for index in (0, 1, 3):
+        case = cases[index]
         drawn = generate_case(case_seed(0, index), shape=(56, 48, 40), spacing=(6.0, 6.0, 6.0))
         label, image = case.label[0].numpy(), case.image[0].numpy()
         assert label.shape == drawn.label.shape
@@ -47,7 +48,7 @@ def test_synthetic_patients_are_the_phantom_drawn_on_the_network_grid_with_the_r
         assert set(np.unique(label).tolist()) == {0, 1, 2}
         as_generated = np.clip((drawn.image - low) / (high - low), 0.0, 1.0)
         kidneys = np.isin(drawn.label, (2, 3))
-        if index == 0:
+        if index % 3 == 0:
             np.testing.assert_allclose(image, as_generated, atol=1e-5)
         else:  # portal-venous: +120 HU in the kidneys, then the site's calibration (x 1.05 + 50 HU) and noise
             assert image[kidneys].mean() - as_generated[kidneys].mean() > 150.0 / (high - low)
@@ -55,16 +56,16 @@ def test_synthetic_patients_are_the_phantom_drawn_on_the_network_grid_with_the_r
 
 def test_the_same_seed_draws_the_same_synthetic_patients_and_another_seed_others():
     registry = _registry("spleen")
-    first, again, other = (synthetic_cases(registry, 0.5, seed=seed, config=CONFIG, sink=QUIET) for seed in (0, 0, 1))
+    first, again, other = (synthetic_cases(registry, 0.5, count=2, seed=seed, config=CONFIG, sink=QUIET) for seed in (0, 0, 1))
     assert all(torch.equal(a.image, b.image) and torch.equal(a.label, b.label) for a, b in zip(first, again))
     assert not any(torch.equal(a.label, b.label) for a, b in zip(first, other))
 
 
 def test_no_synthetic_patients_without_a_share_or_for_an_organ_the_phantom_does_not_draw():
     """The phantom would call an aorta it drew background: a run learning one gets no synthetic patients, and says why."""
-    assert synthetic_cases(_registry("spleen"), 0.0, seed=0, config=CONFIG, sink=QUIET) == []
+    assert synthetic_cases(_registry("spleen"), 0.0, count=2, seed=0, config=CONFIG, sink=QUIET) == []
     log = io.StringIO()
-    assert synthetic_cases(_registry("spleen", "aorta"), 0.5, seed=0, config=CONFIG, sink=EventSink(ProgressMode.JSONL, stdout=io.StringIO(), stderr=log)) == []
+    assert synthetic_cases(_registry("spleen", "aorta"), 0.5, count=2, seed=0, config=CONFIG, sink=EventSink(ProgressMode.JSONL, stdout=io.StringIO(), stderr=log)) == []
     assert "aorta" in log.getvalue()
 
 
@@ -96,27 +97,32 @@ def test_a_sampler_without_a_synthetic_share_draws_the_site_patches_it_drew_befo
         PatchSampler([site], num_classes=2, patch_size=(8, 8, 8), batch_size=1, seed=0, synthetic_share=1.0)
 
 
-def _trained(cohort, output, synthetic_share: float, organs=(("spleen", 1, None), ("liver", 7, None))) -> dict:
+def _trained(cohort, output, synthetic_share: float, organs=(("spleen", 1, None), ("liver", 7, None)), **request_fields) -> dict:
     """A tiny base's weights and the training record its bundle wrote."""
-    state = tiny_base(cohort, output, organs, synthetic_share=synthetic_share).load_state_dict()
+    state = tiny_base(cohort, output, organs, synthetic_share=synthetic_share, **request_fields).load_state_dict()
     training = json.loads((output / "versions" / "1.0.0" / "configs" / "metadata.json").read_text())["ciss"]["training"]
     return {"state": state, "training": training}
 
 
 def test_base_training_draws_patches_from_synthetic_patients_at_the_requests_share_and_records_it(tmp_path, phantom_cohort):
-    plain, mixed = _trained(phantom_cohort, tmp_path / "plain", 0.0), _trained(phantom_cohort, tmp_path / "mixed", 0.5)
+    plain, mixed = _trained(phantom_cohort, tmp_path / "plain", 0.0), _trained(phantom_cohort, tmp_path / "mixed", 0.5, synthetic_cases=2)
     assert any(not torch.equal(plain["state"][k], mixed["state"][k]) for k in plain["state"])
     assert (plain["training"]["synthetic_share"], plain["training"]["synthetic_cases"]) == (0.0, 0)
-    assert (mixed["training"]["synthetic_share"], mixed["training"]["synthetic_cases"]) == (0.5, SYNTHETIC_CASES)
+    assert (mixed["training"]["synthetic_share"], mixed["training"]["synthetic_cases"]) == (0.5, 2)
     custom = _trained(phantom_cohort, tmp_path / "custom", 0.5, organs=(("spleen", 1, None), ("lesion", 2, (200, 40, 40))))
     assert (custom["training"]["synthetic_share"], custom["training"]["synthetic_cases"]) == (0.0, 0)
 
 
-def test_the_synthetic_share_is_part_of_a_runs_fingerprint_and_a_flag_of_ciss_train(tmp_path):
+def test_the_synthetic_share_and_patients_are_part_of_a_runs_fingerprint_and_flags_of_ciss_train(tmp_path):
     request = BaseTrainingRequest(images=[], labels=[], organs=[("spleen", 1, None)], output=tmp_path / "b", loop=LoopConfig())
     assert _fingerprint(request, [], 1) != _fingerprint(dataclasses.replace(request, synthetic_share=0.2), [], 1)
+    assert _fingerprint(request, [], 1) != _fingerprint(dataclasses.replace(request, synthetic_cases=SYNTHETIC_CASES + 1), [], 1)
     train = ["train", "-i", "a", "-l", "b", "--organs", "spleen", "-o", "c"]
     assert build_parser().parse_args(train).synthetic_share == SYNTHETIC_SHARE
     assert build_parser().parse_args([*train, "--synthetic-share", "0.3"]).synthetic_share == 0.3
     with pytest.raises(SystemExit):
         build_parser().parse_args([*train, "--synthetic-share", "1"])
+    assert build_parser().parse_args(train).synthetic_patients == SYNTHETIC_CASES
+    assert build_parser().parse_args([*train, "--synthetic-patients", "9"]).synthetic_patients == 9
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*train, "--synthetic-patients", "0"])

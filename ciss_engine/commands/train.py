@@ -9,7 +9,7 @@ from ..cancellation import CancelToken, cancel_on_signals
 from ..errors import InputError
 from ..events import EventSink
 from ..registry import parse_organ_spec
-from ..training.loop_config import BASE_ITERATIONS, SYNTHETIC_SHARE, LoopConfig
+from ..training.loop_config import BASE_ITERATIONS, SYNTHETIC_CASES, SYNTHETIC_SHARE, LoopConfig
 from .arguments import add_network_arguments, add_organ_contrast_argument, add_schedule_arguments, loop_config_from, positive_int, share_below_one
 
 
@@ -35,6 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              "more of other patients' organs; only when every organ learned is one the phantom draws (spleen, kidneys, gallbladder, "
              f"esophagus, pancreas, liver, stomach); 0 turns them off (default {SYNTHETIC_SHARE}, measured with {BASE_ITERATIONS} iterations: "
              "with fewer, the smallest organ may not be learned yet; benchmarks/RESULTS.md (ap))",
+    )
+    parser.add_argument(
+        "--synthetic-patients", type=positive_int, default=SYNTHETIC_CASES,
+        help=f"how many synthetic patients that share is drawn from, shown in turn in the phantom's three contrast phases (default {SYNTHETIC_CASES}; "
+             "the run's seed draws them; benchmarks/RESULTS.md (aq))",
     )
     add_network_arguments(parser)
     add_schedule_arguments(parser, learning_rate=LoopConfig.learning_rate)
@@ -73,6 +78,7 @@ def run(args: argparse.Namespace, sink: EventSink) -> None:
         resume=args.resume,
         organ_contrast=args.organ_contrast,
         synthetic_share=args.synthetic_share,
+        synthetic_cases=args.synthetic_patients,
     )
     distributed = DistributedContext.from_environment()
     # The group is joined before the signal handlers go in: a SIGTERM while ranks still gather ends the process.

@@ -27,7 +27,7 @@ from .cases import case_sha256, prepare_cases
 from .distributed import DistributedContext
 from .finished_runs import version_written_by
 from .loop import LossFn, run_training_loop
-from .loop_config import ORGAN_CONTRAST, SYNTHETIC_SHARE, LoopConfig
+from .loop_config import ORGAN_CONTRAST, SYNTHETIC_CASES, SYNTHETIC_SHARE, LoopConfig
 from .prototype_pass import prototypes_and_predictions
 from .run_record import history_entry, run_fingerprint, training_record
 from .site_appearance import APPEARANCE_KEY, organ_medians
@@ -58,6 +58,8 @@ class BaseTrainingRequest:
     organ_contrast: float = ORGAN_CONTRAST
     # Share of patches from synthetic phantom patients beside the site's CTs (training/synthetic_cases.py).
     synthetic_share: float = SYNTHETIC_SHARE
+    # How many synthetic patients that share is drawn from.
+    synthetic_cases: int = SYNTHETIC_CASES
 
 
 def work_dir_for(output: Path) -> Path:
@@ -71,6 +73,7 @@ def _fingerprint(request: BaseTrainingRequest, data_hashes: list[str], world_siz
         "loop": dataclasses.asdict(request.loop),
         "organ_contrast": request.organ_contrast,
         "synthetic_share": request.synthetic_share,
+        "synthetic_cases": request.synthetic_cases,
         "preprocessing": request.preprocessing.to_json(),
         "init_filters": request.init_filters,
         "batch_size": request.batch_size,
@@ -129,7 +132,7 @@ def _train_base_bundle_locked(
     value_to_class = {value: registry.by_name(name).label for name, value, _ in request.organs}
     cases = prepare_cases(request.images, request.labels, value_to_class=value_to_class, other_labels=request.other_labels, config=request.preprocessing, sink=sink)
     fingerprint = _fingerprint(request, [c.sha256 for c in cases], distributed.world_size)
-    synthetic = synthetic_cases(registry, request.synthetic_share, seed=request.seed, config=request.preprocessing, sink=sink)
+    synthetic = synthetic_cases(registry, request.synthetic_share, count=request.synthetic_cases, seed=request.seed, config=request.preprocessing, sink=sink)
     synthetic_share = request.synthetic_share if synthetic else 0.0
 
     seed_run(request.seed)

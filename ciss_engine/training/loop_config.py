@@ -58,6 +58,10 @@ ADAPT_ORGAN_CONTRAST = 0.75
 # base goal in three seeds of three (every organ >= 0.89, gallbladder 0.91-0.92), and single-CT models found more of
 # the other patient's spleen and kidneys (mean DSC 0.53 over three seeds, 0.16 without at 1500; RESULTS.md (ao), (ap)).
 SYNTHETIC_SHARE = 0.5
+# How many synthetic patients that share comes from (shown in turn as the phantom's three scanner sites show them).
+# Twelve left the gallbladder of the base on both real CTs below 0.85 in two seeds of three (0.02, 0.84) at 1500
+# iterations, six in none (0.91-0.92), though twelve transferred a little better (mean 0.56 against 0.53; RESULTS.md (aq)).
+SYNTHETIC_CASES = 6
 # The protocols train on phantom patients already; more of them would change every result recorded before.
 PROTOCOL_SYNTHETIC_SHARE = 0.0
 # Of those patches, the share that shows an earlier site's recorded organ intensities instead of random offsets

@@ -26,7 +26,6 @@ from ..registry import ClassRegistry
 from ..scanner_sites import SITES
 from .cases import PreparedCase, remap_label
 
-SYNTHETIC_CASES = 6
 SYNTHETIC_NAME_PREFIX = "synthetic_"
 
 
@@ -35,8 +34,8 @@ def synthetic_organs_missing(registry: ClassRegistry) -> list[str]:
     return [name for name in registry.names if name not in ORGAN_NAMES]
 
 
-def synthetic_cases(registry: ClassRegistry, share: float, *, seed: int, config: PreprocessingConfig, sink: EventSink) -> list[PreparedCase]:
-    """``SYNTHETIC_CASES`` phantom patients labelled with the run's class ids (the phantom's other organs as
+def synthetic_cases(registry: ClassRegistry, share: float, *, count: int, seed: int, config: PreprocessingConfig, sink: EventSink) -> list[PreparedCase]:
+    """``count`` phantom patients labelled with the run's class ids (the phantom's other organs as
     background), on the network grid; none when ``share`` is 0 or the phantom lacks one of the run's organs.
     The same ``seed`` gives the same patients."""
     if share <= 0.0:
@@ -50,8 +49,8 @@ def synthetic_cases(registry: ClassRegistry, share: float, *, seed: int, config:
     spacing = tuple(float(s) for s in config.spacing_mm)
     shape = tuple(math.ceil(fov / s) for fov, s in zip(field_of_view, spacing))
     cases = []
-    for index in range(SYNTHETIC_CASES):
-        sink.progress("synthetic", index, SYNTHETIC_CASES)
+    for index in range(count):
+        sink.progress("synthetic", index, count)
         drawn = generate_case(case_seed(seed, index), shape=shape, spacing=spacing)
         shown = SITES[index % len(SITES)].apply(drawn.image, drawn.label, np.random.default_rng(drawn.seed))
         label = nib.Nifti1Image(drawn.label, drawn.affine)
@@ -59,5 +58,5 @@ def synthetic_cases(registry: ClassRegistry, share: float, *, seed: int, config:
             name=f"{SYNTHETIC_NAME_PREFIX}{index}", image=image_to_network(nib.Nifti1Image(shown, drawn.affine), config),
             label=label_to_network(label, remap_label(drawn.label, value_to_class), config), sha256=f"phantom:{drawn.seed}", synthetic=True,
         ))
-    sink.progress("synthetic", SYNTHETIC_CASES, SYNTHETIC_CASES)
+    sink.progress("synthetic", count, count)
     return cases
