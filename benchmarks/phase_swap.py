@@ -60,11 +60,15 @@ class GridScorer:
         reference_image, _, reference = load_ct(ct)
         self.truth = torch.as_tensor(np.asarray(label_to_network(reference_image, reference, self.config)))[0]
 
+    def probabilities(self, image: nib.Nifti1Image) -> torch.Tensor:
+        """The network's class probabilities (C, X, Y, Z) for ``image`` on the network grid."""
+        logits, _ = sliding_window_outputs(self.network, image_to_network(image, self.config)[None], patch_size=self.config.patch_size, device=torch.device("cpu"))
+        return logits.softmax(1)[0]
+
     def score(self, image: nib.Nifti1Image) -> dict[str, tuple[float, float]]:
         """Per moved organ: DSC of the argmax, and the mean probability of background inside the organ (near 1: the
         network sees no organ there at all, not a near miss)."""
-        logits, _ = sliding_window_outputs(self.network, image_to_network(image, self.config)[None], patch_size=self.config.patch_size, device=torch.device("cpu"))
-        probabilities = logits.softmax(1)[0]
+        probabilities = self.probabilities(image)
         predicted = probabilities.argmax(0)
         scores = {}
         for name, value in MOVED.items():
