@@ -17,7 +17,7 @@ from ciss_engine.training import adapt, base, incremental
 from ciss_engine.training.augmentation import NOISE_HU, ORGAN_CONTRAST_HU, SHIFT_HU, OrganContrast, RandOrganContrastd, patch_augmentation
 from ciss_engine.training.base import BaseTrainingRequest, _fingerprint
 from ciss_engine.training.cases import PreparedCase
-from ciss_engine.training.loop_config import ORGAN_CONTRAST, SYNTHETIC_CASES, SYNTHETIC_SHARE, LoopConfig
+from ciss_engine.training.loop_config import ORGAN_CONTRAST, SYNTHETIC_CASES, SYNTHETIC_ORGAN_CONTRAST, SYNTHETIC_SHARE, LoopConfig
 from ciss_engine.training.sampler import PatchSampler
 
 PATCH = (24, 24, 24)
@@ -192,19 +192,20 @@ def test_base_training_draws_its_patches_with_the_requests_organ_contrast(tmp_pa
 
 def test_no_augmentation_organ_contrast_and_synthetic_patients_are_recorded_in_the_bundle(tmp_path, phantom_cohort):
     """As they ran: --no-augmentation turns organ contrast off too, so its bundle records none; synthetic patients are
-    not augmentation and stay, as many as asked for."""
+    not augmentation and stay, as many as asked for; their own organ contrast is augmentation and goes."""
     case = phantom_cohort[0]
-    for flag, augmentation, organ_contrast, synthetic_share, synthetic_cases in (
-        ([], True, ORGAN_CONTRAST, SYNTHETIC_SHARE, SYNTHETIC_CASES),
-        (["--no-augmentation", "--organ-contrast", "0.3", "--synthetic-share", "0.3", "--synthetic-patients", "2"], False, 0.0, 0.3, 2),
-    ):
-        output = tmp_path / f"bundle_{augmentation}"
+    for index, (flag, augmentation, organ_contrast, synthetic_share, synthetic_cases, synthetic_organ_contrast) in enumerate((
+        ([], True, ORGAN_CONTRAST, SYNTHETIC_SHARE, SYNTHETIC_CASES, SYNTHETIC_ORGAN_CONTRAST),
+        (["--no-augmentation", "--organ-contrast", "0.3", "--synthetic-share", "0.3", "--synthetic-patients", "2"], False, 0.0, 0.3, 2, 0.0),
+        (["--synthetic-organ-contrast", "0.3"], True, ORGAN_CONTRAST, SYNTHETIC_SHARE, SYNTHETIC_CASES, 0.3),
+    )):
+        output = tmp_path / f"bundle_{index}"
         assert run_cli("train", "-i", case / "image.nii.gz", "-l", case / "label_seg8.nii.gz", "--organs", "spleen=1", "--other-labels", "background",
                        "-o", output, *TINY_TRAIN_ARGS, *flag, "--quiet") == 0
         metadata = json.loads((output / "versions" / "1.0.0" / "configs" / "metadata.json").read_text())
-        assert metadata["ciss"]["training"]["augmentation"] is augmentation
-        assert metadata["ciss"]["training"]["organ_contrast"] == organ_contrast
-        assert (metadata["ciss"]["training"]["synthetic_share"], metadata["ciss"]["training"]["synthetic_cases"]) == (synthetic_share, synthetic_cases)
+        training = metadata["ciss"]["training"]
+        assert (training["augmentation"], training["organ_contrast"]) == (augmentation, organ_contrast)
+        assert (training["synthetic_share"], training["synthetic_cases"], training["synthetic_organ_contrast"]) == (synthetic_share, synthetic_cases, synthetic_organ_contrast)
 
 
 def test_organ_contrast_is_part_of_a_runs_fingerprint_and_off_in_the_protocols_bases(tmp_path):

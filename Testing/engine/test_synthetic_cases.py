@@ -18,7 +18,8 @@ from ciss_engine.preprocessing import PreprocessingConfig
 from ciss_engine.registry import ClassRegistry
 from ciss_engine.training.base import BaseTrainingRequest, _fingerprint
 from ciss_engine.training.cases import PreparedCase
-from ciss_engine.training.loop_config import SYNTHETIC_CASES, SYNTHETIC_SHARE, LoopConfig
+from ciss_engine.training.augmentation import OrganContrast
+from ciss_engine.training.loop_config import SYNTHETIC_CASES, SYNTHETIC_ORGAN_CONTRAST, SYNTHETIC_SHARE, LoopConfig
 from ciss_engine.training.sampler import PatchSampler
 from ciss_engine.training.synthetic_cases import synthetic_cases
 
@@ -97,6 +98,45 @@ def test_a_sampler_without_a_synthetic_share_draws_the_site_patches_it_drew_befo
         PatchSampler([site], num_classes=2, patch_size=(8, 8, 8), batch_size=1, seed=0, synthetic_share=1.0)
 
 
+def _uniform_case_with_organ(value: float, synthetic: bool) -> PreparedCase:
+    """32³ voxels of ``value`` with an 8³ organ in the middle: a 24³ patch's medians read the organ and its
+    surroundings, whatever smoothing does at the patch's faces."""
+    label = torch.zeros((1, 32, 32, 32), dtype=torch.uint8)
+    label[:, 12:20, 12:20, 12:20] = 1
+    return PreparedCase(name=str(value), image=MetaTensor(torch.full((1, 32, 32, 32), value)), label=MetaTensor(label), sha256=str(value), synthetic=synthetic)
+
+
+def test_synthetic_patches_get_their_own_organ_contrast_and_the_sites_patches_keep_theirs():
+    """Organ contrast in every synthetic patch and in no site patch: the phantom's organ steps away from its
+    surroundings, and the site's patches are the very ones a sampler without the synthetic setting draws."""
+    cases = [_uniform_case_with_organ(0.25, False), _uniform_case_with_organ(0.75, True)]
+
+    def sampler(synthetic_organ_contrast: OrganContrast | None) -> PatchSampler:
+        return PatchSampler(cases, num_classes=2, patch_size=(24, 24, 24), batch_size=1, seed=0, augment=True, synthetic_share=0.5,
+                            synthetic_organ_contrast=synthetic_organ_contrast)
+
+    def organ_step(images: torch.Tensor, labels: torch.Tensor) -> float:
+        organ = labels[:, None] == 1
+        return abs(float(images[organ].median() - images[~organ].median()))
+
+    contrasted, plain = sampler(OrganContrast(1.0, (1,))), sampler(None)
+    steps: dict[str, list[float]] = {"contrasted": [], "plain": []}
+    for iteration in range(40):
+        with_it, without = contrasted.batch(iteration), plain.batch(iteration)
+        if float(without.images.median()) > 0.5:
+            steps["contrasted"].append(organ_step(with_it.images, with_it.labels))
+            steps["plain"].append(organ_step(without.images, without.labels))
+        else:
+            assert torch.equal(with_it.images, without.images)
+    assert len(steps["plain"]) >= 10 and max(steps["contrasted"]) > 0.1 and max(steps["plain"]) < 0.02
+
+
+def test_base_training_gives_the_synthetic_patches_the_requests_organ_contrast(tmp_path, phantom_cohort):
+    plain, contrasted = (_trained(phantom_cohort, tmp_path / name, 0.5, synthetic_organ_contrast=share) for name, share in (("plain", 0.0), ("contrast", 1.0)))
+    assert any(not torch.equal(plain["state"][k], contrasted["state"][k]) for k in plain["state"])
+    assert (plain["training"]["synthetic_organ_contrast"], contrasted["training"]["synthetic_organ_contrast"]) == (0.0, 1.0)
+
+
 def _trained(cohort, output, synthetic_share: float, organs=(("spleen", 1, None), ("liver", 7, None)), **request_fields) -> dict:
     """A tiny base's weights and the training record its bundle wrote."""
     state = tiny_base(cohort, output, organs, synthetic_share=synthetic_share, **request_fields).load_state_dict()
@@ -117,6 +157,7 @@ def test_the_synthetic_share_and_patients_are_part_of_a_runs_fingerprint_and_fla
     request = BaseTrainingRequest(images=[], labels=[], organs=[("spleen", 1, None)], output=tmp_path / "b", loop=LoopConfig())
     assert _fingerprint(request, [], 1) != _fingerprint(dataclasses.replace(request, synthetic_share=0.2), [], 1)
     assert _fingerprint(request, [], 1) != _fingerprint(dataclasses.replace(request, synthetic_cases=SYNTHETIC_CASES + 1), [], 1)
+    assert _fingerprint(request, [], 1) != _fingerprint(dataclasses.replace(request, synthetic_organ_contrast=0.1), [], 1)
     train = ["train", "-i", "a", "-l", "b", "--organs", "spleen", "-o", "c"]
     assert build_parser().parse_args(train).synthetic_share == SYNTHETIC_SHARE
     assert build_parser().parse_args([*train, "--synthetic-share", "0.3"]).synthetic_share == 0.3
@@ -126,3 +167,4 @@ def test_the_synthetic_share_and_patients_are_part_of_a_runs_fingerprint_and_fla
     assert build_parser().parse_args([*train, "--synthetic-patients", "9"]).synthetic_patients == 9
     with pytest.raises(SystemExit):
         build_parser().parse_args([*train, "--synthetic-patients", "0"])
+    assert build_parser().parse_args(train).synthetic_organ_contrast == SYNTHETIC_ORGAN_CONTRAST

@@ -9,8 +9,8 @@ from ..cancellation import CancelToken, cancel_on_signals
 from ..errors import InputError
 from ..events import EventSink
 from ..registry import parse_organ_spec
-from ..training.loop_config import BASE_ITERATIONS, SYNTHETIC_CASES, SYNTHETIC_SHARE, LoopConfig
-from .arguments import add_network_arguments, add_organ_contrast_argument, add_schedule_arguments, loop_config_from, positive_int, share_below_one
+from ..training.loop_config import BASE_ITERATIONS, SYNTHETIC_CASES, SYNTHETIC_ORGAN_CONTRAST, SYNTHETIC_SHARE, LoopConfig
+from .arguments import add_network_arguments, add_organ_contrast_argument, add_schedule_arguments, loop_config_from, positive_int, share_below_one, unit_fraction
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,6 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--synthetic-patients", type=positive_int, default=SYNTHETIC_CASES,
         help=f"how many synthetic patients that share is drawn from, shown in turn in the phantom's three contrast phases (default {SYNTHETIC_CASES}; "
              "the run's seed draws them; benchmarks/RESULTS.md (aq))",
+    )
+    parser.add_argument(
+        "--synthetic-organ-contrast", type=unit_fraction, default=SYNTHETIC_ORGAN_CONTRAST,
+        help="organ contrast (as --organ-contrast) in the synthetic patients' patches; your CTs' patches keep --organ-contrast "
+             f"(default {SYNTHETIC_ORGAN_CONTRAST}; benchmarks/RESULTS.md (ar))",
     )
     add_network_arguments(parser)
     add_schedule_arguments(parser, learning_rate=LoopConfig.learning_rate)
@@ -79,6 +84,7 @@ def run(args: argparse.Namespace, sink: EventSink) -> None:
         organ_contrast=args.organ_contrast,
         synthetic_share=args.synthetic_share,
         synthetic_cases=args.synthetic_patients,
+        synthetic_organ_contrast=args.synthetic_organ_contrast,
     )
     distributed = DistributedContext.from_environment()
     # The group is joined before the signal handlers go in: a SIGTERM while ranks still gather ends the process.

@@ -27,7 +27,7 @@ from .cases import case_sha256, prepare_cases
 from .distributed import DistributedContext
 from .finished_runs import version_written_by
 from .loop import LossFn, run_training_loop
-from .loop_config import ORGAN_CONTRAST, SYNTHETIC_CASES, SYNTHETIC_SHARE, LoopConfig
+from .loop_config import ORGAN_CONTRAST, SYNTHETIC_CASES, SYNTHETIC_ORGAN_CONTRAST, SYNTHETIC_SHARE, LoopConfig
 from .prototype_pass import prototypes_and_predictions
 from .run_record import history_entry, run_fingerprint, training_record
 from .site_appearance import APPEARANCE_KEY, organ_medians
@@ -60,6 +60,8 @@ class BaseTrainingRequest:
     synthetic_share: float = SYNTHETIC_SHARE
     # How many synthetic patients that share is drawn from.
     synthetic_cases: int = SYNTHETIC_CASES
+    # Organ contrast of their patches (the site's patches keep ``organ_contrast``).
+    synthetic_organ_contrast: float = SYNTHETIC_ORGAN_CONTRAST
 
 
 def work_dir_for(output: Path) -> Path:
@@ -74,6 +76,7 @@ def _fingerprint(request: BaseTrainingRequest, data_hashes: list[str], world_siz
         "organ_contrast": request.organ_contrast,
         "synthetic_share": request.synthetic_share,
         "synthetic_cases": request.synthetic_cases,
+        "synthetic_organ_contrast": request.synthetic_organ_contrast,
         "preprocessing": request.preprocessing.to_json(),
         "init_filters": request.init_filters,
         "batch_size": request.batch_size,
@@ -142,7 +145,7 @@ def _train_base_bundle_locked(
         cases + synthetic, num_classes=registry.num_classes, patch_size=request.preprocessing.patch_size, batch_size=request.batch_size,
         seed=distributed.rank_seed(request.seed), augment=request.loop.augmentation,
         organ_contrast=organ_contrast_for(request.organ_contrast, registry), intensities=request.preprocessing.model_intensities(),
-        synthetic_share=synthetic_share,
+        synthetic_share=synthetic_share, synthetic_organ_contrast=organ_contrast_for(request.synthetic_organ_contrast, registry),
     )
     loss_fn = dice_ce_loss(distributed.wrap(network, device))
     sink.log(f"training {len(registry)} organs ({', '.join(registry.names)}) on {len(cases)} CT(s)"
@@ -172,7 +175,8 @@ def _train_base_bundle_locked(
             "training": training_record(request.loop, batch_size=request.batch_size, seed=request.seed, fingerprint=fingerprint,
                                         loss="dice_ce", world_size=distributed.world_size,
                                         organ_contrast=share_that_ran(request.organ_contrast, request.loop.augmentation),
-                                        synthetic_share=synthetic_share, synthetic_cases=len(synthetic)),
+                                        synthetic_share=synthetic_share, synthetic_cases=len(synthetic),
+                                        synthetic_organ_contrast=share_that_ran(request.synthetic_organ_contrast, request.loop.augmentation) if synthetic else 0.0),
             "parent_version": None,
         }
         history = [history_entry(

@@ -7,7 +7,8 @@ cases (chest_4x has no gallbladder) as many patches as any other; drawn per case
 here: class-balanced patches with bf16 took the base model from finding 1 of 4 organs to 3 of 4 in fewer
 iterations.
 Synthetic patients (synthetic_cases.py) form a pool of their own: ``synthetic_share`` of the patches come from it,
-the class again drawn before the case, so the site's CTs keep the rest however many phantom patients there are.
+the class again drawn before the case, so the site's CTs keep the rest however many phantom patients there are;
+their patches may get organ contrast of their own (a phantom organ can change intensity at no cost to a real one).
 Each iteration's randomness derives from (seed, iteration) alone, so a resumed run draws exactly
 the patches an uninterrupted one would have drawn. Maps computed once over each whole case (the frozen
 old model's logits and features: the cached teacher) are cropped with the very same crop.
@@ -65,13 +66,15 @@ class PatchSampler:
         self, cases: Sequence[PreparedCase], *, num_classes: int, patch_size: Sequence[int], batch_size: int, seed: int,
         background_share: float = 0.2, maps: Sequence[torch.Tensor] | None = None, augment: bool = False,
         organ_contrast: OrganContrast | None = None, intensities: ModelIntensities = ENGINE_INTENSITIES, synthetic_share: float = 0.0,
+        synthetic_organ_contrast: OrganContrast | None = None,
     ) -> None:
         """``maps``: one (C, X, Y, Z) tensor per case on the case's network grid, cropped with each patch;
         ``augment``: random spatial and intensity transforms of each patch (``augmentation.py``), with
         ``organ_contrast`` giving a share of the patches' enhancing organs their own intensity offsets;
         ``intensities``: the model's units, into which the transforms' Hounsfield amounts are converted
         (PreprocessingConfig.model_intensities); ``synthetic_share``: the share of patches drawn from the
-        ``synthetic`` cases, when there are any."""
+        ``synthetic`` cases, when there are any; ``synthetic_organ_contrast``: their patches' organ contrast
+        (None: ``organ_contrast``), so that phantom organs, unlike the site's, can change intensity often."""
         if not 0.0 <= background_share < 1.0:
             raise ValueError(f"background_share must be in [0, 1), got {background_share}")
         if not 0.0 <= synthetic_share < 1.0:
@@ -86,6 +89,11 @@ class PatchSampler:
         self._maps = None if maps is None else [pad(m) for m in maps]
         keys = ["image", "label"] + ([] if maps is None else ["maps"])
         self._augment = patch_augmentation(patch_size, with_maps=maps is not None, organ_contrast=organ_contrast, intensities=intensities) if augment else None
+        self._augment_synthetic = (
+            patch_augmentation(patch_size, with_maps=maps is not None, organ_contrast=synthetic_organ_contrast, intensities=intensities)
+            if augment and synthetic_organ_contrast is not None else self._augment
+        )
+        self._synthetic_cases = [c.synthetic for c in cases]
         steering = [pad(c.sampling_label if c.sampling_label is not None else c.label) for c in cases]
         to_indices = ClassesToIndices(num_classes=num_classes)
         self._indices = [to_indices(s) for s in steering]
@@ -124,9 +132,10 @@ class PatchSampler:
             if self._maps is not None:
                 data["maps"] = self._maps[case]
             patch = crop(data)[0]
-            if self._augment is not None:
-                self._augment.set_random_state(seed=int(rng.integers(2**31 - 1)))
-                patch = self._augment(patch)
+            augment = self._augment_synthetic if self._synthetic_cases[case] else self._augment
+            if augment is not None:
+                augment.set_random_state(seed=int(rng.integers(2**31 - 1)))
+                patch = augment(patch)
             # Plain tensors: a MetaTensor sends every network op through MONAI's metadata tracking
             # (measured 4-8 % of an iteration, benchmarks/RESULTS.md (h)) and torch.compile refuses it.
             images.append(convert_to_tensor(patch["image"], track_meta=False))
