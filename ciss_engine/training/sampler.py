@@ -91,7 +91,7 @@ class PatchSampler:
         self._augment = patch_augmentation(patch_size, with_maps=maps is not None, organ_contrast=organ_contrast, intensities=intensities) if augment else None
         self._augment_synthetic = (
             patch_augmentation(patch_size, with_maps=maps is not None, organ_contrast=synthetic_organ_contrast, intensities=intensities)
-            if augment and synthetic_organ_contrast is not None else self._augment
+            if augment and synthetic_organ_contrast is not None and any(c.synthetic for c in cases) else self._augment
         )
         self._synthetic_cases = [c.synthetic for c in cases]
         steering = [pad(c.sampling_label if c.sampling_label is not None else c.label) for c in cases]
