@@ -14,9 +14,10 @@ TINY_PHANTOM = {"shape": (56, 48, 40), "spacing": (6.0, 6.0, 6.0)}
 TINY_TRAIN_ARGS = ["--iterations", "4", "--patch-size", "32", "--spacing", "6", "--init-filters", "8", "--batch-size", "1"]
 
 
-def tiny_base(cohort: list[Path], output: Path, organs=(("spleen", 1, None), ("liver", 7, None)), **request_fields):
+def tiny_base(cohort: list[Path], output: Path, organs=(("spleen", 1, None), ("liver", 7, None)), sink=None, **request_fields):
     """A base bundle's first version, trained in-process for 3 iterations on the cohort's first case (8 filters, 32³
-    patches, 6 mm grid, other organs as background); ``request_fields`` set or override BaseTrainingRequest's fields."""
+    patches, 6 mm grid, other organs as background); ``sink`` receives its events (default: none shown);
+    ``request_fields`` set or override BaseTrainingRequest's fields."""
     import torch
 
     from ciss_engine.cancellation import CancelToken
@@ -30,7 +31,7 @@ def tiny_base(cohort: list[Path], output: Path, organs=(("spleen", 1, None), ("l
         images=[cohort[0] / "image.nii.gz"], labels=[cohort[0] / "label_seg8.nii.gz"], organs=list(organs), output=output,
         loop=LoopConfig(iterations=3, checkpoint_every=100), init_filters=8, batch_size=1, other_labels="background", **fields,
     )
-    return train_base_bundle(request, device=torch.device("cpu"), sink=EventSink(ProgressMode.QUIET), cancel=CancelToken())
+    return train_base_bundle(request, device=torch.device("cpu"), sink=sink or EventSink(ProgressMode.QUIET), cancel=CancelToken())
 
 
 class PicklePayload:

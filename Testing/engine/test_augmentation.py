@@ -17,7 +17,7 @@ from ciss_engine.training import adapt, base, incremental
 from ciss_engine.training.augmentation import NOISE_HU, ORGAN_CONTRAST_HU, SHIFT_HU, OrganContrast, RandOrganContrastd, patch_augmentation
 from ciss_engine.training.base import BaseTrainingRequest, _fingerprint
 from ciss_engine.training.cases import PreparedCase
-from ciss_engine.training.loop_config import ORGAN_CONTRAST, SYNTHETIC_CASES, SYNTHETIC_ORGAN_CONTRAST, SYNTHETIC_SHARE, LoopConfig
+from ciss_engine.training.loop_config import ORGAN_CONTRAST, SYNTHETIC_CASES, SYNTHETIC_SHARE, LoopConfig
 from ciss_engine.training.sampler import PatchSampler
 
 PATCH = (24, 24, 24)
@@ -192,10 +192,12 @@ def test_base_training_draws_its_patches_with_the_requests_organ_contrast(tmp_pa
 
 def test_no_augmentation_organ_contrast_and_synthetic_patients_are_recorded_in_the_bundle(tmp_path, phantom_cohort):
     """As they ran: --no-augmentation turns organ contrast off too, so its bundle records none; synthetic patients are
-    not augmentation and stay, as many as asked for; their own organ contrast is augmentation and goes."""
+    not augmentation and stay, as many as asked for; their organ contrast is augmentation and goes; unless set, it is
+    the site's share."""
     case = phantom_cohort[0]
     for index, (flag, augmentation, organ_contrast, synthetic_share, synthetic_cases, synthetic_organ_contrast) in enumerate((
-        ([], True, ORGAN_CONTRAST, SYNTHETIC_SHARE, SYNTHETIC_CASES, SYNTHETIC_ORGAN_CONTRAST),
+        ([], True, ORGAN_CONTRAST, SYNTHETIC_SHARE, SYNTHETIC_CASES, ORGAN_CONTRAST),
+        (["--organ-contrast", "0.4"], True, 0.4, SYNTHETIC_SHARE, SYNTHETIC_CASES, 0.4),
         (["--no-augmentation", "--organ-contrast", "0.3", "--synthetic-share", "0.3", "--synthetic-patients", "2"], False, 0.0, 0.3, 2, 0.0),
         (["--synthetic-organ-contrast", "0.3"], True, ORGAN_CONTRAST, SYNTHETIC_SHARE, SYNTHETIC_CASES, 0.3),
     )):

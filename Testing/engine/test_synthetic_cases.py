@@ -19,7 +19,7 @@ from ciss_engine.registry import ClassRegistry
 from ciss_engine.training.base import BaseTrainingRequest, _fingerprint
 from ciss_engine.training.cases import PreparedCase
 from ciss_engine.training.augmentation import OrganContrast
-from ciss_engine.training.loop_config import SYNTHETIC_CASES, SYNTHETIC_ORGAN_CONTRAST, SYNTHETIC_SHARE, LoopConfig
+from ciss_engine.training.loop_config import SYNTHETIC_CASES, SYNTHETIC_SHARE, LoopConfig
 from ciss_engine.training.sampler import PatchSampler
 from ciss_engine.training.synthetic_cases import synthetic_cases
 
@@ -135,13 +135,17 @@ def test_base_training_gives_the_synthetic_patches_the_requests_organ_contrast(t
     plain, contrasted = (_trained(phantom_cohort, tmp_path / name, 0.5, synthetic_organ_contrast=share) for name, share in (("plain", 0.0), ("contrast", 1.0)))
     assert any(not torch.equal(plain["state"][k], contrasted["state"][k]) for k in plain["state"])
     assert (plain["training"]["synthetic_organ_contrast"], contrasted["training"]["synthetic_organ_contrast"]) == (0.0, 1.0)
+    assert "synthetic patients (0.5 of the patches, organ contrast 1)" in contrasted["log"]
+    assert "synthetic patients (0.5 of the patches, organ contrast 0)" in plain["log"]
 
 
 def _trained(cohort, output, synthetic_share: float, organs=(("spleen", 1, None), ("liver", 7, None)), **request_fields) -> dict:
-    """A tiny base's weights and the training record its bundle wrote."""
-    state = tiny_base(cohort, output, organs, synthetic_share=synthetic_share, **request_fields).load_state_dict()
+    """A tiny base's weights, the training record its bundle wrote and the lines it logged."""
+    log = io.StringIO()
+    sink = EventSink(ProgressMode.JSONL, stdout=io.StringIO(), stderr=log)
+    state = tiny_base(cohort, output, organs, sink=sink, synthetic_share=synthetic_share, **request_fields).load_state_dict()
     training = json.loads((output / "versions" / "1.0.0" / "configs" / "metadata.json").read_text())["ciss"]["training"]
-    return {"state": state, "training": training}
+    return {"state": state, "training": training, "log": log.getvalue()}
 
 
 def test_base_training_draws_patches_from_synthetic_patients_at_the_requests_share_and_records_it(tmp_path, phantom_cohort):
@@ -158,6 +162,9 @@ def test_the_synthetic_share_and_patients_are_part_of_a_runs_fingerprint_and_fla
     assert _fingerprint(request, [], 1) != _fingerprint(dataclasses.replace(request, synthetic_share=0.2), [], 1)
     assert _fingerprint(request, [], 1) != _fingerprint(dataclasses.replace(request, synthetic_cases=SYNTHETIC_CASES + 1), [], 1)
     assert _fingerprint(request, [], 1) != _fingerprint(dataclasses.replace(request, synthetic_organ_contrast=0.1), [], 1)
+    # Unset, the synthetic patches get the site's share: the same training as that share set.
+    assert _fingerprint(request, [], 1) == _fingerprint(dataclasses.replace(request, synthetic_organ_contrast=request.organ_contrast), [], 1)
+    assert _fingerprint(request, [], 1) != _fingerprint(dataclasses.replace(request, organ_contrast=0.5), [], 1)
     train = ["train", "-i", "a", "-l", "b", "--organs", "spleen", "-o", "c"]
     assert build_parser().parse_args(train).synthetic_share == SYNTHETIC_SHARE
     assert build_parser().parse_args([*train, "--synthetic-share", "0.3"]).synthetic_share == 0.3
@@ -167,4 +174,4 @@ def test_the_synthetic_share_and_patients_are_part_of_a_runs_fingerprint_and_fla
     assert build_parser().parse_args([*train, "--synthetic-patients", "9"]).synthetic_patients == 9
     with pytest.raises(SystemExit):
         build_parser().parse_args([*train, "--synthetic-patients", "0"])
-    assert build_parser().parse_args(train).synthetic_organ_contrast == SYNTHETIC_ORGAN_CONTRAST
+    assert build_parser().parse_args(train).synthetic_organ_contrast is None

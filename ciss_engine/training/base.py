@@ -27,7 +27,7 @@ from .cases import case_sha256, prepare_cases
 from .distributed import DistributedContext
 from .finished_runs import version_written_by
 from .loop import LossFn, run_training_loop
-from .loop_config import ORGAN_CONTRAST, SYNTHETIC_CASES, SYNTHETIC_ORGAN_CONTRAST, SYNTHETIC_SHARE, LoopConfig
+from .loop_config import ORGAN_CONTRAST, SYNTHETIC_CASES, SYNTHETIC_SHARE, LoopConfig
 from .prototype_pass import prototypes_and_predictions
 from .run_record import history_entry, run_fingerprint, training_record
 from .site_appearance import APPEARANCE_KEY, organ_medians
@@ -60,8 +60,15 @@ class BaseTrainingRequest:
     synthetic_share: float = SYNTHETIC_SHARE
     # How many synthetic patients that share is drawn from.
     synthetic_cases: int = SYNTHETIC_CASES
-    # Organ contrast of their patches (the site's patches keep ``organ_contrast``).
-    synthetic_organ_contrast: float = SYNTHETIC_ORGAN_CONTRAST
+    # Organ contrast of their patches (the site's patches keep ``organ_contrast``); None: ``organ_contrast`` too. At
+    # 0.75 single-CT bases transferred better (mean DSC 0.58 against 0.53 over 18 cells) and learned their own
+    # gallbladder in every seed, but the base on both real CTs left its gallbladder below 0.85 in 2 of 6 runs
+    # (0.00, 0.73), at the site's share in none (0.89-0.94; benchmarks/RESULTS.md (ar), (as)).
+    synthetic_organ_contrast: float | None = None
+
+    def synthetic_contrast_share(self) -> float:
+        """The organ contrast share the synthetic patients' patches get, set or the site's."""
+        return self.organ_contrast if self.synthetic_organ_contrast is None else self.synthetic_organ_contrast
 
 
 def work_dir_for(output: Path) -> Path:
@@ -76,7 +83,7 @@ def _fingerprint(request: BaseTrainingRequest, data_hashes: list[str], world_siz
         "organ_contrast": request.organ_contrast,
         "synthetic_share": request.synthetic_share,
         "synthetic_cases": request.synthetic_cases,
-        "synthetic_organ_contrast": request.synthetic_organ_contrast,
+        "synthetic_organ_contrast": request.synthetic_contrast_share(),
         "preprocessing": request.preprocessing.to_json(),
         "init_filters": request.init_filters,
         "batch_size": request.batch_size,
@@ -137,6 +144,7 @@ def _train_base_bundle_locked(
     fingerprint = _fingerprint(request, [c.sha256 for c in cases], distributed.world_size)
     synthetic = synthetic_cases(registry, request.synthetic_share, count=request.synthetic_cases, seed=request.seed, config=request.preprocessing, sink=sink)
     synthetic_share = request.synthetic_share if synthetic else 0.0
+    synthetic_contrast = share_that_ran(request.synthetic_contrast_share(), request.loop.augmentation) if synthetic else 0.0
 
     seed_run(request.seed)
     network_config = NetworkConfig(init_filters=request.init_filters, out_channels=registry.num_classes)
@@ -145,11 +153,11 @@ def _train_base_bundle_locked(
         cases + synthetic, num_classes=registry.num_classes, patch_size=request.preprocessing.patch_size, batch_size=request.batch_size,
         seed=distributed.rank_seed(request.seed), augment=request.loop.augmentation,
         organ_contrast=organ_contrast_for(request.organ_contrast, registry), intensities=request.preprocessing.model_intensities(),
-        synthetic_share=synthetic_share, synthetic_organ_contrast=organ_contrast_for(request.synthetic_organ_contrast, registry),
+        synthetic_share=synthetic_share, synthetic_organ_contrast=organ_contrast_for(request.synthetic_contrast_share(), registry),
     )
     loss_fn = dice_ce_loss(distributed.wrap(network, device))
     sink.log(f"training {len(registry)} organs ({', '.join(registry.names)}) on {len(cases)} CT(s)"
-             + (f" and {len(synthetic)} synthetic patients ({synthetic_share:g} of the patches)" if synthetic else "")
+             + (f" and {len(synthetic)} synthetic patients ({synthetic_share:g} of the patches, organ contrast {synthetic_contrast:g})" if synthetic else "")
              + f", {request.loop.iterations} iterations on {device}"
              + (f" in each of {distributed.world_size} processes (effective batch {distributed.world_size * request.batch_size})" if distributed.is_distributed else ""))
     result = run_training_loop(
@@ -176,7 +184,7 @@ def _train_base_bundle_locked(
                                         loss="dice_ce", world_size=distributed.world_size,
                                         organ_contrast=share_that_ran(request.organ_contrast, request.loop.augmentation),
                                         synthetic_share=synthetic_share, synthetic_cases=len(synthetic),
-                                        synthetic_organ_contrast=share_that_ran(request.synthetic_organ_contrast, request.loop.augmentation) if synthetic else 0.0),
+                                        synthetic_organ_contrast=synthetic_contrast),
             "parent_version": None,
         }
         history = [history_entry(

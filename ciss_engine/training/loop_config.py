@@ -62,12 +62,6 @@ SYNTHETIC_SHARE = 0.5
 # Twelve left the gallbladder of the base on both real CTs below 0.85 in two seeds of three (0.02, 0.84) at 1500
 # iterations, six in none (0.91-0.92), though twelve transferred a little better (mean 0.56 against 0.53; RESULTS.md (aq)).
 SYNTHETIC_CASES = 6
-# Organ contrast in the synthetic patients' patches, apart from the site's (ORGAN_CONTRAST): phantom organs can change
-# intensity freely, real ones keep what the site's CTs show. At 0.75, three seeds of single-CT bases transferred better
-# than at the site's 0.15 (mean DSC 0.58 against 0.53 over 18 cells; chest -> abdomen 0.59 against 0.50) and learned
-# their own gallbladder in every seed (0.94-0.95 against 0.43 / 0.93 / 0.74), and the base on both real CTs kept every
-# organ >= 0.86 in three seeds of three (benchmarks/RESULTS.md (ar)).
-SYNTHETIC_ORGAN_CONTRAST = 0.75
 # The protocols train on phantom patients already; more of them would change every result recorded before.
 PROTOCOL_SYNTHETIC_SHARE = 0.0
 # Of those patches, the share that shows an earlier site's recorded organ intensities instead of random offsets

@@ -6,8 +6,8 @@ an abdomen CT's spleen and kidneys in every run). The phantom (phantom.py) draws
 by organ, so a share of the patches from a few phantom patients shows the model organs that differ from case to
 case, while the site's CTs keep showing what real tissue looks like (RESULTS.md (ao)). They come in turn as the
 phantom's three scanner sites show them (scanner_sites.py: non-contrast, portal-venous, arterial with thick slices),
-so the organs' shapes and places are seen in more than one contrast phase; their patches also get organ contrast
-of their own, more often than the site's (sampler.py, loop_config.SYNTHETIC_ORGAN_CONTRAST).
+so the organs' shapes and places are seen in more than one contrast phase; their patches can get organ contrast of
+their own (sampler.py, base.BaseTrainingRequest.synthetic_organ_contrast; by default the site's share).
 The phantom draws eight organs (phantom_anatomy.ORGAN_NAMES). A run that learns any other organ gets no synthetic
 patients: the phantom would label that organ background wherever it drew something like it.
 The phantom is drawn directly on the network grid (it is analytic), so no resampling and little time are spent.
