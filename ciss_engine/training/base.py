@@ -153,7 +153,9 @@ def _train_base_bundle_locked(
         cases + synthetic, num_classes=registry.num_classes, patch_size=request.preprocessing.patch_size, batch_size=request.batch_size,
         seed=distributed.rank_seed(request.seed), augment=request.loop.augmentation,
         organ_contrast=organ_contrast_for(request.organ_contrast, registry), intensities=request.preprocessing.model_intensities(),
-        synthetic_share=synthetic_share, synthetic_organ_contrast=organ_contrast_for(request.synthetic_contrast_share(), registry),
+        synthetic_share=synthetic_share,
+        # Unset, the synthetic patches take the site's pipeline (the sampler's None) rather than a copy of it.
+        synthetic_organ_contrast=None if request.synthetic_organ_contrast is None else organ_contrast_for(request.synthetic_organ_contrast, registry),
     )
     loss_fn = dice_ce_loss(distributed.wrap(network, device))
     sink.log(f"training {len(registry)} organs ({', '.join(registry.names)}) on {len(cases)} CT(s)"
