@@ -91,6 +91,21 @@ def logging_sink():
     return LoggingSink()
 
 
+def built_sampler_shares(monkeypatch, module) -> list[float]:
+    """The ``background_share`` of every PatchSampler that ``module`` (a training module) builds from now on; the samplers
+    are the real ones and draw as always."""
+    real = module.PatchSampler
+    shares: list[float] = []
+
+    def build(*args, **kwargs):
+        sampler = real(*args, **kwargs)
+        shares.append(sampler.background_share)
+        return sampler
+
+    monkeypatch.setattr(module, "PatchSampler", build)
+    return shares
+
+
 def cancelling_sink(token, *, stage: str, step: int):
     """A quiet sink that cancels ``token`` once ``stage`` reports ``step`` (a user pressing Cancel)."""
     from ciss_engine.events import EventSink, ProgressMode

@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from ciss_test_helpers import cancelling_sink, new_organ_labels, record_checksums, run_cli
+from ciss_test_helpers import built_sampler_shares, cancelling_sink, new_organ_labels, record_checksums, run_cli
 from safetensors.torch import load_file, save_file
 
 from ciss_engine.api.events import AdaptDone, parse_event
@@ -22,6 +22,7 @@ from ciss_engine.forgetting_guard import as_shown, pooled_dsc
 from ciss_engine.inference import load_network
 from ciss_engine.postprocessing import postprocessed_labels
 from ciss_engine.preprocessing import PreprocessingConfig
+from ciss_engine.training import adapt
 from ciss_engine.training.adapt import AdaptRequest, _fingerprint, adapt_step, labelled_organs_or_raise
 from ciss_engine.training.cases import prepare_cases
 from ciss_engine.training.loop_config import ADAPT_ORGAN_CONTRAST, LoopConfig
@@ -114,6 +115,15 @@ def test_the_labelled_organs_are_scored_as_ciss_segment_shows_them(painted_bundl
         assert {name: dsc[moment] for name, dsc in result.labelled_dsc.items()} == shown
         raw_differs |= pooled_dsc(references, masks, organs) != shown
     assert raw_differs, "the painting models leave stray islands, so scoring the raw masks would show"
+
+
+def test_a_domain_step_draws_its_patches_with_the_background_share_it_is_given(painted_bundle, site, monkeypatch):
+    shares = built_sampler_shares(monkeypatch, adapt)
+    images, labels = site
+    request = AdaptRequest(bundle=painted_bundle, images=images, labels=labels, organs=LABELLED, loop=LoopConfig(iterations=1), batch_size=1,
+                           strategy_settings={"buffer_per_class": "10", "background_share": "0.45"}, accept_forgetting=True)
+    result = adapt_step(request, device=torch.device("cpu"), sink=EventSink(ProgressMode.QUIET), cancel=CancelToken())
+    assert shares == [0.45] and result.version.settings.strategy["background_share"] == 0.45
 
 
 def test_organs_without_labels_take_their_prototypes_from_the_parents_pseudo_labels(painted_bundle, site):

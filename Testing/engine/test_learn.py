@@ -7,7 +7,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from ciss_test_helpers import cancelling_sink, new_organ_labels, record_checksums, run_cli, step_images
+from ciss_test_helpers import built_sampler_shares, cancelling_sink, new_organ_labels, record_checksums, run_cli, step_images
 
 from ciss_engine.bundle import Bundle
 from ciss_engine.cancellation import CancelToken
@@ -15,6 +15,7 @@ from ciss_engine.errors import BundleError, Cancelled, ExitCode
 from ciss_engine.events import EventSink, ProgressMode
 from ciss_engine.preprocessing import PreprocessingConfig
 from ciss_engine.training.cases import prepare_cases
+from ciss_engine.training import incremental
 from ciss_engine.training.incremental import LearnRequest, learn_step, retry_advice
 from ciss_engine.training.step_common import learn_work_dir
 from ciss_engine.training.loop_config import LoopConfig
@@ -89,6 +90,23 @@ def test_every_strategy_runs_in_the_same_loop(bundle, phantom_cohort, step_label
     code = run_cli("learn", "-b", bundle, "--organ", "pancreas,liver", "-i", *step_images(phantom_cohort), "-l", *step_labels, "--strategy", strategy, "--accept-forgetting", *STEP_ARGS)
     assert code == 0
     assert Bundle.open_or_raise(bundle).load().settings.strategy["name"] == strategy
+
+
+def test_the_step_draws_its_patches_with_the_background_share_it_is_given_and_records_it(bundle, phantom_cohort, step_labels, monkeypatch):
+    shares = built_sampler_shares(monkeypatch, incremental)
+    code = run_cli("learn", "-b", bundle, "--organ", "pancreas,liver", "-i", *step_images(phantom_cohort), "-l", *step_labels, "--strategy", "mib",
+                   "--setting", "background_share=0.35", "--accept-forgetting", *STEP_ARGS)
+    assert code == 0 and shares == [0.35]
+    assert Bundle.open_or_raise(bundle).load().settings.strategy["background_share"] == 0.35
+
+
+def test_a_background_share_outside_0_to_1_is_refused_before_anything_runs(bundle, phantom_cohort, step_labels, capsys):
+    for share in ("1", "-0.1"):
+        code = run_cli("learn", "-b", bundle, "--organ", "pancreas,liver", "-i", *step_images(phantom_cohort), "-l", *step_labels,
+                       "--setting", f"background_share={share}", *STEP_ARGS)
+        assert code == ExitCode.INPUT_ERROR
+        assert "background_share takes a number from 0 up to, not including, 1" in capsys.readouterr().err
+    assert Bundle.open_or_raise(bundle).versions() == ["1.0.0"]
 
 
 def test_cinuseg_learns_with_its_own_terms_and_refuses_the_cached_teacher(bundle, phantom_cohort, step_labels, capsys):

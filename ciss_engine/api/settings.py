@@ -99,6 +99,11 @@ class StrategySettings:
     new_class_lr_scale: float = setting(
         1.0, "the new organs' output channels learn at this multiple of the step's learning rate (their gradient scaled; every "
         "other weight at the step's rate)")
+    # The sampler centres the other patches on a class drawn among the organs present (the old ones where the old model
+    # predicts them): the new organs' output channels learn only from what the patches show.
+    background_share: float = setting(
+        0.2, "share of the step's patches centred on background instead of on an organ: where a step never looks, nothing "
+        "teaches the new organs' channels that no organ lies there")
     # "cached" crops the maps of the old model's one sliding-window pass over each whole CT (no old-model forward
     # per iteration); "online" runs it on every patch (CTs whose maps would not fit in memory).
     teacher: TeacherSource = setting(
@@ -109,6 +114,9 @@ class StrategySettings:
         if self.new_class_lr_scale <= 0:
             raise InputError(f"invalid value {self.new_class_lr_scale:g} for setting new_class_lr_scale",
                              "new_class_lr_scale takes a positive number (1: the new organs learn at the step's rate)")
+        if not 0 <= self.background_share < 1:
+            raise InputError(f"invalid value {self.background_share:g} for setting background_share",
+                             "background_share takes a number from 0 up to, not including, 1 (the rest of the patches are centred on organs)")
 
 
 @dataclasses.dataclass(frozen=True)
