@@ -91,19 +91,18 @@ def logging_sink():
     return LoggingSink()
 
 
-def built_sampler_shares(monkeypatch, module) -> list[float]:
-    """The ``background_share`` of every PatchSampler that ``module`` (a training module) builds from now on; the samplers
+def built_sampler_arguments(monkeypatch, module) -> list[dict]:
+    """The keyword arguments of every PatchSampler that ``module`` (a training module) builds from now on; the samplers
     are the real ones and draw as always."""
     real = module.PatchSampler
-    shares: list[float] = []
+    arguments: list[dict] = []
 
     def build(*args, **kwargs):
-        sampler = real(*args, **kwargs)
-        shares.append(sampler.background_share)
-        return sampler
+        arguments.append(kwargs)
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(module, "PatchSampler", build)
-    return shares
+    return arguments
 
 
 def cancelling_sink(token, *, stage: str, step: int):

@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from ciss_test_helpers import built_sampler_shares, cancelling_sink, new_organ_labels, record_checksums, run_cli
+from ciss_test_helpers import built_sampler_arguments, cancelling_sink, new_organ_labels, record_checksums, run_cli
 from safetensors.torch import load_file, save_file
 
 from ciss_engine.api.events import AdaptDone, parse_event
@@ -118,12 +118,14 @@ def test_the_labelled_organs_are_scored_as_ciss_segment_shows_them(painted_bundl
 
 
 def test_a_domain_step_draws_its_patches_with_the_background_share_it_is_given(painted_bundle, site, monkeypatch):
-    shares = built_sampler_shares(monkeypatch, adapt)
+    arguments = built_sampler_arguments(monkeypatch, adapt)
     images, labels = site
     request = AdaptRequest(bundle=painted_bundle, images=images, labels=labels, organs=LABELLED, loop=LoopConfig(iterations=1), batch_size=1,
-                           strategy_settings={"buffer_per_class": "10", "background_share": "0.45"}, accept_forgetting=True)
+                           strategy_settings={"buffer_per_class": "10", "background_share": "0.45", "background_in_body": "true"}, accept_forgetting=True)
     result = adapt_step(request, device=torch.device("cpu"), sink=EventSink(ProgressMode.QUIET), cancel=CancelToken())
-    assert shares == [0.45] and result.version.settings.strategy["background_share"] == 0.45
+    assert len(arguments) == 1 and (arguments[0]["background_share"], arguments[0]["background_in_body"]) == (0.45, True)
+    recorded = result.version.settings.strategy
+    assert (recorded["background_share"], recorded["background_in_body"]) == (0.45, True)
 
 
 def test_organs_without_labels_take_their_prototypes_from_the_parents_pseudo_labels(painted_bundle, site):

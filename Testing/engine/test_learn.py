@@ -7,7 +7,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from ciss_test_helpers import built_sampler_shares, cancelling_sink, new_organ_labels, record_checksums, run_cli, step_images
+from ciss_test_helpers import built_sampler_arguments, cancelling_sink, new_organ_labels, record_checksums, run_cli, step_images
 
 from ciss_engine.bundle import Bundle
 from ciss_engine.cancellation import CancelToken
@@ -92,12 +92,14 @@ def test_every_strategy_runs_in_the_same_loop(bundle, phantom_cohort, step_label
     assert Bundle.open_or_raise(bundle).load().settings.strategy["name"] == strategy
 
 
-def test_the_step_draws_its_patches_with_the_background_share_it_is_given_and_records_it(bundle, phantom_cohort, step_labels, monkeypatch):
-    shares = built_sampler_shares(monkeypatch, incremental)
+def test_the_step_draws_its_background_patches_as_its_settings_say_and_records_them(bundle, phantom_cohort, step_labels, monkeypatch):
+    arguments = built_sampler_arguments(monkeypatch, incremental)
     code = run_cli("learn", "-b", bundle, "--organ", "pancreas,liver", "-i", *step_images(phantom_cohort), "-l", *step_labels, "--strategy", "mib",
-                   "--setting", "background_share=0.35", "--accept-forgetting", *STEP_ARGS)
-    assert code == 0 and shares == [0.35]
-    assert Bundle.open_or_raise(bundle).load().settings.strategy["background_share"] == 0.35
+                   "--setting", "background_share=0.35", "--setting", "background_in_body=true", "--accept-forgetting", *STEP_ARGS)
+    assert code == 0 and len(arguments) == 1
+    assert (arguments[0]["background_share"], arguments[0]["background_in_body"]) == (0.35, True)
+    recorded = Bundle.open_or_raise(bundle).load().settings.strategy
+    assert (recorded["background_share"], recorded["background_in_body"]) == (0.35, True)
 
 
 def test_a_background_share_outside_0_to_1_is_refused_before_anything_runs(bundle, phantom_cohort, step_labels, capsys):

@@ -47,6 +47,24 @@ def test_an_organ_labelled_in_one_case_of_two_gets_the_share_of_any_other():
     assert shares.tolist() == pytest.approx([0.2, 0.4, 0.4, 0.0], abs=0.1)
 
 
+def test_background_patches_in_the_body_are_centred_inside_it_and_anywhere_otherwise():
+    """A body (image 0.5) filling half of each axial slice, the rest air (0): drawn anywhere, background centres fall in
+    the air about half of the time; with ``background_in_body`` never, while the organs keep their share."""
+    case = _case()
+    image = case.image.as_tensor()
+    image[0, :, 8:, :] = 0.5  # the body: every y from 8 on, holding the small organ (class 2)
+    image[0, :, :8, :] = 0.0  # air, holding the large organ's label (a label need not lie in the body)
+    centres = {}
+    for in_body in (False, True):
+        sampler = PatchSampler([case], num_classes=NUM_CLASSES, patch_size=PATCH, batch_size=50, seed=0, background_share=0.5, background_in_body=in_body)
+        batches = [sampler.batch(iteration) for iteration in range(4)]
+        centres[in_body] = (torch.cat([b.labels[:, 1, 1, 1] for b in batches]), torch.cat([b.images[:, 0, 1, 1, 1] for b in batches]))
+    for in_body, (labels, images) in centres.items():
+        background_in_air = ((labels == 0) & (images == 0)).float().sum() / (labels == 0).sum()
+        assert (background_in_air == 0) if in_body else (background_in_air > 0.25)
+        assert (labels != 0).float().mean() == pytest.approx(0.5, abs=0.12)
+
+
 def test_the_same_seed_draws_the_same_patches_and_another_seed_others():
     first, again, other = _sampler(seed=3), _sampler(seed=3), _sampler(seed=4)
     for iteration in range(3):

@@ -77,7 +77,7 @@ def test_an_unknown_name_lists_the_strategys_settings_and_a_bad_value_says_what_
     with pytest.raises(InputError) as unknown:
         parse_settings_or_raise("mib", {"lambda_orcd": "1"})
     assert unknown.value.message == "unknown setting 'lambda_orcd' of strategy mib"
-    assert "settings of mib: new_class_dice, new_class_ce, new_class_lr_scale, background_share, teacher, lambda_kd" in unknown.value.hint
+    assert "settings of mib: new_class_dice, new_class_ce, new_class_lr_scale, background_share, background_in_body, teacher, lambda_kd" in unknown.value.hint
     for name, text, takes in (("summand", "per_organ", "one of channel_kl, mib, agreement"), ("calibrated", "maybe", "true or false"),
                               ("lambda_ll", "x", "a number or none")):
         with pytest.raises(InputError) as bad:

@@ -181,7 +181,8 @@ def _adapt_step_locked(request: AdaptRequest, *, device: torch.device, sink: Eve
     sampler = PatchSampler(cases, num_classes=registry.num_classes, patch_size=preprocessing.patch_size, batch_size=request.batch_size, seed=request.seed,
                            augment=request.loop.augmentation,
                            organ_contrast=organ_contrast_for(request.organ_contrast, registry, labelled, replay=request.appearance_replay, recorded=recorded),
-                           intensities=preprocessing.model_intensities(), background_share=settings.background_share)
+                           intensities=preprocessing.model_intensities(), background_share=settings.background_share,
+                           background_in_body=settings.background_in_body)
 
     shares = ShareRecorder(network, sink, stage="adapt")
 

@@ -191,7 +191,7 @@ def _learn_step_locked(request: LearnRequest, *, device: torch.device, sink: Eve
     sampler = PatchSampler(
         cases, num_classes=registry.num_classes, patch_size=preprocessing.patch_size, batch_size=request.batch_size, seed=request.seed,
         maps=step_data.teacher_maps, augment=request.loop.augmentation, intensities=preprocessing.model_intensities(),
-        background_share=settings.background_share,
+        background_share=settings.background_share, background_in_body=settings.background_in_body,
     )
     shares = ShareRecorder(network, sink, stage="learn")
 
@@ -206,7 +206,8 @@ def _learn_step_locked(request: LearnRequest, *, device: torch.device, sink: Eve
         shares.average.restore(saved)
 
     sink.log(f"learning {', '.join(n for n, _, _ in request.organs)} on {len(cases)} CT(s) with {request.strategy}, "
-             f"{request.loop.iterations} iterations on {device} ({settings.background_share:.0%} of the patches centred on background); "
+             f"{request.loop.iterations} iterations on {device} ({settings.background_share:.0%} of the patches centred on background"
+             f"{' inside the body' if settings.background_in_body else ''}); "
              f"parent version {parent.version}"
              + (f"; old model's outputs {'cached from its whole-CT pass' if cached_teacher else 'computed on every patch'}" if strategy.needs_old_model else ""))
     result = run_training_loop(

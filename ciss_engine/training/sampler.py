@@ -9,6 +9,8 @@ iterations.
 Synthetic patients (synthetic_cases.py) form a pool of their own: ``synthetic_share`` of the patches come from it,
 the class again drawn before the case, so the site's CTs keep the rest however many phantom patients there are;
 their patches may get organ contrast of their own (a phantom organ can change intensity at no cost to a real one).
+A step may centre its background patches inside the patient's body only (``background_in_body``, body_mask.py): drawn
+anywhere, a third to a half of them showed the air around the patient.
 Each iteration's randomness derives from (seed, iteration) alone, so a resumed run draws exactly
 the patches an uninterrupted one would have drawn. Maps computed once over each whole case (the frozen
 old model's logits and features: the cached teacher) are cropped with the very same crop.
@@ -25,6 +27,7 @@ from monai.utils import convert_to_tensor
 
 from ..preprocessing import ModelIntensities
 from .augmentation import ENGINE_INTENSITIES, OrganContrast, patch_augmentation
+from .body_mask import body_mask
 from .cases import PreparedCase
 
 
@@ -66,7 +69,7 @@ class PatchSampler:
         self, cases: Sequence[PreparedCase], *, num_classes: int, patch_size: Sequence[int], batch_size: int, seed: int,
         background_share: float = 0.2, maps: Sequence[torch.Tensor] | None = None, augment: bool = False,
         organ_contrast: OrganContrast | None = None, intensities: ModelIntensities = ENGINE_INTENSITIES, synthetic_share: float = 0.0,
-        synthetic_organ_contrast: OrganContrast | None = None,
+        synthetic_organ_contrast: OrganContrast | None = None, background_in_body: bool = False,
     ) -> None:
         """``maps``: one (C, X, Y, Z) tensor per case on the case's network grid, cropped with each patch;
         ``augment``: random spatial and intensity transforms of each patch (``augmentation.py``), with
@@ -74,7 +77,9 @@ class PatchSampler:
         ``intensities``: the model's units, into which the transforms' Hounsfield amounts are converted
         (PreprocessingConfig.model_intensities); ``synthetic_share``: the share of patches drawn from the
         ``synthetic`` cases, when there are any; ``synthetic_organ_contrast``: their patches' organ contrast
-        (None: ``organ_contrast``), so that phantom organs, unlike the site's, can change intensity often."""
+        (None: ``organ_contrast``), so that phantom organs, unlike the site's, can change intensity often;
+        ``background_in_body``: background patches centred inside the patient's body only (body_mask.py), where a
+        case has any background there."""
         if not 0.0 <= background_share < 1.0:
             raise ValueError(f"background_share must be in [0, 1), got {background_share}")
         if not 0.0 <= synthetic_share < 1.0:
@@ -97,6 +102,11 @@ class PatchSampler:
         steering = [pad(c.sampling_label if c.sampling_label is not None else c.label) for c in cases]
         to_indices = ClassesToIndices(num_classes=num_classes)
         self._indices = [to_indices(s) for s in steering]
+        if background_in_body:
+            for indices, image in zip(self._indices, self._images):
+                inside = indices[0][body_mask(image).flatten()[indices[0]]]
+                if len(inside) > 0:
+                    indices[0] = inside
         self.background_share = background_share
         self._site = CasePool.of([i for i, c in enumerate(cases) if not c.synthetic], self._indices, num_classes)
         synthetic = [i for i, c in enumerate(cases) if c.synthetic]
