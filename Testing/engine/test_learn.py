@@ -7,7 +7,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from ciss_test_helpers import built_sampler_arguments, cancelling_sink, new_organ_labels, record_checksums, run_cli, step_images
+from ciss_test_helpers import built_sampler_arguments, cancelling_sink, logging_sink, new_organ_labels, record_checksums, run_cli, step_images
 
 from ciss_engine.bundle import Bundle
 from ciss_engine.cancellation import CancelToken
@@ -100,6 +100,15 @@ def test_the_step_draws_its_background_patches_as_its_settings_say_and_records_t
     assert (arguments[0]["background_share"], arguments[0]["background_in_body"]) == (0.35, True)
     recorded = Bundle.open_or_raise(bundle).load().settings.strategy
     assert (recorded["background_share"], recorded["background_in_body"]) == (0.35, True)
+
+
+def test_the_step_says_where_its_background_patches_are_centred(bundle, phantom_cohort, step_labels):
+    sink = logging_sink()
+    request = LearnRequest(bundle=bundle, organs=[("pancreas", 1, None), ("liver", 2, None)], images=step_images(phantom_cohort), labels=step_labels,
+                           loop=LoopConfig(iterations=1, augmentation=False), batch_size=1, accept_forgetting=True, strategy="mib",
+                           strategy_settings={"background_share": "0.3", "background_in_body": "true"})
+    learn_step(request, device=torch.device("cpu"), sink=sink, cancel=CancelToken())
+    assert any("(30% of the patches centred on background inside the body)" in line for line in sink.lines), sink.lines
 
 
 def test_a_background_share_outside_0_to_1_is_refused_before_anything_runs(bundle, phantom_cohort, step_labels, capsys):
