@@ -80,6 +80,10 @@ if [ "$mode" = validation ]; then
   # And with the new organs' output channels at 20 x the step's learning rate: today's `pcdd` defaults (RESULTS.md (y));
   # at the step's rate a 400-iteration real-CT step learned no esophagus or pancreas.
   run pcdd_lrs20 pcdd --setting pcdd.orcd_normalisation=patch --setting pcdd.lambda_orcd=10 --setting pcdd.lambda_crcd=20 --setting pcdd.new_class_ce=0.3 --setting pcdd.new_class_lr_scale=20
+  # Today's defaults with the step's background patches centred inside the body (RESULTS.md (au)).
+  run pcdd_body_centres pcdd --setting pcdd.background_in_body=true
+  # Today's defaults with every organ drawn alike for an organ-centred patch, the default before RESULTS.md (av).
+  run pcdd_organs_alike pcdd --setting pcdd.new_organ_weight=1
   # MiB kept the old organs best on real CT but learned no small organ: with the new organs' own CE as uniform has it.
   run mib_new_class_ce mib --setting mib.new_class_ce=1
 else

@@ -212,7 +212,8 @@ def test_the_feature_mappings_are_not_part_of_the_segmentation_network():
 
 
 @pytest.mark.parametrize(("name", "value"), [("embedding_size", 0), ("buffer_per_class", 0), ("aligned_rows", 2),
-                                            ("new_class_ce", 0.3), ("new_class_lr_scale", 20.0)])  # a domain step adds no organ
+                                            ("new_class_ce", 0.3), ("new_class_lr_scale", 20.0),
+                                            ("new_organ_weight", 3.0)])  # a domain step adds no organ
 def test_settings_out_of_range_are_refused(name, value):
     from ciss_engine.errors import InputError
 

@@ -92,23 +92,27 @@ def test_every_strategy_runs_in_the_same_loop(bundle, phantom_cohort, step_label
     assert Bundle.open_or_raise(bundle).load().settings.strategy["name"] == strategy
 
 
-def test_the_step_draws_its_background_patches_as_its_settings_say_and_records_them(bundle, phantom_cohort, step_labels, monkeypatch):
+def test_the_step_draws_its_patches_as_its_settings_say_and_records_them(bundle, phantom_cohort, step_labels, monkeypatch):
     arguments = built_sampler_arguments(monkeypatch, incremental)
     code = run_cli("learn", "-b", bundle, "--organ", "pancreas,liver", "-i", *step_images(phantom_cohort), "-l", *step_labels, "--strategy", "mib",
-                   "--setting", "background_share=0.35", "--setting", "background_in_body=true", "--accept-forgetting", *STEP_ARGS)
+                   "--setting", "background_share=0.35", "--setting", "background_in_body=true", "--setting", "new_organ_weight=2.5",
+                   "--accept-forgetting", *STEP_ARGS)
     assert code == 0 and len(arguments) == 1
-    assert (arguments[0]["background_share"], arguments[0]["background_in_body"]) == (0.35, True)
-    recorded = Bundle.open_or_raise(bundle).load().settings.strategy
-    assert (recorded["background_share"], recorded["background_in_body"]) == (0.35, True)
+    assert (arguments[0]["background_share"], arguments[0]["background_in_body"], arguments[0]["new_organ_weight"]) == (0.35, True, 2.5)
+    version = Bundle.open_or_raise(bundle).load()
+    assert sorted(arguments[0]["new_organs"]) == sorted(version.registry.by_name(name).label for name in ("pancreas", "liver"))
+    recorded = version.settings.strategy
+    assert (recorded["background_share"], recorded["background_in_body"], recorded["new_organ_weight"]) == (0.35, True, 2.5)
 
 
-def test_the_step_says_where_its_background_patches_are_centred(bundle, phantom_cohort, step_labels):
+def test_the_step_says_how_its_patches_are_drawn(bundle, phantom_cohort, step_labels):
     sink = logging_sink()
     request = LearnRequest(bundle=bundle, organs=[("pancreas", 1, None), ("liver", 2, None)], images=step_images(phantom_cohort), labels=step_labels,
                            loop=LoopConfig(iterations=1, augmentation=False), batch_size=1, accept_forgetting=True, strategy="mib",
-                           strategy_settings={"background_share": "0.3", "background_in_body": "true"})
+                           strategy_settings={"background_share": "0.3", "background_in_body": "true", "new_organ_weight": "3"})
     learn_step(request, device=torch.device("cpu"), sink=sink, cancel=CancelToken())
-    assert any("(30% of the patches centred on background inside the body)" in line for line in sink.lines), sink.lines
+    expected = "(30% of the patches centred on background inside the body, each new organ drawn 3 x as often as an old one)"
+    assert any(expected in line for line in sink.lines), sink.lines
 
 
 def test_a_background_share_outside_0_to_1_is_refused_before_anything_runs(bundle, phantom_cohort, step_labels, capsys):

@@ -3,12 +3,13 @@ uniformly, in a case that holds it, or on background for ``background_share`` of
 alone, so a resumed run gets the very patches an uninterrupted one got."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from monai.data import MetaTensor
 
 from ciss_engine.training.cases import PreparedCase
-from ciss_engine.training.sampler import PatchSampler
+from ciss_engine.training.sampler import PatchSampler, iteration_seed
 
 PATCH = (3, 3, 3)  # odd: the sampled voxel is the patch's centre
 NUM_CLASSES = 4  # class 3 is in no case
@@ -63,6 +64,41 @@ def test_background_patches_in_the_body_are_centred_inside_it_and_anywhere_other
         background_in_air = ((labels == 0) & (images == 0)).float().sum() / (labels == 0).sum()
         assert (background_in_air == 0) if in_body else (background_in_air > 0.25)
         assert (labels != 0).float().mean() == pytest.approx(0.5, abs=0.12)
+
+
+def test_new_organs_weighted_w_times_an_old_one_get_that_share_of_the_organ_patches():
+    """Organ 2 new, organ 1 old: at weight 3 the new one centres 3/4 of the organ patches (uniform: 1/2); background keeps its share."""
+    shares = {}
+    for weight in (1.0, 3.0):
+        sampler = PatchSampler([_case()], num_classes=NUM_CLASSES, patch_size=PATCH, batch_size=100, seed=0, background_share=0.2,
+                               new_organs=(2,), new_organ_weight=weight)
+        centres = torch.cat([sampler.batch(iteration).labels[:, 1, 1, 1] for iteration in range(4)])
+        shares[weight] = torch.bincount(centres, minlength=NUM_CLASSES).float() / len(centres)
+    assert shares[1.0].tolist() == pytest.approx([0.2, 0.4, 0.4, 0.0], abs=0.07)  # 400 draws: over 3 standard deviations
+    assert shares[3.0].tolist() == pytest.approx([0.2, 0.2, 0.6, 0.0], abs=0.07)
+
+
+def _centres_drawn_before_the_weight(seed: int, iterations: int, batch_size: int, background_share: float, organs: list[int]) -> list[int]:
+    """The centre classes in the draw order of samplers before ``new_organ_weight`` existed: background or not, the
+    organ among all alike, the crop's seed."""
+    centres = []
+    for iteration in range(iterations):
+        rng = np.random.default_rng(iteration_seed(seed, iteration))
+        for _ in range(batch_size):
+            background = rng.random() < background_share
+            centres.append(0 if background else organs[int(rng.integers(len(organs)))])
+            rng.integers(2**31 - 1)
+    return centres
+
+
+def test_a_weight_that_cannot_act_draws_what_samplers_drew_before_it_existed():
+    """Weight 1, or no old organ beside the new ones: no extra random draw, so a step recorded before the setting
+    existed is reproduced patch for patch."""
+    expected = _centres_drawn_before_the_weight(2, 3, 4, 0.2, [1, 2])
+    for new_organs, weight in (((), 1.0), ((2,), 1.0), ((1, 2), 3.0)):
+        sampler = PatchSampler([_case()], num_classes=NUM_CLASSES, patch_size=PATCH, batch_size=4, seed=2, background_share=0.2,
+                               new_organs=new_organs, new_organ_weight=weight)
+        assert torch.cat([sampler.batch(iteration).labels[:, 1, 1, 1] for iteration in range(3)]).tolist() == expected
 
 
 def test_the_same_seed_draws_the_same_patches_and_another_seed_others():

@@ -55,6 +55,8 @@ class DomainStrategy:
             raise InputError("new_class_ce weighs new organs, and a domain step adds none", "leave new_class_ce at 0 for ciss adapt")
         if settings.new_class_lr_scale != 1:
             raise InputError("new_class_lr_scale speeds up new organs' channels, and a domain step adds none", "leave new_class_lr_scale at 1 for ciss adapt")
+        if settings.new_organ_weight != 1:
+            raise InputError("new_organ_weight draws new organs more often, and a domain step adds none", "leave new_organ_weight at 1 for ciss adapt")
         self.context = context
         self.settings = settings
         self._dice = DiceLoss(include_background=True, softmax=False, to_onehot_y=False)

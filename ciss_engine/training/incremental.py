@@ -192,6 +192,7 @@ def _learn_step_locked(request: LearnRequest, *, device: torch.device, sink: Eve
         cases, num_classes=registry.num_classes, patch_size=preprocessing.patch_size, batch_size=request.batch_size, seed=request.seed,
         maps=step_data.teacher_maps, augment=request.loop.augmentation, intensities=preprocessing.model_intensities(),
         background_share=settings.background_share, background_in_body=settings.background_in_body,
+        new_organs=list(value_to_class.values()), new_organ_weight=settings.new_organ_weight,
     )
     shares = ShareRecorder(network, sink, stage="learn")
 
@@ -206,8 +207,7 @@ def _learn_step_locked(request: LearnRequest, *, device: torch.device, sink: Eve
         shares.average.restore(saved)
 
     sink.log(f"learning {', '.join(n for n, _, _ in request.organs)} on {len(cases)} CT(s) with {request.strategy}, "
-             f"{request.loop.iterations} iterations on {device} ({settings.background_share:.0%} of the patches centred on background"
-             f"{' inside the body' if settings.background_in_body else ''}); "
+             f"{request.loop.iterations} iterations on {device} ({_patch_draws(settings)}); "
              f"parent version {parent.version}"
              + (f"; old model's outputs {'cached from its whole-CT pass' if cached_teacher else 'computed on every patch'}" if strategy.needs_old_model else ""))
     result = run_training_loop(
@@ -253,6 +253,12 @@ def retry_advice(strategy: str, iterations: int) -> str:
 def _finished_step(bundle: Bundle, request: LearnRequest, sink: EventSink) -> tuple[BundleVersion, GuardResult] | None:
     data = [case_sha256(image, label) for image, label in zip(request.images, request.labels)]
     return finished_step(bundle, lambda parent: _fingerprint(request, parent, data), sink, advice=retry_advice(request.strategy, request.loop.iterations))
+
+
+def _patch_draws(settings: StrategySettings) -> str:
+    """How the step's patches are drawn, in the log's words."""
+    background = f"{settings.background_share:.0%} of the patches centred on background{' inside the body' if settings.background_in_body else ''}"
+    return background + (f", each new organ drawn {settings.new_organ_weight:g} x as often as an old one" if settings.new_organ_weight != 1 else "")
 
 
 def _write_step_version(

@@ -10,7 +10,9 @@ Synthetic patients (synthetic_cases.py) form a pool of their own: ``synthetic_sh
 the class again drawn before the case, so the site's CTs keep the rest however many phantom patients there are;
 their patches may get organ contrast of their own (a phantom organ can change intensity at no cost to a real one).
 A step may centre its background patches inside the patient's body only (``background_in_body``, body_mask.py): drawn
-anywhere, a third to a half of them showed the air around the patient.
+anywhere, a third to a half of them showed the air around the patient. It may also draw its new organs more often than
+the old ones (``new_organ_weight``): the step is there to learn them, and the old organs, drawn by the old model's
+pseudo-labels, are held by distillation on every patch, which shows them around the new ones too.
 Each iteration's randomness derives from (seed, iteration) alone, so a resumed run draws exactly
 the patches an uninterrupted one would have drawn. Maps computed once over each whole case (the frozen
 old model's logits and features: the cached teacher) are cropped with the very same crop.
@@ -70,6 +72,7 @@ class PatchSampler:
         background_share: float = 0.2, maps: Sequence[torch.Tensor] | None = None, augment: bool = False,
         organ_contrast: OrganContrast | None = None, intensities: ModelIntensities = ENGINE_INTENSITIES, synthetic_share: float = 0.0,
         synthetic_organ_contrast: OrganContrast | None = None, background_in_body: bool = False,
+        new_organs: Sequence[int] = (), new_organ_weight: float = 1.0,
     ) -> None:
         """``maps``: one (C, X, Y, Z) tensor per case on the case's network grid, cropped with each patch;
         ``augment``: random spatial and intensity transforms of each patch (``augmentation.py``), with
@@ -79,11 +82,14 @@ class PatchSampler:
         ``synthetic`` cases, when there are any; ``synthetic_organ_contrast``: their patches' organ contrast
         (None: ``organ_contrast``), so that phantom organs, unlike the site's, can change intensity often;
         ``background_in_body``: background patches centred inside the patient's body only (body_mask.py), where a
-        case has any background there."""
+        case has any background there; ``new_organ_weight``: how many times as often as an old organ each of the
+        ``new_organs`` (class ids) is drawn for an organ-centred patch (1: every organ alike)."""
         if not 0.0 <= background_share < 1.0:
             raise ValueError(f"background_share must be in [0, 1), got {background_share}")
         if not 0.0 <= synthetic_share < 1.0:
             raise ValueError(f"synthetic_share must be in [0, 1), got {synthetic_share}")
+        if new_organ_weight <= 0:
+            raise ValueError(f"new_organ_weight must be positive, got {new_organ_weight}")
         if maps is not None and [m.shape[1:] for m in maps] != [c.image.shape[1:] for c in cases]:
             raise ValueError("each case's maps must have the case's spatial shape")
         self.batch_size = batch_size
@@ -108,6 +114,8 @@ class PatchSampler:
                 if len(inside) > 0:
                     indices[0] = inside
         self.background_share = background_share
+        self.new_organs = frozenset(new_organs)
+        self.new_organ_weight = new_organ_weight
         self._site = CasePool.of([i for i, c in enumerate(cases) if not c.synthetic], self._indices, num_classes)
         synthetic = [i for i, c in enumerate(cases) if c.synthetic]
         self._synthetic = CasePool.of(synthetic, self._indices, num_classes) if synthetic and synthetic_share > 0 else None
@@ -125,10 +133,22 @@ class PatchSampler:
         ``background_share`` of them), then a case of the pool holding it."""
         pool = self._synthetic if self._synthetic is not None and rng.random() < self.synthetic_share else self._site
         background = rng.random() < self.background_share or not pool.organs
-        chosen = 0 if background else pool.organs[int(rng.integers(len(pool.organs)))]
+        organs = self._organ_group(pool, rng)
+        chosen = 0 if background else organs[int(rng.integers(len(organs)))]
         holders = pool.cases_with[chosen] or pool.cases
         case = holders[int(rng.integers(len(holders)))]
         return case, chosen if chosen in self._crops[case] else next(iter(self._crops[case]))
+
+    def _organ_group(self, pool: CasePool, rng: np.random.Generator) -> list[int]:
+        """The organs an organ-centred patch is drawn among: the pool's new organs or its old ones, new with the share
+        their weight gives them (w·n_new / (w·n_new + n_old)); every organ where they weigh alike or one group is absent
+        (then no draw is spent, so such runs draw the patches they drew before the weight existed)."""
+        new = [organ for organ in pool.organs if organ in self.new_organs]
+        old = [organ for organ in pool.organs if organ not in self.new_organs]
+        if self.new_organ_weight == 1.0 or not new or not old:
+            return pool.organs
+        weighted_new = self.new_organ_weight * len(new)
+        return new if rng.random() < weighted_new / (weighted_new + len(old)) else old
 
     def batch(self, iteration: int) -> PatchBatch:
         """The patches of ``iteration`` (the same ones whenever it is asked for)."""
