@@ -79,14 +79,15 @@ def test_new_organs_weighted_w_times_an_old_one_get_that_share_of_the_organ_patc
 
 
 def _centres_drawn_before_the_weight(seed: int, iterations: int, batch_size: int, background_share: float, organs: list[int]) -> list[int]:
-    """The centre classes in the draw order of samplers before ``new_organ_weight`` existed: background or not, the
-    organ among all alike, the crop's seed."""
+    """The centre classes in the draw order of samplers before ``new_organ_weight`` existed, for one case: background or
+    not, the organ among all alike, the case among those holding it, the crop's seed."""
     centres = []
     for iteration in range(iterations):
         rng = np.random.default_rng(iteration_seed(seed, iteration))
         for _ in range(batch_size):
             background = rng.random() < background_share
             centres.append(0 if background else organs[int(rng.integers(len(organs)))])
+            rng.integers(1)
             rng.integers(2**31 - 1)
     return centres
 
