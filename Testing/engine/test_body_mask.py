@@ -2,6 +2,7 @@
 darkest, with what they enclose in each axial slice; the air around the patient is left out."""
 import torch
 
+from ciss_engine.events import EventSink, ProgressMode
 from ciss_engine.preprocessing import PreprocessingConfig
 from ciss_engine.training.body_mask import body_mask
 from ciss_engine.training.cases import prepare_cases
@@ -22,8 +23,6 @@ def test_the_body_holds_what_it_encloses_in_each_slice_and_not_the_air_around_it
 
 
 def test_on_a_phantom_ct_every_organ_lies_in_the_body_and_the_air_around_it_does_not(phantom_cohort):
-    from ciss_engine.events import EventSink, ProgressMode
-
     case = phantom_cohort[0]
     [prepared] = prepare_cases([case / "image.nii.gz"], [case / "label_seg8.nii.gz"], value_to_class={v: v for v in range(1, 9)},
                                other_labels="error", config=PreprocessingConfig(), sink=EventSink(ProgressMode.QUIET))
@@ -32,4 +31,3 @@ def test_on_a_phantom_ct_every_organ_lies_in_the_body_and_the_air_around_it_does
     assert organs.any() and body[organs].all()
     assert not body[0, 0, :].any() and not body[-1, -1, :].any(), "the corners of each slice are air"
     assert 0.2 < body.float().mean() < 0.9
-
