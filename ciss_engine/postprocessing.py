@@ -35,10 +35,11 @@ def one_piece_labels(registry: ClassRegistry) -> list[int]:
     return [organ.label for organ in registry.organs if organ.name in one_piece]
 
 
-def postprocessed_labels(version: BundleVersion) -> list[int]:
+def postprocessed_labels(version: BundleVersion, registry: ClassRegistry | None = None) -> list[int]:
     """The labels that ``version``'s segmentations keep in large pieces: its one-piece organs, or none for a model
-    imported from another tool and the steps grown from it (a site has validated that tool's raw output)."""
-    return one_piece_labels(version.registry) if version.settings.source is None else []
+    imported from another tool and the steps grown from it (a site has validated that tool's raw output).
+    ``registry``: the organs of a step being grown from ``version`` (its new organs included) instead of its own."""
+    return one_piece_labels(registry or version.registry) if version.settings.source is None else []
 
 
 def keep_largest_pieces(label: np.ndarray, labels: Sequence[int]) -> np.ndarray:

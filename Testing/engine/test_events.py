@@ -122,7 +122,9 @@ def test_every_event_the_engine_writes_parses_into_its_dataclass_and_back_to_the
             assert type(event) not in (UnknownEvent, Done, Metric), (command, line)  # a specific payload, every key known
             assert event.extra == {} and json.dumps(event.to_json()) == line, (command, line)
             kinds.add(event.kind)
-    assert kinds == set(EventKind) - STUDIO_KINDS - {EventKind.WARNING}  # warnings need a bad CT: the test above writes one
+    # Warnings come from a bad CT (the test above writes one) or a new organ learned poorly (the short learn step may
+    # write one: new_organ_fit.py); every line written, a warning included, parsed and round-tripped above.
+    assert kinds - {EventKind.WARNING} == set(EventKind) - STUDIO_KINDS - {EventKind.WARNING}
 
 
 def test_what_the_front_ends_read_is_in_the_events(engine_lines):

@@ -251,3 +251,28 @@ def test_a_bundle_without_pre_activation_prototypes_learns_in_the_post_activatio
     version = Bundle.open_or_raise(bundle).load()
     assert version.settings.strategy["affinity_features"] == "post_activation"
     assert "prototypes_pre_activation" not in version.load_prototypes()
+
+
+def test_the_step_records_and_reports_how_each_new_organ_came_out_on_its_own_cts(bundle, phantom_cohort, step_labels):
+    """The recorded fit is the written version's segmentation of the step's CTs (as `ciss segment` shows it) against
+    the step's labels, read as the bundle's class ids: the parent (which paints no new organ), the label files' own
+    values (1, 2) or the parent's one-piece organs (which lack the new ones) would each give other numbers."""
+    from ciss_engine.inference import load_network
+    from ciss_engine.new_organ_fit import new_organ_fit
+    from ciss_engine.postprocessing import postprocessed_labels
+    from ciss_engine.training.step_common import whole_ct_labels
+
+    sink = logging_sink()
+    request = LearnRequest(bundle=bundle, organs=[("pancreas", 1, None), ("liver", 2, None)], images=step_images(phantom_cohort), labels=step_labels,
+                           loop=LoopConfig(iterations=6), batch_size=1, accept_forgetting=True)
+    version, _ = learn_step(request, device=torch.device("cpu"), sink=sink, cancel=CancelToken())
+    config = PreprocessingConfig.from_json(version.settings.preprocessing)
+    cases = prepare_cases(step_images(phantom_cohort), step_labels, value_to_class={1: 5, 2: 6}, other_labels="error", config=config,
+                          sink=EventSink(ProgressMode.QUIET))
+    predictions = whole_ct_labels(load_network(version, torch.device("cpu")), cases, patch_size=config.patch_size, device=torch.device("cpu"))
+    expected = new_organ_fit([c.label.as_tensor()[0] for c in cases], predictions, [(5, "pancreas"), (6, "liver")], spacing_mm=config.spacing_mm,
+                             one_piece=postprocessed_labels(version))
+    recorded = version.history[-1]["new_organ_fit"]
+    assert recorded == {name: fit.to_json() for name, fit in expected.items()}
+    assert recorded["liver"]["painted_voxels"] > 0, "a step that paints no new organ could not tell its own predictions from the parent's"
+    assert any(line.startswith("the new organs on the step's CTs") and "liver DSC" in line for line in sink.lines)

@@ -26,6 +26,7 @@ from ..events import EventSink
 from ..forgetting_guard import GuardResult, check_forgetting
 from ..inference import load_network
 from ..network import SegmentationNetwork, grow_classifier
+from ..new_organ_fit import OrganFit, new_organ_fit, report_fit
 from ..postprocessing import postprocessed_labels
 from ..preprocessing import PreprocessingConfig
 from ..prototypes import FeaturePrototypes
@@ -228,6 +229,11 @@ def _learn_step_locked(request: LearnRequest, *, device: torch.device, sink: Eve
         [(o.label, o.name) for o in parent.registry.organs],
         threshold=request.guard_threshold, new_organ_masks=[c.label.as_tensor()[0] > num_old for c in cases], one_piece=postprocessed_labels(parent),
     )
+    fit = new_organ_fit(
+        [c.label.as_tensor()[0] for c in cases], new_predictions, [(registry.by_name(name).label, name) for name, _, _ in request.organs],
+        spacing_mm=preprocessing.spacing_mm, one_piece=postprocessed_labels(parent, registry),
+    )
+    report_fit(fit, sink, ct_names=[str(path) for path in request.images], short_step=request.loop.iterations < THOROUGH_ITERATIONS)
     written = publish_or_reject(
         bundle_root=bundle.root, version=version, parent_version=parent.version, fingerprint=fingerprint, guard=guard,
         accept_forgetting=request.accept_forgetting, sink=sink, advice=retry_advice(request.strategy, request.loop.iterations),
@@ -235,7 +241,7 @@ def _learn_step_locked(request: LearnRequest, *, device: torch.device, sink: Eve
             request=request, root=bundle.root, parent=parent, version=version, step=step, registry=registry, network=network,
             prototypes=final, thresholds=step_data.thresholds, guard=guard, status=status, result=result, strategy=strategy.describe(),
             gradient_shares=shares.average.mean(), data=[c.sha256 for c in cases], fingerprint=fingerprint,
-            appearance=organ_medians(cases, registry),
+            appearance=organ_medians(cases, registry), fit=fit,
         ),
     )
     return written, guard
@@ -280,15 +286,17 @@ def _write_step_version(
     gradient_shares: dict[str, float],
     fingerprint: str,
     appearance: dict[str, float],
+    fit: dict[str, OrganFit],
 ) -> BundleVersion:
     """The step's version folder: grown network, prototypes with τ, lineage (with the new organs' appearance on this
-    step's CTs, site_appearance.py), guard verdict, status."""
+    step's CTs, site_appearance.py, and how well they were learned there, new_organ_fit.py), guard verdict, status."""
     settings, entry = step_record(
         request, parent=parent, version=version, step=step, kind="incremental", organs=[name for name, _, _ in request.organs], data=data,
         status=status, strategy=strategy, guard=guard, fingerprint=fingerprint, result=result,
         metrics={f"agreement_{k}": v for k, v in guard.agreement.items() if v is not None},
         # Mean share of each weighted term in the gradient norm on the shared parameters (gradient_shares.py).
         gradient_shares=gradient_shares, **bootstrap_record(parent), **{APPEARANCE_KEY: appearance},
+        new_organ_fit={name: organ.to_json() for name, organ in fit.items()},
     )
     settings.update({
         "step": step, "network": network.config.to_json(),
