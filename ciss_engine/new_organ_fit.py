@@ -91,8 +91,6 @@ def _far_from(organ: torch.Tensor, spacing_mm: Sequence[float]) -> torch.Tensor:
 def report_fit(fit: dict[str, OrganFit], sink: EventSink, *, ct_names: Sequence[str], short_step: bool) -> None:
     """One log line for every new organ, and a warning for each with a problem (``ct_names``: the step's CTs in the
     order given, as the user knows them), with what to do about it."""
-    if not fit:
-        return
     sink.log("the new organs on the step's CTs, as `ciss segment` shows them: " + "; ".join(f.describe(name) for name, f in fit.items()))
     for name, organ in fit.items():
         problems = organ.problems(ct_names)
