@@ -212,12 +212,12 @@ class PcddSettings(StrategySettings):
     # Drawn alike, each new organ of the real-CT step centred a tenth of the patches. At 3 the phantom validation split
     # scored All +0.0029 on the mean at `standard` (ahead in 2 seeds of 3) and +0.0038 / +0.0001 at `thorough`; on the real
     # CTs at `thorough` the esophagus 0.73-0.78 against 0.64-0.71 in 3 seeds of 3, the old organs kept ≥ 0.96 x
-    # (benchmarks/RESULTS.md (av)).
+    # (benchmarks/RESULTS.md (av)). Steps adding fewer organs than the model knows are drawn alike (training/incremental.py).
     new_organ_weight: float = setting(
         3.0, "how many times as often as an old organ each new organ is drawn for an organ-centred patch: at 3 the real-CT step "
         "learned more esophagus in every seed and the phantom validation split scored higher; the old organs are held by "
-        "distillation on every patch. A step adding one organ draws it alike unless this is set: in chains of one-organ steps "
-        "3 kept less of the old organs", before=1.0)
+        "distillation on every patch. A step adding fewer organs than the model knows draws them alike unless this is set: "
+        "in steps adding one or two organs to four, 3 scored lower on the validation split", before=1.0)
 
 
 @dataclasses.dataclass(frozen=True)

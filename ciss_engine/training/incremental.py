@@ -153,7 +153,7 @@ def learn_step(request: LearnRequest, *, device: torch.device, sink: EventSink, 
 
 
 def _learn_step_locked(request: LearnRequest, *, device: torch.device, sink: EventSink, cancel: CancelToken) -> tuple[BundleVersion, GuardResult]:
-    settings = _one_organ_drawn_alike(parse_settings_or_raise(request.strategy, request.strategy_settings), request, sink)
+    settings = parse_settings_or_raise(request.strategy, request.strategy_settings)
     strategy_type = STRATEGIES[request.strategy]
     if not issubclass(strategy_type, Strategy):
         raise InputError(f"strategy {request.strategy} adapts the bundle's organs to a new site's CTs; it adds no organ",
@@ -165,6 +165,7 @@ def _learn_step_locked(request: LearnRequest, *, device: torch.device, sink: Eve
     if request.resume and (finished := _finished_step(bundle, request, sink)) is not None:
         return finished
     parent = parent_or_raise(bundle, request.parent_version)
+    settings = _few_new_organs_drawn_alike(settings, request, len(parent.registry), sink)
     version = bundle.next_version()
     step = parent.settings.step + 1
     registry = parent.registry.with_new_organs([(name, rgb) for name, _, rgb in request.organs], step=step, version=version)
@@ -247,14 +248,15 @@ def _learn_step_locked(request: LearnRequest, *, device: torch.device, sink: Eve
     return written, guard
 
 
-def _one_organ_drawn_alike(settings: StrategySettings, request: LearnRequest, sink: EventSink) -> StrategySettings:
-    """A step adding one organ draws it as often as each old one unless the user set ``new_organ_weight``: the default
-    weight pays for a step adding several organs (4-4 validation, real CT) and, in the 4-1 protocol's chain of one-organ
-    steps, kept the old organs 0.944 / 0.957 x against 0.982 / 0.978 x drawn alike (benchmarks/RESULTS.md (aw))."""
-    if len(request.organs) > 1 or settings.new_organ_weight == 1 or "new_organ_weight" in request.strategy_settings:
+def _few_new_organs_drawn_alike(settings: StrategySettings, request: LearnRequest, num_old: int, sink: EventSink) -> StrategySettings:
+    """A step adding fewer organs than its parent knows draws each as often as each old one unless the user set
+    ``new_organ_weight``: on the phantom validation split the default weight paid for a step adding as many organs as
+    the base knew (4-4), and lost in steps adding two (4-2) or one (4-1) beside more old ones (benchmarks/RESULTS.md
+    (av), (aw), (ax))."""
+    if len(request.organs) >= num_old or settings.new_organ_weight == 1 or "new_organ_weight" in request.strategy_settings:
         return settings
-    sink.log(f"one new organ: drawn as often as each old one (new_organ_weight {settings.new_organ_weight:g} applies to steps adding "
-             "several organs; set it to weigh this one)")
+    sink.log(f"{len(request.organs)} new organ(s) beside {num_old} known: each drawn as often as an old one (new_organ_weight "
+             f"{settings.new_organ_weight:g} applies to steps adding at least as many organs as the model knows; set it to weigh these)")
     return dataclasses.replace(settings, new_organ_weight=1.0)
 
 
