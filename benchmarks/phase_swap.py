@@ -62,7 +62,11 @@ class GridScorer:
 
     def probabilities(self, image: nib.Nifti1Image) -> torch.Tensor:
         """The network's class probabilities (C, X, Y, Z) for ``image`` on the network grid."""
-        logits, _ = sliding_window_outputs(self.network, image_to_network(image, self.config)[None], patch_size=self.config.patch_size, device=torch.device("cpu"))
+        return self.probabilities_on_grid(image_to_network(image, self.config))
+
+    def probabilities_on_grid(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The same for an image already on the network grid and in its intensities ((1, X, Y, Z))."""
+        logits, _ = sliding_window_outputs(self.network, tensor[None], patch_size=self.config.patch_size, device=torch.device("cpu"))
         return logits.softmax(1)[0]
 
     def score(self, image: nib.Nifti1Image) -> dict[str, tuple[float, float]]:

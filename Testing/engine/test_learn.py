@@ -124,17 +124,20 @@ def test_a_step_adding_fewer_organs_than_it_knows_draws_them_alike_unless_the_we
     seg8 = {"esophagus": 5, "pancreas": 6, "liver": 7, "stomach": 8}
     arguments = built_sampler_arguments(monkeypatch, incremental)
     recorded = []
-    for step, (organs, given) in enumerate(((["pancreas", "liver"], {}), (list(seg8), {}), (["pancreas", "liver"], {"new_organ_weight": "3"}))):
+    steps = ((["pancreas", "liver"], "pcdd", {}), (list(seg8), "pcdd", {}), (["pancreas", "liver"], "pcdd", {"new_organ_weight": "3"}),
+             (["pancreas", "liver"], "mib", {}))  # mib draws alike by default: nothing to say
+    for step, (organs, strategy, given) in enumerate(steps):
         copy = shutil.copytree(bundle, tmp_path / f"bundle_{step}")
         labels = [new_organ_labels(c, tmp_path / f"labels_{step}_{i}.nii.gz", {seg8[name]: value for value, name in enumerate(organs, 1)})
                   for i, c in enumerate(phantom_cohort[2:4])]
         sink = logging_sink()
         request = LearnRequest(bundle=copy, organs=[(name, value, None) for value, name in enumerate(organs, 1)], images=step_images(phantom_cohort),
-                               labels=labels, loop=LoopConfig(iterations=1, augmentation=False), batch_size=1, accept_forgetting=True, strategy_settings=given)
+                               labels=labels, loop=LoopConfig(iterations=1, augmentation=False), batch_size=1, accept_forgetting=True, strategy=strategy,
+                               strategy_settings=given)
         version, _ = learn_step(request, device=torch.device("cpu"), sink=sink, cancel=CancelToken())
         recorded.append((version.settings.strategy["new_organ_weight"], any("new organ(s) beside 4 known: each drawn as often" in line for line in sink.lines)))
-    assert recorded == [(1.0, True), (3.0, False), (3.0, False)]
-    assert [a["new_organ_weight"] for a in arguments] == [1.0, 3.0, 3.0]
+    assert recorded == [(1.0, True), (3.0, False), (3.0, False), (1.0, False)]
+    assert [a["new_organ_weight"] for a in arguments] == [1.0, 3.0, 3.0, 1.0]
 
 
 def test_a_background_share_outside_0_to_1_is_refused_before_anything_runs(bundle, phantom_cohort, step_labels, capsys):
