@@ -26,11 +26,12 @@ def tiny_base(cohort: list[Path], output: Path, organs=(("spleen", 1, None), ("l
     from ciss_engine.training.base import BaseTrainingRequest, train_base_bundle
     from ciss_engine.training.loop_config import LoopConfig
 
-    fields = {"preprocessing": PreprocessingConfig(spacing_mm=(6.0, 6.0, 6.0), patch_size=(32, 32, 32)), **request_fields}
-    request = BaseTrainingRequest(
-        images=[cohort[0] / "image.nii.gz"], labels=[cohort[0] / "label_seg8.nii.gz"], organs=list(organs), output=output,
-        loop=LoopConfig(iterations=3, checkpoint_every=100), init_filters=8, batch_size=1, other_labels="background", **fields,
-    )
+    fields = {
+        "images": [cohort[0] / "image.nii.gz"], "labels": [cohort[0] / "label_seg8.nii.gz"], "loop": LoopConfig(iterations=3, checkpoint_every=100),
+        "init_filters": 8, "batch_size": 1, "other_labels": "background",
+        "preprocessing": PreprocessingConfig(spacing_mm=(6.0, 6.0, 6.0), patch_size=(32, 32, 32)), **request_fields,
+    }
+    request = BaseTrainingRequest(organs=list(organs), output=output, **fields)
     return train_base_bundle(request, device=torch.device("cpu"), sink=sink or EventSink(ProgressMode.QUIET), cancel=CancelToken())
 
 

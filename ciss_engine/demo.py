@@ -154,7 +154,7 @@ def run_demo(settings: DemoSettings, *, sink: EventSink, cancel: CancelToken) ->
     report = {
         "data": data.source, "bundle": str(bundle_dir), "device": str(device), "iterations": settings.iterations, "step_iterations": settings.step_iterations,
         "versions": {tag: version.version for tag, version in versions.items()}, "new_organs": [name for name, _ in NEW_ORGANS],
-        "forgetting_guard": guard, "seconds": {k: round(v, 1) for k, v in seconds.items()}, "cases": cases,
+        "forgetting_guard": guard, "step_cts": [case.name for case in data.step_training], "seconds": {k: round(v, 1) for k, v in seconds.items()}, "cases": cases,
     }
     write_json_atomic(output / "demo_report.json", report)
     print_report(report, output)

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .api.events import ForgettingGuard
 from .demo_data import BASE_ORGANS
 from .evaluation import score_case
 from .registry import ClassRegistry
@@ -73,7 +74,8 @@ def print_report(report: dict[str, Any], output: Path) -> None:
     print(f"\nCISSegmentation demo — {report['data']}\n")
     print(f"Base model {versions['before']} ({report['iterations']} iterations) → version {versions['after']} "
           f"adds {', '.join(report['new_organs'])} ({report['step_iterations']} iterations, labels of the new organs only).")
-    print(f"Forgetting guard: {verdict}; agreement with the parent on the step's CTs: {agreement}.\n")
+    left_out = ForgettingGuard(version=versions["after"], **guard).not_compared(report.get("step_cts"))
+    print(f"Forgetting guard: {verdict}; agreement with the parent on the step's CTs: {agreement}." + (f" {left_out}" if left_out else "") + "\n")
     print(_table(report))
     print("\nCells: DSC against the reference labels; old organs before → after the step; "
           f"'old organs kept' = mean DSC after ÷ before over the old organs (n/a where the base found them below {MIN_DSC_FOR_RETENTION}).")

@@ -71,7 +71,8 @@ def describe_guard(guard: ForgettingGuard | None, *, published: bool) -> str:
         verdict = "REJECTED the new version"
     scores = ", ".join(f"{organ} {value:.2f}" if value is not None else f"{organ} (not found by the old version)" for organ, value in guard.agreement.items())
     threshold = f" (threshold {guard.threshold})" if guard.threshold is not None else ""
-    return f"Forgetting guard {verdict}: agreement with the old version on the old organs: {scores or 'not reported'}{threshold}."
+    return " ".join(filter(None, [f"Forgetting guard {verdict}: agreement with the old version on the old organs: {scores or 'not reported'}{threshold}.",
+                                  guard.not_compared()]))
 
 
 def error_lines(error: ErrorEvent) -> list[str]:

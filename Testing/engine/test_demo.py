@@ -69,4 +69,9 @@ def test_demo_on_real_ct_learns_the_new_organs_on_two_patients_and_marks_each_ct
     assert "gallbladder" not in report["cases"]["chest_4x"]["before"]
     liver_voxels = (_values(real_case("chest_4x") / "label_seg8.nii.gz") == 7).sum()
     assert (_values(output / "step_labels" / "chest_4x_liver_stomach.nii.gz") == 1).sum() == liver_voxels
-    assert "ts_abdpelvis | base + step training |" in capsys.readouterr().out
+    # ...and that chest_4x's labels held no gallbladder: the step's guard does not compare the gallbladder there.
+    assert base_history[0]["organs_per_case"] == [["spleen", "kidney_right", "kidney_left", "gallbladder"], ["spleen", "kidney_right", "kidney_left"]]
+    assert sorted(report["step_cts"]) == ["chest_4x", "ts_abdpelvis"]
+    assert report["forgetting_guard"]["known_absent"] == {"gallbladder": [report["step_cts"].index("chest_4x")]}
+    out = capsys.readouterr().out
+    assert "ts_abdpelvis | base + step training |" in out and "training labels held none of the organ: gallbladder on chest_4x." in out

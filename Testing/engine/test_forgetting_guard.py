@@ -1,6 +1,6 @@
 import torch
 
-from ciss_engine.forgetting_guard import check_forgetting
+from ciss_engine.forgetting_guard import GuardResult, check_forgetting, organs_known_absent
 
 
 def test_agreement_is_pooled_dsc_per_old_organ():
@@ -49,3 +49,42 @@ def test_the_guard_judges_one_piece_organs_as_segment_outputs_them():
     moved = torch.zeros_like(old)
     moved[6:10, 2:6, 2:6] = 1
     assert check_forgetting([old], [moved], organs[:1], threshold=0.9, one_piece=[1]).agreement["spleen"] == 0.0
+
+
+def test_an_old_organ_is_not_compared_on_a_ct_its_own_training_labels_said_it_lacks():
+    """The parent's gallbladder on CT 1 is a mistake its training named (that CT's labels held none): the new version
+    painting less of it forgets nothing. Left out there, the gallbladder is judged on CT 0 alone; the spleen on both."""
+    old = [torch.tensor([1, 1, 4, 4, 0, 0]), torch.tensor([1, 1, 4, 4, 0, 0])]
+    new = [torch.tensor([1, 1, 4, 4, 0, 0]), torch.tensor([1, 0, 0, 0, 0, 0])]
+    organs = [(1, "spleen"), (4, "gallbladder")]
+    everywhere = check_forgetting(old, new, organs, threshold=0.9)
+    assert everywhere.agreement == {"spleen": round(6 / 7, 4), "gallbladder": round(4 / 6, 4)} and everywhere.known_absent == {}
+    judged = check_forgetting(old, new, organs, threshold=0.9, known_absent=[frozenset(), frozenset({4})])
+    assert judged.agreement == {"spleen": round(6 / 7, 4), "gallbladder": 1.0} and judged.known_absent == {"gallbladder": (1,)}
+    assert judged.to_json()["known_absent"] == {"gallbladder": [1]} and GuardResult.from_json(judged.to_json()) == judged
+    # Left out on every CT, the organ has nothing to be compared on.
+    assert check_forgetting(old, new, organs, threshold=0.9, known_absent=[frozenset({4})] * 2).agreement["gallbladder"] is None
+
+
+def test_an_organ_is_known_absent_where_a_base_or_organ_step_trained_it_and_that_cts_labels_held_none():
+    history = [
+        {"kind": "base", "organs": ["spleen", "gallbladder"], "data_sha256": ["ctA:labelA", "ctB:labelB"],
+         "organs_per_case": [["spleen", "gallbladder"], ["spleen"]]},
+        {"kind": "incremental", "organs": ["liver", "pancreas"], "data_sha256": ["ctB:new", "ctC:new"],
+         "organs_per_case": [["liver", "pancreas"], ["liver"]]},
+        # A domain step adds no organ: it teaches nothing absent about the organs it has no labels for.
+        {"kind": "domain", "organs": [], "data_sha256": ["ctC:site"], "organs_per_case": [["spleen"]]},
+        {"kind": "import", "organs": ["stomach"]},  # no per-case record (older bundles neither): nothing known
+    ]
+    organs = [(1, "spleen"), (2, "gallbladder"), (3, "liver"), (4, "pancreas"), (5, "stomach")]
+    # CTs match by the image's hash, whatever label map the step brings with them.
+    assert organs_known_absent(history, ["ctB:today", "ctC:today", "ctA:today", "ctD:today"], organs) == [
+        frozenset({2}), frozenset({4}), frozenset(), frozenset()]
+
+
+def test_an_organ_labelled_on_a_ct_in_one_run_is_not_absent_there_by_another():
+    history = [
+        {"kind": "base", "organs": ["spleen"], "data_sha256": ["ctA:l1"], "organs_per_case": [[]]},
+        {"kind": "base", "organs": ["spleen"], "data_sha256": ["ctA:l2"], "organs_per_case": [["spleen"]]},
+    ]
+    assert organs_known_absent(history, ["ctA:x"], [(1, "spleen")]) == [frozenset()]

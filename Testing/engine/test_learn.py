@@ -301,3 +301,34 @@ def test_the_step_records_and_reports_how_each_new_organ_came_out_on_its_own_cts
     assert recorded == {name: fit.to_json() for name, fit in expected.items()}
     assert recorded["liver"]["painted_voxels"] > 0, "a step that paints no new organ could not tell its own predictions from the parent's"
     assert any(line.startswith("the new organs on the step's CTs") and "liver DSC" in line for line in sink.lines)
+
+
+def test_the_guard_leaves_out_an_old_organ_on_a_ct_whose_training_labels_held_none(phantom_cohort, tmp_path):
+    """A base trained on CT B without a liver label was taught B has no liver: its liver there is a mistake, not
+    something the next version must keep. The lineage records each training CT's labelled organs; a later step (learn or
+    adapt) on B, with new label maps, compares the liver on its other CTs only, and says so in its verdict."""
+    from ciss_test_helpers import tiny_base
+
+    from ciss_engine.training.adapt import AdaptRequest, adapt_step
+
+    ct_a, ct_b = phantom_cohort[2], phantom_cohort[3]
+    base_labels = [new_organ_labels(ct_a, tmp_path / "base_a.nii.gz", {1: 1, 7: 7}), new_organ_labels(ct_b, tmp_path / "base_b.nii.gz", {1: 1})]
+    bundle = tmp_path / "bundle"
+    tiny_base(phantom_cohort, bundle, images=[ct_a / "image.nii.gz", ct_b / "image.nii.gz"], labels=base_labels)
+    assert Bundle.open_or_raise(bundle).load().history[0]["organs_per_case"] == [["spleen", "liver"], ["spleen"]]
+
+    step_labels = [new_organ_labels(case, tmp_path / f"pancreas_{i}.nii.gz", {6: 1}) for i, case in enumerate((ct_b, ct_a))]
+    request = LearnRequest(bundle=bundle, organs=[("pancreas", 1, None)], images=[ct_b / "image.nii.gz", ct_a / "image.nii.gz"], labels=step_labels,
+                           loop=LoopConfig(iterations=1, augmentation=False), batch_size=1, accept_forgetting=True)
+    sink = logging_sink()
+    version, guard = learn_step(request, device=torch.device("cpu"), sink=sink, cancel=CancelToken())
+    assert guard.known_absent == {"liver": (0,)}  # CT B comes first in this step
+    assert f"Not compared where the model's training labels held none of the organ: liver on {ct_b / 'image.nii.gz'}." in sink.lines
+    assert version.history[-1]["forgetting_guard"]["known_absent"] == {"liver": [0]}
+    assert version.history[-1]["organs_per_case"] == [["pancreas"], ["pancreas"]]
+
+    site_labels = [new_organ_labels(ct_b, tmp_path / "site_b.nii.gz", {1: 1})]
+    adapted = adapt_step(AdaptRequest(bundle=bundle, images=[ct_b / "image.nii.gz"], labels=site_labels, organs=[("spleen", 1)],
+                                      loop=LoopConfig(iterations=1, augmentation=False), batch_size=1, accept_forgetting=True),
+                         device=torch.device("cpu"), sink=EventSink(ProgressMode.QUIET), cancel=CancelToken())
+    assert adapted.guard.known_absent == {"liver": (0,)}

@@ -18,11 +18,12 @@ RESULT = LoopResult(iterations=7, seconds_per_iteration=0.5, last_losses={"dice_
 
 
 def test_a_history_entry_reads_back_and_keeps_what_its_kind_adds():
-    entry = history_entry(version="1.1.0", step=2, kind="incremental", organs=("liver",), data=("abc",), strategy="uniform",
+    entry = history_entry(version="1.1.0", step=2, kind="incremental", organs=("liver",), data=("abc",), organs_per_case=[("liver",)], strategy="uniform",
                           parent_version="1.0.0", result=RESULT, metrics={"agreement_spleen": 0.97}, gradient_shares={"ce": 1.0})
     record = StepRecord.from_json(entry)
     assert (record.version, record.kind, record.organs, record.parent_version) == ("1.1.0", "incremental", ("liver",), "1.0.0")
     assert entry["iterations"] == RESULT.iterations and entry["losses"] == RESULT.last_losses and entry["data_sha256"] == ["abc"]
+    assert entry["organs_per_case"] == [["liver"]]
     assert entry["metrics"] == {"seconds_per_iteration": 0.5, "peak_memory_mb": 100.0, "agreement_spleen": 0.97}
     assert entry["gradient_shares"] == {"ce": 1.0}
 

@@ -1,6 +1,7 @@
 """The job runner on real processes: the engine itself and a small JSON-line script (``jsonl_process.py``)."""
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import threading
@@ -206,3 +207,11 @@ def test_the_guard_line_of_both_front_ends_names_an_organ_the_old_version_never_
     line = describe_guard(guard, published=False)
     assert "REJECTED" in line and "spleen 0.97" in line and "gallbladder (not found by the old version)" in line
     assert "failed, and the new version was published" in describe_guard(guard, published=True)
+
+
+def test_the_guard_line_says_where_an_organ_was_not_compared():
+    guard = ForgettingGuard(version="1.1.0", passed=True, threshold=0.9, agreement={"spleen": 0.97, "gallbladder": 0.93}, failing_organs=[],
+                            known_absent={"gallbladder": [1]})
+    assert describe_guard(guard, published=True).endswith(
+        "Not compared where the model's training labels held none of the organ: gallbladder on CT 2.")
+    assert "Not compared" not in describe_guard(dataclasses.replace(guard, known_absent={}), published=True)

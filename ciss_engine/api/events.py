@@ -12,7 +12,7 @@ import dataclasses
 import enum
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 EVENT_KEY = "event"  # the key that names the kind on every line
@@ -177,6 +177,13 @@ class ForgettingGuard(Event):
     agreement: dict[str, float | None]
     failing_organs: list[str]
     postprocessed: list[str] = dataclasses.field(default_factory=list)  # organs compared as kept in large pieces; empty in older lines
+    # organ: the step's CTs (0-based, in the order given) it was not compared on, its earlier training labels holding none there
+    known_absent: dict[str, list[int]] = dataclasses.field(default_factory=dict)
+
+    def not_compared(self, cts: Sequence[str] | None = None) -> str:
+        """The organs left out and where, in words (``cts``: the step's CT names; else numbered from 1); empty when none was."""
+        where = "; ".join(f"{organ} on {', '.join(cts[i] if cts else f'CT {i + 1}' for i in indices)}" for organ, indices in self.known_absent.items())
+        return f"Not compared where the model's training labels held none of the organ: {where}." if where else ""
 
 
 @typed_payload

@@ -25,7 +25,7 @@ from ..cancellation import CancelToken
 from ..device import seed_run
 from ..errors import BundleError, InputError
 from ..events import EventSink
-from ..forgetting_guard import GuardResult, as_shown, check_forgetting, pooled_dsc
+from ..forgetting_guard import GuardResult, as_shown, check_forgetting, organs_known_absent, pooled_dsc
 from ..inference import load_network
 from ..network import SegmentationNetwork
 from ..postprocessing import postprocessed_labels
@@ -39,7 +39,7 @@ from ..strategies.base import total_loss
 from ..strategies.domain import DomainBatch, DomainContext, DomainStrategy
 from .augmentation import organ_contrast_for, share_that_ran
 from .bottleneck_pass import bottleneck_rows
-from .cases import PreparedCase, case_sha256, prepare_cases
+from .cases import PreparedCase, case_sha256, organs_per_case, prepare_cases
 from .checkpoint import ExtraState
 from .gradient_shares import ShareRecorder
 from .loop import LoopResult, run_training_loop
@@ -207,7 +207,7 @@ def _adapt_step_locked(request: AdaptRequest, *, device: torch.device, sink: Eve
     without_labels = [(o.label, o.name) for o in registry.organs if o.label not in labelled]
     one_piece = postprocessed_labels(parent)
     guard = check_forgetting(step_data.old_predictions, new_predictions, without_labels, threshold=request.guard_threshold, new_organ_masks=is_labelled,
-                             one_piece=one_piece)
+                             one_piece=one_piece, known_absent=organs_known_absent(parent.history, [c.sha256 for c in cases], without_labels))
     # The labelled organs' DSC of what the user sees, as the guard judges it.
     organs = [(c, names[c]) for c in labelled]
     before, after = (pooled_dsc(labels, as_shown(predictions, one_piece), organs) for predictions in (step_data.old_predictions, new_predictions))
@@ -222,10 +222,10 @@ def _adapt_step_locked(request: AdaptRequest, *, device: torch.device, sink: Eve
     version = bundle.next_version()
     written = publish_or_reject(
         bundle_root=bundle.root, version=version, parent_version=parent.version, fingerprint=fingerprint, guard=guard,
-        accept_forgetting=request.accept_forgetting, sink=sink, action="Adapt", write=lambda status: _write_adapt_version(
+        accept_forgetting=request.accept_forgetting, sink=sink, cts=request.images, action="Adapt", write=lambda status: _write_adapt_version(
             request=request, root=bundle.root, version=version, parent=parent, network=network, prototypes=prototypes,
             thresholds=step_data.thresholds, guard=guard, status=status, result=result, strategy=strategy.describe(), labelled_dsc=labelled_dsc,
-            buffer=stored_buffer, data=[c.sha256 for c in cases], gradient_shares=shares.average.mean(), fingerprint=fingerprint,
+            buffer=stored_buffer, cases=cases, gradient_shares=shares.average.mean(), fingerprint=fingerprint,
             appearance=appearance, replayed=recorded,
         ),
     )
@@ -264,7 +264,7 @@ def _write_adapt_version(
     strategy: dict[str, Any],
     labelled_dsc: dict[str, dict[str, float | None]],
     buffer: ReplayBuffer | None,
-    data: list[str],
+    cases: Sequence[PreparedCase],
     gradient_shares: dict[str, float],
     fingerprint: str,
     appearance: dict[str, float],
@@ -273,7 +273,8 @@ def _write_adapt_version(
     """The step's version folder: adapted network, prototypes with τ, the buffer, lineage (kind "domain")."""
     buffer_sizes = buffer.class_sizes(["background", *parent.registry.names]) if buffer is not None else {}
     settings, entry = step_record(
-        request, parent=parent, version=version, step=parent.settings.step, kind="domain", organs=[], data=data, status=status,
+        request, parent=parent, version=version, step=parent.settings.step, kind="domain", organs=[], data=[c.sha256 for c in cases],
+        organs_per_case=organs_per_case(cases, parent.registry), status=status,
         strategy=strategy, guard=guard, fingerprint=fingerprint, result=result, labelled_organs=list(labelled_dsc),
         gradient_shares=gradient_shares,  # as a class-incremental step's (gradient_shares.py)
         training={"organ_contrast": share_that_ran(request.organ_contrast, request.loop.augmentation),
@@ -284,7 +285,7 @@ def _write_adapt_version(
         **{APPEARANCE_KEY: appearance},
     )
     history = parent.history + [entry]
-    changelog = {**parent.metadata.get("changelog", {}), version: f"domain step: adapted {', '.join(labelled_dsc) or 'no organ'} to {len(data)} CT(s) of a new site ({strategy['name']}, {status})"}
+    changelog = {**parent.metadata.get("changelog", {}), version: f"domain step: adapted {', '.join(labelled_dsc) or 'no organ'} to {len(cases)} CT(s) of a new site ({strategy['name']}, {status})"}
     return write_version(
         root, version=version, registry=parent.registry, settings=settings, state_dict=network.state_dict(),
         prototypes={**prototypes.to_tensors(), "entropy_thresholds": thresholds.float()}, history=history, changelog=changelog,

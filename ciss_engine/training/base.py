@@ -23,7 +23,7 @@ from ..network import NetworkConfig, build_network
 from ..preprocessing import PreprocessingConfig
 from ..registry import ClassRegistry
 from .augmentation import organ_contrast_for, share_that_ran
-from .cases import case_sha256, prepare_cases
+from .cases import case_sha256, organs_per_case, prepare_cases
 from .distributed import DistributedContext
 from .finished_runs import version_written_by
 from .loop import LossFn, run_training_loop
@@ -190,7 +190,7 @@ def _train_base_bundle_locked(
             "parent_version": None,
         }
         history = [history_entry(
-            version=BASE_VERSION, step=1, kind="base", organs=registry.names, data=[c.sha256 for c in cases],
+            version=BASE_VERSION, step=1, kind="base", organs=registry.names, data=[c.sha256 for c in cases], organs_per_case=organs_per_case(cases, registry),
             strategy="supervised (Dice + CE)", parent_version=None, result=result, world_size=distributed.world_size,
             **{APPEARANCE_KEY: organ_medians(cases, registry)},
         )]

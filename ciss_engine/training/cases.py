@@ -5,6 +5,7 @@ import dataclasses
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from monai.data import MetaTensor
@@ -13,6 +14,9 @@ from ..errors import InputError
 from ..events import EventSink
 from ..imaging import check_same_grid_or_raise, label_values_or_raise, load_volume_or_raise
 from ..preprocessing import PreprocessingConfig, image_to_network, label_to_network
+
+if TYPE_CHECKING:
+    from ..registry import ClassRegistry
 
 
 @dataclasses.dataclass
@@ -42,6 +46,13 @@ def file_sha256(path: Path) -> str:
 def case_sha256(image: Path, label: Path) -> str:
     """A training case's identity in lineage and run fingerprints: its CT's and its label map's content."""
     return file_sha256(Path(image)) + ":" + file_sha256(Path(label))
+
+
+def organs_per_case(cases: Sequence[PreparedCase], registry: ClassRegistry) -> list[list[str]]:
+    """The organs of ``registry`` each case's label map holds (on the network grid, as training saw it): the run's
+    other organs it taught as absent from that CT (forgetting_guard.organs_known_absent)."""
+    present = [set(np.unique(case.label.as_tensor().numpy()).tolist()) for case in cases]
+    return [[organ.name for organ in registry.organs if organ.label in labels] for labels in present]
 
 
 def remap_label(data: np.ndarray, value_to_class: dict[int, int]) -> np.ndarray:

@@ -23,7 +23,7 @@ from ..cancellation import CancelToken
 from ..device import seed_run
 from ..errors import InputError
 from ..events import EventSink
-from ..forgetting_guard import GuardResult, check_forgetting
+from ..forgetting_guard import GuardResult, check_forgetting, organs_known_absent
 from ..inference import load_network
 from ..network import SegmentationNetwork, grow_classifier
 from ..new_organ_fit import OrganFit, new_organ_fit, report_fit
@@ -34,7 +34,7 @@ from ..pseudo_labels import make_pseudo_labels, region_masks
 from ..registry import ClassRegistry
 from ..strategies import STRATEGIES, StepBatch, StepContext, Strategy
 from ..strategies.base import total_loss
-from .cases import case_sha256, prepare_cases
+from .cases import PreparedCase, case_sha256, organs_per_case, prepare_cases
 from .checkpoint import ExtraState
 from .gradient_shares import ShareRecorder
 from .loop import LoopResult, run_training_loop
@@ -225,10 +225,11 @@ def _learn_step_locked(request: LearnRequest, *, device: torch.device, sink: Eve
     if stored_prototypes.pre is None:
         final.pre = None  # the old organs' pre-activation means are unknown: store none rather than a mix
     final.copy_rows_from(stored_prototypes, slice(1, 1 + num_old))
+    old_organs = [(o.label, o.name) for o in parent.registry.organs]
     guard = check_forgetting(
-        step_data.old_predictions, new_predictions,
-        [(o.label, o.name) for o in parent.registry.organs],
-        threshold=request.guard_threshold, new_organ_masks=[c.label.as_tensor()[0] > num_old for c in cases], one_piece=postprocessed_labels(parent),
+        step_data.old_predictions, new_predictions, old_organs, threshold=request.guard_threshold,
+        new_organ_masks=[c.label.as_tensor()[0] > num_old for c in cases], one_piece=postprocessed_labels(parent),
+        known_absent=organs_known_absent(parent.history, [c.sha256 for c in cases], old_organs),
     )
     fit = new_organ_fit(
         [c.label.as_tensor()[0] for c in cases], new_predictions, [(registry.by_name(name).label, name) for name, _, _ in request.organs],
@@ -237,11 +238,11 @@ def _learn_step_locked(request: LearnRequest, *, device: torch.device, sink: Eve
     report_fit(fit, sink, ct_names=[str(path) for path in request.images], short_step=request.loop.iterations < THOROUGH_ITERATIONS)
     written = publish_or_reject(
         bundle_root=bundle.root, version=version, parent_version=parent.version, fingerprint=fingerprint, guard=guard,
-        accept_forgetting=request.accept_forgetting, sink=sink, advice=retry_advice(request.strategy, request.loop.iterations),
+        accept_forgetting=request.accept_forgetting, sink=sink, cts=request.images, advice=retry_advice(request.strategy, request.loop.iterations),
         write=lambda status: _write_step_version(
             request=request, root=bundle.root, parent=parent, version=version, step=step, registry=registry, network=network,
             prototypes=final, thresholds=step_data.thresholds, guard=guard, status=status, result=result, strategy=strategy.describe(),
-            gradient_shares=shares.average.mean(), data=[c.sha256 for c in cases], fingerprint=fingerprint,
+            gradient_shares=shares.average.mean(), cases=cases, fingerprint=fingerprint,
             appearance=organ_medians(cases, registry), fit=fit,
         ),
     )
@@ -295,7 +296,7 @@ def _write_step_version(
     status: str,
     result: LoopResult,
     strategy: dict[str, Any],
-    data: list[str],
+    cases: Sequence[PreparedCase],
     gradient_shares: dict[str, float],
     fingerprint: str,
     appearance: dict[str, float],
@@ -304,8 +305,8 @@ def _write_step_version(
     """The step's version folder: grown network, prototypes with τ, lineage (with the new organs' appearance on this
     step's CTs, site_appearance.py, and how well they were learned there, new_organ_fit.py), guard verdict, status."""
     settings, entry = step_record(
-        request, parent=parent, version=version, step=step, kind="incremental", organs=[name for name, _, _ in request.organs], data=data,
-        status=status, strategy=strategy, guard=guard, fingerprint=fingerprint, result=result,
+        request, parent=parent, version=version, step=step, kind="incremental", organs=[name for name, _, _ in request.organs],
+        data=[c.sha256 for c in cases], organs_per_case=organs_per_case(cases, registry), status=status, strategy=strategy, guard=guard, fingerprint=fingerprint, result=result,
         metrics={f"agreement_{k}": v for k, v in guard.agreement.items() if v is not None},
         # Mean share of each weighted term in the gradient norm on the shared parameters (gradient_shares.py).
         gradient_shares=gradient_shares, **bootstrap_record(parent), **{APPEARANCE_KEY: appearance},

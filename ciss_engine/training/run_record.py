@@ -30,17 +30,20 @@ def training_record(loop: LoopConfig, *, batch_size: int, seed: int, fingerprint
 
 
 def history_entry(
-    *, version: str, step: int, kind: str, organs: Sequence[str], data: Sequence[str], strategy: str, parent_version: str | None,
-    result: LoopResult, metrics: dict[str, float] | None = None, **particular: Any,
+    *, version: str, step: int, kind: str, organs: Sequence[str], data: Sequence[str], organs_per_case: Sequence[Sequence[str]], strategy: str,
+    parent_version: str | None, result: LoopResult, metrics: dict[str, float] | None = None, **particular: Any,
 ) -> dict[str, Any]:
-    """One history entry: which version, what it learned from which data with which strategy, its last losses and
-    cost (``metrics`` adds to seconds an iteration and peak memory), and what is particular to its kind."""
+    """One history entry: which version, what it learned from which data (each case's hash and the organs its label
+    map holds: a later step's guard reads which organs a CT was taught to lack, forgetting_guard.organs_known_absent)
+    with which strategy, its last losses and cost (``metrics`` adds to seconds an iteration and peak memory), and what
+    is particular to its kind."""
     return {
         "version": version,
         "step": step,
         "kind": kind,
         "organs": list(organs),
         "data_sha256": list(data),
+        "organs_per_case": [list(names) for names in organs_per_case],
         "iterations": result.iterations,
         "strategy": strategy,
         **particular,

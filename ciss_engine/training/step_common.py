@@ -105,12 +105,15 @@ def whole_ct_labels(network: torch.nn.Module, cases: Sequence[PreparedCase], *, 
 
 def publish_or_reject(
     *, bundle_root: Path, version: str, parent_version: str, fingerprint: str, guard: GuardResult, accept_forgetting: bool, sink: EventSink,
-    write: Callable[[str], BundleVersion], action: str = "Learn", advice: str = "",
+    write: Callable[[str], BundleVersion], cts: Sequence[Path], action: str = "Learn", advice: str = "",
 ) -> BundleVersion:
     """The end of every step: the guard's verdict announced, ``write(status)`` saves the version as published (the
     guard passed, or the drop was accepted) or rejected (kept, to be accepted later without training again), the
     run's checkpoints go, and a rejected version raises ``ForgettingRejected`` (exit 6)."""
-    sink.emit(ForgettingGuard(version=version, **guard.to_json()))
+    verdict = ForgettingGuard(version=version, **guard.to_json())
+    sink.emit(verdict)
+    if verdict.known_absent:
+        sink.log(verdict.not_compared([str(ct) for ct in cts]))
     status = STATUS_PUBLISHED if guard.passed or accept_forgetting else STATUS_REJECTED
     written = write(status)
     remove_run_checkpoints(bundle_root, fingerprint)
@@ -131,14 +134,15 @@ def finished_step(
     remove_run_checkpoints(bundle.root, fingerprint_of(written.settings.parent_version))
     sink.log(f"this step had already written version {written.version} when it was stopped")
     recorded = written.settings.forgetting_guard
-    guard = GuardResult(threshold=recorded["threshold"], agreement=recorded["agreement"], postprocessed=tuple(recorded.get("postprocessed", ())))
+    guard = GuardResult.from_json(recorded)
     if written.status == STATUS_REJECTED:
         raise rejected(written.version, written.settings.parent_version, guard, action=action, advice=advice)
     return written, guard
 
 
 def step_record(
-    request: StepRequest, *, parent: BundleVersion, version: str, step: int, kind: str, organs: Sequence[str], data: Sequence[str], status: str,
+    request: StepRequest, *, parent: BundleVersion, version: str, step: int, kind: str, organs: Sequence[str], data: Sequence[str],
+    organs_per_case: Sequence[Sequence[str]], status: str,
     strategy: dict[str, Any], guard: GuardResult, fingerprint: str, result: LoopResult, metrics: dict[str, float] | None = None,
     training: dict[str, Any] | None = None, **particular: Any,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -154,7 +158,7 @@ def step_record(
         "parent_version": parent.version,
     }
     entry = history_entry(
-        version=version, step=step, kind=kind, organs=organs, data=data, strategy=strategy["name"], parent_version=parent.version,
+        version=version, step=step, kind=kind, organs=organs, data=data, organs_per_case=organs_per_case, strategy=strategy["name"], parent_version=parent.version,
         result=result, metrics=metrics, strategy_settings=strategy, forgetting_guard=guard.to_json(), status=status, **particular,
     )
     return settings, entry
