@@ -18,6 +18,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import torch
+from monai.metrics import compute_dice
 from scipy import ndimage
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,12 +74,14 @@ class GridScorer:
         """Per moved organ: DSC of the argmax, and the mean probability of background inside the organ (near 1: the
         network sees no organ there at all, not a near miss)."""
         probabilities = self.probabilities(image)
-        predicted = probabilities.argmax(0)
-        scores = {}
-        for name, value in MOVED.items():
-            guess, labelled = predicted == self.version.registry.by_name(name).label, self.truth == value
-            scores[name] = (float(2 * (guess & labelled).sum() / (guess.sum() + labelled.sum())), float(probabilities[0][labelled].mean()))
-        return scores
+        dice = self.dice(probabilities.argmax(0))
+        return {name: (dice[name], float(probabilities[0][self.truth == value].mean())) for name, value in MOVED.items()}
+
+    def dice(self, predicted: torch.Tensor) -> dict[str, float]:
+        """DSC of each moved organ of a label map on the network grid against the reference (MONAI's compute_dice)."""
+        return {name: float(compute_dice((predicted == self.version.registry.by_name(name).label)[None, None], (self.truth == value)[None, None],
+                                         include_background=True)[0, 0])
+                for name, value in MOVED.items()}
 
 
 def main() -> None:

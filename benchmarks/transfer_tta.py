@@ -40,13 +40,8 @@ def averaged_dice(scorer: GridScorer, ct: str) -> dict[str, list[float]]:
     rows = {"as it is": [as_is]} | {name: [p] for name, p in transformed.items()}
     rows |= {f"as it is + {family}": [as_is, *(transformed[n] for n in names)] for family, names in FAMILIES.items()}
     labels = [scorer.version.registry.by_name(name).label for name in MOVED]
-    truth = scorer.truth.numpy()
-    result = {}
-    for row, members in rows.items():
-        predicted = keep_largest_pieces(torch.stack(members).mean(0).argmax(0).numpy(), labels)
-        result[row] = [2 * float(((predicted == label) & (truth == value)).sum()) / float((predicted == label).sum() + (truth == value).sum())
-                       for label, value in zip(labels, MOVED.values())]
-    return result
+    kept = {row: keep_largest_pieces(torch.stack(members).mean(0).argmax(0).numpy(), labels) for row, members in rows.items()}
+    return {row: list(scorer.dice(torch.from_numpy(predicted)).values()) for row, predicted in kept.items()}
 
 
 def main() -> None:

@@ -210,9 +210,9 @@ class PcddSettings(StrategySettings):
         20.0, "the new organs' output channels learn at this multiple of the step's learning rate: at 1 a 400-iteration step on "
         "real CT learned no esophagus or pancreas, a higher rate for every weight lost the old organs", before=1.0)
     # Drawn alike, each new organ of the real-CT step centred a tenth of the patches. At 3 the phantom validation split
-    # scored All +0.0029 on the mean at `standard` (ahead in 2 seeds of 3) and +0.0038 / +0.0001 at `thorough`; on the real
+    # scored All +0.0029 on the mean at `standard` (ahead in 2 seeds of 3) and +0.0038 / +0.0001 / −0.0008 at `thorough` (mean +0.0010); on the real
     # CTs at `thorough` the esophagus 0.73-0.78 against 0.64-0.71 in 3 seeds of 3, the old organs kept ≥ 0.96 x
-    # (benchmarks/RESULTS.md (av)). Steps adding fewer organs than the model knows are drawn alike (training/incremental.py).
+    # (benchmarks/RESULTS.md (av), (ay)). Steps adding fewer organs than the model knows are drawn alike (training/incremental.py).
     new_organ_weight: float = setting(
         3.0, "how many times as often as an old organ each new organ is drawn for an organ-centred patch: at 3 the real-CT step "
         "learned more esophagus in every seed and the phantom validation split scored higher; the old organs are held by "
