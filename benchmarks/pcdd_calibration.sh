@@ -84,6 +84,8 @@ if [ "$mode" = validation ]; then
   run pcdd_body_centres pcdd --setting pcdd.background_in_body=true
   # Today's defaults with every organ drawn alike for an organ-centred patch, the default before RESULTS.md (av).
   run pcdd_organs_alike pcdd --setting pcdd.new_organ_weight=1
+  # Today's defaults with the new organs' soft Dice pooled over the batch instead of per patch (RESULTS.md (az)).
+  run pcdd_dice_batch pcdd --setting pcdd.new_class_dice_batch=true
   # MiB kept the old organs best on real CT but learned no small organ: with the new organs' own CE as uniform has it.
   run mib_new_class_ce mib --setting mib.new_class_ce=1
 else

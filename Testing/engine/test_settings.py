@@ -77,7 +77,7 @@ def test_an_unknown_name_lists_the_strategys_settings_and_a_bad_value_says_what_
     with pytest.raises(InputError) as unknown:
         parse_settings_or_raise("mib", {"lambda_orcd": "1"})
     assert unknown.value.message == "unknown setting 'lambda_orcd' of strategy mib"
-    assert "settings of mib: new_class_dice, new_class_ce, new_class_lr_scale, background_share, background_in_body, new_organ_weight, teacher, lambda_kd" in unknown.value.hint
+    assert "settings of mib: new_class_dice, new_class_ce, new_class_lr_scale, new_class_dice_batch, background_share, background_in_body, new_organ_weight, teacher, lambda_kd" in unknown.value.hint
     for name, text, takes in (("summand", "per_organ", "one of channel_kl, mib, agreement"), ("calibrated", "maybe", "true or false"),
                               ("lambda_ll", "x", "a number or none")):
         with pytest.raises(InputError) as bad:
@@ -121,6 +121,7 @@ def test_a_step_recorded_before_the_split_reads_its_temperature_into_both_losses
     assert settings.orcd_normalisation == "region"  # ORCD was a mean over the old region before the setting existed
     assert (settings.new_class_ce, settings.new_class_lr_scale) == (0.0, 1.0)  # nor did the new organs have a CE or rate of their own
     assert settings.new_organ_weight == 1.0  # and the sampler drew new and old organs alike
+    assert settings.new_class_dice_batch is False  # and the new organs' Dice was taken per patch
 
 
 def test_a_domain_step_recorded_before_the_decoder_alignment_reads_as_the_published_method():

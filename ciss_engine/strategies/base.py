@@ -79,7 +79,7 @@ class Strategy(abc.ABC):
     def __init__(self, context: StepContext, settings: StrategySettings) -> None:
         self.context = context
         self.settings = settings
-        self._dice = DiceLoss(include_background=True, softmax=False, to_onehot_y=False)
+        self._dice = DiceLoss(include_background=True, softmax=False, to_onehot_y=False, batch=settings.new_class_dice_batch)
 
     def describe(self) -> dict[str, Any]:
         return settings_record(self.name, self.settings)

@@ -59,7 +59,7 @@ class DomainStrategy:
             raise InputError("new_organ_weight draws new organs more often, and a domain step adds none", "leave new_organ_weight at 1 for ciss adapt")
         self.context = context
         self.settings = settings
-        self._dice = DiceLoss(include_background=True, softmax=False, to_onehot_y=False)
+        self._dice = DiceLoss(include_background=True, softmax=False, to_onehot_y=False, batch=settings.new_class_dice_batch)
         # The trainable blocks besides the network (none here); trained with it, never exported.
         self.blocks = nn.ModuleDict()
         self._kd = UnbiasedKnowledgeDistillation()
