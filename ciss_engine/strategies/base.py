@@ -65,6 +65,12 @@ class StepBatch:
     stages_old: list[torch.Tensor] | None = None
 
 
+def organ_dice(settings: StrategySettings) -> DiceLoss:
+    """MONAI's soft Dice over organ channels (probabilities and one-hot targets given), per patch or pooled over the
+    batch as ``new_class_dice_batch`` says: an organ-adding step's and a domain step's alike."""
+    return DiceLoss(include_background=True, softmax=False, to_onehot_y=False, batch=settings.new_class_dice_batch)
+
+
 class Strategy(abc.ABC):
     """A way of learning new organs from new-organ labels only; subclasses combine the losses."""
 
@@ -79,7 +85,7 @@ class Strategy(abc.ABC):
     def __init__(self, context: StepContext, settings: StrategySettings) -> None:
         self.context = context
         self.settings = settings
-        self._dice = DiceLoss(include_background=True, softmax=False, to_onehot_y=False, batch=settings.new_class_dice_batch)
+        self._dice = organ_dice(settings)
 
     def describe(self) -> dict[str, Any]:
         return settings_record(self.name, self.settings)

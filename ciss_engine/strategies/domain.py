@@ -7,7 +7,6 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from monai.losses import DiceLoss
 from torch import nn
 
 from ..api.settings import StrategySettings, settings_record
@@ -15,6 +14,7 @@ from ..errors import InputError
 from ..losses import UnbiasedKnowledgeDistillation
 from ..prototypes import IGNORE_INDEX
 from ..replay_buffer import ReplayBuffer
+from .base import organ_dice
 
 
 @dataclasses.dataclass
@@ -59,7 +59,7 @@ class DomainStrategy:
             raise InputError("new_organ_weight draws new organs more often, and a domain step adds none", "leave new_organ_weight at 1 for ciss adapt")
         self.context = context
         self.settings = settings
-        self._dice = DiceLoss(include_background=True, softmax=False, to_onehot_y=False, batch=settings.new_class_dice_batch)
+        self._dice = organ_dice(settings)
         # The trainable blocks besides the network (none here); trained with it, never exported.
         self.blocks = nn.ModuleDict()
         self._kd = UnbiasedKnowledgeDistillation()
