@@ -85,7 +85,10 @@ if [ "$mode" = validation ]; then
   # Today's defaults with every organ drawn alike for an organ-centred patch, the default before RESULTS.md (av).
   run pcdd_organs_alike pcdd --setting pcdd.new_organ_weight=1
   # Today's defaults with the new organs' soft Dice pooled over the batch instead of per patch (RESULTS.md (az)).
-  run pcdd_dice_batch pcdd --setting pcdd.new_class_dice_batch=true
+  run pcdd_dice_batch pcdd --setting pcdd.new_class_dice_reduction=batch
+  # Today's defaults with each patch's own Dice where it holds the new organ, the others' false voxels weighed against
+  # the organ's volume (RESULTS.md (bb)).
+  run pcdd_dice_organ_volume pcdd --setting pcdd.new_class_dice_reduction=organ_volume
   # MiB kept the old organs best on real CT but learned no small organ: with the new organs' own CE as uniform has it.
   run mib_new_class_ce mib --setting mib.new_class_ce=1
 else

@@ -10,7 +10,7 @@ import pytest
 from ciss_test_helpers import REPO_ROOT
 
 from ciss_engine.api.settings import (
-    STRATEGY_SETTINGS, DualAlignmentSettings, PcddSettings, StrategySettings, parse_settings_or_raise, recorded_settings, settings_document, settings_record,
+    STRATEGY_SETTINGS, DualAlignmentSettings, MibSettings, PcddSettings, StrategySettings, parse_settings_or_raise, recorded_settings, settings_document, settings_record,
     settings_table, specs_of,
 )
 from ciss_engine.cli import build_parser
@@ -66,6 +66,7 @@ def test_learn_takes_plain_names_into_the_losses_they_name():
     ("crcd.mib_scale=false", "did you mean crcd_mib_scale?"),  # was: refused as an unknown mib_scale
     ("pcdd.lambda_orcd=5", "did you mean lambda_orcd?"),  # the protocol's syntax
     ("temperature=0.1", "temperature is now orcd_temperature and crcd_temperature"),
+    ("new_class_dice_batch=true", "new_class_dice_batch is now new_class_dice_reduction"),
 ])
 def test_learn_refuses_other_syntaxes_naming_the_setting_meant(text, hint):
     with pytest.raises(InputError) as refused:
@@ -77,7 +78,7 @@ def test_an_unknown_name_lists_the_strategys_settings_and_a_bad_value_says_what_
     with pytest.raises(InputError) as unknown:
         parse_settings_or_raise("mib", {"lambda_orcd": "1"})
     assert unknown.value.message == "unknown setting 'lambda_orcd' of strategy mib"
-    assert "settings of mib: new_class_dice, new_class_ce, new_class_lr_scale, new_class_dice_batch, background_share, background_in_body, new_organ_weight, teacher, lambda_kd" in unknown.value.hint
+    assert "settings of mib: new_class_dice, new_class_ce, new_class_lr_scale, new_class_dice_reduction, background_share, background_in_body, new_organ_weight, teacher, lambda_kd" in unknown.value.hint
     for name, text, takes in (("summand", "per_organ", "one of channel_kl, mib, agreement"), ("calibrated", "maybe", "true or false"),
                               ("lambda_ll", "x", "a number or none")):
         with pytest.raises(InputError) as bad:
@@ -121,7 +122,7 @@ def test_a_step_recorded_before_the_split_reads_its_temperature_into_both_losses
     assert settings.orcd_normalisation == "region"  # ORCD was a mean over the old region before the setting existed
     assert (settings.new_class_ce, settings.new_class_lr_scale) == (0.0, 1.0)  # nor did the new organs have a CE or rate of their own
     assert settings.new_organ_weight == 1.0  # and the sampler drew new and old organs alike
-    assert settings.new_class_dice_batch is False  # and the new organs' Dice was taken per patch
+    assert settings.new_class_dice_reduction == "per_patch"  # and the new organs' Dice was taken per patch
 
 
 def test_a_domain_step_recorded_before_the_decoder_alignment_reads_as_the_published_method():
@@ -132,6 +133,14 @@ def test_a_domain_step_recorded_before_the_decoder_alignment_reads_as_the_publis
     settings = recorded_settings(record)
     assert (settings.cna_features, settings.lambda_kd, settings.kd_voxels) == ("bottleneck", 0.0, "all")
     assert (DualAlignmentSettings().cna_features, DualAlignmentSettings().lambda_kd, DualAlignmentSettings().kd_voxels) == ("decoder", 10.0, "teacher_correct")
+
+
+@pytest.mark.parametrize(("pooled", "reduction"), [(True, "batch"), (False, "per_patch")])
+def test_a_step_recorded_with_the_dice_pooling_flag_reads_as_its_reduction(pooled, reduction):
+    """Records of the release that had the true/false ``new_class_dice_batch`` before the three-way setting."""
+    record = settings_record("mib", MibSettings()) | {"new_class_dice_batch": pooled}
+    del record["new_class_dice_reduction"]
+    assert recorded_settings(record).new_class_dice_reduction == reduction
 
 
 def test_a_step_record_reads_back_as_the_settings_it_ran():

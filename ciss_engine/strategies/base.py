@@ -6,10 +6,10 @@ import dataclasses
 from typing import Any, ClassVar, Literal
 
 import torch
-from monai.losses import DiceLoss
 
 from ..api.settings import CrcdBackground, StrategySettings, settings_record
 from ..errors import BundleError
+from ..losses.organ_dice import organ_dice
 from ..losses.representation_regularisation import new_organ_ce
 from ..prototypes import FeaturePrototypes, GlobalPrototypes
 
@@ -65,12 +65,6 @@ class StepBatch:
     stages_old: list[torch.Tensor] | None = None
 
 
-def organ_dice(settings: StrategySettings) -> DiceLoss:
-    """MONAI's soft Dice over organ channels (probabilities and one-hot targets given), per patch or pooled over the
-    batch as ``new_class_dice_batch`` says: an organ-adding step's and a domain step's alike."""
-    return DiceLoss(include_background=True, softmax=False, to_onehot_y=False, batch=settings.new_class_dice_batch)
-
-
 class Strategy(abc.ABC):
     """A way of learning new organs from new-organ labels only; subclasses combine the losses."""
 
@@ -85,7 +79,7 @@ class Strategy(abc.ABC):
     def __init__(self, context: StepContext, settings: StrategySettings) -> None:
         self.context = context
         self.settings = settings
-        self._dice = organ_dice(settings)
+        self._dice = organ_dice(settings.new_class_dice_reduction)
 
     def describe(self) -> dict[str, Any]:
         return settings_record(self.name, self.settings)

@@ -12,9 +12,9 @@ from torch import nn
 from ..api.settings import StrategySettings, settings_record
 from ..errors import InputError
 from ..losses import UnbiasedKnowledgeDistillation
+from ..losses.organ_dice import organ_dice
 from ..prototypes import IGNORE_INDEX
 from ..replay_buffer import ReplayBuffer
-from .base import organ_dice
 
 
 @dataclasses.dataclass
@@ -59,7 +59,7 @@ class DomainStrategy:
             raise InputError("new_organ_weight draws new organs more often, and a domain step adds none", "leave new_organ_weight at 1 for ciss adapt")
         self.context = context
         self.settings = settings
-        self._dice = organ_dice(settings)
+        self._dice = organ_dice(settings.new_class_dice_reduction)
         # The trainable blocks besides the network (none here); trained with it, never exported.
         self.blocks = nn.ModuleDict()
         self._kd = UnbiasedKnowledgeDistillation()
