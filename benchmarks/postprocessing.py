@@ -1,6 +1,7 @@
-"""Benchmark (o), (ax): what keeping each one-piece organ's large connected pieces does to DSC (ciss_engine/postprocessing.py).
+"""Benchmark (o), (ax), (bc): what each postprocessing rule does to DSC (ciss_engine/postprocessing.py).
 
-Every bundle given segments every case once; its argmax is scored as it is, with the postprocessing, and, for each
+Every bundle given segments every case once; its argmax is scored as it is, with the large pieces of each one-piece
+organ kept, with air first cleared from the organs that never hold any (today's postprocessing), and, for each
 ``--near-mm`` distance, with a candidate rule that also keeps every piece within that distance of a kept piece
 (chained): an organ cut apart on the network's coarse grid, such as a pancreas whose thin body is lost, keeps its
 parts. The columns differ by the rule alone. Cases are folders with image.nii.gz and label_seg8.nii.gz (the paper's
@@ -27,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from ciss_engine.bundle import Bundle  # noqa: E402
 from ciss_engine.inference import Segmenter  # noqa: E402
-from ciss_engine.postprocessing import EVERY_NEIGHBOUR, keep_largest_pieces, one_piece_labels  # noqa: E402
+from ciss_engine.postprocessing import EVERY_NEIGHBOUR, keep_largest_pieces, never_air_labels, one_piece_labels, without_air  # noqa: E402
 from ciss_engine.protocol import case_in_bundle_labels, cases_in  # noqa: E402
 
 
@@ -58,14 +59,15 @@ def scored_ways(bundle: Path, cases_dir: Path, near_mm: Sequence[float], latest:
     opened = Bundle.open_or_raise(bundle)
     version = opened.load(opened.versions()[-1] if latest else None)
     segmenter = Segmenter(version, torch.device("cpu"), postprocess=False)
-    one_piece = one_piece_labels(version.registry)
+    one_piece, never_air = one_piece_labels(version.registry), never_air_labels(version.registry)
     scores: dict[str, dict[str, list[float]]] = {}
     for case in cases_in(cases_dir):
         image, _, remapped = case_in_bundle_labels(case, version.registry)
         raw = segmenter.segment(image).label
         spacing = [float(s) for s in image.header.get_zooms()[:3]]
         kept = keep_largest_pieces(raw, one_piece)
-        ways = {"as predicted": raw, "large pieces kept": kept}
+        without_air_kept = keep_largest_pieces(without_air(raw, np.asarray(image.dataobj), never_air), one_piece)
+        ways = {"as predicted": raw, "large pieces kept": kept, "air cleared, large pieces kept": without_air_kept}
         ways |= {f"and pieces within {d:g} mm": with_near_pieces(raw, kept, one_piece, spacing, d) for d in near_mm}
         for organ in version.registry.organs:
             truth = remapped == organ.label

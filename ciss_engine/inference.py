@@ -13,7 +13,7 @@ from monai.inferers import sliding_window_inference
 from .bundle import BundleVersion
 from .device import autocast, autocast_dtype
 from .network import AnyNetwork, build_network, network_config_from_json
-from .postprocessing import keep_largest_pieces, postprocessed_labels
+from .postprocessing import air_cleared_labels, keep_largest_pieces, postprocessed_labels, without_air
 from .preprocessing import PreprocessingConfig, image_to_network, label_from_logits_nnunet, label_to_input_grid
 
 def load_network(version: BundleVersion, device: torch.device) -> AnyNetwork:
@@ -121,19 +121,23 @@ class SegmentationResult:
     affine: np.ndarray
     volumes_ml: dict[str, float]
     largest_piece_only: tuple[str, ...] = ()  # the organs kept as their largest connected piece (postprocessing.py)
+    air_cleared: tuple[str, ...] = ()  # the organs whose voxels below postprocessing.AIR_HU became background
 
 
 class Segmenter:
-    """Segments CTs with one bundle version; the network is loaded once. ``postprocess``: keep each one-piece
-    organ's largest connected piece (postprocessing.py); off, the argmax as it is. A model imported from another
-    tool (nnU-Net, a MONAI bundle) and the steps grown from it keep their outputs as the source tool gives them: a
-    site has validated that tool's output, and its own pipeline decides its postprocessing."""
+    """Segments CTs with one bundle version; the network is loaded once. ``postprocess``: clear air from the organs that
+    never hold any and keep each one-piece organ's large connected pieces (postprocessing.py); off, the argmax as it
+    is. A model imported from another tool (nnU-Net, a MONAI bundle) and the steps grown from it keep their outputs as
+    the source tool gives them: a site has validated that tool's output, and its own pipeline decides its
+    postprocessing."""
 
     def __init__(self, version: BundleVersion, device: torch.device, *, postprocess: bool = True) -> None:
         self.version = version
         self.device = device
         self.postprocessed = postprocessed_labels(version) if postprocess else []
         self.postprocessed_names = tuple(o.name for o in version.registry.organs if o.label in self.postprocessed)
+        self.air_cleared = air_cleared_labels(version) if postprocess else []
+        self.air_cleared_names = tuple(o.name for o in version.registry.organs if o.label in self.air_cleared)
         self.preprocessing = PreprocessingConfig.from_json(version.settings.preprocessing)
         self.network = load_network(version, device)
 
@@ -150,8 +154,11 @@ class Segmenter:
             network_label = tensor.clone()
             network_label.set_array(logits[0].argmax(0, keepdim=True).to(torch.uint8))
             label = label_to_input_grid(network_label, image)
+        if self.air_cleared:
+            label = without_air(label, np.asarray(image.dataobj), self.air_cleared)
         label = keep_largest_pieces(label, self.postprocessed)
         voxel_ml = abs(float(np.linalg.det(image.affine[:3, :3]))) / 1000.0
         counts = np.bincount(label.ravel(), minlength=self.version.registry.num_classes)
         volumes = {organ.name: round(float(counts[organ.label]) * voxel_ml, 3) for organ in self.version.registry.organs}
-        return SegmentationResult(label=label, affine=image.affine, volumes_ml=volumes, largest_piece_only=self.postprocessed_names)
+        return SegmentationResult(label=label, affine=image.affine, volumes_ml=volumes, largest_piece_only=self.postprocessed_names,
+                                  air_cleared=self.air_cleared_names)

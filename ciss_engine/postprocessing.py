@@ -1,4 +1,5 @@
-"""What a label map goes through after the argmax: each one-piece organ kept as its large connected pieces.
+"""What a label map goes through after the argmax: air taken out of the organs that never hold any, then each
+one-piece organ kept as its large connected pieces.
 
 A network that sees a patch at a time paints an organ now and then far from where it is (liver in the thigh
 muscles, kidney in the shoulders); for an organ that is one connected structure in every patient, every piece
@@ -6,6 +7,14 @@ much smaller than the largest is such an error. Measured on the real-CT step (be
 voxels more than 30 mm from any labelled organ 44,137 → 1,431, liver 0.66 → 0.87, spleen 0.80 → 0.91. Organs the catalog does not
 know as one piece (bowel, thyroid, custom organs, imported classes it does not name) are left as predicted, and so
 is every organ of a model imported from another tool (inference.Segmenter).
+
+A model trained on one patient's abdomen painted kidney_left into the other patient's lung base, over voxels at
+−850 to −920 HU (benchmarks/RESULTS.md (bc)); no voxel of a labelled spleen, kidney, pancreas or liver on the project's
+real CTs lies below −330 HU. Voxels darker than ``AIR_HU`` are therefore not left to such organs (the catalog's
+``never_air``): they become background before the pieces are counted, so a stray piece in air cannot outgrow the
+true organ and be kept instead of it. It needs the CT in HU on the label's grid, which ``ciss segment`` has; the
+forgetting guard and a step's new-organ report compare masks on the network grid, where the engine's window has
+clipped everything below −175 HU, and keep the large pieces only.
 """
 from __future__ import annotations
 
@@ -15,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import ndimage
 
-from .registry import ClassRegistry, one_piece_organ_names
+from .registry import ClassRegistry, never_air_organ_names, one_piece_organ_names
 
 if TYPE_CHECKING:
     from .bundle import BundleVersion
@@ -27,12 +36,34 @@ EVERY_NEIGHBOUR = np.ones((3, 3, 3), bool)
 # cannot tell which one is the organ: keeping only the larger deleted the true liver in the demo (DSC 0.48 → 0.00,
 # its wrong piece 60,446 voxels against the true one's 59,630; benchmarks/RESULTS.md (o)).
 KEPT_SHARE_OF_LARGEST = 0.5
+# Half-way between air (−1000 HU) and water (0 HU): lung parenchyma lies below it, every soft tissue and fat above.
+AIR_HU = -500.0
 
 
 def one_piece_labels(registry: ClassRegistry) -> list[int]:
     """The labels of ``registry``'s organs that the catalog knows as one connected structure."""
     one_piece = one_piece_organ_names()
     return [organ.label for organ in registry.organs if organ.name in one_piece]
+
+
+def never_air_labels(registry: ClassRegistry) -> list[int]:
+    """The labels of ``registry``'s organs that the catalog knows never to hold air."""
+    never_air = never_air_organ_names()
+    return [organ.label for organ in registry.organs if organ.name in never_air]
+
+
+def air_cleared_labels(version: BundleVersion) -> list[int]:
+    """The labels whose air voxels ``version``'s segmentations clear: its never-air organs, or none for a model imported
+    from another tool and the steps grown from it (as ``postprocessed_labels``)."""
+    return never_air_labels(version.registry) if version.settings.source is None else []
+
+
+def without_air(label: np.ndarray, hounsfield: np.ndarray, labels: Sequence[int]) -> np.ndarray:
+    """A copy of ``label`` in which each of ``labels`` loses the voxels below ``AIR_HU`` in ``hounsfield`` (the CT on
+    the same grid) to background."""
+    cleared = label.copy()
+    cleared[np.isin(label, labels) & (hounsfield < AIR_HU)] = 0
+    return cleared
 
 
 def postprocessed_labels(version: BundleVersion, registry: ClassRegistry | None = None) -> list[int]:

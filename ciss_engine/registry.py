@@ -90,6 +90,13 @@ def one_piece_organ_names() -> frozenset[str]:
     return frozenset(entry["name"] for entry in _catalog()["organs"] if entry.get("one_piece"))
 
 
+def never_air_organ_names() -> frozenset[str]:
+    """Catalog organs whose voxels are never air: parenchyma, blood, bile, bone and nerve (a liver, a kidney, the aorta, the
+    gallbladder); not the lungs, the airway or the gut, whose lumen holds gas, nor the urinary bladder, which a catheter
+    lets air into."""
+    return frozenset(entry["name"] for entry in _catalog()["organs"] if entry.get("never_air"))
+
+
 def enhancing_organ_names() -> frozenset[str]:
     """Catalog organs of perfused tissue or blood that IV contrast brightens (liver, spleen, kidneys, vessels);
     not fluid or air (gallbladder, urinary bladder, the lumen a stomach or bowel label holds), bone or nerve."""

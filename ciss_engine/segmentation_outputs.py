@@ -49,6 +49,8 @@ def write_segmentation_outputs(
             "label_map": str(label_path),
             # Organs kept as their largest connected piece (postprocessing.py); empty with --no-postprocessing.
             "largest_piece_only": list(result.largest_piece_only),
+            # Organs whose voxels below −500 HU (air) became background (postprocessing.py); empty with --no-postprocessing.
+            "air_cleared": list(result.air_cleared),
             "organs": [
                 {"label": o.label, "name": o.name, "rgb": list(o.rgb), "volume_ml": result.volumes_ml[o.name], "found": result.volumes_ml[o.name] > 0}
                 for o in version.registry.organs

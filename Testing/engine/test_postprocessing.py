@@ -1,4 +1,5 @@
-"""Postprocessing (postprocessing.py): each one-piece organ kept as its largest connected piece, nothing else touched."""
+"""Postprocessing (postprocessing.py): air cleared from the organs that never hold any, then each one-piece organ kept as
+its large connected pieces; nothing else touched."""
 import json
 
 import nibabel as nib
@@ -7,7 +8,7 @@ from ciss_test_helpers import run_cli
 from scipy import ndimage
 
 from ciss_engine.bundle import Bundle
-from ciss_engine.postprocessing import KEPT_SHARE_OF_LARGEST, keep_largest_pieces, one_piece_labels
+from ciss_engine.postprocessing import AIR_HU, KEPT_SHARE_OF_LARGEST, keep_largest_pieces, never_air_labels, one_piece_labels, without_air
 from ciss_engine.registry import ClassRegistry
 
 EVERY_NEIGHBOUR = np.ones((3, 3, 3), bool)  # face, edge and corner neighbours: the postprocessing's connectivity
@@ -87,3 +88,44 @@ def test_a_model_imported_from_another_tool_keeps_its_own_outputs(painted_bundle
     output = tmp_path / "organs.nii.gz"
     assert run_cli("segment", "-b", painted_bundle, "-i", phantom_cohort[3] / "image.nii.gz", "-o", output, "--no-preview", "--device", "cpu", "--quiet") == 0
     assert json.loads(output.with_suffix("").with_suffix(".json").read_text())["largest_piece_only"] == []
+    assert json.loads(output.with_suffix("").with_suffix(".json").read_text())["air_cleared"] == []
+
+
+def test_air_leaves_only_the_organs_that_never_hold_it():
+    label = np.zeros((4, 4, 4), np.uint8)
+    label[:2] = 1  # spleen: never air
+    label[2:] = 2  # stomach: its lumen holds gas
+    hounsfield = np.full(label.shape, 40.0)
+    hounsfield[:, :2] = -900.0  # air over half of each organ
+    hounsfield[:, 2, 0] = AIR_HU  # at the bound: not below it
+    given = label.copy()
+    cleared = without_air(label, hounsfield, [1])
+    np.testing.assert_array_equal(label, given)
+    assert cleared.dtype == np.uint8
+    assert (cleared[:2, :2] == 0).all() and (cleared[:2, 2:] == 1).all()
+    np.testing.assert_array_equal(cleared[2:], label[2:])
+
+
+def test_the_catalog_says_which_organs_never_hold_air():
+    registry = ClassRegistry.from_names([("spleen", None), ("stomach", None), ("urinary_bladder", None), ("tumour_bed", (255, 128, 0)),
+                                         ("lung_left", None), ("gallbladder", None)])
+    assert never_air_labels(registry) == [registry.by_name("spleen").label, registry.by_name("gallbladder").label]
+
+
+def test_segment_clears_air_from_organs_before_keeping_their_pieces(painting_bundle, phantom_cohort, tmp_path):
+    image_path = phantom_cohort[3] / "image.nii.gz"
+    version = Bundle.open_or_raise(painting_bundle).load()
+    output, unprocessed = tmp_path / "organs.nii.gz", tmp_path / "raw.nii.gz"
+    assert run_cli("segment", "-b", painting_bundle, "-i", image_path, "-o", output, "--no-preview", "--device", "cpu", "--quiet") == 0
+    assert run_cli("segment", "-b", painting_bundle, "-i", image_path, "-o", unprocessed, "--no-preview", "--device", "cpu",
+                   "--no-postprocessing", "--quiet") == 0
+    kept, raw = (np.asarray(nib.load(str(path)).dataobj) for path in (output, unprocessed))
+    hounsfield = np.asarray(nib.load(str(image_path)).dataobj)
+    never_air = never_air_labels(version.registry)
+    in_air = np.isin(raw, never_air) & (hounsfield < AIR_HU)
+    print("never-air organ voxels in air, as predicted:", int(in_air.sum()), "of", int(np.isin(raw, never_air).sum()))
+    assert in_air.sum() > 0  # the painting paints organs in the air around the phantom
+    assert not (np.isin(kept, never_air) & (hounsfield < AIR_HU)).any()
+    np.testing.assert_array_equal(kept, keep_largest_pieces(without_air(raw, hounsfield, never_air), one_piece_labels(version.registry)))
+    summaries = [json.loads(path.with_suffix("").with_suffix(".json").read_text()) for path in (output, unprocessed)]
+    assert summaries[0]["air_cleared"] == [o.name for o in version.registry.organs if o.label in never_air] and summaries[1]["air_cleared"] == []
