@@ -155,7 +155,7 @@ class Segmenter:
             network_label.set_array(logits[0].argmax(0, keepdim=True).to(torch.uint8))
             label = label_to_input_grid(network_label, image)
         if self.air_cleared:
-            label = without_air(label, np.asarray(image.dataobj), self.air_cleared)
+            label = without_air(label, np.asarray(image.dataobj, dtype=np.float32), self.air_cleared)
         label = keep_largest_pieces(label, self.postprocessed)
         voxel_ml = abs(float(np.linalg.det(image.affine[:3, :3]))) / 1000.0
         counts = np.bincount(label.ravel(), minlength=self.version.registry.num_classes)

@@ -26,7 +26,7 @@ def organ_volume_dice(probabilities: torch.Tensor, targets: torch.Tensor) -> tor
     spatial = tuple(range(2, probabilities.ndim))
     overlap, painted, labelled = (probabilities * targets).sum(spatial), probabilities.sum(spatial), targets.sum(spatial)
     holds = labelled > 0
-    mean_volume = (labelled * holds).sum(0) / holds.sum(0).clamp(min=1)
+    mean_volume = labelled.sum(0) / holds.sum(0).clamp(min=1)
     own = 1 - (2 * overlap + _SMOOTH) / (painted + labelled + _SMOOTH)
     against_volume = painted / (painted + mean_volume + _SMOOTH)
     return torch.where(holds, own, torch.where(mean_volume > 0, against_volume, torch.zeros_like(against_volume))).mean()
