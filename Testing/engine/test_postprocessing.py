@@ -123,7 +123,6 @@ def test_segment_clears_air_from_organs_before_keeping_their_pieces(painting_bun
     hounsfield = np.asarray(nib.load(str(image_path)).dataobj)
     never_air = never_air_labels(version.registry)
     in_air = np.isin(raw, never_air) & (hounsfield < AIR_HU)
-    print("never-air organ voxels in air, as predicted:", int(in_air.sum()), "of", int(np.isin(raw, never_air).sum()))
     assert in_air.sum() > 0  # the painting paints organs in the air around the phantom
     assert not (np.isin(kept, never_air) & (hounsfield < AIR_HU)).any()
     np.testing.assert_array_equal(kept, keep_largest_pieces(without_air(raw, hounsfield, never_air), one_piece_labels(version.registry)))
