@@ -13,7 +13,7 @@ from monai.inferers import sliding_window_inference
 from .bundle import BundleVersion
 from .device import autocast, autocast_dtype
 from .network import AnyNetwork, build_network, network_config_from_json
-from .postprocessing import air_cleared_labels, keep_largest_pieces, postprocessed_labels, without_air
+from .postprocessing import Postprocessing
 from .preprocessing import PreprocessingConfig, image_to_network, label_from_logits_nnunet, label_to_input_grid
 
 def load_network(version: BundleVersion, device: torch.device) -> AnyNetwork:
@@ -134,15 +134,13 @@ class Segmenter:
     def __init__(self, version: BundleVersion, device: torch.device, *, postprocess: bool = True) -> None:
         self.version = version
         self.device = device
-        self.postprocessed = postprocessed_labels(version) if postprocess else []
-        self.postprocessed_names = tuple(o.name for o in version.registry.organs if o.label in self.postprocessed)
-        self.air_cleared = air_cleared_labels(version) if postprocess else []
-        self.air_cleared_names = tuple(o.name for o in version.registry.organs if o.label in self.air_cleared)
+        self.postprocessing = Postprocessing.of(version) if postprocess else Postprocessing()
         self.preprocessing = PreprocessingConfig.from_json(version.settings.preprocessing)
         self.network = load_network(version, device)
 
     def segment(self, image: nib.Nifti1Image) -> SegmentationResult:
-        tensor = image_to_network(image, self.preprocessing)
+        voxels = np.asarray(image.dataobj)  # read once: the network's input and the air rule's intensities
+        tensor = image_to_network(image, self.preprocessing, voxels)
         pre = self.preprocessing
         logits, _ = sliding_window_outputs(
             self.network, tensor[None], patch_size=pre.patch_size, device=self.device,
@@ -154,11 +152,11 @@ class Segmenter:
             network_label = tensor.clone()
             network_label.set_array(logits[0].argmax(0, keepdim=True).to(torch.uint8))
             label = label_to_input_grid(network_label, image)
-        if self.air_cleared:
-            label = without_air(label, np.asarray(image.dataobj, dtype=np.float32), self.air_cleared)
-        label = keep_largest_pieces(label, self.postprocessed)
+        label = self.postprocessing.applied(label, voxels)
         voxel_ml = abs(float(np.linalg.det(image.affine[:3, :3]))) / 1000.0
         counts = np.bincount(label.ravel(), minlength=self.version.registry.num_classes)
         volumes = {organ.name: round(float(counts[organ.label]) * voxel_ml, 3) for organ in self.version.registry.organs}
-        return SegmentationResult(label=label, affine=image.affine, volumes_ml=volumes, largest_piece_only=self.postprocessed_names,
-                                  air_cleared=self.air_cleared_names)
+        organs = self.version.registry.organs
+        return SegmentationResult(label=label, affine=image.affine, volumes_ml=volumes,
+                                  largest_piece_only=tuple(o.name for o in organs if o.label in self.postprocessing.one_piece),
+                                  air_cleared=tuple(o.name for o in organs if o.label in self.postprocessing.never_air))

@@ -8,9 +8,9 @@ voxels more than 30 mm from any labelled organ 44,137 → 1,431, liver 0.66 → 
 know as one piece (bowel, thyroid, custom organs, imported classes it does not name) are left as predicted, and so
 is every organ of a model imported from another tool (inference.Segmenter).
 
-A model trained on one patient's abdomen painted kidney_left into the other patient's lung base, over voxels at
-−850 to −920 HU (benchmarks/RESULTS.md (bc)); no voxel of a labelled spleen, kidney, pancreas or liver on the project's
-real CTs lies below −330 HU. Voxels darker than ``AIR_HU`` are therefore not left to such organs (the catalog's
+A model trained on one patient's abdomen painted kidney_left into the other patient's lung base, over voxels of median
+−860 to −892 HU (benchmarks/RESULTS.md (bc)); no voxel of a labelled spleen, kidney, gallbladder, pancreas or liver on
+the project's real CTs lies below −321 HU. Voxels darker than ``AIR_HU`` are therefore not left to such organs (the catalog's
 ``never_air``): they become background before the pieces are counted, so a stray piece in air cannot outgrow the
 true organ and be kept instead of it. It needs the CT in HU on the label's grid, which ``ciss segment`` has; the
 forgetting guard and a step's new-organ report compare masks on the network grid, where the engine's window has
@@ -18,6 +18,7 @@ clipped everything below −175 HU, and keep the large pieces only.
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -40,22 +41,18 @@ KEPT_SHARE_OF_LARGEST = 0.5
 AIR_HU = -500.0
 
 
+def _labels_of(registry: ClassRegistry, names: frozenset[str]) -> list[int]:
+    return [organ.label for organ in registry.organs if organ.name in names]
+
+
 def one_piece_labels(registry: ClassRegistry) -> list[int]:
     """The labels of ``registry``'s organs that the catalog knows as one connected structure."""
-    one_piece = one_piece_organ_names()
-    return [organ.label for organ in registry.organs if organ.name in one_piece]
+    return _labels_of(registry, one_piece_organ_names())
 
 
 def never_air_labels(registry: ClassRegistry) -> list[int]:
     """The labels of ``registry``'s organs that the catalog knows never to hold air."""
-    never_air = never_air_organ_names()
-    return [organ.label for organ in registry.organs if organ.name in never_air]
-
-
-def air_cleared_labels(version: BundleVersion) -> list[int]:
-    """The labels whose air voxels ``version``'s segmentations clear: its never-air organs, or none for a model imported
-    from another tool and the steps grown from it (as ``postprocessed_labels``)."""
-    return never_air_labels(version.registry) if version.settings.source is None else []
+    return _labels_of(registry, never_air_organ_names())
 
 
 def without_air(label: np.ndarray, hounsfield: np.ndarray, labels: Sequence[int]) -> np.ndarray:
@@ -66,11 +63,39 @@ def without_air(label: np.ndarray, hounsfield: np.ndarray, labels: Sequence[int]
     return cleared
 
 
+def _trained_here(version: BundleVersion) -> bool:
+    """False for a model imported from another tool and the steps grown from it: a site has validated that tool's raw
+    output, and its own pipeline decides its postprocessing."""
+    return version.settings.source is None
+
+
 def postprocessed_labels(version: BundleVersion, registry: ClassRegistry | None = None) -> list[int]:
     """The labels that ``version``'s segmentations keep in large pieces: its one-piece organs, or none for a model
-    imported from another tool and the steps grown from it (a site has validated that tool's raw output).
-    ``registry``: the organs of a step being grown from ``version`` (its new organs included) instead of its own."""
-    return one_piece_labels(registry or version.registry) if version.settings.source is None else []
+    imported from another tool and the steps grown from it. ``registry``: the organs of a step being grown from
+    ``version`` (its new organs included) instead of its own."""
+    return one_piece_labels(registry or version.registry) if _trained_here(version) else []
+
+
+@dataclasses.dataclass(frozen=True)
+class Postprocessing:
+    """What ``ciss segment`` does to a label map after the argmax, in this order: air cleared from ``never_air``, then
+    the large pieces of ``one_piece`` kept. Empty: the argmax as it is."""
+
+    never_air: tuple[int, ...] = ()
+    one_piece: tuple[int, ...] = ()
+
+    @classmethod
+    def of(cls, version: BundleVersion) -> Postprocessing:
+        """``version``'s postprocessing: none for an imported model and the steps grown from it."""
+        if not _trained_here(version):
+            return cls()
+        return cls(tuple(never_air_labels(version.registry)), tuple(one_piece_labels(version.registry)))
+
+    def applied(self, label: np.ndarray, hounsfield: np.ndarray) -> np.ndarray:
+        """``label`` postprocessed; ``hounsfield``: the CT on the same grid."""
+        if self.never_air:
+            label = without_air(label, hounsfield, self.never_air)
+        return keep_largest_pieces(label, self.one_piece)
 
 
 def keep_largest_pieces(label: np.ndarray, labels: Sequence[int]) -> np.ndarray:

@@ -139,8 +139,9 @@ def _to_network_grid(tensor: MetaTensor, config: PreprocessingConfig, mode: str)
     return Spacing(pixdim=config.spacing_mm, mode=mode, padding_mode="border" if mode == "nearest" else config.image_padding)(tensor)
 
 
-def image_to_network(image: nib.Nifti1Image, config: PreprocessingConfig) -> MetaTensor:
-    """CT → (1, X, Y, Z) float32 on the network grid (in [0, 1] for a HU window), affine kept."""
+def image_to_network(image: nib.Nifti1Image, config: PreprocessingConfig, data: np.ndarray | None = None) -> MetaTensor:
+    """CT → (1, X, Y, Z) float32 on the network grid (in [0, 1] for a HU window), affine kept. ``data``: the CT's
+    voxels already read (``np.asarray(image.dataobj)``), so a caller that needs them too reads the file once."""
     def resample(tensor: MetaTensor) -> MetaTensor:
         return _to_network_grid(tensor, config, "bilinear")
 
@@ -150,7 +151,7 @@ def image_to_network(image: nib.Nifti1Image, config: PreprocessingConfig) -> Met
     else:  # an imported model's own normalisation, in the order it was trained with
         intensity = [step.transform() for step in config.intensity]
         steps = [*intensity, resample] if config.intensity_before_resampling else [resample, *intensity]
-    tensor = as_meta_tensor(image).float()
+    tensor = as_meta_tensor(image, data).float()
     for step in steps:
         tensor = step(tensor)
     return tensor

@@ -84,23 +84,27 @@ def known_organ_names() -> list[str]:
     return [entry["name"] for entry in _catalog()["organs"]]
 
 
+def _flagged_organ_names(flag: str) -> frozenset[str]:
+    return frozenset(entry["name"] for entry in _catalog()["organs"] if entry.get(flag))
+
+
 def one_piece_organ_names() -> frozenset[str]:
     """Catalog organs that are one connected structure in every patient (a liver, a kidney; not the bowel, whose
     loops a CT cuts into pieces, nor the thyroid's lobes): a prediction's other islands of them are errors."""
-    return frozenset(entry["name"] for entry in _catalog()["organs"] if entry.get("one_piece"))
+    return _flagged_organ_names("one_piece")
 
 
 def never_air_organ_names() -> frozenset[str]:
     """Catalog organs whose voxels are never air: parenchyma, blood, bile, bone and nerve (a liver, a kidney, the aorta, the
     gallbladder); not the lungs, the airway or the gut, whose lumen holds gas, nor the urinary bladder, which a catheter
     lets air into."""
-    return frozenset(entry["name"] for entry in _catalog()["organs"] if entry.get("never_air"))
+    return _flagged_organ_names("never_air")
 
 
 def enhancing_organ_names() -> frozenset[str]:
     """Catalog organs of perfused tissue or blood that IV contrast brightens (liver, spleen, kidneys, vessels);
     not fluid or air (gallbladder, urinary bladder, the lumen a stomach or bowel label holds), bone or nerve."""
-    return frozenset(entry["name"] for entry in _catalog()["organs"] if entry.get("enhances"))
+    return _flagged_organ_names("enhances")
 
 
 def parse_rgb(text: str) -> tuple[int, int, int]:
