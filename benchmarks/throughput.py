@@ -4,7 +4,9 @@ One process, one real CT (``ts_abdpelvis``, organs 1-4) prepared on the network 
 loss (Dice + CE), SGD; every variant runs ``--iterations`` timed iterations after ``--warmup`` untimed
 ones, in rounds so that load from other work spreads over all variants (ratios, not seconds, are the
 result). Variants:
-- ``eager``: the loop as ``ciss train`` runs it (patches drawn and augmented on the training thread);
+- ``eager``: the loop as ``ciss train`` runs it (patches drawn and augmented on the training thread, the network's
+  weights channels-last: ``device.placed``);
+- ``contiguous layout``: the eager loop with the weights in PyTorch's default layout (the engine before (bd));
 - ``prefetch``: the next iteration's patches drawn on a second thread while this one trains;
 - ``compile``: ``torch.compile`` (inductor) of the network; its compile time is reported apart;
 - ``threads=1``: one math thread instead of all cores;
@@ -34,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from ciss_engine.device import autocast, autocast_dtype  # noqa: E402
 from ciss_engine.events import EventSink  # noqa: E402
-from ciss_engine.network import NetworkConfig, build_network  # noqa: E402
+from ciss_engine.network import NetworkConfig, build_network, placed  # noqa: E402
 from ciss_engine.preprocessing import PreprocessingConfig  # noqa: E402
 from ciss_engine.training.cases import prepare_cases  # noqa: E402
 from ciss_engine.training.sampler import PatchBatch, PatchSampler  # noqa: E402
@@ -100,13 +102,15 @@ def main() -> None:
                               other_labels="background", config=config, sink=sink)
         return PatchSampler(cases, num_classes=5, patch_size=size, batch_size=batch_size, seed=0, augment=True)
 
-    def network() -> torch.nn.Module:
+    def network(contiguous: bool = False) -> torch.nn.Module:
         torch.manual_seed(0)
-        return build_network(NetworkConfig(init_filters=args.init_filters, out_channels=5)).train()
+        built = build_network(NetworkConfig(init_filters=args.init_filters, out_channels=5)).train()
+        return built if contiguous else placed(built, torch.device("cpu"))
 
     variants: dict[str, tuple[Step, Callable[[], None], int]] = {}
     base_sampler = sampler_for(patch, 2)
     variants["eager"] = (*make_step(network(), base_sampler, prefetch=False), threads)
+    variants["contiguous layout (before (bd))"] = (*make_step(network(contiguous=True), base_sampler, prefetch=False), threads)
     variants["prefetch (patches on a second thread)"] = (*make_step(network(), base_sampler, prefetch=True), threads)
     if autocast_dtype(torch.device("cpu"), cpu_bf16=True) is torch.bfloat16:
         variants["bf16 autocast"] = (*make_step(network(), base_sampler, prefetch=False, dtype=torch.bfloat16), threads)

@@ -12,7 +12,7 @@ from monai.inferers import sliding_window_inference
 
 from .bundle import BundleVersion
 from .device import autocast, autocast_dtype
-from .network import AnyNetwork, build_network, network_config_from_json
+from .network import AnyNetwork, build_network, network_config_from_json, placed
 from .postprocessing import Postprocessing
 from .preprocessing import PreprocessingConfig, image_to_network, label_from_logits_nnunet, label_to_input_grid
 
@@ -26,7 +26,7 @@ def load_network(version: BundleVersion, device: torch.device) -> AnyNetwork:
     except RuntimeError as error:
         metadata = version.path / "configs" / "metadata.json"
         raise BundleError(f"weights in {version.model_path} do not fit the network in {metadata}: {error}", "one of the two files is damaged; roll back to another version or retrain") from error
-    return network.to(device).eval()
+    return placed(network, device).eval()
 
 
 # Patches per forward pass of whole-CT inference. On the CPU PyTorch runs a batch of one small 3D patch through its

@@ -19,7 +19,7 @@ from ..cancellation import CancelToken
 from ..device import seed_run
 from ..errors import Cancelled, InputError
 from ..events import EventSink
-from ..network import NetworkConfig, build_network
+from ..network import NetworkConfig, build_network, placed
 from ..preprocessing import PreprocessingConfig
 from ..registry import ClassRegistry
 from .augmentation import organ_contrast_for, share_that_ran
@@ -148,7 +148,7 @@ def _train_base_bundle_locked(
 
     seed_run(request.seed)
     network_config = NetworkConfig(init_filters=request.init_filters, out_channels=registry.num_classes)
-    network = build_network(network_config).to(device)
+    network = placed(build_network(network_config), device)
     sampler = PatchSampler(
         cases + synthetic, num_classes=registry.num_classes, patch_size=request.preprocessing.patch_size, batch_size=request.batch_size,
         seed=distributed.rank_seed(request.seed), augment=request.loop.augmentation,
