@@ -15,9 +15,8 @@ from ..api.events import GradientShares
 from ..events import EventSink
 
 # Measured every this many iterations of a step (and at its first); the mean of the measurements is recorded. Each
-# measurement costs a backward pass per term: every 25 iterations that was a fifth of a default pcdd step's time once
-# channels-last made the rest of an iteration cheaper (benchmarks/RESULTS.md (bd)); a 400-iteration step still
-# measures 4 times, a 1000-iteration step 10.
+# measurement costs a backward pass per term, about 2.3 iterations of a pcdd step: every 25 iterations about a tenth
+# of the step (benchmarks/RESULTS.md (bd)). A 400-iteration step still measures 4 times, a 1000-iteration step 10.
 GRADIENT_SHARE_EVERY = 100
 
 
