@@ -5,7 +5,7 @@ loss (Dice + CE), SGD; every variant runs ``--iterations`` timed iterations afte
 ones, in rounds so that load from other work spreads over all variants (ratios, not seconds, are the
 result). Variants:
 - ``eager``: the loop as ``ciss train`` runs it (patches drawn and augmented on the training thread, the network's
-  weights channels-last: ``device.placed``);
+  weights channels-last: ``network.placed``);
 - ``contiguous layout``: the eager loop with the weights in PyTorch's default layout (the engine before (bd));
 - ``prefetch``: the next iteration's patches drawn on a second thread while this one trains;
 - ``compile``: ``torch.compile`` (inductor) of the network; its compile time is reported apart;

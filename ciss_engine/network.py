@@ -99,8 +99,8 @@ def placed(network: AnyNetwork, device: torch.device) -> AnyNetwork:
     """``network`` on ``device``, laid out as that device's convolutions run fastest.
 
     The engine's own network on the CPU: channels-last weights (``torch.channels_last_3d``), so oneDNN keeps the feature
-    maps channels-last through forward and backward; one training iteration (8 filters, 48³, batch 2) took 0.26 s
-    against 0.41 s (2-core AMD EPYC, benchmarks/RESULTS.md (bd)). Only the layout changes: a bundle's weights are saved
+    maps channels-last through forward and backward; one training iteration (8 filters, 48³, batch 2) took 0.245 s
+    against 0.369 s (2-core AMD EPYC, benchmarks/RESULTS.md (bd)). Only the layout changes: a bundle's weights are saved
     contiguous either way. Imported networks (nnU-Net, MONAI bundles) and CUDA keep PyTorch's default layout: an import
     is checked against its source tool's outputs, and neither was measured. Place a network before
     DistributedDataParallel wraps it: its gradient buckets copy the parameters' layout.
